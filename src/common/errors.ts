@@ -1,0 +1,55 @@
+/**
+ * One error type for the whole project. Every StraitError carries a stable `code` from ERROR_CODES;
+ * the message says what went wrong and what to check. Impossible states use code STRAIT_ERR_BUG and a
+ * message starting with "BUG:". The table below is mirrored in docs/errors.md; a unit test keeps the two in step.
+ */
+export const ERROR_CODES = {
+  STRAIT_ERR_BUG: 'An internal invariant was broken. Please report it with the log line.',
+  STRAIT_ERR_CONFIG: 'A command-line flag or STRAIT_* environment variable is missing or invalid.',
+  STRAIT_ERR_MANIFEST_PARSE: 'A YAML document could not be parsed at all.',
+  STRAIT_ERR_MANIFEST_INVALID: 'A configuration object failed validation; it was rejected and the last good version kept.',
+  STRAIT_ERR_MANIFEST_SOURCE: 'A configuration file or directory could not be read.',
+  STRAIT_ERR_SPIFFE_ID: 'A SPIFFE id is malformed (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>).',
+  STRAIT_ERR_CA_ROOT: 'The CA root or intermediate could not be loaded or generated.',
+  STRAIT_ERR_CSR_INVALID: 'A certificate signing request could not be parsed or its signature does not verify.',
+  STRAIT_ERR_CERT_INVALID: 'A certificate could not be parsed or is not usable.',
+  STRAIT_ERR_PEER_VERIFY: 'A peer certificate does not chain to the mesh root or does not carry the expected SPIFFE id.',
+  STRAIT_ERR_CERT_ROTATION: 'Renewing a workload certificate failed; the current one stays in use until it expires.',
+  STRAIT_ERR_CERT_EXPIRED: 'No valid (unexpired) certificate is available for an identity.',
+  STRAIT_ERR_AUTH_TOKEN: 'A proxy presented a missing or wrong bootstrap token.',
+  STRAIT_ERR_IDENTITY_DENIED: 'A node asked for an identity that has no pod scheduled on it.',
+  STRAIT_ERR_XDS_PROTOCOL: 'An xDS peer sent a message that breaks the protocol (unknown type, bad nonce, malformed body).',
+  STRAIT_ERR_XDS_NACK: 'A proxy rejected a configuration push (NACK).',
+  STRAIT_ERR_XDS_CONNECT: 'The controller could not be reached over xDS.',
+  STRAIT_ERR_LISTEN: 'A listener could not bind its address (port in use or address not local).',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export class StraitError extends Error {
+  readonly code: ErrorCode;
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'StraitError';
+    this.code = code;
+  }
+
+  toJSON(): Record<string, unknown> {
+    return { name: this.name, code: this.code, message: this.message };
+  }
+}
+
+/** An impossible state: fail loudly, the message starts with "BUG:". */
+export function bug(message: string): StraitError {
+  return new StraitError('STRAIT_ERR_BUG', `BUG: ${message}`);
+}
+
+export function isStraitError(err: unknown, code?: ErrorCode): err is StraitError {
+  return err instanceof StraitError && (code === undefined || err.code === code);
+}
+
+/** A short human string for any thrown value. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

@@ -1,0 +1,423 @@
+/**
+ * Typed configuration objects, as users write them for Kubernetes, Istio (ambient) and Gateway API.
+ * Field names follow the upstream APIs exactly; optional upstream fields stay optional here. Validation
+ * (validate.ts) turns untrusted YAML into these types or into Problems; nothing else constructs them from input.
+ */
+
+export type Labels = Record<string, string>;
+
+export interface ObjectMeta {
+  name: string;
+  /** Set for namespaced kinds (defaulted to "default" when the document omits it); undefined for Namespace, Node. */
+  namespace?: string;
+  labels: Labels;
+  annotations: Labels;
+}
+
+/** Where an object came from, for messages. */
+export interface SourceRef {
+  file: string;
+  /** 1-based position of the document in its file. */
+  doc: number;
+}
+
+export interface LabelSelector {
+  matchLabels?: Labels;
+}
+
+// ---------- core/v1 ----------
+
+export interface Namespace {
+  apiVersion: 'v1';
+  kind: 'Namespace';
+  metadata: ObjectMeta;
+}
+
+export interface NodeAddress {
+  type: string; // InternalIP, ExternalIP, Hostname, ...
+  address: string;
+}
+export interface Node {
+  apiVersion: 'v1';
+  kind: 'Node';
+  metadata: ObjectMeta;
+  status: { addresses: NodeAddress[] };
+}
+
+export interface ContainerPort {
+  name?: string;
+  containerPort: number;
+  protocol?: string;
+}
+export interface Pod {
+  apiVersion: 'v1';
+  kind: 'Pod';
+  metadata: ObjectMeta;
+  spec: {
+    nodeName?: string;
+    /** Defaults to "default" as in Kubernetes. */
+    serviceAccountName: string;
+    containers: { name: string; image?: string; ports: ContainerPort[] }[];
+  };
+  status: {
+    podIP?: string;
+    podIPs: string[];
+    /** Pod phase; absent means Running for hand-written local manifests. */
+    phase?: string;
+    /** false when the Ready condition says False. Defaults to true. */
+    ready: boolean;
+  };
+}
+
+export interface ServicePort {
+  name?: string;
+  port: number;
+  /** Number or named container port; defaults to `port`. */
+  targetPort: number | string;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  appProtocol?: string;
+}
+export interface Service {
+  apiVersion: 'v1';
+  kind: 'Service';
+  metadata: ObjectMeta;
+  spec: {
+    clusterIP?: string;
+    clusterIPs: string[];
+    ports: ServicePort[];
+    /** Absent selector: endpoints are not derived from pods. */
+    selector?: Labels;
+    type?: string;
+  };
+}
+
+// ---------- security.istio.io ----------
+
+export interface PolicyTargetRef {
+  group?: string;
+  kind: string;
+  name: string;
+  namespace?: string;
+}
+
+export interface AuthzSource {
+  principals?: string[];
+  notPrincipals?: string[];
+  requestPrincipals?: string[];
+  notRequestPrincipals?: string[];
+  namespaces?: string[];
+  notNamespaces?: string[];
+  serviceAccounts?: string[];
+  notServiceAccounts?: string[];
+  ipBlocks?: string[];
+  notIpBlocks?: string[];
+  remoteIpBlocks?: string[];
+  notRemoteIpBlocks?: string[];
+}
+export interface AuthzOperation {
+  hosts?: string[];
+  notHosts?: string[];
+  /** Ports as strings, as Istio's API declares them. */
+  ports?: string[];
+  notPorts?: string[];
+  methods?: string[];
+  notMethods?: string[];
+  paths?: string[];
+  notPaths?: string[];
+}
+export interface AuthzCondition {
+  key: string;
+  values?: string[];
+  notValues?: string[];
+}
+export interface AuthzRule {
+  from?: { source: AuthzSource }[];
+  to?: { operation: AuthzOperation }[];
+  when?: AuthzCondition[];
+}
+export type AuthzAction = 'ALLOW' | 'DENY' | 'AUDIT' | 'CUSTOM';
+export interface AuthorizationPolicy {
+  apiVersion: 'security.istio.io/v1' | 'security.istio.io/v1beta1';
+  kind: 'AuthorizationPolicy';
+  metadata: ObjectMeta;
+  spec: {
+    selector?: LabelSelector;
+    targetRef?: PolicyTargetRef;
+    targetRefs?: PolicyTargetRef[];
+    /** Defaults to ALLOW. */
+    action: AuthzAction;
+    provider?: { name: string };
+    /** Absent/empty rules: an ALLOW policy matches nothing; a DENY policy matches nothing. */
+    rules: AuthzRule[];
+  };
+}
+
+export type MtlsMode = 'UNSET' | 'DISABLE' | 'PERMISSIVE' | 'STRICT';
+export interface PeerAuthentication {
+  apiVersion: 'security.istio.io/v1' | 'security.istio.io/v1beta1';
+  kind: 'PeerAuthentication';
+  metadata: ObjectMeta;
+  spec: {
+    selector?: LabelSelector;
+    mtls?: { mode: MtlsMode };
+    portLevelMtls?: Record<string, { mode: MtlsMode }>;
+  };
+}
+
+// ---------- networking.istio.io ----------
+
+export interface StringMatch {
+  exact?: string;
+  prefix?: string;
+  regex?: string;
+}
+export interface HTTPMatchRequest {
+  name?: string;
+  uri?: StringMatch;
+  method?: StringMatch;
+  authority?: StringMatch;
+  headers?: Record<string, StringMatch>;
+  queryParams?: Record<string, StringMatch>;
+  port?: number;
+  ignoreUriCase?: boolean;
+}
+export interface Destination {
+  host: string;
+  subset?: string;
+  port?: { number: number };
+}
+export interface HeaderOperations {
+  set?: Labels;
+  add?: Labels;
+  remove?: string[];
+}
+export interface HTTPRouteDestination {
+  destination: Destination;
+  weight?: number;
+  headers?: { request?: HeaderOperations; response?: HeaderOperations };
+}
+export interface HTTPRetry {
+  attempts: number;
+  perTryTimeout?: string;
+  retryOn?: string;
+}
+export interface HTTPFaultInjection {
+  delay?: { percentage?: { value: number }; fixedDelay: string };
+  abort?: { percentage?: { value: number }; httpStatus: number };
+}
+export interface VSHTTPRoute {
+  name?: string;
+  match?: HTTPMatchRequest[];
+  route?: HTTPRouteDestination[];
+  redirect?: { uri?: string; authority?: string; redirectCode?: number };
+  rewrite?: { uri?: string; authority?: string };
+  timeout?: string;
+  retries?: HTTPRetry;
+  fault?: HTTPFaultInjection;
+  headers?: { request?: HeaderOperations; response?: HeaderOperations };
+}
+export interface VirtualService {
+  apiVersion: 'networking.istio.io/v1' | 'networking.istio.io/v1beta1' | 'networking.istio.io/v1alpha3';
+  kind: 'VirtualService';
+  metadata: ObjectMeta;
+  spec: {
+    hosts: string[];
+    gateways?: string[];
+    http?: VSHTTPRoute[];
+    tcp?: { match?: { port?: number }[]; route?: { destination: Destination; weight?: number }[] }[];
+    exportTo?: string[];
+  };
+}
+
+export interface ConnectionPoolSettings {
+  tcp?: { maxConnections?: number; connectTimeout?: string };
+  http?: {
+    http1MaxPendingRequests?: number;
+    http2MaxRequests?: number;
+    maxRequestsPerConnection?: number;
+    maxRetries?: number;
+    idleTimeout?: string;
+  };
+}
+export interface OutlierDetection {
+  consecutive5xxErrors?: number;
+  consecutiveGatewayErrors?: number;
+  interval?: string;
+  baseEjectionTime?: string;
+  maxEjectionPercent?: number;
+}
+export interface TrafficPolicy {
+  connectionPool?: ConnectionPoolSettings;
+  loadBalancer?: { simple?: 'UNSPECIFIED' | 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM' | 'PASSTHROUGH' | 'LEAST_CONN' };
+  outlierDetection?: OutlierDetection;
+}
+export interface DestinationRule {
+  apiVersion: 'networking.istio.io/v1' | 'networking.istio.io/v1beta1' | 'networking.istio.io/v1alpha3';
+  kind: 'DestinationRule';
+  metadata: ObjectMeta;
+  spec: {
+    host: string;
+    trafficPolicy?: TrafficPolicy;
+    subsets?: { name: string; labels?: Labels; trafficPolicy?: TrafficPolicy }[];
+    exportTo?: string[];
+  };
+}
+
+// ---------- telemetry.istio.io ----------
+
+export interface Telemetry {
+  apiVersion: 'telemetry.istio.io/v1' | 'telemetry.istio.io/v1alpha1';
+  kind: 'Telemetry';
+  metadata: ObjectMeta;
+  spec: {
+    selector?: LabelSelector;
+    targetRefs?: PolicyTargetRef[];
+    accessLogging?: { providers?: { name: string }[]; disabled?: boolean; filter?: { expression: string } }[];
+    metrics?: { providers?: { name: string }[]; overrides?: unknown[] }[];
+    tracing?: { providers?: { name: string }[]; randomSamplingPercentage?: number; disableSpanReporting?: boolean }[];
+  };
+}
+
+// ---------- gateway.networking.k8s.io ----------
+
+export interface GatewayListener {
+  name: string;
+  port: number;
+  protocol: string; // HBONE for waypoints; HTTP, HTTPS, TCP, TLS otherwise
+  hostname?: string;
+  allowedRoutes?: unknown;
+}
+export interface Gateway {
+  apiVersion: 'gateway.networking.k8s.io/v1' | 'gateway.networking.k8s.io/v1beta1';
+  kind: 'Gateway';
+  metadata: ObjectMeta;
+  spec: {
+    gatewayClassName: string;
+    listeners: GatewayListener[];
+    addresses?: { type?: string; value: string }[];
+  };
+}
+
+export interface ParentReference {
+  group?: string; // "" for core (Service), "gateway.networking.k8s.io" default
+  kind?: string; // "Gateway" default; "Service" for mesh (GAMMA) routes
+  name: string;
+  namespace?: string;
+  port?: number;
+  sectionName?: string;
+}
+export interface HTTPPathMatch {
+  type: 'Exact' | 'PathPrefix' | 'RegularExpression';
+  value: string;
+}
+export interface HTTPHeaderMatch {
+  type: 'Exact' | 'RegularExpression';
+  name: string;
+  value: string;
+}
+export interface HTTPRouteMatch {
+  path?: HTTPPathMatch;
+  headers?: HTTPHeaderMatch[];
+  queryParams?: HTTPHeaderMatch[];
+  method?: string;
+}
+export interface HTTPHeaderFilter {
+  set?: { name: string; value: string }[];
+  add?: { name: string; value: string }[];
+  remove?: string[];
+}
+export interface HTTPRouteFilter {
+  type: 'RequestHeaderModifier' | 'ResponseHeaderModifier' | 'RequestRedirect' | 'URLRewrite' | 'RequestMirror' | 'ExtensionRef';
+  requestHeaderModifier?: HTTPHeaderFilter;
+  responseHeaderModifier?: HTTPHeaderFilter;
+  requestRedirect?: { scheme?: string; hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string }; port?: number; statusCode?: number };
+  urlRewrite?: { hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string } };
+  requestMirror?: { backendRef: BackendRef };
+  extensionRef?: { group: string; kind: string; name: string };
+}
+export interface BackendRef {
+  group?: string;
+  kind?: string; // Service default
+  name: string;
+  namespace?: string;
+  port?: number;
+  weight?: number; // default 1
+  filters?: HTTPRouteFilter[];
+}
+export interface HTTPRouteRule {
+  name?: string;
+  matches: HTTPRouteMatch[]; // defaulted to [{ path: { type: PathPrefix, value: "/" } }]
+  filters?: HTTPRouteFilter[];
+  backendRefs?: BackendRef[];
+  timeouts?: { request?: string; backendRequest?: string };
+}
+export interface HTTPRoute {
+  apiVersion: 'gateway.networking.k8s.io/v1' | 'gateway.networking.k8s.io/v1beta1';
+  kind: 'HTTPRoute';
+  metadata: ObjectMeta;
+  spec: {
+    parentRefs: ParentReference[];
+    hostnames?: string[];
+    rules: HTTPRouteRule[];
+  };
+}
+
+// ---------- unions ----------
+
+export type MeshObject =
+  | Namespace
+  | Node
+  | Pod
+  | Service
+  | AuthorizationPolicy
+  | PeerAuthentication
+  | VirtualService
+  | DestinationRule
+  | Telemetry
+  | Gateway
+  | HTTPRoute;
+
+export type Kind = MeshObject['kind'];
+export type ObjectOfKind<K extends Kind> = Extract<MeshObject, { kind: K }>;
+
+export const CLUSTER_SCOPED_KINDS: ReadonlySet<Kind> = new Set<Kind>(['Namespace', 'Node']);
+
+/** "Kind/namespace/name" ("Kind//name" for cluster-scoped kinds): the store's key for an object. */
+export function objectKey(obj: { kind: string; metadata: { name: string; namespace?: string } }): string {
+  return `${obj.kind}/${obj.metadata.namespace ?? ''}/${obj.metadata.name}`;
+}
+
+/** A validated object with where it came from. */
+export interface LoadedObject<T extends MeshObject = MeshObject> {
+  key: string;
+  object: T;
+  source: SourceRef;
+}
+
+export type Severity = 'error' | 'warning';
+
+/** One problem found in input; `toString()` gives the one-line message users see. */
+export interface Problem {
+  severity: Severity;
+  file: string;
+  doc: number;
+  kind?: string;
+  namespace?: string;
+  name?: string;
+  /** Field path, e.g. "spec.rules[0].from[0].source.principals[1]"; "" for the whole document. */
+  path: string;
+  message: string;
+}
+
+/** "policies.yaml doc 3 AuthorizationPolicy foo/deny-get: spec.action: "BLOCK" is not one of ..." */
+export function formatProblem(p: Problem): string {
+  const who = p.kind ? ` ${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name ?? '<unnamed>'}` : '';
+  const where = p.path ? `${p.path}: ` : '';
+  const sev = p.severity === 'warning' ? 'warning: ' : '';
+  return `${p.file} doc ${p.doc}${who}: ${sev}${where}${p.message}`;
+}
+
+export interface ParseResult {
+  objects: LoadedObject[];
+  problems: Problem[];
+}
