@@ -4,6 +4,8 @@
  * (validate.ts) turns untrusted YAML into these types or into Problems; nothing else constructs them from input.
  */
 
+import type { ErrorCode } from '../errors.js';
+
 export type Labels = Record<string, string>;
 
 export interface ObjectMeta {
@@ -17,7 +19,7 @@ export interface ObjectMeta {
 /** Where an object came from, for messages. */
 export interface SourceRef {
   file: string;
-  /** 1-based position of the document in its file. */
+  /** 1-based position of the document in its file (0 in a Problem about the whole file). */
   doc: number;
 }
 
@@ -271,6 +273,7 @@ export interface Telemetry {
   metadata: ObjectMeta;
   spec: {
     selector?: LabelSelector;
+    targetRef?: PolicyTargetRef;
     targetRefs?: PolicyTargetRef[];
     accessLogging?: { providers?: { name: string }[]; disabled?: boolean; filter?: { expression: string } }[];
     metrics?: { providers?: { name: string }[]; overrides?: unknown[] }[];
@@ -407,6 +410,8 @@ export interface Problem {
   /** Field path, e.g. "spec.rules[0].from[0].source.principals[1]"; "" for the whole document. */
   path: string;
   message: string;
+  /** STRAIT_ERR_MANIFEST_PARSE (YAML syntax), _SOURCE (unreadable path) or _INVALID (validation). */
+  code?: ErrorCode;
 }
 
 /** "policies.yaml doc 3 AuthorizationPolicy foo/deny-get: spec.action: "BLOCK" is not one of ..." */
@@ -414,7 +419,8 @@ export function formatProblem(p: Problem): string {
   const who = p.kind ? ` ${p.kind} ${p.namespace ? `${p.namespace}/` : ''}${p.name ?? '<unnamed>'}` : '';
   const where = p.path ? `${p.path}: ` : '';
   const sev = p.severity === 'warning' ? 'warning: ' : '';
-  return `${p.file} doc ${p.doc}${who}: ${sev}${where}${p.message}`;
+  const doc = p.doc > 0 ? ` doc ${p.doc}` : ''; // doc 0: the file or directory as a whole
+  return `${p.file}${doc}${who}: ${sev}${where}${p.message}`;
 }
 
 export interface ParseResult {
