@@ -1,0 +1,20 @@
+import { isIP } from 'node:net';
+import { StraitError } from './errors.js';
+
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/** Parses "host:port" or "[v6]:port"; port 0 means "any free port". `what` names the setting in errors. */
+export function parseHostPort(value: string, what: string): HostPort {
+  const m = /^\[([^\]]+)\]:(\d+)$/.exec(value) ?? /^([^:[\]]+):(\d+)$/.exec(value);
+  if (!m) throw new StraitError('STRAIT_ERR_CONFIG', `${what}: "${value}" is not host:port (for IPv6 use [addr]:port)`);
+  const port = Number(m[2]);
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new StraitError('STRAIT_ERR_CONFIG', `${what}: port ${m[2]} is outside 0..65535`);
+  return { host: m[1], port };
+}
+
+export function formatHostPort(hp: HostPort): string {
+  return isIP(hp.host) === 6 ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
+}

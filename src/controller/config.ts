@@ -1,0 +1,88 @@
+import { resolve } from 'node:path';
+import { StraitError } from '../common/errors.js';
+import { parseDurationMs } from '../common/model/duration.js';
+import { parseHostPort, type HostPort } from '../common/net.js';
+
+export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
+export const ENV_DATA_DIR = 'STRAIT_DATA_DIR';
+export const ENV_XDS_ADDRESS = 'STRAIT_XDS_ADDRESS';
+export const ENV_ADMIN_ADDRESS = 'STRAIT_ADMIN_ADDRESS';
+export const ENV_TRUST_DOMAIN = 'STRAIT_TRUST_DOMAIN';
+export const ENV_ROOT_NAMESPACE = 'STRAIT_ROOT_NAMESPACE';
+export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
+export const ENV_PUSH_DEBOUNCE = 'STRAIT_PUSH_DEBOUNCE';
+export const ENV_CA_CERT = 'STRAIT_CA_CERT';
+export const ENV_CA_KEY = 'STRAIT_CA_KEY';
+export const ENV_CA_CHAIN = 'STRAIT_CA_CHAIN';
+
+export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15012';
+export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:15014';
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+export const DEFAULT_ROOT_NAMESPACE = 'istio-system';
+export const DEFAULT_CERT_TTL_MS = 24 * 60 * 60 * 1000;
+export const DEFAULT_PUSH_DEBOUNCE_MS = 100;
+/** Shortest certificate lifetime accepted: rotation at half life must leave time to reach the CA. */
+export const MIN_CERT_TTL_MS = 10_000;
+
+export interface ControllerConfig {
+  configDir: string;
+  dataDir: string;
+  xdsAddress: HostPort;
+  adminAddress: HostPort;
+  trustDomain: string;
+  rootNamespace: string;
+  certTtlMs: number;
+  pushDebounceMs: number;
+  operatorCa?: { certFile: string; keyFile: string; chainFile?: string };
+}
+
+/** Flag values as the CLI received them (strings); a flag wins over its environment variable. */
+export interface ControllerFlags {
+  configDir?: string;
+  dataDir?: string;
+  xdsAddress?: string;
+  adminAddress?: string;
+  trustDomain?: string;
+  rootNamespace?: string;
+  certTtl?: string;
+  pushDebounce?: string;
+  caCert?: string;
+  caKey?: string;
+  caChain?: string;
+}
+
+const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
+
+/** Pure: flags + environment → validated config, or a StraitError naming the setting and the fix. */
+export function parseConfig(env: Record<string, string | undefined>, flags: ControllerFlags = {}): ControllerConfig {
+  const pick = (flag: string | undefined, envName: string) => flag ?? (env[envName] || undefined);
+  const configDir = pick(flags.configDir, ENV_CONFIG_DIR);
+  if (!configDir) throw fail(`no config directory: pass --config-dir DIR or set ${ENV_CONFIG_DIR}`);
+  const dataDir = pick(flags.dataDir, ENV_DATA_DIR);
+  if (!dataDir) throw fail(`no data directory (where the CA root and bootstrap tokens live): pass --data-dir DIR or set ${ENV_DATA_DIR}`);
+  const duration = (raw: string | undefined, what: string, dflt: number, min: number) => {
+    if (raw === undefined) return dflt;
+    const ms = parseDurationMs(raw);
+    if (ms === undefined) throw fail(`${what}: "${raw}" is not a duration (use forms like 100ms, 30s, 12h)`);
+    if (ms < min) throw fail(`${what}: ${raw} is shorter than the minimum ${min}ms`);
+    return ms;
+  };
+  const trustDomain = pick(flags.trustDomain, ENV_TRUST_DOMAIN) ?? DEFAULT_TRUST_DOMAIN;
+  if (!/^[a-z0-9._-]+$/.test(trustDomain)) throw fail(`--trust-domain: "${trustDomain}" may contain only lowercase letters, digits, ".", "-" and "_"`);
+  const caCert = pick(flags.caCert, ENV_CA_CERT);
+  const caKey = pick(flags.caKey, ENV_CA_KEY);
+  const caChain = pick(flags.caChain, ENV_CA_CHAIN);
+  if ((caCert === undefined) !== (caKey === undefined)) throw fail('--ca-cert and --ca-key go together: give both (an operator-provided root or intermediate) or neither (a generated root)');
+  if (caChain && !caCert) throw fail('--ca-chain needs --ca-cert and --ca-key');
+  return {
+    configDir: resolve(configDir),
+    dataDir: resolve(dataDir),
+    xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
+    adminAddress: parseHostPort(pick(flags.adminAddress, ENV_ADMIN_ADDRESS) ?? DEFAULT_ADMIN_ADDRESS, '--admin-address'),
+    trustDomain,
+    rootNamespace: pick(flags.rootNamespace, ENV_ROOT_NAMESPACE) ?? DEFAULT_ROOT_NAMESPACE,
+    certTtlMs: duration(pick(flags.certTtl, ENV_CERT_TTL), '--cert-ttl', DEFAULT_CERT_TTL_MS, MIN_CERT_TTL_MS),
+    pushDebounceMs: duration(pick(flags.pushDebounce, ENV_PUSH_DEBOUNCE), '--push-debounce', DEFAULT_PUSH_DEBOUNCE_MS, 0),
+    ...(caCert && caKey ? { operatorCa: { certFile: resolve(caCert), keyFile: resolve(caKey), ...(caChain ? { chainFile: resolve(caChain) } : {}) } } : {}),
+  };
+}

@@ -1,0 +1,406 @@
+/**
+ * Pure computation of what each proxy needs from the current config objects (DESIGN §3, §5):
+ * workloads, services with endpoints, waypoint bindings, L4 authorization for ztunnels, and per-waypoint
+ * route and policy views. No I/O and no state: the same objects always give the same views.
+ */
+import type {
+  AuthorizationPolicy, AuthzRule, Gateway, MtlsMode, HTTPRoute, Labels, MeshObject, Namespace, PeerAuthentication, Pod,
+  Service, VirtualService, DestinationRule, Telemetry, PolicyTargetRef,
+} from '../common/model/types.js';
+import type {
+  AuthorizationResource, EndpointResource, L4Match, L4Rule, PolicyResource, RouteResource, ServiceResource,
+  WaypointRef, WorkloadResource,
+} from '../common/xds/resources.js';
+
+export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';
+export const LABEL_USE_WAYPOINT = 'istio.io/use-waypoint';
+export const LABEL_USE_WAYPOINT_NAMESPACE = 'istio.io/use-waypoint-namespace';
+export const LABEL_WAYPOINT_FOR = 'istio.io/waypoint-for';
+export const LABEL_GATEWAY_NAME = 'gateway.networking.k8s.io/gateway-name';
+export const WAYPOINT_GATEWAY_CLASS = 'istio-waypoint';
+
+export interface ViewOptions {
+  trustDomain: string;
+  /** Istio's root namespace: policies here without a selector are mesh-wide. */
+  rootNamespace: string;
+}
+
+/** A problem in how objects relate (not in one object's syntax), shown in /debug/configz. */
+export interface BindingProblem {
+  object: string;
+  message: string;
+}
+
+export interface WaypointView {
+  gateway: string; // "ns/name"
+  ref: WaypointRef;
+  routes: Map<string, RouteResource>;
+  policies: Map<string, PolicyResource>;
+  /** Service keys bound to this waypoint. */
+  services: string[];
+}
+
+export interface MeshViews {
+  workloads: Map<string, WorkloadResource>;
+  services: Map<string, ServiceResource>;
+  authorizations: Map<string, AuthorizationResource>;
+  waypoints: Map<string, WaypointView>;
+  problems: BindingProblem[];
+}
+
+export function spiffeIdFor(trustDomain: string, namespace: string, serviceAccount: string): string {
+  return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
+}
+
+export function matchesSelector(selector: Labels | undefined, labels: Labels): boolean {
+  if (!selector) return true;
+  for (const [k, v] of Object.entries(selector)) if (labels[k] !== v) return false;
+  return true;
+}
+
+type WaypointFor = 'service' | 'workload' | 'all' | 'none';
+
+/** Index of the objects by kind and namespace, built once per computation. */
+class MeshIndex {
+  readonly namespaces = new Map<string, Namespace>();
+  readonly pods: Pod[] = [];
+  readonly services: Service[] = [];
+  readonly waypoints = new Map<string, Gateway>();
+  readonly authz: AuthorizationPolicy[] = [];
+  readonly peerAuthn: PeerAuthentication[] = [];
+  readonly httpRoutes: HTTPRoute[] = [];
+  readonly virtualServices: VirtualService[] = [];
+  readonly destinationRules: DestinationRule[] = [];
+  readonly telemetry: Telemetry[] = [];
+
+  constructor(objects: Iterable<MeshObject>) {
+    for (const o of objects) {
+      switch (o.kind) {
+        case 'Namespace': this.namespaces.set(o.metadata.name, o); break;
+        case 'Pod': this.pods.push(o); break;
+        case 'Service': this.services.push(o); break;
+        case 'Gateway':
+          if (o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS) this.waypoints.set(`${o.metadata.namespace}/${o.metadata.name}`, o);
+          break;
+        case 'AuthorizationPolicy': this.authz.push(o); break;
+        case 'PeerAuthentication': this.peerAuthn.push(o); break;
+        case 'HTTPRoute': this.httpRoutes.push(o); break;
+        case 'VirtualService': this.virtualServices.push(o); break;
+        case 'DestinationRule': this.destinationRules.push(o); break;
+        case 'Telemetry': this.telemetry.push(o); break;
+        case 'Node': break;
+      }
+    }
+    const byKey = (a: { metadata: { namespace?: string; name: string } }, b: { metadata: { namespace?: string; name: string } }) =>
+      `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1;
+    this.pods.sort(byKey);
+    this.services.sort(byKey);
+  }
+
+  nsLabels(ns: string): Labels {
+    return this.namespaces.get(ns)?.metadata.labels ?? {};
+  }
+}
+
+/** Pod label overrides the namespace's (DESIGN §3). Waypoint pods are never captured. */
+export function isEnrolled(pod: Pod, nsLabels: Labels): boolean {
+  if (pod.metadata.labels[LABEL_GATEWAY_NAME]) return false;
+  const own = pod.metadata.labels[LABEL_DATAPLANE_MODE];
+  if (own !== undefined) return own === 'ambient';
+  return nsLabels[LABEL_DATAPLANE_MODE] === 'ambient';
+}
+
+function isTerminated(pod: Pod): boolean {
+  return pod.status.phase === 'Succeeded' || pod.status.phase === 'Failed';
+}
+
+function waypointForOf(gw: Gateway): WaypointFor {
+  const v = gw.metadata.labels[LABEL_WAYPOINT_FOR];
+  return v === 'workload' || v === 'all' || v === 'none' ? v : 'service';
+}
+
+export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): MeshViews {
+  const idx = new MeshIndex(objects);
+  const problems: BindingProblem[] = [];
+  const waypointRefs = new Map<string, WaypointRef>();
+  for (const [key, gw] of idx.waypoints) waypointRefs.set(key, waypointRef(gw, idx, opts));
+
+  /** Resolve `istio.io/use-waypoint` for an object whose own labels win over its namespace's. */
+  const bindingFor = (
+    what: 'service' | 'workload', objKey: string, ns: string, own: Labels,
+  ): WaypointRef | undefined => {
+    const nsl = idx.nsLabels(ns);
+    const fromOwn = own[LABEL_USE_WAYPOINT] !== undefined;
+    const name = fromOwn ? own[LABEL_USE_WAYPOINT] : nsl[LABEL_USE_WAYPOINT];
+    if (!name || name === 'none') return undefined;
+    const wpNs = (fromOwn ? own[LABEL_USE_WAYPOINT_NAMESPACE] : nsl[LABEL_USE_WAYPOINT_NAMESPACE]) ?? ns;
+    const key = `${wpNs}/${name}`;
+    const gw = idx.waypoints.get(key);
+    if (!gw) {
+      problems.push({ object: objKey, message: `uses waypoint ${key}, but no Gateway ${key} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS} exists; traffic to it is refused until it does (create the waypoint, or set ${LABEL_USE_WAYPOINT}=none)` });
+      return { namespace: wpNs, name, identity: spiffeIdFor(opts.trustDomain, wpNs, name) };
+    }
+    const wf = waypointForOf(gw);
+    // A label on the object itself always binds to the waypoint when that waypoint serves its kind;
+    // a namespace label binds only the kinds the waypoint is for (Istio's waypoint-for).
+    if (wf === 'all' || wf === what) return waypointRefs.get(key);
+    if (fromOwn) problems.push({ object: objKey, message: `uses waypoint ${key}, which is for ${wf} traffic (label ${LABEL_WAYPOINT_FOR}); the binding is ignored` });
+    return undefined;
+  };
+
+  // Services first (workloads list the services that select them).
+  const services = new Map<string, ServiceResource>();
+  const servicesOfPod = new Map<string, string[]>();
+  for (const svc of idx.services) {
+    const ns = svc.metadata.namespace!;
+    const key = `${ns}/${svc.metadata.name}`;
+    const endpoints: EndpointResource[] = [];
+    if (svc.spec.selector && Object.keys(svc.spec.selector).length > 0) {
+      for (const pod of idx.pods) {
+        if (pod.metadata.namespace !== ns || isTerminated(pod)) continue;
+        if (!matchesSelector(svc.spec.selector, pod.metadata.labels)) continue;
+        const uid = `${ns}/${pod.metadata.name}`;
+        (servicesOfPod.get(uid) ?? servicesOfPod.set(uid, []).get(uid)!).push(key);
+        const address = pod.status.podIP;
+        if (!address) continue;
+        const named = namedPorts(pod);
+        const ports: Record<string, number> = {};
+        for (const p of svc.spec.ports) {
+          const target = typeof p.targetPort === 'number' ? p.targetPort : named[p.targetPort];
+          if (target !== undefined) ports[String(p.port)] = target;
+        }
+        endpoints.push({ workload: uid, address, ports, healthy: pod.status.ready });
+      }
+    }
+    const vips = svc.spec.clusterIPs.length > 0 ? svc.spec.clusterIPs : svc.spec.clusterIP && svc.spec.clusterIP !== 'None' ? [svc.spec.clusterIP] : [];
+    const res: ServiceResource = {
+      name: svc.metadata.name,
+      namespace: ns,
+      hostname: `${svc.metadata.name}.${ns}.svc.cluster.local`,
+      vips: vips.filter((v) => v !== 'None'),
+      ports: svc.spec.ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, targetPort: p.targetPort, ...(p.appProtocol ? { appProtocol: p.appProtocol } : {}) })),
+      endpoints,
+    };
+    const wp = bindingFor('service', `Service/${key}`, ns, svc.metadata.labels);
+    if (wp) res.waypoint = wp;
+    services.set(key, res);
+  }
+
+  const workloads = new Map<string, WorkloadResource>();
+  for (const pod of idx.pods) {
+    if (isTerminated(pod)) continue;
+    const ns = pod.metadata.namespace!;
+    const uid = `${ns}/${pod.metadata.name}`;
+    const addresses = pod.status.podIPs.length > 0 ? pod.status.podIPs : pod.status.podIP ? [pod.status.podIP] : [];
+    const nsl = idx.nsLabels(ns);
+    const enrolled = isEnrolled(pod, nsl);
+    const labels = pod.metadata.labels;
+    const w: WorkloadResource = {
+      uid,
+      name: pod.metadata.name,
+      namespace: ns,
+      node: pod.spec.nodeName ?? '',
+      serviceAccount: pod.spec.serviceAccountName,
+      identity: spiffeIdFor(opts.trustDomain, ns, pod.spec.serviceAccountName),
+      addresses,
+      labels,
+      protocol: enrolled ? 'HBONE' : 'TCP',
+      healthy: pod.status.ready,
+      canonicalName: labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels['app'] ?? pod.metadata.name,
+      canonicalRevision: labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels['version'] ?? 'latest',
+      namedPorts: namedPorts(pod),
+      services: servicesOfPod.get(uid) ?? [],
+    };
+    if (enrolled) {
+      const wp = bindingFor('workload', `Pod/${uid}`, ns, labels);
+      if (wp) w.waypoint = wp;
+    }
+    const gwName = labels[LABEL_GATEWAY_NAME];
+    if (gwName && idx.waypoints.has(`${ns}/${gwName}`)) w.waypointFor = `${ns}/${gwName}`;
+    workloads.set(uid, w);
+  }
+
+  const authorizations = new Map<string, AuthorizationResource>();
+  for (const p of idx.authz) {
+    const r = toZtunnelAuthz(p, opts);
+    if (r) authorizations.set(`authz/${p.metadata.namespace}/${p.metadata.name}`, r);
+  }
+  for (const pa of idx.peerAuthn) {
+    const ns = pa.metadata.namespace!;
+    const selector = pa.spec.selector?.matchLabels;
+    const hasSelector = !!selector && Object.keys(selector).length > 0;
+    const portLevel: Record<string, MtlsMode> = {};
+    for (const [port, v] of Object.entries(pa.spec.portLevelMtls ?? {})) portLevel[port] = v.mode;
+    authorizations.set(`peerauthn/${ns}/${pa.metadata.name}`, {
+      type: 'peerauthn',
+      name: pa.metadata.name,
+      namespace: ns,
+      scope: ns === opts.rootNamespace && !hasSelector ? 'global' : hasSelector ? 'workload' : 'namespace',
+      ...(hasSelector ? { selector } : {}),
+      mode: pa.spec.mtls?.mode ?? 'UNSET',
+      portLevel,
+    });
+  }
+
+  const waypoints = new Map<string, WaypointView>();
+  for (const [key, gw] of idx.waypoints) {
+    waypoints.set(key, waypointView(key, gw, waypointRefs.get(key)!, idx, services, opts));
+  }
+
+  return { workloads, services, authorizations, waypoints, problems };
+}
+
+function namedPorts(pod: Pod): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const c of pod.spec.containers) for (const p of c.ports) if (p.name) out[p.name] = p.containerPort;
+  return out;
+}
+
+/**
+ * Where a waypoint answers: Gateway spec.addresses, else a Service named after the Gateway, else its first
+ * ready pod. Unresolved → no address (proxies refuse traffic bound to it, with a clear error).
+ */
+function waypointRef(gw: Gateway, idx: MeshIndex, opts: ViewOptions): WaypointRef {
+  const ns = gw.metadata.namespace!;
+  const name = gw.metadata.name;
+  const ref: WaypointRef = { namespace: ns, name, identity: spiffeIdFor(opts.trustDomain, ns, name) };
+  const fromSpec = gw.spec.addresses?.find((a) => !a.type || a.type === 'IPAddress')?.value;
+  const svc = idx.services.find((s) => s.metadata.namespace === ns && s.metadata.name === name);
+  const svcIp = svc?.spec.clusterIP && svc.spec.clusterIP !== 'None' ? svc.spec.clusterIP : undefined;
+  const pod = idx.pods.find((p) => p.metadata.namespace === ns && p.metadata.labels[LABEL_GATEWAY_NAME] === name && p.status.podIP && !isTerminated(p));
+  const address = fromSpec ?? svcIp ?? pod?.status.podIP;
+  if (address) ref.address = address;
+  // Waypoint pods run as a service account named after the Gateway, unless its pods say otherwise.
+  if (pod) ref.identity = spiffeIdFor(opts.trustDomain, ns, pod.spec.serviceAccountName === 'default' ? name : pod.spec.serviceAccountName);
+  return ref;
+}
+
+// ---------- L4 authorization for ztunnels ----------
+
+const L4_WHEN_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
+
+/** A policy attached with targetRef(s) belongs to a waypoint; ztunnels enforce selector/namespace/global ones. */
+export function toZtunnelAuthz(p: AuthorizationPolicy, opts: ViewOptions): AuthorizationResource | undefined {
+  if (p.spec.targetRef || (p.spec.targetRefs && p.spec.targetRefs.length > 0)) return undefined;
+  if (p.spec.action === 'CUSTOM') return undefined;
+  const ns = p.metadata.namespace!;
+  const selector = p.spec.selector?.matchLabels;
+  const hasSelector = !!selector && Object.keys(selector).length > 0;
+  const notes: string[] = [];
+  const rules: L4Rule[] = [];
+  p.spec.rules.forEach((rule, i) => {
+    const converted = toL4Rule(rule);
+    if (converted.l7Fields.length === 0) {
+      rules.push(converted.rule);
+    } else if (p.spec.action === 'ALLOW' || p.spec.action === 'AUDIT') {
+      notes.push(`rules[${i}] dropped: ${converted.l7Fields.join(', ')} need a waypoint (an ALLOW rule with L7 fields never matches at L4)`);
+    } else {
+      notes.push(`rules[${i}] enforced without ${converted.l7Fields.join(', ')} (a DENY rule with L7 fields denies at L4 regardless of them)`);
+      rules.push(converted.rule);
+    }
+  });
+  return {
+    type: 'authz',
+    name: p.metadata.name,
+    namespace: ns,
+    scope: ns === opts.rootNamespace ? 'global' : hasSelector ? 'workload' : 'namespace',
+    ...(hasSelector ? { selector } : {}),
+    action: p.spec.action,
+    rules,
+    notes,
+  };
+}
+
+function toL4Rule(rule: AuthzRule): { rule: L4Rule; l7Fields: string[] } {
+  const l7: string[] = [];
+  const out: L4Rule = {};
+  if (rule.from) {
+    out.from = rule.from.map(({ source }, j) => {
+      const m: L4Match = {};
+      for (const f of ['principals', 'notPrincipals', 'namespaces', 'notNamespaces', 'serviceAccounts', 'notServiceAccounts', 'ipBlocks', 'notIpBlocks'] as const) {
+        if (source[f]) m[f] = source[f];
+      }
+      for (const f of ['requestPrincipals', 'notRequestPrincipals', 'remoteIpBlocks', 'notRemoteIpBlocks'] as const) {
+        if (source[f]) l7.push(`from[${j}].source.${f}`);
+      }
+      return m;
+    });
+  }
+  if (rule.to) {
+    out.to = rule.to.map(({ operation }, j) => {
+      const m: L4Match = {};
+      if (operation.ports) m.ports = operation.ports;
+      if (operation.notPorts) m.notPorts = operation.notPorts;
+      for (const f of ['hosts', 'notHosts', 'methods', 'notMethods', 'paths', 'notPaths'] as const) {
+        if (operation[f]) l7.push(`to[${j}].operation.${f}`);
+      }
+      return m;
+    });
+  }
+  if (rule.when) {
+    const kept = rule.when.filter((c, j) => {
+      if (L4_WHEN_KEYS.has(c.key)) return true;
+      l7.push(`when[${j}].key ${c.key}`);
+      return false;
+    });
+    if (kept.length) out.when = kept.map((c) => ({ key: c.key, ...(c.values ? { values: c.values } : {}), ...(c.notValues ? { notValues: c.notValues } : {}) }));
+  }
+  return { rule: out, l7Fields: l7 };
+}
+
+// ---------- per-waypoint views ----------
+
+function refsOf(p: { spec: { targetRef?: PolicyTargetRef; targetRefs?: PolicyTargetRef[] } }): PolicyTargetRef[] {
+  return [...(p.spec.targetRef ? [p.spec.targetRef] : []), ...(p.spec.targetRefs ?? [])];
+}
+
+function waypointView(
+  key: string, gw: Gateway, ref: WaypointRef, idx: MeshIndex, services: Map<string, ServiceResource>, opts: ViewOptions,
+): WaypointView {
+  const ns = gw.metadata.namespace!;
+  const bound = [...services.values()].filter((s) => s.waypoint && `${s.waypoint.namespace}/${s.waypoint.name}` === key);
+  const boundKeys = new Set(bound.map((s) => `${s.namespace}/${s.name}`));
+  const boundHosts = new Map<string, string>(); // any spelling of a bound service's host → key
+  for (const s of bound) {
+    for (const h of [s.hostname, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}`]) boundHosts.set(h, `${s.namespace}/${s.name}`);
+  }
+  const hostKey = (host: string, fromNs: string) => boundHosts.get(host) ?? boundHosts.get(`${host}.${fromNs}`);
+
+  const routes = new Map<string, RouteResource>();
+  for (const r of idx.httpRoutes) {
+    const rns = r.metadata.namespace!;
+    const targets = r.spec.parentRefs
+      .filter((pr) => (pr.kind ?? 'Gateway') === 'Service' && (pr.group ?? '') === '')
+      .map((pr) => `${pr.namespace ?? rns}/${pr.name}`)
+      .filter((k) => boundKeys.has(k));
+    const toGateway = r.spec.parentRefs.some((pr) => (pr.kind ?? 'Gateway') === 'Gateway' && pr.name === gw.metadata.name && (pr.namespace ?? rns) === ns);
+    if (targets.length > 0 || toGateway) routes.set(`httproute/${rns}/${r.metadata.name}`, { type: 'httproute', route: r, services: [...new Set(targets)].sort() });
+  }
+  for (const vs of idx.virtualServices) {
+    const vns = vs.metadata.namespace!;
+    if (vs.spec.hosts.some((h) => hostKey(h, vns))) routes.set(`virtualservice/${vns}/${vs.metadata.name}`, { type: 'virtualservice', route: vs });
+  }
+
+  const policies = new Map<string, PolicyResource>();
+  for (const p of idx.authz) {
+    const pns = p.metadata.namespace!;
+    const applies = refsOf(p).some((t) =>
+      (t.kind === 'Gateway' && t.name === gw.metadata.name && (t.namespace ?? pns) === ns) ||
+      (t.kind === 'Service' && boundKeys.has(`${t.namespace ?? pns}/${t.name}`)) ||
+      (t.kind === 'GatewayClass' && t.name === WAYPOINT_GATEWAY_CLASS && pns === opts.rootNamespace));
+    if (applies) policies.set(`authorizationpolicy/${pns}/${p.metadata.name}`, { type: 'authz', policy: p });
+  }
+  for (const dr of idx.destinationRules) {
+    const dns = dr.metadata.namespace!;
+    if (hostKey(dr.spec.host, dns)) policies.set(`destinationrule/${dns}/${dr.metadata.name}`, { type: 'destinationrule', rule: dr });
+  }
+  for (const t of idx.telemetry) {
+    const tns = t.metadata.namespace!;
+    const targeted = (t.spec.targetRefs ?? []).length > 0;
+    const applies = targeted
+      ? (t.spec.targetRefs ?? []).some((r) => (r.kind === 'Gateway' && r.name === gw.metadata.name && (r.namespace ?? tns) === ns) || (r.kind === 'Service' && boundKeys.has(`${r.namespace ?? tns}/${r.name}`)))
+      : !t.spec.selector && (tns === ns || tns === opts.rootNamespace);
+    if (applies) policies.set(`telemetry/${tns}/${t.metadata.name}`, { type: 'telemetry', telemetry: t });
+  }
+  return { gateway: key, ref, routes, policies, services: [...boundKeys].sort() };
+}
