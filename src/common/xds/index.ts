@@ -1,0 +1,26 @@
+export * from './types.js';
+export { diffResourceSets, EMPTY_RESOURCE_SET, type ResourceDiff } from './resource-diff.js';
+export {
+  loadXdsProto,
+  encodeDeltaResponse,
+  encodedResourceField,
+  XDS_SERVICE_NAME,
+  XDS_METHOD_NAME,
+  type XdsProto,
+  type WireDeltaRequest,
+  type WireDeltaResponse,
+  type WireNode,
+  type WireResource,
+  type WireErrorDetail,
+  type OutgoingDeltaResponse,
+} from './xds-proto.js';
+export { XdsServer, DEFAULT_XDS_DEBOUNCE_MS, XDS_DEBOUNCE_MAX_FACTOR, type XdsServerOptions } from './xds-server.js';
+export {
+  XdsClient,
+  DEFAULT_XDS_INITIAL_BACKOFF_MS,
+  DEFAULT_XDS_MAX_BACKOFF_MS,
+  DEFAULT_XDS_MAX_RECEIVE_BYTES,
+  type XdsClientOptions,
+  type XdsClientEvents,
+  type XdsSubscription,
+} from './xds-client.js';
