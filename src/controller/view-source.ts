@@ -97,11 +97,17 @@ export class MeshViewSource implements ViewSource {
 
   private stable(prev: ResourceSet | undefined, bodies: Map<string, unknown>): ResourceSet {
     const out = new Map<string, ResourceEntry>();
+    let same = prev !== undefined && prev.size === bodies.size;
     for (const [name, body] of bodies) {
       const version = versionOf(body);
       const old = prev?.get(name);
-      out.set(name, old && old.version === version ? old : { name, version, body });
+      if (old && old.version === version) out.set(name, old);
+      else {
+        same = false;
+        out.set(name, { name, version, body });
+      }
     }
-    return out;
+    // Nothing changed: hand back the very same set, so the xDS server can skip it by identity.
+    return same ? prev! : out;
   }
 }

@@ -229,6 +229,11 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): 
     const ns = pa.metadata.namespace!;
     const selector = pa.spec.selector?.matchLabels;
     const hasSelector = !!selector && Object.keys(selector).length > 0;
+    if (hasSelector && ns === opts.rootNamespace) {
+      // As in Istio: a workload selector in the root namespace has no meaning for PeerAuthentication.
+      problems.push({ object: `PeerAuthentication/${ns}/${pa.metadata.name}`, message: `has a selector in the root namespace ${ns}; Istio ignores such a policy, and so does Strait (put it in the workloads' namespace)` });
+      continue;
+    }
     const portLevel: Record<string, MtlsMode> = {};
     for (const [port, v] of Object.entries(pa.spec.portLevelMtls ?? {})) portLevel[port] = v.mode;
     authorizations.set(`peerauthn/${ns}/${pa.metadata.name}`, {

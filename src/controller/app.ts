@@ -1,0 +1,166 @@
+/**
+ * The controller process: wires the file source, store, views, xDS server, CA service and admin server.
+ * The only place concrete controller classes are put together.
+ */
+import * as grpc from '@grpc/grpc-js';
+import tls from 'node:tls';
+import { StraitError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { formatProblem, type Problem } from '../common/model/types.js';
+import { formatHostPort, type HostPort } from '../common/net.js';
+import { XdsServer } from '../common/xds/index.js';
+import type { ProxyInfo } from '../common/xds/types.js';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
+import { AdminServer } from '../common/admin.js';
+import { CaServer, authenticate } from './ca-server.js';
+import type { ControllerConfig } from './config.js';
+import { ControllerMetrics } from './metrics.js';
+import { FileSource } from './sources/file.js';
+import { ConfigStore } from './store.js';
+import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
+import { MeshViewSource } from './view-source.js';
+import { WAYPOINT_GATEWAY_CLASS } from './views.js';
+
+/** With an operator-provided CA, the mesh root is copied here (inside the data directory) for proxies and users. */
+export const OPERATOR_ROOT_COPY = 'mesh-root-cert.pem';
+
+export interface RunningController {
+  xdsAddress: HostPort;
+  adminAddress: HostPort;
+  rootCertPem: string;
+  rootCertFile: string;
+  close(): Promise<void>;
+}
+
+export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
+  // TLS 1.3 only, for every TLS server this process opens (grpc-js takes no per-server minimum).
+  tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
+  const metrics = new ControllerMetrics();
+  const ca = await CertificateAuthority.loadOrCreate({
+    dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
+    ...(cfg.operatorCa ? { operator: cfg.operatorCa } : {}),
+  });
+  const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
+
+  const store = new ConfigStore();
+  const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
+  const written = new Set<string>();
+  const writeTokens = async () => {
+    // Every node that runs pods and every waypoint gets a bootstrap token file in <data-dir>/tokens/.
+    const callers: Caller[] = [];
+    for (const o of store.meshObjects()) {
+      if (o.kind === 'Pod' && o.spec.nodeName) callers.push({ type: 'node', node: o.spec.nodeName });
+      if (o.kind === 'Node') callers.push({ type: 'node', node: o.metadata.name });
+      if (o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS) callers.push({ type: 'waypoint', namespace: o.metadata.namespace!, name: o.metadata.name });
+    }
+    for (const c of callers) {
+      const s = callerSubject(c);
+      if (written.has(s)) continue;
+      written.add(s);
+      await tokens.writeTokenFile(c).catch((err) => log.error({ err: errorMessage(err), caller: s }, 'cannot write bootstrap token'));
+    }
+  };
+  store.on('change', () => void writeTokens());
+  const updateConfigMetrics = (problems: Problem[]) => {
+    metrics.configObjects.reset();
+    for (const o of store.list()) metrics.configObjects.inc({ kind: o.object.kind });
+    metrics.configRejected.set(problems.filter((p) => p.severity === 'error').length);
+  };
+
+  const source = new FileSource(cfg.configDir, log.child({ source: 'file' }));
+  await source.start((state, changedAt) => {
+    const change = store.replaceSource(source.name, state, changedAt);
+    updateConfigMetrics(state.problems);
+    const n = change.added.length + change.updated.length + change.removed.length;
+    if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
+  });
+  await writeTokens();
+
+  const xds = new XdsServer({
+    source: views,
+    debounceMs: cfg.pushDebounceMs,
+    logger: log.child({ server: 'xds' }),
+    metrics: metrics.xds(),
+    authenticate: (md: grpc.Metadata, proxy: ProxyInfo) => {
+      const caller = authenticate(tokens, md);
+      const ok = proxy.kind === 'waypoint'
+        ? caller.type === 'waypoint' && caller.namespace === proxy.namespace && caller.name === proxy.name
+        : caller.type === 'node' && caller.node === proxy.nodeName;
+      if (!ok) throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `${callerSubject(caller)} may not subscribe as ${proxy.kind} ${proxy.kind === 'waypoint' ? `${proxy.namespace}/${proxy.name}` : `on node ${proxy.nodeName}`}`);
+    },
+  });
+  const caServer = new CaServer({ ca, tokens, objects: () => store.meshObjects(), maxTtlMs: cfg.certTtlMs, metrics, logger: log.child({ server: 'ca' }) });
+
+  const serving = ca.issueServing({
+    dnsNames: ['localhost', 'strait-controller', 'strait-controller.istio-system.svc', 'istiod.istio-system.svc'],
+    ips: [...new Set(['127.0.0.1', ...(cfg.xdsAddress.host === '0.0.0.0' || cfg.xdsAddress.host === '::' ? [] : [cfg.xdsAddress.host])])],
+  });
+  const grpcServer = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  xds.addTo(grpcServer);
+  caServer.addTo(grpcServer);
+  const creds = grpc.ServerCredentials.createSsl(
+    Buffer.from(ca.rootCertPem),
+    [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem.join('')) }],
+    false,
+  );
+  const xdsPort = await new Promise<number>((resolve, reject) => {
+    grpcServer.bindAsync(formatHostPort(cfg.xdsAddress), creds, (err, port) => (err ? reject(err) : resolve(port)));
+  }).catch((err) => {
+    throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for xDS on ${formatHostPort(cfg.xdsAddress)}: ${errorMessage(err)} (is another controller running? use --xds-address)`, { cause: err });
+  });
+
+  let ready = true;
+  const admin = new AdminServer({
+    '/ready': async () => ({ status: ready ? 200 : 503, body: { ready } }),
+    '/metrics': async () => ({ status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType }),
+    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
+    '/debug/configz': async () => {
+      const problems = store.problems();
+      return {
+        status: 200,
+        body: {
+          objects: store.list().map((o) => ({ key: o.key, source: o.source, object: o.object })),
+          rejected: problems.filter((p) => p.severity === 'error').map((p) => ({ ...p, text: formatProblem(p) })),
+          warnings: problems.filter((p) => p.severity === 'warning').map((p) => ({ ...p, text: formatProblem(p) })),
+          bindings: views.bindingProblems(),
+        },
+      };
+    },
+  }, log.child({ server: 'admin' }));
+  let adminAddr: HostPort;
+  try {
+    adminAddr = await admin.listen(cfg.adminAddress.host, cfg.adminAddress.port);
+  } catch (err) {
+    grpcServer.forceShutdown();
+    throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for admin on ${formatHostPort(cfg.adminAddress)}: ${errorMessage(err)} (use --admin-address)`, { cause: err });
+  }
+
+  // Where proxies and users find the mesh root: the generated root's own file, or a copy of the operator's root.
+  let rootCertFile = join(cfg.dataDir, ROOT_CERT_FILE);
+  if (cfg.operatorCa) {
+    rootCertFile = join(cfg.dataDir, OPERATOR_ROOT_COPY);
+    await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
+    await writeFile(rootCertFile, ca.rootCertPem, { mode: 0o644 });
+  }
+  const xdsAddress = { host: cfg.xdsAddress.host, port: xdsPort };
+  log.info({ xds: formatHostPort(xdsAddress), admin: formatHostPort(adminAddr), rootCert: rootCertFile, objects: store.size }, 'controller ready');
+
+  return {
+    xdsAddress,
+    adminAddress: adminAddr,
+    rootCertPem: ca.rootCertPem,
+    rootCertFile,
+    async close() {
+      ready = false;
+      xds.close();
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => { grpcServer.forceShutdown(); resolve(); }, 2000);
+        grpcServer.tryShutdown(() => { clearTimeout(t); resolve(); });
+      });
+      await admin.close();
+      await source.close();
+    },
+  };
+}

@@ -1,0 +1,140 @@
+import * as grpc from '@grpc/grpc-js';
+import { StraitError, errorMessage, isStraitError } from '../common/errors.js';
+import { loadProto, metadataValue, serviceOf } from '../common/grpc.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import type { MeshObject } from '../common/model/types.js';
+import { SpiffeId, type CertificateAuthority } from '../identity/index.js';
+import type { ControllerMetrics } from './metrics.js';
+import { BootstrapTokens, callerFromHeaders, callerSubject, type Caller } from './tokens.js';
+import { LABEL_GATEWAY_NAME, WAYPOINT_GATEWAY_CLASS } from './views.js';
+
+export interface CreateCertificateRequest {
+  csr: string;
+  identity: string;
+  validity_duration: number;
+}
+
+/**
+ * Who may hold which identity. A node may obtain the identity of any pod scheduled on it (and that pod's
+ * service account); a waypoint may obtain its own Gateway's identity. Returns undefined when allowed, else
+ * the reason for refusing.
+ */
+export function refuseIdentity(caller: Caller, id: SpiffeId, objects: Iterable<MeshObject>): string | undefined {
+  if (caller.type === 'node') {
+    for (const o of objects) {
+      if (o.kind === 'Pod' && o.spec.nodeName === caller.node && o.metadata.namespace === id.namespace &&
+          o.spec.serviceAccountName === id.serviceAccount && o.status.phase !== 'Succeeded' && o.status.phase !== 'Failed') {
+        return undefined;
+      }
+    }
+    return `node ${caller.node} may not obtain ${id}: no pod with service account "${id.serviceAccount}" in namespace "${id.namespace}" is scheduled on node ${caller.node}`;
+  }
+  let gateway = false;
+  for (const o of objects) {
+    if (o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS && o.metadata.namespace === caller.namespace && o.metadata.name === caller.name) gateway = true;
+  }
+  if (!gateway) return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: no Gateway ${caller.namespace}/${caller.name} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS} exists`;
+  if (id.namespace !== caller.namespace) return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: a waypoint's identity is in its own namespace`;
+  if (id.serviceAccount === caller.name) return undefined;
+  for (const o of objects) {
+    if (o.kind === 'Pod' && o.metadata.namespace === caller.namespace && o.metadata.labels[LABEL_GATEWAY_NAME] === caller.name && o.spec.serviceAccountName === id.serviceAccount) return undefined;
+  }
+  return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: it is neither the waypoint's service account "${caller.name}" nor that of one of its pods`;
+}
+
+export interface CaServerOptions {
+  ca: CertificateAuthority;
+  tokens: BootstrapTokens;
+  objects: () => Iterable<MeshObject>;
+  /** Longest validity a caller may ask for; also the default. */
+  maxTtlMs: number;
+  metrics?: ControllerMetrics;
+  logger?: Logger;
+}
+
+/** Authenticates a caller from gRPC metadata; throws StraitError(STRAIT_ERR_AUTH_TOKEN). */
+export function authenticate(tokens: BootstrapTokens, md: grpc.Metadata): Caller {
+  const { caller, token } = callerFromHeaders((k) => metadataValue(md, k));
+  if (!tokens.verify(caller, token)) {
+    throw new StraitError('STRAIT_ERR_AUTH_TOKEN', `bootstrap token for ${callerSubject(caller)} is wrong; use the token the controller wrote to <data-dir>/tokens/ (or \`strait token\`)`);
+  }
+  return caller;
+}
+
+/** gRPC CertificateService: CreateCertificate(csr, identity) → chain. */
+export class CaServer {
+  private readonly log: Logger;
+  constructor(private readonly opts: CaServerOptions) {
+    this.log = opts.logger ?? silentLogger();
+  }
+
+  addTo(server: grpc.Server): void {
+    const svc = serviceOf(loadProto('ca.proto'), 'strait.ca.v1.CertificateService');
+    server.addService(svc.service, {
+      CreateCertificate: (call: grpc.ServerUnaryCall<CreateCertificateRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
+        try {
+          cb(null, { cert_chain: this.create(call.request, call.metadata) });
+        } catch (err) {
+          cb(toGrpcError(err));
+        }
+      },
+    });
+  }
+
+  /** One certificate request, start to finish; throws StraitError whose code maps to a gRPC status. */
+  create(req: CreateCertificateRequest, md: grpc.Metadata): string[] {
+    const m = this.opts.metrics;
+    m?.csrReceived.inc();
+    let caller: Caller;
+    try {
+      caller = authenticate(this.opts.tokens, md);
+    } catch (err) {
+      m?.csrRefused.inc({ reason: 'unauthenticated' });
+      this.log.warn({ err: errorMessage(err) }, 'certificate request refused: unauthenticated');
+      throw err;
+    }
+    let id: SpiffeId;
+    try {
+      id = SpiffeId.parse(req.identity ?? '');
+    } catch (err) {
+      m?.csrRefused.inc({ reason: 'bad_identity' });
+      throw err;
+    }
+    if (id.trustDomain !== this.opts.ca.trustDomain) {
+      m?.csrRefused.inc({ reason: 'trust_domain' });
+      throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `identity ${id} is outside this mesh's trust domain "${this.opts.ca.trustDomain}"`);
+    }
+    const reason = refuseIdentity(caller, id, this.opts.objects());
+    if (reason) {
+      m?.csrRefused.inc({ reason: 'not_on_node' });
+      this.log.warn({ caller: callerSubject(caller), identity: id.toString() }, `certificate request refused: ${reason}`);
+      throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', reason);
+    }
+    const askedMs = Number(req.validity_duration ?? 0) * 1000;
+    const ttlMs = askedMs > 0 ? Math.min(askedMs, this.opts.maxTtlMs) : this.opts.maxTtlMs;
+    try {
+      const { certChainPem } = this.opts.ca.signWorkload(req.csr ?? '', id, ttlMs);
+      m?.certsIssued.inc();
+      this.log.debug({ caller: callerSubject(caller), identity: id.toString(), ttlMs }, 'issued workload certificate');
+      return certChainPem;
+    } catch (err) {
+      if (isStraitError(err, 'STRAIT_ERR_CSR_INVALID')) m?.csrParseErrors.inc();
+      m?.csrRefused.inc({ reason: 'bad_csr' });
+      throw err;
+    }
+  }
+}
+
+/** Maps our error codes to gRPC statuses; the message travels as the status details. */
+export function toGrpcError(err: unknown): Partial<grpc.StatusObject> {
+  const code = isStraitError(err) ? STATUS_BY_CODE[err.code] ?? grpc.status.INTERNAL : grpc.status.INTERNAL;
+  return { code, details: errorMessage(err) };
+}
+
+const STATUS_BY_CODE: Partial<Record<string, grpc.status>> = {
+  STRAIT_ERR_AUTH_TOKEN: grpc.status.UNAUTHENTICATED,
+  STRAIT_ERR_IDENTITY_DENIED: grpc.status.PERMISSION_DENIED,
+  STRAIT_ERR_SPIFFE_ID: grpc.status.INVALID_ARGUMENT,
+  STRAIT_ERR_CSR_INVALID: grpc.status.INVALID_ARGUMENT,
+  STRAIT_ERR_XDS_PROTOCOL: grpc.status.INVALID_ARGUMENT,
+};

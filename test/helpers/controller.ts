@@ -1,0 +1,56 @@
+import * as grpc from '@grpc/grpc-js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { StraitProcess } from './procs.js';
+
+export interface ControllerHandle {
+  proc: StraitProcess;
+  xds: string;
+  admin: string;
+  rootPem: string;
+  rootFile: string;
+  dataDir: string;
+  token(file: string): string;
+  credentials(): grpc.ChannelCredentials;
+  get(path: string): Promise<{ status: number; body: any; text: string }>;
+  stop(): Promise<number | null>;
+}
+
+/** Starts a real `strait controller` on free loopback ports and waits for "controller ready". */
+export async function startController(configDir: string, dataDir: string, extra: string[] = [], xdsAddress = '127.0.0.1:0'): Promise<ControllerHandle> {
+  const proc = StraitProcess.start(['controller', '--config-dir', configDir, '--data-dir', dataDir,
+    '--xds-address', xdsAddress, '--admin-address', '127.0.0.1:0', ...extra]);
+  const ready = await proc.waitFor((l) => l.msg === 'controller ready', 20_000, 'controller ready');
+  const rootFile = ready.rootCert as string;
+  const rootPem = readFileSync(rootFile, 'utf8');
+  const admin = ready.admin as string;
+  return {
+    proc, xds: ready.xds as string, admin, rootPem, rootFile, dataDir,
+    token: (file) => readFileSync(join(dataDir, 'tokens', file), 'utf8').trim(),
+    credentials: () => grpc.credentials.createSsl(Buffer.from(rootPem)),
+    async get(path) {
+      const res = await fetch(`http://${admin}${path}`);
+      const text = await res.text();
+      let body: unknown;
+      try { body = JSON.parse(text); } catch { body = undefined; }
+      return { status: res.status, body, text };
+    },
+    stop: () => proc.stop(),
+  };
+}
+
+/** Polls `check` until it returns a truthy value or the time is up. */
+export async function eventually<T>(check: () => T | Promise<T>, timeoutMs = 5000, what = "condition"): Promise<NonNullable<T>> {
+  const until = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs}ms waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
