@@ -1,0 +1,223 @@
+/**
+ * Bidirectional byte relay between two duplex streams (a client socket and an HBONE stream, an HBONE stream
+ * and a target socket, ...), as TCP proxies need it:
+ * - half-close: when one side ends (FIN / END_STREAM), the other side's write half is ended and the opposite
+ *   direction keeps flowing until it ends too;
+ * - a failure (error, reset, or closing before both of its halves are done) on one side resets the other:
+ *   RST_STREAM(CANCEL) for an HTTP/2 stream, a TCP RST for a socket, destroy() otherwise;
+ * - backpressure: a source is paused while its destination's buffer is full (no unbounded buffering);
+ * - nothing is left behind: the promise resolves after both streams are destroyed and have emitted 'close',
+ *   with every listener this function added removed.
+ * Net sockets are switched to allowHalfOpen (otherwise Node ends their write half as soon as the peer's FIN
+ * arrives, and half-closed connections lose their replies).
+ */
+import net from 'node:net';
+import http2 from 'node:http2';
+import type { Duplex } from 'node:stream';
+
+export interface RelayResult {
+  /** Bytes read from `a` and written to `b`. */
+  aToB: number;
+  /** Bytes read from `b` and written to `a`. */
+  bToA: number;
+  /** Why the relay stopped early; absent when both directions ended cleanly. */
+  error?: Error;
+  /** Which side failed first (errored, was reset, or closed before it was done). */
+  resetBy?: 'a' | 'b';
+}
+
+export interface RelayHooks {
+  /** Called for every chunk with the bytes just moved (one of the two is 0), e.g. to count metrics live. */
+  onBytes?(aToB: number, bToA: number): void;
+}
+
+type Side = 'a' | 'b';
+
+interface StreamState {
+  _readableState?: { closeEmitted?: boolean; emitClose?: boolean; endEmitted?: boolean };
+  _writableState?: { closeEmitted?: boolean; emitClose?: boolean; finished?: boolean };
+}
+
+/** An http2 stream (client or server side): it has a session and an RST-capable close(code). */
+function isHttp2Stream(s: Duplex): s is http2.Http2Stream & Duplex {
+  return 'session' in s && 'rstCode' in s && typeof (s as Partial<http2.Http2Stream>).close === 'function';
+}
+
+/** Ends `s` abruptly so that its peer sees a reset rather than a clean end. */
+export function resetStream(s: Duplex): void {
+  if (isHttp2Stream(s)) {
+    if (!s.closed && !s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
+    else s.destroy();
+    return;
+  }
+  if (s instanceof net.Socket && !s.destroyed) {
+    try {
+      s.resetAndDestroy(); // throws for non-TCP handles (a TLSSocket): fall back to a plain destroy
+      return;
+    } catch {
+      /* fall through */
+    }
+  }
+  s.destroy();
+}
+
+const RST_NAMES: Record<number, string> = Object.fromEntries(
+  Object.entries(http2.constants).filter(([name]) => /^NGHTTP2_(NO_ERROR|PROTOCOL_ERROR|INTERNAL_ERROR|FLOW_CONTROL_ERROR|SETTINGS_TIMEOUT|STREAM_CLOSED|FRAME_SIZE_ERROR|REFUSED_STREAM|CANCEL|COMPRESSION_ERROR|CONNECT_ERROR|ENHANCE_YOUR_CALM|INADEQUATE_SECURITY|HTTP_1_1_REQUIRED)$/.test(name))
+    .map(([name, code]) => [code as number, name]),
+);
+
+/** For an HTTP/2 stream closed with RST_STREAM (any code but NO_ERROR): the error to report; else undefined. */
+function resetError(side: Side, s: Duplex): Error | undefined {
+  if (!isHttp2Stream(s)) return undefined;
+  const code = s.rstCode;
+  if (!s.aborted && (!s.closed || code === undefined || code === http2.constants.NGHTTP2_NO_ERROR)) return undefined;
+  const name = code === undefined ? 'unknown code' : (RST_NAMES[code] ?? `code ${code}`);
+  return Object.assign(new Error(`relay side ${side}: HTTP/2 stream reset (RST_STREAM ${name})`), { code: 'ERR_HTTP2_STREAM_RESET', rstCode: code });
+}
+
+function closeEmitted(s: Duplex): boolean {
+  const st = s as unknown as StreamState;
+  return st._readableState?.closeEmitted === true || st._writableState?.closeEmitted === true;
+}
+
+function emitsClose(s: Duplex): boolean {
+  const st = s as unknown as StreamState;
+  return st._readableState?.emitClose !== false && st._writableState?.emitClose !== false;
+}
+
+export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayResult> {
+  return new Promise((resolve) => {
+    const result: RelayResult = { aToB: 0, bToA: 0 };
+    const streams: Record<Side, Duplex> = { a, b };
+    const readDone: Record<Side, boolean> = { a: a.readableEnded, b: b.readableEnded };
+    const writeDone: Record<Side, boolean> = { a: a.writableFinished, b: b.writableFinished };
+    const added: Array<[Duplex, string, (...args: unknown[]) => void]> = [];
+    let settled = false;
+
+    const on = <A extends unknown[]>(s: Duplex, event: string, fn: (...args: A) => void): void => {
+      const listener = fn as unknown as (...args: unknown[]) => void;
+      s.on(event, listener);
+      added.push([s, event, listener]);
+    };
+
+    const cleanup = (): void => {
+      for (const [s, event, fn] of added) s.removeListener(event, fn);
+      added.length = 0;
+      resolve(result);
+    };
+
+    /** Destroys whatever is still open, then resolves once both have emitted 'close'. */
+    const finish = (): void => {
+      let waiting = 0;
+      const one = (): void => {
+        if (--waiting === 0) cleanup();
+      };
+      for (const s of [a, b]) {
+        if (!s.destroyed) s.destroy();
+        if (!closeEmitted(s) && emitsClose(s)) {
+          waiting++;
+          on(s, 'close', one);
+        }
+      }
+      if (waiting === 0) cleanup();
+    };
+
+    const fail = (side: Side, error: Error): void => {
+      if (settled) return;
+      settled = true;
+      result.error = error;
+      result.resetBy = side;
+      resetStream(streams[side === 'a' ? 'b' : 'a']);
+      streams[side].destroy();
+      finish();
+    };
+
+    const maybeDone = (): void => {
+      if (settled || !(readDone.a && readDone.b && writeDone.a && writeDone.b)) return;
+      settled = true;
+      finish();
+    };
+
+    /** `from` ended its sending half: a clean end is passed on, a reset fails the relay. */
+    const endOf = (from: Side): void => {
+      if (settled || readDone[from]) return;
+      const src = streams[from];
+      const reset = resetError(from, src);
+      if (reset !== undefined) {
+        fail(from, reset);
+        return;
+      }
+      readDone[from] = true;
+      streams[from === 'a' ? 'b' : 'a'].end();
+      maybeDone();
+    };
+
+    const pump = (from: Side, to: Side): void => {
+      const src = streams[from];
+      const dst = streams[to];
+      on(src, 'data', (chunk: Buffer | string) => {
+        const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+        if (from === 'a') result.aToB += n;
+        else result.bToA += n;
+        hooks?.onBytes?.(from === 'a' ? n : 0, from === 'a' ? 0 : n);
+        if (!dst.write(chunk)) src.pause();
+      });
+      on(dst, 'drain', () => src.resume());
+      on(src, 'end', () => {
+        // Node ends an HTTP/2 stream's readable side also when the peer RESETS it, and says so (rstCode, 'aborted')
+        // only a moment later: look again once the current I/O is processed before passing the end on as a FIN.
+        if (isHttp2Stream(src)) setImmediate(() => endOf(from));
+        else endOf(from);
+      });
+      on(dst, 'finish', () => {
+        writeDone[to] = true;
+        maybeDone();
+      });
+    };
+
+    for (const side of ['a', 'b'] as const) {
+      const s = streams[side];
+      if (s instanceof net.Socket) s.allowHalfOpen = true;
+      on(s, 'error', (err: Error) => fail(side, err));
+      on(s, 'close', () => {
+        if (settled) return;
+        const reset = resetError(side, s);
+        if (reset !== undefined) {
+          fail(side, reset);
+          return;
+        }
+        if (isHttp2Stream(s)) {
+          // Closed cleanly (both END_STREAMs exchanged, code NO_ERROR), possibly just before the deferred 'end'
+          // or the 'finish' we wait for.
+          if (s.readableEnded) endOf(side);
+          if (s.writableEnded) writeDone[side] = true;
+          if (settled) return;
+        }
+        if (readDone[side] && writeDone[side]) {
+          maybeDone();
+          return;
+        }
+        const what = readDone[side] ? 'before all data was written to it' : 'before it ended (reset or aborted)';
+        fail(side, Object.assign(new Error(`relay side ${side} closed ${what}`), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+      });
+    }
+    pump('a', 'b');
+    pump('b', 'a');
+
+    for (const side of ['a', 'b'] as const) {
+      const s = streams[side];
+      if (s.destroyed) {
+        const err = (s as { errored?: Error | null }).errored;
+        fail(side, err ?? Object.assign(new Error(`relay side ${side} was already destroyed`), { code: 'ERR_STREAM_DESTROYED' }));
+        return;
+      }
+    }
+    // Sources that already ended before we were called: pass the end on now.
+    for (const side of ['a', 'b'] as const) {
+      if (readDone[side]) streams[side === 'a' ? 'b' : 'a'].end();
+    }
+    a.resume();
+    b.resume();
+    maybeDone();
+  });
+}

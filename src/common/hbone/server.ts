@@ -1,0 +1,515 @@
+/**
+ * The HBONE server side (the destination ztunnel's port 15008, later the waypoint): mutual TLS 1.3 with ALPN
+ * "h2", then HTTP/2 CONNECT streams, each one handed to the owner to accept (200, then raw bytes) or refuse.
+ *
+ * Invariants:
+ * - the certificate presented is chosen from the address the client dialled (certFor), never a node-wide one;
+ * - a connection reaches HTTP/2 only after OpenSSL verified the client's chain to the mesh root AND verifyPeer
+ *   found a SPIFFE id in the trust domain; onConnect only ever sees CONNECT streams with a valid ip:port target;
+ * - every socket, TLS connection and session is tracked until it closes, so close() leaves nothing behind.
+ *
+ * How: one net.Server per listen address; each accepted socket gets its certificate from certFor, then is handed
+ * to a (non-listening) tls.Server made for that certificate (Node's own server-side handshake path: client
+ * certificate required and checked, handshake timeout); the verified TLS socket is then fed to one shared
+ * HTTP/2 server with emit('connection').
+ */
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import type { Duplex } from 'node:stream';
+import { StraitError, bug, errorMessage } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import { certificatesFromPem, tlsContextOptions } from '../../identity/index.js';
+import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
+import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-context-cache.js';
+import { PeerVerifier } from './peer-verifier.js';
+import {
+  HBONE_ALPN,
+  HBONE_CONNECTION_WINDOW_BYTES,
+  HBONE_STREAM_WINDOW_BYTES,
+  HEADER_BAGGAGE,
+  HEADER_FORWARDED,
+  HEADER_REASON,
+  HEADER_TRACEPARENT,
+  formatAuthority,
+  parseAuthority,
+  parseForwardedFor,
+  sanitizeReason,
+} from './wire.js';
+
+export const DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS = 10_000;
+export const DEFAULT_HBONE_MAX_CONCURRENT_STREAMS = 100;
+export const DEFAULT_HBONE_KEEPALIVE_DELAY_MS = 30_000;
+
+export interface HboneServerOptions {
+  /** The mesh root(s): the only trust anchors for client certificates. */
+  rootPem: string | string[];
+  /**
+   * Chooses the certificate to present from the address the client dialled (in the local mesh each pod's
+   * address has its own listener; under capture the original destination). Return undefined to refuse (the
+   * connection is closed).
+   */
+  certFor: (localAddress: string, localPort: number) => WorkloadCert | undefined | Promise<WorkloadCert | undefined>;
+  /** Client ids must be in this trust domain (default cluster.local). */
+  trustDomain?: string;
+  /** Called for every well-formed CONNECT; the owner answers with req.accept() or req.reject(status, reason). */
+  onConnect: (req: HboneInboundRequest) => void | Promise<void>;
+  logger?: Logger;
+  /** Time from accepting the TCP connection to a verified TLS session. */
+  handshakeTimeoutMs?: number;
+  /** SETTINGS_MAX_CONCURRENT_STREAMS announced to clients. */
+  maxConcurrentStreams?: number;
+}
+
+/** One CONNECT stream waiting for the owner's decision. */
+export interface HboneInboundRequest {
+  /** The `:authority` as received, e.g. "10.0.0.5:8080" or "[fd00::5]:8080". */
+  readonly authority: string;
+  /** The target address without brackets. */
+  readonly targetHost: string;
+  readonly targetPort: number;
+  /** All request headers, pseudo-headers included. */
+  readonly headers: http2.IncomingHttpHeaders;
+  /** The client's SPIFFE id (spiffe://...), verified. */
+  readonly peerIdentity: string;
+  /** The client's leaf certificate. */
+  readonly peerCertificate: X509Certificate;
+  /** The TCP peer (the source node's ztunnel, or a waypoint). */
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  /** The address the client dialled (the pod address whose certificate was presented). */
+  readonly localAddress: string;
+  readonly localPort: number;
+  /** The original source address from the `forwarded` header (bare IP), when it carries one. */
+  readonly forwardedFor?: string;
+  readonly baggage?: string;
+  readonly traceparent?: string;
+  /** True once accept() or reject() was called. */
+  readonly answered: boolean;
+  /** Answers 200 and returns the stream: from here on it carries the raw TCP bytes both ways. */
+  accept(): Duplex;
+  /** Answers `status` (400..599) with the reason in `x-strait-reason`, and ends the stream. */
+  reject(status: number, reason?: string): void;
+}
+
+interface ConnectionInfo {
+  peerIdentity: string;
+  peerCertificateDer: Buffer;
+  /** Parsed on first use (parsing costs more than the rest of a cached peer check). */
+  peerCertificate?: X509Certificate;
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+}
+
+/** A socket between accept and a verified TLS session. */
+interface PendingSocket {
+  socket: net.Socket;
+  localAddress: string;
+  localPort: number;
+  timer: NodeJS.Timeout;
+}
+
+class InboundRequest implements HboneInboundRequest {
+  readonly authority: string;
+  readonly targetHost: string;
+  readonly targetPort: number;
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly peerIdentity: string;
+  readonly remoteAddress: string;
+  readonly remotePort: number;
+  readonly localAddress: string;
+  readonly localPort: number;
+  readonly forwardedFor?: string;
+  readonly baggage?: string;
+  readonly traceparent?: string;
+  #answered = false;
+  readonly #stream: http2.ServerHttp2Stream;
+  readonly #info: ConnectionInfo;
+
+  constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, authority: string, target: { host: string; port: number }, info: ConnectionInfo) {
+    this.#stream = stream;
+    this.authority = authority;
+    this.targetHost = target.host;
+    this.targetPort = target.port;
+    this.headers = headers;
+    this.#info = info;
+    this.peerIdentity = info.peerIdentity;
+    this.remoteAddress = info.remoteAddress;
+    this.remotePort = info.remotePort;
+    this.localAddress = info.localAddress;
+    this.localPort = info.localPort;
+    const fwd = parseForwardedFor(headers[HEADER_FORWARDED]);
+    if (fwd !== undefined) this.forwardedFor = fwd;
+    const baggage = headers[HEADER_BAGGAGE];
+    if (typeof baggage === 'string') this.baggage = baggage;
+    const traceparent = headers[HEADER_TRACEPARENT];
+    if (typeof traceparent === 'string') this.traceparent = traceparent;
+  }
+
+  get peerCertificate(): X509Certificate {
+    this.#info.peerCertificate ??= new X509Certificate(this.#info.peerCertificateDer);
+    return this.#info.peerCertificate;
+  }
+
+  get answered(): boolean {
+    return this.#answered;
+  }
+
+  accept(): Duplex {
+    this.#answer('accept');
+    const s = this.#stream;
+    // A stream the client already cancelled is returned as it is: relay() sees it closed and stops at once.
+    if (!s.destroyed && !s.closed) s.respond({ ':status': 200 });
+    return s;
+  }
+
+  reject(status: number, reason?: string): void {
+    if (!Number.isInteger(status) || status < 400 || status > 599) {
+      throw bug(`HBONE reject() needs a 4xx or 5xx status, got ${status}`);
+    }
+    this.#answer('reject');
+    respondAndEnd(this.#stream, status, reason);
+  }
+
+  #answer(how: string): void {
+    if (this.#answered) throw bug(`HBONE request for ${this.authority} answered twice (${how} after an earlier answer)`);
+    this.#answered = true;
+  }
+}
+
+function respondAndEnd(stream: http2.ServerHttp2Stream, status: number, reason?: string): void {
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
+  const headers: http2.OutgoingHttpHeaders = { ':status': status };
+  if (reason !== undefined && reason !== '') headers[HEADER_REASON] = sanitizeReason(reason);
+  stream.respond(headers, { endStream: true });
+}
+
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}
+
+function tupleOf(s: net.Socket): string {
+  return `${s.remoteAddress}|${s.remotePort}|${s.localAddress}|${s.localPort}`;
+}
+
+function listenHint(code: string | undefined, host: string): string {
+  switch (code) {
+    case 'EADDRINUSE':
+      return 'another process (or another ztunnel) already listens there';
+    case 'EADDRNOTAVAIL':
+      return `${host} is not an address of this node (in the local mesh the pod address must be on the loopback interface)`;
+    case 'EACCES':
+      return 'ports below 1024 need privileges';
+    default:
+      return 'check the address and port';
+  }
+}
+
+function positiveInt(value: number, name: string, max: number): number {
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw new StraitError('STRAIT_ERR_CONFIG', `HboneServer: ${name} must be an integer in 1..${max}, got ${value}`);
+  }
+  return value;
+}
+
+export class HboneServer {
+  readonly #rootPem: string | string[];
+  readonly #certFor: HboneServerOptions['certFor'];
+  readonly #peers: PeerVerifier;
+  readonly #onConnect: HboneServerOptions['onConnect'];
+  readonly #log: Logger;
+  readonly #handshakeTimeoutMs: number;
+  readonly #h2: http2.Http2Server;
+  /** A non-listening tls.Server per presented certificate (LRU, keyed by the certificate PEM). */
+  readonly #tlsServers = new Map<string, tls.Server>();
+  readonly #listeners = new Map<string, net.Server>();
+  readonly #pending = new Map<string, PendingSocket>();
+  readonly #sessions = new Map<http2.ServerHttp2Session, ConnectionInfo>();
+  readonly #streams = new Set<http2.ServerHttp2Stream>();
+  /** The connection being handed to the HTTP/2 server (its 'session' event fires synchronously). */
+  #handing: ConnectionInfo | undefined;
+  #draining = false;
+  #closed = false;
+
+  constructor(opts: HboneServerOptions) {
+    certificatesFromPem(Array.isArray(opts.rootPem) ? opts.rootPem.join('\n') : opts.rootPem); // STRAIT_ERR_CERT_INVALID now, not per connection
+    this.#rootPem = opts.rootPem;
+    this.#certFor = opts.certFor;
+    this.#peers = new PeerVerifier(opts.rootPem, opts.trustDomain ?? DEFAULT_TRUST_DOMAIN);
+    this.#onConnect = opts.onConnect;
+    this.#log = opts.logger ?? silentLogger();
+    this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
+    const maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
+    this.#h2 = http2.createServer({
+      settings: { maxConcurrentStreams, initialWindowSize: HBONE_STREAM_WINDOW_BYTES, enablePush: false },
+    });
+    this.#h2.on('session', (session) => this.#onSession(session));
+    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
+  }
+
+  /** Listens on host:port (port 0: any free port); may be called once per address. Returns the bound address. */
+  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+    if (this.#closed || this.#draining) throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for HBONE on ${formatAuthority(host, port)}: the server is ${this.#closed ? 'closed' : 'draining'}`);
+    const server = net.createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: DEFAULT_HBONE_KEEPALIVE_DELAY_MS });
+    server.on('connection', (socket) => {
+      this.handleSocket(socket, normalizeIp(socket.localAddress ?? host), socket.localPort ?? port);
+    });
+    await new Promise<void>((resolve, reject) => {
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new StraitError('STRAIT_ERR_LISTEN', `cannot listen for HBONE on ${formatAuthority(host, port)}: ${err.message}; ${listenHint(err.code, host)}`, { cause: err }));
+      };
+      server.once('error', onError);
+      server.listen({ host, port, exclusive: true }, () => {
+        server.removeListener('error', onError);
+        resolve();
+      });
+    });
+    server.on('error', (err) => this.#log.error({ err, address: formatAuthority(host, port) }, 'HBONE listener failed'));
+    const bound = server.address() as net.AddressInfo;
+    const key = formatAuthority(normalizeIp(bound.address), bound.port);
+    if (this.#closed || this.#draining) {
+      server.close();
+      throw new StraitError('STRAIT_ERR_LISTEN', `HBONE listener on ${key} closed again: the server was closed while it started`);
+    }
+    this.#listeners.set(key, server);
+    this.#log.debug({ address: key }, 'HBONE listening');
+    return { host: normalizeIp(bound.address), port: bound.port };
+  }
+
+  /** Stops one listener (its pod left the node); connections already accepted on it continue. */
+  async closeListener(host: string, port: number): Promise<void> {
+    const key = formatAuthority(normalizeIp(host), port);
+    const server = this.#listeners.get(key);
+    if (server === undefined) return;
+    this.#listeners.delete(key);
+    server.close(); // the listening socket closes now; the 'close' event waits for accepted connections, so no await
+    this.#log.debug({ address: key }, 'HBONE listener closed');
+  }
+
+  /** The addresses currently listened on, "ip:port". */
+  listening(): string[] {
+    return [...this.#listeners.keys()];
+  }
+
+  /**
+   * Takes a TCP connection accepted elsewhere (capture redirect): `localAddress:localPort` is the address the
+   * client dialled (the original destination), which chooses the certificate.
+   */
+  handleSocket(socket: net.Socket, localAddress: string, localPort: number): void {
+    if (this.#closed || this.#draining) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, DEFAULT_HBONE_KEEPALIVE_DELAY_MS);
+    const tuple = tupleOf(socket);
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const pending: PendingSocket = {
+      socket,
+      localAddress,
+      localPort,
+      timer: setTimeout(() => {
+        this.#log.info({ remote, local: formatAuthority(localAddress, localPort), timeoutMs: this.#handshakeTimeoutMs },
+          'HBONE connection did not complete its TLS handshake in time; closing it');
+        socket.destroy();
+      }, this.#handshakeTimeoutMs),
+    };
+    this.#pending.set(tuple, pending);
+    socket.on('error', (err) => this.#log.debug({ err: errorMessage(err), remote }, 'HBONE socket error before TLS'));
+    socket.once('close', () => {
+      clearTimeout(pending.timer);
+      if (this.#pending.get(tuple) === pending) {
+        this.#pending.delete(tuple);
+        this.#log.debug({ remote, local: formatAuthority(localAddress, localPort) },
+          'HBONE connection closed before TLS completed (no certificate for the address, the client certificate was refused, or the client gave up)');
+      }
+    });
+    Promise.resolve()
+      .then(() => this.#certFor(localAddress, localPort))
+      .then((cert) => {
+        if (socket.destroyed) return;
+        if (cert === undefined) {
+          this.#log.debug({ remote, local: formatAuthority(localAddress, localPort) }, 'no workload certificate for the dialled address; refusing the HBONE connection');
+          socket.destroy();
+          return;
+        }
+        this.#tlsServerFor(cert).emit('connection', socket);
+      })
+      .catch((err: unknown) => {
+        this.#log.warn({ err: errorMessage(err), remote, local: formatAuthority(localAddress, localPort) }, 'cannot choose a certificate for an HBONE connection; closing it');
+        socket.destroy();
+      });
+  }
+
+  /** Number of CONNECT streams open (answered or not). */
+  activeStreams(): number {
+    return this.#streams.size;
+  }
+
+  /** Number of HTTP/2 sessions (verified TLS connections). */
+  activeSessions(): number {
+    return this.#sessions.size;
+  }
+
+  /** Stops listening and sends GOAWAY on every session; streams already open continue to their end. */
+  drain(): void {
+    if (this.#draining) return;
+    this.#draining = true;
+    this.#stopListening();
+    for (const session of this.#sessions.keys()) {
+      if (!session.closed) session.close();
+    }
+  }
+
+  /** Stops listening and destroys every connection and stream. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    this.#closed = true;
+    this.#stopListening();
+    for (const p of this.#pending.values()) {
+      clearTimeout(p.timer);
+      p.socket.destroy();
+    }
+    this.#pending.clear();
+    for (const session of this.#sessions.keys()) session.destroy();
+    this.#tlsServers.clear();
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+
+  #stopListening(): void {
+    for (const server of this.#listeners.values()) server.close();
+    this.#listeners.clear();
+  }
+
+  #tlsServerFor(cert: WorkloadCert): tls.Server {
+    const key = cert.certChainPem.join('\n');
+    let server = this.#tlsServers.get(key);
+    if (server !== undefined) {
+      this.#tlsServers.delete(key);
+      this.#tlsServers.set(key, server);
+      return server;
+    }
+    const o = tlsContextOptions(cert, this.#rootPem);
+    server = tls.createServer({
+      key: o.key,
+      cert: o.cert,
+      ca: o.ca,
+      minVersion: o.minVersion,
+      maxVersion: o.maxVersion,
+      requestCert: true,
+      rejectUnauthorized: true,
+      ALPNProtocols: [HBONE_ALPN],
+      handshakeTimeout: this.#handshakeTimeoutMs,
+    });
+    server.on('secureConnection', (s: tls.TLSSocket) => this.#onSecure(s));
+    server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
+      this.#log.info({ err: errorMessage(err), remote: `${s.remoteAddress}:${s.remotePort}` }, 'HBONE TLS handshake failed');
+    });
+    if (this.#tlsServers.size >= DEFAULT_SECURE_CONTEXT_CACHE_SIZE) this.#tlsServers.delete(this.#tlsServers.keys().next().value!);
+    this.#tlsServers.set(key, server);
+    return server;
+  }
+
+  /** A TLS connection whose client chain OpenSSL verified (Node destroys it otherwise): check the SPIFFE id, start HTTP/2. */
+  #onSecure(socket: tls.TLSSocket): void {
+    const tuple = tupleOf(socket);
+    const pending = this.#pending.get(tuple);
+    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    if (pending === undefined) {
+      this.#log.error({ remote }, 'BUG: verified HBONE connection not found among pending sockets; closing it');
+      socket.destroy();
+      return;
+    }
+    this.#pending.delete(tuple);
+    clearTimeout(pending.timer);
+    if (this.#closed || this.#draining) {
+      socket.destroy();
+      return;
+    }
+    if (socket.alpnProtocol !== HBONE_ALPN) {
+      this.#log.info({ remote, alpn: socket.alpnProtocol }, 'HBONE client did not negotiate ALPN h2; closing the connection');
+      socket.destroy();
+      return;
+    }
+    let info: ConnectionInfo;
+    try {
+      const peer = this.#peers.verify(socket, []);
+      info = {
+        peerIdentity: peer.id,
+        peerCertificateDer: peer.leafDer,
+        remoteAddress: normalizeIp(socket.remoteAddress ?? ''),
+        remotePort: socket.remotePort ?? 0,
+        localAddress: pending.localAddress,
+        localPort: pending.localPort,
+      };
+    } catch (err) {
+      this.#log.warn({ err: errorMessage(err), remote }, 'HBONE client certificate refused');
+      socket.destroy();
+      return;
+    }
+    socket.on('error', (err) => this.#log.debug({ err: errorMessage(err), remote }, 'HBONE connection error'));
+    this.#handing = info;
+    try {
+      this.#h2.emit('connection', socket);
+    } finally {
+      this.#handing = undefined;
+    }
+  }
+
+  #onSession(session: http2.ServerHttp2Session): void {
+    const info = this.#handing;
+    if (info === undefined) {
+      this.#log.error('BUG: HTTP/2 session without a verified HBONE connection; destroying it');
+      session.destroy();
+      return;
+    }
+    this.#sessions.set(session, info);
+    session.on('error', (err) => this.#log.debug({ err: errorMessage(err), peer: info.peerIdentity }, 'HBONE session error'));
+    session.once('close', () => this.#sessions.delete(session));
+    try {
+      session.setLocalWindowSize(HBONE_CONNECTION_WINDOW_BYTES);
+    } catch (err) {
+      this.#log.debug({ err: errorMessage(err) }, 'cannot widen the HBONE connection window');
+    }
+    this.#log.debug({ peer: info.peerIdentity, remote: `${info.remoteAddress}:${info.remotePort}`, local: formatAuthority(info.localAddress, info.localPort) }, 'HBONE session started');
+  }
+
+  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const info = this.#sessions.get(stream.session as http2.ServerHttp2Session);
+    stream.on('error', (err) => this.#log.debug({ err: errorMessage(err) }, 'HBONE stream error'));
+    if (info === undefined) {
+      this.#log.error('BUG: HBONE stream on an unknown session; resetting it');
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      return;
+    }
+    this.#streams.add(stream);
+    stream.once('close', () => this.#streams.delete(stream));
+    const method = headers[':method'];
+    if (method !== 'CONNECT') {
+      respondAndEnd(stream, 405, `HBONE accepts only CONNECT, not ${String(method)}`);
+      return;
+    }
+    const authority = headers[':authority'] ?? '';
+    const target = parseAuthority(authority);
+    if (target === undefined) {
+      this.#log.info({ authority, peer: info.peerIdentity }, 'HBONE CONNECT with a malformed :authority');
+      respondAndEnd(stream, 400, `malformed :authority "${authority}": HBONE expects ip:port or [ipv6]:port of the target`);
+      return;
+    }
+    const req = new InboundRequest(stream, headers, authority, target, info);
+    const failed = (err: unknown): void => {
+      this.#log.error({ err: errorMessage(err), authority, peer: info.peerIdentity }, 'HBONE onConnect handler failed; answering 500 (or resetting the stream)');
+      if (!req.answered) req.reject(500, 'internal error in the HBONE server');
+      else if (!stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    };
+    try {
+      const done = this.#onConnect(req);
+      if (done instanceof Promise) done.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
+  }
+}
