@@ -1,0 +1,32 @@
+import { Command } from 'commander';
+import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
+import { parseConfig } from '../ztunnel/config.js';
+import { onShutdown } from './shutdown.js';
+
+export function ztunnelCommand(): Command {
+  return new Command('ztunnel')
+    .description('run the per-node tunnel: HBONE mTLS, L4 policy, telemetry for the enrolled pods of one node')
+    .option('--node <name>', 'the node this ztunnel serves  [env STRAIT_NODE_NAME]')
+    .option('--xds-address <host:port>', 'the controller (xDS + CA), default 127.0.0.1:15012  [env STRAIT_XDS_ADDRESS]')
+    .option('--token-file <file>', 'bootstrap token (the controller writes <data-dir>/tokens/node-<node>.token)  [env STRAIT_TOKEN_FILE, or STRAIT_TOKEN]')
+    .option('--root-cert <file>', 'mesh root certificate (the controller\'s <data-dir>/root-cert.pem)  [env STRAIT_ROOT_CERT]')
+    .option('--listen-address <ip>', 'the node address every listener binds, default 127.0.0.1  [env STRAIT_LISTEN_ADDRESS]')
+    .option('--local-pod-listeners', 'local mesh: also answer HBONE on each local pod\'s address:15008  [env STRAIT_LOCAL_POD_LISTENERS=true]')
+    .option('--drain <duration>', 'on /quitquitquit, let connections finish for this long (default 5s)  [env STRAIT_DRAIN_DURATION]')
+    .option('--pool-idle <duration>', 'close pooled HBONE connections idle this long (default 30s)  [env STRAIT_POOL_IDLE]')
+    .option('--pool-max-streams <n>', 'streams per pooled HBONE connection (default 100)  [env STRAIT_POOL_MAX_STREAMS]')
+    .option('--cert-ttl <duration>', 'workload certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
+    .option('--connect-timeout <duration>', 'TCP/HBONE connect timeout (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
+    .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
+    .action(async (flags, cmd: Command) => {
+      const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
+      const config = parseConfig(process.env, flags);
+      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName } });
+      // Loaded on use: each command pulls in only its own component.
+      const { startZtunnel } = await import('../ztunnel/app.js');
+      const running = await startZtunnel(config, log);
+      onShutdown(log, () => running.close());
+      await running.stopped;
+      process.exit(0);
+    });
+}

@@ -1,0 +1,100 @@
+import type { Logger } from '../../common/log.js';
+import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
+import type { ConnectionAttrs } from '../authz.js';
+import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';
+
+export type Direction = 'inbound' | 'outbound' | 'inbound-plaintext';
+
+/** One proxied connection, from accept to close. */
+export interface TrackedConnection {
+  id: number;
+  direction: Direction;
+  startedAt: number;
+  src?: WorkloadResource;
+  srcIdentity?: string;
+  srcAddress: string;
+  dst?: WorkloadResource;
+  dstIdentity?: string;
+  dstService?: ServiceResource;
+  dstAddress: string;
+  mtls: boolean;
+  /** Inbound: the ztunnel's own end of the connection to the pod ("ip:port"), so the pod's app can ask who called it. */
+  upstreamLocal?: string;
+  /** For inbound connections: what policy is re-checked against when it changes. */
+  authz?: { attrs: ConnectionAttrs; target: { namespace: string; labels: Record<string, string> } };
+  /** Ends the connection (both sides) with a reason that the access log records. */
+  close(reason: string): void;
+  bytesSent: number;
+  bytesRecv: number;
+}
+
+/**
+ * Live connections, their metrics and their access-log line.
+ * Invariants: every tracked connection is opened once and finished once; its `istio_tcp_*` counters and the
+ * access-log line are written by finish() and nowhere else, so counts and logs agree.
+ */
+export class ConnectionTracker {
+  private nextId = 1;
+  readonly live = new Map<number, TrackedConnection>();
+
+  constructor(private readonly access: Logger, private readonly metrics: ZtunnelMetrics) {}
+
+  open(c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv'>): TrackedConnection {
+    const conn: TrackedConnection = { ...c, id: this.nextId++, startedAt: Date.now(), bytesSent: 0, bytesRecv: 0 };
+    this.live.set(conn.id, conn);
+    this.metrics.opened.inc(this.labels(conn));
+    this.metrics.activeConnections.inc({ direction: conn.direction });
+    return conn;
+  }
+
+  finish(conn: TrackedConnection, error?: string): void {
+    if (!this.live.delete(conn.id)) return;
+    const labels = this.labels(conn);
+    this.metrics.closed.inc(labels);
+    if (conn.bytesSent) this.metrics.sent.inc(labels, conn.bytesSent);
+    if (conn.bytesRecv) this.metrics.received.inc(labels, conn.bytesRecv);
+    this.metrics.activeConnections.dec({ direction: conn.direction });
+    this.access.info({
+      'src.addr': conn.srcAddress,
+      'src.workload': conn.src?.name,
+      'src.namespace': conn.src?.namespace,
+      'src.identity': conn.srcIdentity,
+      'dst.addr': conn.dstAddress,
+      'dst.service': conn.dstService?.hostname,
+      'dst.workload': conn.dst?.name,
+      'dst.namespace': conn.dst?.namespace,
+      'dst.identity': conn.dstIdentity,
+      direction: conn.direction,
+      bytes_sent: conn.bytesSent,
+      bytes_recv: conn.bytesRecv,
+      duration_ms: Date.now() - conn.startedAt,
+      ...(error ? { error } : {}),
+    }, 'connection complete');
+  }
+
+  /** A connection refused before it was proxied: access log + denial counter, no open/close counters. */
+  refused(c: { direction: Direction; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: ServiceResource }, reason: string, code: string): void {
+    this.metrics.denied.inc({ reason: code });
+    this.access.info({
+      'src.addr': c.srcAddress, 'src.workload': c.src?.name, 'src.namespace': c.src?.namespace, 'src.identity': c.srcIdentity,
+      'dst.addr': c.dstAddress, 'dst.service': c.dstService?.hostname, 'dst.workload': c.dst?.name, 'dst.namespace': c.dst?.namespace, 'dst.identity': c.dstIdentity,
+      direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, error: reason,
+    }, 'connection refused');
+  }
+
+  /** Live connections for the admin API (no secrets). */
+  snapshot(): Record<string, unknown>[] {
+    return [...this.live.values()].map((c) => ({
+      id: c.id, direction: c.direction, 'src.addr': c.srcAddress, 'src.identity': c.srcIdentity, 'src.workload': c.src?.uid,
+      'dst.addr': c.dstAddress, 'dst.identity': c.dstIdentity, 'dst.workload': c.dst?.uid, 'dst.service': c.dstService?.hostname,
+      mtls: c.mtls, upstreamLocal: c.upstreamLocal, started: new Date(c.startedAt).toISOString(), bytes_sent: c.bytesSent, bytes_recv: c.bytesRecv,
+    }));
+  }
+
+  private labels(c: TrackedConnection) {
+    return tcpLabels({
+      reporter: c.direction === 'outbound' ? 'source' : 'destination',
+      src: c.src, srcIdentity: c.srcIdentity, dst: c.dst, dstIdentity: c.dstIdentity, dstService: c.dstService, mtls: c.mtls,
+    });
+  }
+}

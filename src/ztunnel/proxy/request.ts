@@ -1,0 +1,143 @@
+/**
+ * Decide, then do: the pure outbound decision (DESIGN §6). Given the state and a connection's source and
+ * target, returns where and how to send it; the I/O lives in outbound.ts.
+ */
+import { isIP } from 'node:net';
+import type { ServiceResource, WaypointRef, WorkloadResource } from '../../common/xds/resources.js';
+import { normalizeIp, type ZtunnelState } from '../state/state.js';
+
+export const HBONE_PORT = 15008;
+
+export interface OutboundTarget {
+  /** An IP literal (captured original destination, SOCKS5 IP) or a host name (SOCKS5 domain). */
+  host: string;
+  port: number;
+}
+
+export type RefusalCode = 'unknown-source' | 'source-not-local' | 'unknown-host' | 'no-endpoint' | 'no-port' | 'waypoint-unready';
+
+export interface Refusal {
+  kind: 'refuse';
+  code: RefusalCode;
+  message: string;
+}
+
+export interface Passthrough {
+  kind: 'passthrough';
+  source: WorkloadResource;
+  /** Where the TCP connection goes (plain TCP). */
+  actualDestination: { host: string; port: number };
+  dstService?: ServiceResource;
+  dstWorkload?: WorkloadResource;
+}
+
+export interface HboneRequest {
+  kind: 'hbone';
+  source: WorkloadResource;
+  /** What the application asked for (VIP:port or pod:port). */
+  originalDestination: { host: string; port: number };
+  /** Where the HBONE (mTLS) connection goes: a pod address or a waypoint, port 15008. */
+  actualDestination: { host: string; port: number };
+  /** HTTP/2 CONNECT :authority — the target the far side connects to (or the VIP:port for a waypoint). */
+  authority: string;
+  /** The SPIFFE id(s) the peer certificate must carry. */
+  expectedPeerSans: string[];
+  dstService?: ServiceResource;
+  dstWorkload?: WorkloadResource;
+  waypoint?: WaypointRef;
+}
+
+export type OutboundDecision = Refusal | Passthrough | HboneRequest;
+
+/** Chooses one endpoint index among `n` candidates for a service (round robin, random, ...). */
+export type EndpointPicker = (serviceKey: string, candidates: number) => number;
+
+export function roundRobin(): EndpointPicker {
+  const next = new Map<string, number>();
+  return (key, n) => {
+    const i = next.get(key) ?? 0;
+    next.set(key, (i + 1) % 1_000_000_000);
+    return i % n;
+  };
+}
+
+function hostPort(host: string, port: number): string {
+  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host: string; port: number }, dst: Pick<HboneRequest, 'dstService' | 'dstWorkload'>): OutboundDecision {
+  if (!wp.address) {
+    return { kind: 'refuse', code: 'waypoint-unready', message: `destination ${hostPort(original.host, original.port)} is bound to waypoint ${wp.namespace}/${wp.name}, which has no address yet (is the waypoint deployed and ready?)` };
+  }
+  return {
+    kind: 'hbone', source, originalDestination: original,
+    actualDestination: { host: wp.address, port: HBONE_PORT },
+    authority: hostPort(original.host, original.port),
+    expectedPeerSans: [wp.identity], waypoint: wp, ...dst,
+  };
+}
+
+/** To a workload address directly (not through a service). */
+function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource): OutboundDecision {
+  const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}) };
+  if (w.protocol !== 'HBONE') return { kind: 'passthrough', source, actualDestination: { host: address, port }, ...dst };
+  return {
+    kind: 'hbone', source, originalDestination: { host: address, port },
+    actualDestination: { host: address, port: HBONE_PORT },
+    authority: hostPort(address, port),
+    expectedPeerSans: [w.identity], ...dst,
+  };
+}
+
+/**
+ * Where does a connection from `sourceAddress` to `target` go?
+ * - the source must be an enrolled workload on this node;
+ * - a service (by VIP or host name) bound to a waypoint → HBONE to the waypoint, :authority = VIP:port;
+ * - a service otherwise → one ready endpoint: HBONE to <pod>:15008 if it is in the mesh, plain TCP if not;
+ * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
+ * - anything else → plain TCP passthrough.
+ */
+export function buildRequest(state: ZtunnelState, node: string, sourceAddress: string, target: OutboundTarget, pick: EndpointPicker): OutboundDecision {
+  const source = state.workloadByAddress(sourceAddress);
+  if (!source || source.protocol !== 'HBONE') {
+    return { kind: 'refuse', code: 'unknown-source', message: `no enrolled workload has address ${normalizeIp(sourceAddress)}; only pods in the mesh may send through the ztunnel (is the pod's namespace labelled istio.io/dataplane-mode=ambient?)` };
+  }
+  if (source.node !== node) {
+    return { kind: 'refuse', code: 'source-not-local', message: `workload ${source.uid} (${normalizeIp(sourceAddress)}) runs on node ${source.node}, not on ${node}; it must use its own node's ztunnel` };
+  }
+  let svc: ServiceResource | undefined;
+  let ip: string | undefined;
+  if (isIP(target.host)) {
+    ip = normalizeIp(target.host);
+    svc = state.serviceByVip(ip);
+  } else {
+    svc = state.serviceByHostname(target.host);
+    if (!svc) return { kind: 'passthrough', source, actualDestination: { host: target.host, port: target.port } };
+  }
+  if (svc) {
+    const svcKey = `${svc.namespace}/${svc.name}`;
+    const vip = ip ?? svc.vips[0];
+    if (!svc.ports.some((p) => p.port === target.port)) {
+      return { kind: 'refuse', code: 'no-port', message: `service ${svcKey} has no port ${target.port} (ports: ${svc.ports.map((p) => p.port).join(', ') || 'none'})` };
+    }
+    if (svc.waypoint && source.waypointFor === undefined) {
+      if (!vip) return { kind: 'refuse', code: 'waypoint-unready', message: `service ${svcKey} is bound to waypoint ${svc.waypoint.namespace}/${svc.waypoint.name} but has no VIP to address it by` };
+      return viaWaypoint(source, svc.waypoint, { host: vip, port: target.port }, { dstService: svc });
+    }
+    const candidates = svc.endpoints.filter((e) => e.healthy && e.ports[String(target.port)] !== undefined);
+    if (candidates.length === 0) {
+      return { kind: 'refuse', code: 'no-endpoint', message: `service ${svcKey} has no ready endpoint for port ${target.port}` };
+    }
+    const ep = candidates[pick(svcKey, candidates.length)];
+    const w = state.workloads.get(ep.workload);
+    const port = ep.ports[String(target.port)];
+    if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc };
+    return toWorkload(source, w, ep.address, port, svc);
+  }
+  const w = state.workloadByAddress(ip!);
+  if (!w) return { kind: 'passthrough', source, actualDestination: { host: ip!, port: target.port } };
+  if (w.waypoint && w.protocol === 'HBONE' && source.waypointFor === undefined) {
+    return viaWaypoint(source, w.waypoint, { host: ip!, port: target.port }, { dstWorkload: w });
+  }
+  return toWorkload(source, w, ip!, target.port);
+}

@@ -1,0 +1,79 @@
+import { EventEmitter } from 'node:events';
+import { isIP } from 'node:net';
+import type { AuthorizationResource, ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
+
+export interface StateEvents {
+  /** Workloads or services changed (local pod listeners, certificate prefetch follow this). */
+  workloads: [];
+  /** Authorization or peer-authentication policies changed (live connections are re-checked). */
+  policies: [];
+}
+
+/** Strips an IPv4-mapped IPv6 prefix so "::ffff:127.0.0.5" and "127.0.0.5" are one address. */
+export function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
+/**
+ * The ztunnel's view of the mesh: workloads, services and policies from the controller.
+ * Invariants: only the xDS client calls the `apply*` methods (one writer); every index is rebuilt from the
+ * primary maps in the same call, so readers never see an index disagree with its map.
+ */
+export class ZtunnelState extends EventEmitter<StateEvents> {
+  readonly workloads = new Map<string, WorkloadResource>();
+  readonly services = new Map<string, ServiceResource>();
+  readonly policies = new Map<string, AuthorizationResource>();
+  private byAddress = new Map<string, WorkloadResource>();
+  private byVip = new Map<string, ServiceResource>();
+  private byHost = new Map<string, ServiceResource>();
+  /** Bumped on every policy change; connections remember the generation they were checked against. */
+  policyGeneration = 0;
+
+  applyWorkloads(added: WorkloadResource[], removed: string[]): void {
+    for (const name of removed) this.workloads.delete(name);
+    for (const w of added) this.workloads.set(w.uid, w);
+    const idx = new Map<string, WorkloadResource>();
+    for (const w of this.workloads.values()) for (const a of w.addresses) idx.set(normalizeIp(a), w);
+    this.byAddress = idx;
+    this.emit('workloads');
+  }
+
+  applyServices(added: ServiceResource[], removed: string[]): void {
+    for (const name of removed) this.services.delete(name);
+    for (const s of added) this.services.set(`${s.namespace}/${s.name}`, s);
+    const vips = new Map<string, ServiceResource>();
+    const hosts = new Map<string, ServiceResource>();
+    for (const s of this.services.values()) {
+      for (const v of s.vips) vips.set(normalizeIp(v), s);
+      for (const h of [s.hostname, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}`]) hosts.set(h, s);
+    }
+    this.byVip = vips;
+    this.byHost = hosts;
+    this.emit('workloads');
+  }
+
+  applyPolicies(added: { name: string; body: AuthorizationResource }[], removed: string[]): void {
+    for (const name of removed) this.policies.delete(name);
+    for (const p of added) this.policies.set(p.name, p.body);
+    this.policyGeneration++;
+    this.emit('policies');
+  }
+
+  workloadByAddress(ip: string): WorkloadResource | undefined {
+    return this.byAddress.get(normalizeIp(ip));
+  }
+
+  serviceByVip(ip: string): ServiceResource | undefined {
+    return this.byVip.get(normalizeIp(ip));
+  }
+
+  /** "name.ns.svc.cluster.local", "name.ns.svc" or "name.ns" (a trailing dot is ignored). */
+  serviceByHostname(host: string): ServiceResource | undefined {
+    return this.byHost.get(host.toLowerCase().replace(/\.$/, ''));
+  }
+
+  /** Enrolled workloads scheduled on `node`. */
+  localWorkloads(node: string): WorkloadResource[] {
+    return [...this.workloads.values()].filter((w) => w.node === node && w.protocol === 'HBONE');
+  }
+}
