@@ -7,11 +7,16 @@ import { readFileSync } from 'node:fs';
 import { controllerCommand } from './controller.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
+import { ztunnelCommand } from './ztunnel.js';
+import { upCommand } from './up.js';
+import { demoCommand } from './demo.js';
+import { demoAppCommand } from './demo-app.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../common/log.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
 
 const program = new Command('strait')
+  .description('Strait: a sidecar-less (ambient) service mesh — controller, ztunnel and waypoint in one binary')
   .version(pkg.version)
   .addOption(new Option('--log-level <level>', 'log level').choices(LOG_LEVELS).default('info'))
   .addOption(new Option('--log-format <format>', 'log format: json for machines, pretty for people').choices(LOG_FORMATS).default('json'))
@@ -20,6 +25,10 @@ const program = new Command('strait')
 program.addCommand(controllerCommand());
 program.addCommand(validateCommand());
 program.addCommand(tokenCommand());
+program.addCommand(ztunnelCommand());
+program.addCommand(upCommand());
+program.addCommand(demoCommand());
+program.addCommand(demoAppCommand(), { hidden: true });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   const e = err as { code?: string; message?: string };

@@ -1,0 +1,94 @@
+import { Command, InvalidArgumentError } from 'commander';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { errorMessage } from '../common/errors.js';
+import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
+import { parseDurationMs } from '../common/model/duration.js';
+import { onShutdown } from './shutdown.js';
+import { DEMO_DIR } from './up.js';
+
+/**
+ * `strait demo` (what `npm start` runs): the local mesh of examples/demo, traffic between its pods, and a
+ * live summary of what the mesh let through and whom the destinations saw calling.
+ */
+export function demoCommand(): Command {
+  return new Command('demo')
+    .description('run the built-in demo: the local mesh of examples/demo, traffic between its pods through the ztunnels, and a live summary')
+    .option('--duration <d>', 'stop after this long (e.g. 15s, 2m) and print a final summary (default: until Ctrl-C)', duration)
+    .option('--log-dir <dir>', 'where the components\' log files go (default: a new temporary directory, printed at start)')
+    .option('--state-file <path>', 'once the mesh is ready, write where everything runs as JSON here (removed on exit)')
+    .option('--rate <n>', 'requests per second on each route', rate, 5)
+    .action(async (opts: { duration?: number; logDir?: string; stateFile?: string; rate: number }, cmd: Command) => {
+      const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
+      const logDir = resolve(opts.logDir ?? mkdtempSync(join(tmpdir(), 'strait-demo-')));
+      const log = createRootLogger({ component: 'demo', level: globals.logLevel, format: globals.logFormat, destination: join(logDir, 'demo.log') });
+      const [{ LocalMesh }, { loadManifestPath }, { planLocalMesh }, { DEMO_ROUTE_SPECS, resolveRoutes }, { TrafficGenerator }, { SummaryView }] = await Promise.all([
+        import('../local/mesh.js'), import('../common/model/index.js'), import('../local/plan.js'),
+        import('../demo/routes.js'), import('../demo/traffic.js'), import('../demo/summary.js'),
+      ]);
+      const say = (line: string) => process.stdout.write(line + '\n');
+
+      const mesh = new LocalMesh({ manifestDir: DEMO_DIR, logLevel: globals.logLevel, log, logDir, ...(opts.stateFile ? { stateFile: opts.stateFile } : {}) });
+      let traffic: InstanceType<typeof TrafficGenerator> | undefined;
+      let summary: InstanceType<typeof SummaryView> | undefined;
+      let closing: Promise<void> | undefined;
+      const close = () => (closing ??= (async () => {
+        await traffic?.stop();
+        summary?.stop();
+        say('stopping the mesh…');
+        await mesh.stop();
+        say(`stopped. Component logs are in ${logDir}`);
+      })());
+      onShutdown(log, close);
+
+      say(`Strait demo: starting the local mesh of ${DEMO_DIR} (controller, one ztunnel per node, the demo apps).`);
+      say(`Component logs: ${logDir}`);
+      let state;
+      try {
+        state = await mesh.start();
+      } catch (err) {
+        await mesh.stop();
+        throw err;
+      }
+      const loaded = await loadManifestPath(DEMO_DIR);
+      const plan = planLocalMesh(loaded.objects.map((o) => o.object));
+      const routes = resolveRoutes(DEMO_ROUTE_SPECS, plan.apps, state.nodes);
+      say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.apps).length} pods. Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5:`);
+      const nameWidth = Math.max(...routes.map((r) => r.name.length));
+      for (const r of routes) {
+        say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → socks5 ${r.socks5.host}:${r.socks5.port} → ${r.host}:${r.port}  (expect ${r.expect === 'ok' ? 'answers' : 'denied'})`);
+      }
+      say('');
+
+      traffic = new TrafficGenerator(routes, { ratePerRoute: opts.rate, log });
+      const startedAt = Date.now();
+      const until = opts.duration !== undefined ? `stops after ${opts.duration / 1000}s` : 'Ctrl-C to stop';
+      const t = traffic;
+      summary = new SummaryView(process.stdout, () => ({ elapsedMs: Date.now() - startedAt, routes: t.snapshot(), note: until }));
+      traffic.start();
+      summary.start();
+      log.info({ routes: routes.map((r) => r.name), ratePerRoute: opts.rate, durationMs: opts.duration ?? null }, 'demo traffic started');
+
+      if (opts.duration !== undefined) {
+        setTimeout(() => {
+          close().then(() => process.exit(0), (err) => {
+            log.error({ err: errorMessage(err) }, 'shutdown failed');
+            process.exit(1);
+          });
+        }, opts.duration);
+      }
+    });
+}
+
+function duration(v: string): number {
+  const ms = parseDurationMs(v);
+  if (ms === undefined || ms <= 0) throw new InvalidArgumentError(`"${v}" is not a duration (write e.g. 15s, 2m, 1m30s)`);
+  return ms;
+}
+
+function rate(v: string): number {
+  const n = Number(v);
+  if (!(n > 0 && n <= 1000)) throw new InvalidArgumentError(`"${v}" is not a rate between 0 and 1000 requests per second`);
+  return n;
+}
