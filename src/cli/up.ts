@@ -14,12 +14,13 @@ export function upCommand(): Command {
     .option('--log-dir <dir>', 'one log file per component instead of everything on standard output')
     .option('--data-dir <dir>', 'keep the CA (root-cert.pem, root-key.pem) and tokens here across runs (default: a fresh temporary directory)')
     .option('--controller-address <ip>', 'loopback address of the controller', '127.0.99.1')
-    .action(async (dir: string, opts: { stateFile?: string; logDir?: string; dataDir?: string; controllerAddress: string }, cmd: Command) => {
+    .option('--cert-ttl <duration>', 'workload certificate lifetime (default 24h)')
+    .action(async (dir: string, opts: { stateFile?: string; logDir?: string; dataDir?: string; controllerAddress: string; certTtl?: string }, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const log = createRootLogger({ component: 'up', level: globals.logLevel, format: globals.logFormat });
       const { LocalMesh } = await import('../local/mesh.js');
       const mesh = new LocalMesh({ manifestDir: dir, logLevel: globals.logLevel, log, controllerAddress: opts.controllerAddress,
-        ...(opts.stateFile ? { stateFile: opts.stateFile } : {}), ...(opts.logDir ? { logDir: opts.logDir } : {}), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}) });
+        ...(opts.stateFile ? { stateFile: opts.stateFile } : {}), ...(opts.logDir ? { logDir: opts.logDir } : {}), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), ...(opts.certTtl ? { certTtl: opts.certTtl } : {}) });
       onShutdown(log, () => mesh.stop());
       try {
         const state = await mesh.start();

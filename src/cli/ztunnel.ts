@@ -17,6 +17,7 @@ export function ztunnelCommand(): Command {
     .option('--pool-max-streams <n>', 'streams per pooled HBONE connection (default 100)  [env STRAIT_POOL_MAX_STREAMS]')
     .option('--cert-ttl <duration>', 'workload certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
     .option('--connect-timeout <duration>', 'TCP/HBONE connect timeout (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
+    .option('--capture-mark <n>', 'under iptables capture: fwmark for the ztunnel\'s own connections to pods, which the rules skip (scripts/iptables default 0x539)  [env STRAIT_CAPTURE_MARK]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .action(async (flags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };

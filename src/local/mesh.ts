@@ -29,6 +29,8 @@ export interface LocalMeshOptions {
   logDir?: string;
   logLevel: string;
   controllerAddress?: string;
+  /** Workload certificate lifetime the controller issues (its --cert-ttl). */
+  certTtl?: string;
   log: Logger;
 }
 
@@ -160,7 +162,7 @@ export class LocalMesh {
 
   private async startController(): Promise<void> {
     const child = this.spawnChild('controller', ['controller', '--config-dir', resolve(this.opts.manifestDir), '--data-dir', this.dataDir,
-      '--xds-address', `${this.controllerAddress}:${PORTS.xds}`, '--admin-address', `${this.controllerAddress}:${PORTS.controllerAdmin}`]);
+      '--xds-address', `${this.controllerAddress}:${PORTS.xds}`, '--admin-address', `${this.controllerAddress}:${PORTS.controllerAdmin}`, ...(this.opts.certTtl ? ['--cert-ttl', this.opts.certTtl] : [])]);
     await this.waitHttp(child, `http://${this.controllerAddress}:${PORTS.controllerAdmin}/ready`, 'controller');
     this.log.info({ xds: `${this.controllerAddress}:${PORTS.xds}`, dataDir: this.dataDir }, 'controller ready');
   }

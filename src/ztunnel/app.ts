@@ -13,12 +13,12 @@ import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/r
 import { CaClient } from '../identity/ca-client.js';
 import { X509Certificate } from 'node:crypto';
 import { acceptSocks5, SOCKS5_REPLY } from './proxy/socks5.js';
-import { originalDestination } from './capture/original-dst.js';
+import { connectMarked, originalDestination } from './capture/original-dst.js';
 import type { ZtunnelConfig } from './config.js';
 import { ZtunnelIdentities } from './identities.js';
 import { ZtunnelMetrics } from './metrics.js';
 import { ConnectionTracker } from './proxy/connections.js';
-import { InboundHandler, plainConnector } from './proxy/inbound.js';
+import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
 import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { ZtunnelState } from './state/state.js';
@@ -56,10 +56,14 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
   xds.start();
 
+  // Under capture the ztunnel's own sockets to pods carry the mark the iptables rules skip; otherwise they would be
+  // redirected straight back to the ztunnel.
+  const mark = cfg.captureMark;
+  const connector: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs);
   const pool = new HbonePool({ rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs, logger: child({ part: 'hbone-pool' }) });
-  const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: plainConnector, connectTimeoutMs: cfg.connectTimeoutMs });
+  const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: connector, connectTimeoutMs: cfg.connectTimeoutMs });
   const outbound = new OutboundHandler({
-    state, node: cfg.nodeName, tracker, identities, pool, connect: plainConnector, connectTimeoutMs: cfg.connectTimeoutMs,
+    state, node: cfg.nodeName, tracker, identities, pool, connect: connector, connectTimeoutMs: cfg.connectTimeoutMs,
     pick: roundRobin(), localAddress: cfg.listenAddress, log: child({ part: 'outbound' }),
   });
 
@@ -188,7 +192,9 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   }, child({ part: 'admin' }));
   const metricsServer = new AdminServer({
     '/metrics': async () => {
-      metrics.hbonePoolConnections.set(pool.stats().connections);
+      const ps = pool.stats();
+      metrics.hbonePoolConnections.set(ps.connections);
+      metrics.hboneHandshakes.set(ps.handshakes);
       return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     },
   }, child({ part: 'metrics' }));
@@ -228,6 +234,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     return quitting;
   };
 
-  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners }, 'ztunnel listening');
+  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark }, 'ztunnel listening');
   return { state, stopped, close: () => quitting ?? (quitting = close()) };
 }

@@ -17,6 +17,7 @@ export const ENV_POOL_IDLE = 'STRAIT_POOL_IDLE';
 export const ENV_POOL_MAX_STREAMS = 'STRAIT_POOL_MAX_STREAMS';
 export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
+export const ENV_CAPTURE_MARK = 'STRAIT_CAPTURE_MARK';
 
 export const PORT_OUTBOUND = 15001;
 export const PORT_INBOUND_PLAINTEXT = 15006;
@@ -63,6 +64,11 @@ export interface ZtunnelConfig {
   poolMaxStreams: number;
   certTtlMs: number;
   connectTimeoutMs: number;
+  /**
+   * Under capture (scripts/iptables): the fwmark the ztunnel puts on its own connections to pods, which the
+   * capture rules skip (Istio's 1337 = 0x539). Undefined in the local mesh, where nothing is captured.
+   */
+  captureMark?: number;
 }
 
 export interface ZtunnelFlags {
@@ -80,6 +86,7 @@ export interface ZtunnelFlags {
   poolMaxStreams?: string;
   certTtl?: string;
   connectTimeout?: string;
+  captureMark?: string;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
@@ -123,7 +130,14 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     socks5: PORT_SOCKS5 + offset, admin: int(flags.adminPort, '--admin-port', PORT_ADMIN + offset, 0, 65535),
     metrics: PORT_METRICS + offset, ready: PORT_READY + offset,
   };
+  const markRaw = pick(flags.captureMark, ENV_CAPTURE_MARK);
+  let captureMark: number | undefined;
+  if (markRaw !== undefined) {
+    captureMark = Number(markRaw);
+    if (!Number.isInteger(captureMark) || captureMark <= 0 || captureMark > 0xffffffff) throw fail(`--capture-mark: "${markRaw}" must be a positive 32-bit number (e.g. 0x539)`);
+  }
   return {
+    ...(captureMark !== undefined ? { captureMark } : {}),
     nodeName,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
     token,

@@ -59,6 +59,7 @@ export class ZtunnelMetrics {
   readonly received: Counter<TcpLabel>;
   readonly activeConnections: Gauge<'direction'>;
   readonly hbonePoolConnections: Gauge;
+  readonly hboneHandshakes: Gauge;
   readonly certificates: Gauge;
   readonly xdsConnected: Gauge;
   readonly denied: Counter<'reason'>;
@@ -73,6 +74,7 @@ export class ZtunnelMetrics {
     this.received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the destination during TCP connections.', labelNames, registers });
     this.activeConnections = new Gauge({ name: 'strait_ztunnel_active_connections', help: 'Connections being proxied now.', labelNames: ['direction'], registers });
     this.hbonePoolConnections = new Gauge({ name: 'strait_ztunnel_hbone_pool_connections', help: 'Pooled outbound HBONE (TLS+HTTP/2) connections.', registers });
+    this.hboneHandshakes = new Gauge({ name: 'strait_ztunnel_hbone_handshakes', help: 'Outbound HBONE TLS handshakes since start (pooling keeps this low).', registers });
     this.certificates = new Gauge({ name: 'strait_ztunnel_certificates', help: 'Workload certificates held.', registers });
     this.xdsConnected = new Gauge({ name: 'strait_ztunnel_xds_connected', help: '1 while the xDS stream to the controller is up.', registers });
     this.denied = new Counter({ name: 'strait_ztunnel_connections_denied_total', help: 'Connections refused, by reason.', labelNames: ['reason'], registers });

@@ -406,7 +406,9 @@ export class HboneServer {
     });
     server.on('secureConnection', (s: tls.TLSSocket) => this.#onSecure(s));
     server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
-      this.#log.info({ err: errorMessage(err), remote: `${s.remoteAddress}:${s.remotePort}` }, 'HBONE TLS handshake failed');
+      // A client chain that does not verify: Node sets authorizationError and drops the socket ("socket hang up").
+      const why = s.authorizationError ? `client certificate rejected: ${String(s.authorizationError)} (it must chain to the mesh root)` : errorMessage(err);
+      this.#log.info({ err: why, remote: `${s.remoteAddress}:${s.remotePort}` }, 'HBONE TLS handshake failed');
     });
     if (this.#tlsServers.size >= DEFAULT_SECURE_CONTEXT_CACHE_SIZE) this.#tlsServers.delete(this.#tlsServers.keys().next().value!);
     this.#tlsServers.set(key, server);

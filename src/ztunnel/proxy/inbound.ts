@@ -16,15 +16,20 @@ import type { ConnectionTracker, Direction, TrackedConnection } from './connecti
 /** Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). */
 export type TargetConnector = (host: string, port: number, timeoutMs: number) => Promise<net.Socket>;
 
-export const plainConnector: TargetConnector = (host, port, timeoutMs) => new Promise((resolve, reject) => {
-  const s = net.connect({ host, port });
+export const plainConnector: TargetConnector = (host, port, timeoutMs) => connectWith(() => net.connect({ host, port }), host, port, timeoutMs);
+
+/** Connects with `open` (a plain or a marked socket), failing after `timeoutMs`. */
+export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+  const s = open();
   const t = setTimeout(() => {
     s.destroy();
     reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
   }, timeoutMs);
   s.once('connect', () => { clearTimeout(t); resolve(s); });
   s.once('error', (err) => { clearTimeout(t); reject(err); });
-});
+  });
+}
 
 export interface InboundDeps {
   state: ZtunnelState;
