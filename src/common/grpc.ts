@@ -1,20 +1,34 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { bug } from './errors.js';
 
-const cache = new Map<string, grpc.GrpcObject>();
+export type ProtoFile = 'xds.proto' | 'ca.proto';
+const definitions = new Map<ProtoFile, protoLoader.PackageDefinition>();
+const packages = new Map<ProtoFile, grpc.GrpcObject>();
 
 /**
- * Loads one of our .proto files (src/common/proto/, copied next to the compiled code by the build).
- * Field names stay snake_case as written in the .proto; 64-bit ints become numbers.
+ * The package definition of one of our .proto files (src/common/proto/, copied next to the compiled code by the
+ * build). Field names stay snake_case as written; 64-bit integers arrive as strings.
  */
-export function loadProto(file: 'xds.proto' | 'ca.proto'): grpc.GrpcObject {
-  let pkg = cache.get(file);
-  if (!pkg) {
+export function loadProtoDefinition(file: ProtoFile): protoLoader.PackageDefinition {
+  let def = definitions.get(file);
+  if (!def) {
     const path = fileURLToPath(new URL(`./proto/${file}`, import.meta.url));
-    const def = protoLoader.loadSync(path, { keepCase: true, longs: Number, enums: String, defaults: true, oneofs: true });
-    pkg = grpc.loadPackageDefinition(def);
-    cache.set(file, pkg);
+    if (!existsSync(path)) throw bug(`${file} not found at ${path}; the build did not copy src/common/proto (run \`npm run build\`)`);
+    def = protoLoader.loadSync(path, { keepCase: true, longs: String, enums: String, defaults: true, oneofs: true });
+    definitions.set(file, def);
+  }
+  return def;
+}
+
+/** The loaded gRPC package of one of our .proto files. */
+export function loadProto(file: ProtoFile): grpc.GrpcObject {
+  let pkg = packages.get(file);
+  if (!pkg) {
+    pkg = grpc.loadPackageDefinition(loadProtoDefinition(file));
+    packages.set(file, pkg);
   }
   return pkg;
 }

@@ -7,10 +7,9 @@
  * buffers plus a few string fields. The client and the request direction use the regular proto-loader
  * (protobufjs) codecs, so both codecs are exercised against each other in the tests.
  */
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import type { PackageDefinition } from '@grpc/proto-loader';
 import * as grpc from '@grpc/grpc-js';
-import * as protoLoader from '@grpc/proto-loader';
+import { loadProtoDefinition } from '../grpc.js';
 import { bug } from '../errors.js';
 import type { ResourceEntry } from './types.js';
 
@@ -61,7 +60,7 @@ export interface OutgoingDeltaResponse {
 }
 
 export interface XdsProto {
-  packageDefinition: protoLoader.PackageDefinition;
+  packageDefinition: PackageDefinition;
   /** The service with proto-loader codecs in both directions (what clients use). */
   service: grpc.ServiceDefinition;
   /** The same service, responses serialised by encodeDeltaResponse (what XdsServer registers). */
@@ -75,20 +74,10 @@ let cached: XdsProto | undefined;
 /** Loads the xDS protocol definition once per process. */
 export function loadXdsProto(): XdsProto {
   if (cached) return cached;
-  const protoPath = fileURLToPath(new URL('../proto/xds.proto', import.meta.url));
-  if (!existsSync(protoPath)) {
-    throw bug(`xds.proto not found at ${protoPath}; the build did not copy src/common/proto (run \`npm run build\`)`);
-  }
-  const packageDefinition = protoLoader.loadSync(protoPath, {
-    keepCase: true,
-    longs: String,
-    enums: String,
-    defaults: true,
-    oneofs: true,
-  });
+  const packageDefinition = loadProtoDefinition('xds.proto');
   const service = packageDefinition[XDS_SERVICE_NAME] as grpc.ServiceDefinition | undefined;
   if (!service || !(XDS_METHOD_NAME in service)) {
-    throw bug(`${XDS_SERVICE_NAME}/${XDS_METHOD_NAME} missing from ${protoPath}`);
+    throw bug(`${XDS_SERVICE_NAME}/${XDS_METHOD_NAME} missing from xds.proto`);
   }
   const method = (service as Record<string, grpc.MethodDefinition<unknown, unknown>>)[XDS_METHOD_NAME]!;
   const serverService: grpc.ServiceDefinition = {

@@ -21,13 +21,13 @@ export const plainConnector: TargetConnector = (host, port, timeoutMs) => connec
 /** Connects with `open` (a plain or a marked socket), failing after `timeoutMs`. */
 export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-  const s = open();
-  const t = setTimeout(() => {
-    s.destroy();
-    reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-  }, timeoutMs);
-  s.once('connect', () => { clearTimeout(t); resolve(s); });
-  s.once('error', (err) => { clearTimeout(t); reject(err); });
+    const s = open();
+    const t = setTimeout(() => {
+      s.destroy();
+      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
+    }, timeoutMs);
+    s.once('connect', () => { clearTimeout(t); resolve(s); });
+    s.once('error', (err) => { clearTimeout(t); reject(err); });
   });
 }
 
