@@ -157,6 +157,34 @@ describe('ztunnel in the local mesh', () => {
     }
     assert.equal(await handshakes(), before, '50 connections reused the pooled TLS connection');
   });
+
+  it('admin: config_dump shows certificates but never keys, /logging changes the level, /quitquitquit drains', async () => {
+    const admin = mesh.state.nodes['node-a'].admin;
+    const dumpText = await (await fetch(`http://${admin}/config_dump`)).text();
+    assert.doesNotMatch(dumpText, /PRIVATE KEY/);
+    const dump = JSON.parse(dumpText);
+    const cert = dump.certificates.find((c: { identity: string }) => c.identity === ID('apps', 'client'));
+    assert.ok(cert && Date.parse(cert.notAfter) > Date.now(), 'client certificate with its expiry');
+    assert.equal((await fetch(`http://${admin}/logging?level=debug`, { method: 'POST' })).status, 200);
+    assert.deepEqual(await (await fetch(`http://${admin}/logging`)).json(), { level: 'debug' });
+    assert.equal((await fetch(`http://${admin}/logging?level=loud`, { method: 'POST' })).status, 400);
+
+    // A connection open before the drain keeps working; new ones are refused; the process exits after the drain.
+    const res = await socks5Connect({ proxy: parseHp(mesh.state.nodes['node-a'].socks5), localAddress: CLIENT, target: { host: 'server.apps', port: 80 }, timeoutMs: 5000 });
+    assert.ok(res.ok);
+    const sock = res.socket;
+    try {
+      assert.match(await httpOnSocket(sock, 'GET /before HTTP/1.1\r\nHost: s\r\n\r\n'), /^HTTP\/1\.1 200/);
+      const quit = await fetch(`http://${admin}/quitquitquit`, { method: 'POST' });
+      assert.equal(quit.status, 200);
+      await eventually(async () => (await mesh.curl(CLIENT, 'node-a', 'http://server.apps/')).code !== 0, 3000, 'new connections refused while draining');
+      assert.match(await httpOnSocket(sock, 'GET /during HTTP/1.1\r\nHost: s\r\n\r\n'), /^HTTP\/1\.1 200/, 'the open connection still works during the drain');
+      const pid = mesh.state.nodes['node-a'].pid;
+      await eventually(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 15_000, 'ztunnel exited after the drain');
+    } finally {
+      sock.destroy();
+    }
+  });
 });
 
 function parseHp(s: string): { host: string; port: number } {
