@@ -31,7 +31,7 @@ describe('strait validate', () => {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^\S*\/bad\/policies\.yaml doc 3 AuthorizationPolicy foo\/deny-get: spec\.action: "BLOCK" is not one of ALLOW, DENY, AUDIT, CUSTOM$/m);
     assert.match(r.stdout, /^\S*\/bad\/policies\.yaml doc 4 Namespace bar: warning: spec\.colour: /m);
-    assert.match(r.stdout, /4 object\(s\) valid, 1 error\(s\), 1 warning\(s\)/);
+    assert.match(r.stdout, /^3 object\(s\) valid, 1 error\(s\), 1 warning\(s\)$/m);
   });
 
   it('says clearly when a path cannot be read', async () => {
