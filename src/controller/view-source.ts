@@ -5,7 +5,7 @@ import {
   TYPE_AUTHORIZATION, TYPE_POLICY, TYPE_ROUTE, TYPE_SERVICE, TYPE_WORKLOAD, WAYPOINT_TYPES, ZTUNNEL_TYPES,
 } from '../common/xds/resources.js';
 import type { ConfigStore } from './store.js';
-import { computeViews, type BindingProblem, type MeshViews, type ViewOptions } from './views.js';
+import { ENDPOINT_KINDS, computeViews, type BindingProblem, type MeshViews, type ViewOptions } from './views.js';
 
 export const ZTUNNEL_VIEW = 'ztunnel';
 const EMPTY: ResourceSet = new Map();
@@ -23,6 +23,8 @@ function versionOf(body: unknown): string {
 export class MeshViewSource implements ViewSource {
   private gen = 0;
   private dirty = true;
+  /** Whether a change touched what workloads and services are computed from (else they are reused). */
+  private endpointsDirty = true;
   private sets = new Map<string, ResourceSet>(); // `${viewKey}\n${typeUrl}` → set
   private lastViews: MeshViews | undefined;
   private readonly listeners = new Set<(changedAt: number) => void>();
@@ -30,6 +32,9 @@ export class MeshViewSource implements ViewSource {
   constructor(private readonly store: ConfigStore, private readonly opts: ViewOptions) {
     store.on('change', (c) => {
       this.dirty = true;
+      for (const key of [...c.added, ...c.updated, ...c.removed]) {
+        if (ENDPOINT_KINDS.has(key.slice(0, key.indexOf('/')))) this.endpointsDirty = true;
+      }
       for (const l of this.listeners) l(c.changedAt);
     });
   }
@@ -76,12 +81,16 @@ export class MeshViewSource implements ViewSource {
   private refresh(): void {
     if (!this.dirty) return;
     this.dirty = false;
-    const v = computeViews(this.store.meshObjects(), this.opts);
+    const prev = this.lastViews;
+    const v = computeViews(this.store.meshObjects(), this.opts, prev && !this.endpointsDirty ? prev : undefined);
+    this.endpointsDirty = false;
     this.lastViews = v;
     const next = new Map<string, ResourceSet>();
     const put = (viewKey: string, typeUrl: string, bodies: Map<string, unknown>) => {
       const k = `${viewKey}\n${typeUrl}`;
-      next.set(k, this.stable(this.sets.get(k), bodies));
+      const old = this.sets.get(k);
+      // Bodies reused from the previous computation are unchanged: keep their set without re-hashing.
+      next.set(k, old && prev && (bodies === prev.workloads || bodies === prev.services) ? old : this.stable(old, bodies));
     };
     // Workloads and services are the same for every proxy: one set, shared by all views.
     put('*', TYPE_WORKLOAD, v.workloads);

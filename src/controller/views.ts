@@ -46,7 +46,15 @@ export interface MeshViews {
   authorizations: Map<string, AuthorizationResource>;
   waypoints: Map<string, WaypointView>;
   problems: BindingProblem[];
+  /** The problems found while computing workloads and services (kept when they are reused). */
+  endpointProblems: BindingProblem[];
 }
+
+/**
+ * Kinds whose changes can alter workloads and services. When none of them changed, the previous workloads and
+ * services can be passed back to computeViews as `reuse`.
+ */
+export const ENDPOINT_KINDS: ReadonlySet<string> = new Set(['Namespace', 'Node', 'Pod', 'Service', 'Gateway']);
 
 export function spiffeIdFor(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
@@ -64,6 +72,8 @@ type WaypointFor = 'service' | 'workload' | 'all' | 'none';
 class MeshIndex {
   readonly namespaces = new Map<string, Namespace>();
   readonly pods: Pod[] = [];
+  /** Pods by namespace: a service selects only pods of its own namespace. */
+  readonly podsByNamespace = new Map<string, Pod[]>();
   readonly services: Service[] = [];
   readonly waypoints = new Map<string, Gateway>();
   readonly authz: AuthorizationPolicy[] = [];
@@ -95,6 +105,10 @@ class MeshIndex {
       `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1;
     this.pods.sort(byKey);
     this.services.sort(byKey);
+    for (const p of this.pods) {
+      const ns = p.metadata.namespace!;
+      (this.podsByNamespace.get(ns) ?? this.podsByNamespace.set(ns, []).get(ns)!).push(p);
+    }
   }
 
   nsLabels(ns: string): Labels {
@@ -119,7 +133,7 @@ function waypointForOf(gw: Gateway): WaypointFor {
   return v === 'workload' || v === 'all' || v === 'none' ? v : 'service';
 }
 
-export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): MeshViews {
+export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions, reuse?: Pick<MeshViews, 'workloads' | 'services' | 'endpointProblems'>): MeshViews {
   const idx = new MeshIndex(objects);
   const problems: BindingProblem[] = [];
   const waypointRefs = new Map<string, WaypointRef>();
@@ -148,6 +162,55 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): 
     return undefined;
   };
 
+  let services: Map<string, ServiceResource>;
+  let workloads: Map<string, WorkloadResource>;
+  if (reuse) {
+    ({ services, workloads } = reuse);
+    problems.push(...reuse.endpointProblems);
+  } else {
+    ({ services, workloads } = computeEndpoints(idx, opts, bindingFor));
+  }
+  const endpointProblems = [...problems];
+
+  const authorizations = new Map<string, AuthorizationResource>();
+  for (const p of idx.authz) {
+    const r = toZtunnelAuthz(p, opts);
+    if (r) authorizations.set(`authz/${p.metadata.namespace}/${p.metadata.name}`, r);
+  }
+  for (const pa of idx.peerAuthn) {
+    const ns = pa.metadata.namespace!;
+    const selector = pa.spec.selector?.matchLabels;
+    const hasSelector = !!selector && Object.keys(selector).length > 0;
+    if (hasSelector && ns === opts.rootNamespace) {
+      // As in Istio: a workload selector in the root namespace has no meaning for PeerAuthentication.
+      problems.push({ object: `PeerAuthentication/${ns}/${pa.metadata.name}`, message: `has a selector in the root namespace ${ns}; Istio ignores such a policy, and so does Strait (put it in the workloads' namespace)` });
+      continue;
+    }
+    const portLevel: Record<string, MtlsMode> = {};
+    for (const [port, v] of Object.entries(pa.spec.portLevelMtls ?? {})) portLevel[port] = v.mode;
+    authorizations.set(`peerauthn/${ns}/${pa.metadata.name}`, {
+      type: 'peerauthn',
+      name: pa.metadata.name,
+      namespace: ns,
+      scope: ns === opts.rootNamespace && !hasSelector ? 'global' : hasSelector ? 'workload' : 'namespace',
+      ...(hasSelector ? { selector } : {}),
+      mode: pa.spec.mtls?.mode ?? 'UNSET',
+      portLevel,
+    });
+  }
+
+  const waypoints = new Map<string, WaypointView>();
+  for (const [key, gw] of idx.waypoints) {
+    waypoints.set(key, waypointView(key, gw, waypointRefs.get(key)!, idx, services, opts));
+  }
+
+  return { workloads, services, authorizations, waypoints, problems, endpointProblems };
+}
+
+type BindingFor = (what: 'service' | 'workload', objKey: string, ns: string, own: Labels) => WaypointRef | undefined;
+
+/** Services with their endpoints, and workloads (with the services selecting them and their waypoint bindings). */
+function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: BindingFor): { services: Map<string, ServiceResource>; workloads: Map<string, WorkloadResource> } {
   // Services first (workloads list the services that select them).
   const services = new Map<string, ServiceResource>();
   const servicesOfPod = new Map<string, string[]>();
@@ -156,8 +219,8 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): 
     const key = `${ns}/${svc.metadata.name}`;
     const endpoints: EndpointResource[] = [];
     if (svc.spec.selector && Object.keys(svc.spec.selector).length > 0) {
-      for (const pod of idx.pods) {
-        if (pod.metadata.namespace !== ns || isTerminated(pod)) continue;
+      for (const pod of idx.podsByNamespace.get(ns) ?? []) {
+        if (isTerminated(pod)) continue;
         if (!matchesSelector(svc.spec.selector, pod.metadata.labels)) continue;
         const uid = `${ns}/${pod.metadata.name}`;
         (servicesOfPod.get(uid) ?? servicesOfPod.set(uid, []).get(uid)!).push(key);
@@ -220,39 +283,7 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions): 
     workloads.set(uid, w);
   }
 
-  const authorizations = new Map<string, AuthorizationResource>();
-  for (const p of idx.authz) {
-    const r = toZtunnelAuthz(p, opts);
-    if (r) authorizations.set(`authz/${p.metadata.namespace}/${p.metadata.name}`, r);
-  }
-  for (const pa of idx.peerAuthn) {
-    const ns = pa.metadata.namespace!;
-    const selector = pa.spec.selector?.matchLabels;
-    const hasSelector = !!selector && Object.keys(selector).length > 0;
-    if (hasSelector && ns === opts.rootNamespace) {
-      // As in Istio: a workload selector in the root namespace has no meaning for PeerAuthentication.
-      problems.push({ object: `PeerAuthentication/${ns}/${pa.metadata.name}`, message: `has a selector in the root namespace ${ns}; Istio ignores such a policy, and so does Strait (put it in the workloads' namespace)` });
-      continue;
-    }
-    const portLevel: Record<string, MtlsMode> = {};
-    for (const [port, v] of Object.entries(pa.spec.portLevelMtls ?? {})) portLevel[port] = v.mode;
-    authorizations.set(`peerauthn/${ns}/${pa.metadata.name}`, {
-      type: 'peerauthn',
-      name: pa.metadata.name,
-      namespace: ns,
-      scope: ns === opts.rootNamespace && !hasSelector ? 'global' : hasSelector ? 'workload' : 'namespace',
-      ...(hasSelector ? { selector } : {}),
-      mode: pa.spec.mtls?.mode ?? 'UNSET',
-      portLevel,
-    });
-  }
-
-  const waypoints = new Map<string, WaypointView>();
-  for (const [key, gw] of idx.waypoints) {
-    waypoints.set(key, waypointView(key, gw, waypointRefs.get(key)!, idx, services, opts));
-  }
-
-  return { workloads, services, authorizations, waypoints, problems };
+  return { services, workloads };
 }
 
 function namedPorts(pod: Pod): Record<string, number> {
