@@ -14,7 +14,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
 import { AdminServer } from '../common/admin.js';
-import { CaServer, authenticate } from './ca-server.js';
+import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
 import type { ControllerConfig } from './config.js';
 import { ControllerMetrics } from './metrics.js';
 import { FileSource } from './sources/file.js';
@@ -47,7 +47,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   const store = new ConfigStore();
   const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
   const written = new Set<string>();
-  const writeTokens = async () => {
+  const writeNewTokens = async () => {
     // Every node that runs pods and every waypoint gets a bootstrap token file in <data-dir>/tokens/.
     const callers: Caller[] = [];
     for (const o of store.meshObjects()) {
@@ -58,10 +58,12 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     for (const c of callers) {
       const s = callerSubject(c);
       if (written.has(s)) continue;
-      written.add(s);
-      await tokens.writeTokenFile(c).catch((err) => log.error({ err: errorMessage(err), caller: s }, 'cannot write bootstrap token'));
+      await tokens.writeTokenFile(c).then(() => written.add(s), (err) => log.error({ err: errorMessage(err), caller: s }, 'cannot write bootstrap token'));
     }
   };
+  // One writer at a time, in order; "ready" waits for the chain, so every known node's token exists by then.
+  let tokensWritten = Promise.resolve();
+  const writeTokens = () => (tokensWritten = tokensWritten.then(writeNewTokens));
   store.on('change', () => void writeTokens());
   const updateConfigMetrics = (problems: Problem[]) => {
     metrics.configObjects.reset();
@@ -91,7 +93,9 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
       if (!ok) throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `${callerSubject(caller)} may not subscribe as ${proxy.kind} ${proxy.kind === 'waypoint' ? `${proxy.namespace}/${proxy.name}` : `on node ${proxy.nodeName}`}`);
     },
   });
-  const caServer = new CaServer({ ca, tokens, objects: () => store.meshObjects(), maxTtlMs: cfg.certTtlMs, metrics, logger: log.child({ server: 'ca' }) });
+  let identityIndex: IdentityIndex | undefined;
+  store.on('change', () => (identityIndex = undefined));
+  const caServer = new CaServer({ ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics, logger: log.child({ server: 'ca' }) });
 
   const serving = ca.issueServing({
     dnsNames: ['localhost', 'strait-controller', 'strait-controller.istio-system.svc', 'istiod.istio-system.svc'],

@@ -15,37 +15,50 @@ export interface CreateCertificateRequest {
 }
 
 /**
- * Who may hold which identity. A node may obtain the identity of any pod scheduled on it (and that pod's
- * service account); a waypoint may obtain its own Gateway's identity. Returns undefined when allowed, else
- * the reason for refusing.
+ * Who may hold which identity, indexed once per config change. A node may obtain the identity of any pod
+ * scheduled on it (that pod's service account); a waypoint may obtain its own Gateway's identity (or that of one
+ * of its pods' service accounts).
  */
-export function refuseIdentity(caller: Caller, id: SpiffeId, objects: Iterable<MeshObject>): string | undefined {
-  if (caller.type === 'node') {
+export class IdentityIndex {
+  private readonly onNode = new Set<string>(); // node \n ns \n sa
+  private readonly waypoints = new Set<string>(); // ns/name
+  private readonly waypointAccounts = new Set<string>(); // ns \n gateway \n sa
+
+  constructor(objects: Iterable<MeshObject>) {
     for (const o of objects) {
-      if (o.kind === 'Pod' && o.spec.nodeName === caller.node && o.metadata.namespace === id.namespace &&
-          o.spec.serviceAccountName === id.serviceAccount && o.status.phase !== 'Succeeded' && o.status.phase !== 'Failed') {
-        return undefined;
+      if (o.kind === 'Pod' && o.status.phase !== 'Succeeded' && o.status.phase !== 'Failed') {
+        if (o.spec.nodeName) this.onNode.add(`${o.spec.nodeName}\n${o.metadata.namespace}\n${o.spec.serviceAccountName}`);
+        const gw = o.metadata.labels[LABEL_GATEWAY_NAME];
+        if (gw) this.waypointAccounts.add(`${o.metadata.namespace}\n${gw}\n${o.spec.serviceAccountName}`);
       }
+      if (o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS) this.waypoints.add(`${o.metadata.namespace}/${o.metadata.name}`);
     }
-    return `node ${caller.node} may not obtain ${id}: no pod with service account "${id.serviceAccount}" in namespace "${id.namespace}" is scheduled on node ${caller.node}`;
   }
-  let gateway = false;
-  for (const o of objects) {
-    if (o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS && o.metadata.namespace === caller.namespace && o.metadata.name === caller.name) gateway = true;
+
+  /** Undefined when allowed, else the reason for refusing. */
+  refuse(caller: Caller, id: SpiffeId): string | undefined {
+    if (caller.type === 'node') {
+      if (this.onNode.has(`${caller.node}\n${id.namespace}\n${id.serviceAccount}`)) return undefined;
+      return `node ${caller.node} may not obtain ${id}: no pod with service account "${id.serviceAccount}" in namespace "${id.namespace}" is scheduled on node ${caller.node}`;
+    }
+    const wp = `${caller.namespace}/${caller.name}`;
+    if (!this.waypoints.has(wp)) return `waypoint ${wp} may not obtain ${id}: no Gateway ${wp} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS} exists`;
+    if (id.namespace !== caller.namespace) return `waypoint ${wp} may not obtain ${id}: a waypoint's identity is in its own namespace`;
+    if (id.serviceAccount === caller.name || this.waypointAccounts.has(`${caller.namespace}\n${caller.name}\n${id.serviceAccount}`)) return undefined;
+    return `waypoint ${wp} may not obtain ${id}: it is neither the waypoint's service account "${caller.name}" nor that of one of its pods`;
   }
-  if (!gateway) return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: no Gateway ${caller.namespace}/${caller.name} with gatewayClassName ${WAYPOINT_GATEWAY_CLASS} exists`;
-  if (id.namespace !== caller.namespace) return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: a waypoint's identity is in its own namespace`;
-  if (id.serviceAccount === caller.name) return undefined;
-  for (const o of objects) {
-    if (o.kind === 'Pod' && o.metadata.namespace === caller.namespace && o.metadata.labels[LABEL_GATEWAY_NAME] === caller.name && o.spec.serviceAccountName === id.serviceAccount) return undefined;
-  }
-  return `waypoint ${caller.namespace}/${caller.name} may not obtain ${id}: it is neither the waypoint's service account "${caller.name}" nor that of one of its pods`;
+}
+
+/** One-off form of IdentityIndex.refuse (tests, tools). */
+export function refuseIdentity(caller: Caller, id: SpiffeId, objects: Iterable<MeshObject>): string | undefined {
+  return new IdentityIndex(objects).refuse(caller, id);
 }
 
 export interface CaServerOptions {
   ca: CertificateAuthority;
   tokens: BootstrapTokens;
-  objects: () => Iterable<MeshObject>;
+  /** The current who-may-hold-what index (rebuilt by the owner when config changes). */
+  identities: () => IdentityIndex;
   /** Longest validity a caller may ask for; also the default. */
   maxTtlMs: number;
   metrics?: ControllerMetrics;
@@ -104,7 +117,7 @@ export class CaServer {
       m?.csrRefused.inc({ reason: 'trust_domain' });
       throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `identity ${id} is outside this mesh's trust domain "${this.opts.ca.trustDomain}"`);
     }
-    const reason = refuseIdentity(caller, id, this.opts.objects());
+    const reason = this.opts.identities().refuse(caller, id);
     if (reason) {
       m?.csrRefused.inc({ reason: 'not_on_node' });
       this.log.warn({ caller: callerSubject(caller), identity: id.toString() }, `certificate request refused: ${reason}`);
