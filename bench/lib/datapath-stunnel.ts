@@ -1,0 +1,153 @@
+/**
+ * The peer reference of the data-path benchmark: the same client → server hop carried by two stunnel
+ * processes doing mutual TLS 1.3 with certificates from the mesh CA (the client and server workload
+ * identities), as a TLS tunnel that people already trust would do it:
+ *
+ *   client → stunnel (client mode, 127.0.115.1) ══ mTLS ══ stunnel (server mode, 127.0.115.2) → server pod
+ *
+ * Both sides verify the peer's chain to the mesh root (verifyChain + CAfile; the server requires a client
+ * certificate). stunnel cannot check a URI SAN, so unlike the ztunnel it does not compare the SPIFFE id.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { accessSync, constants, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { delimiter, join } from 'node:path';
+import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
+
+export const STUNNEL_CLIENT_IP = '127.0.115.1';
+export const STUNNEL_SERVER_IP = '127.0.115.2';
+
+export interface StunnelBinary {
+  path: string;
+  version: string;
+}
+
+/** The stunnel executable on PATH (`stunnel`, or Debian's `stunnel4`), or undefined. */
+export function findStunnel(): StunnelBinary | undefined {
+  for (const name of ['stunnel', 'stunnel4']) {
+    for (const dir of (process.env.PATH ?? '').split(delimiter)) {
+      const path = join(dir, name);
+      try {
+        accessSync(path, constants.X_OK);
+      } catch {
+        continue;
+      }
+      const v = spawnSync(path, ['-version'], { encoding: 'utf8', timeout: 5000 });
+      const version = /stunnel \S+/.exec(`${v.stdout}${v.stderr}`)?.[0] ?? 'stunnel (version unknown)';
+      return { path, version };
+    }
+  }
+  return undefined;
+}
+
+export interface StunnelRoute {
+  name: string;
+  /** Where the client connects (on STUNNEL_CLIENT_IP). */
+  clientPort: number;
+  /** The TLS port between the two stunnels (on STUNNEL_SERVER_IP). */
+  tlsPort: number;
+  /** Where the server-side stunnel connects (the server pod). */
+  target: { host: string; port: number };
+}
+
+export interface StunnelOptions {
+  bin: StunnelBinary;
+  workDir: string;
+  /** The mesh's data directory: its CA issues both certificates. */
+  caDataDir: string;
+  clientIdentity: string;
+  serverIdentity: string;
+  routes: StunnelRoute[];
+}
+
+async function issue(ca: CertificateAuthority, id: string, dir: string, name: string): Promise<{ cert: string; key: string }> {
+  const { keyPem, csrPem } = await createKeyAndCsr();
+  const { certChainPem } = ca.signWorkload(csrPem, SpiffeId.parse(id));
+  const cert = join(dir, `${name}-chain.pem`);
+  const key = join(dir, `${name}-key.pem`);
+  writeFileSync(cert, certChainPem.join('\n'));
+  writeFileSync(key, keyPem, { mode: 0o600 });
+  return { cert, key };
+}
+
+function config(side: 'client' | 'server', files: { cert: string; key: string; ca: string }, routes: StunnelRoute[]): string {
+  const global = [
+    'foreground = yes',
+    'pid =',
+    'debug = 4', // warnings and worse: no line per connection
+  ];
+  const services = routes.map((r) => [
+    `[${r.name}]`,
+    ...(side === 'client'
+      ? ['client = yes', `accept = ${STUNNEL_CLIENT_IP}:${r.clientPort}`, `connect = ${STUNNEL_SERVER_IP}:${r.tlsPort}`, `local = ${STUNNEL_CLIENT_IP}`]
+      : [`accept = ${STUNNEL_SERVER_IP}:${r.tlsPort}`, `connect = ${r.target.host}:${r.target.port}`]),
+    `cert = ${files.cert}`,
+    `key = ${files.key}`,
+    `CAfile = ${files.ca}`,
+    'verifyChain = yes', // implies requireCert on the server side
+    'sslVersionMin = TLSv1.3',
+    'sslVersionMax = TLSv1.3',
+  ].join('\n'));
+  return [...global, '', ...services].join('\n') + '\n';
+}
+
+/** Two stunnel processes (client side and server side) carrying `routes`. */
+export class StunnelPair {
+  private procs: { side: string; proc: ChildProcess; exited: Promise<unknown> }[] = [];
+
+  constructor(private readonly opts: StunnelOptions) {}
+
+  async start(): Promise<void> {
+    const dir = this.opts.workDir;
+    mkdirSync(dir, { recursive: true });
+    const ca = await CertificateAuthority.loadOrCreate({ dataDir: this.opts.caDataDir });
+    const rootFile = join(dir, 'root-cert.pem');
+    writeFileSync(rootFile, ca.rootCertPem);
+    const client = await issue(ca, this.opts.clientIdentity, dir, 'client');
+    const server = await issue(ca, this.opts.serverIdentity, dir, 'server');
+    for (const [side, files] of [['server', server], ['client', client]] as const) {
+      const conf = join(dir, `${side}.conf`);
+      writeFileSync(conf, config(side, { ...files, ca: rootFile }, this.opts.routes));
+      const proc = spawn(this.opts.bin.path, [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const log = createWriteStream(join(dir, `${side}.log`));
+      proc.stdout!.pipe(log);
+      proc.stderr!.pipe(log);
+      this.procs.push({ side, proc, exited: once(proc, 'exit') });
+    }
+    // Only the client side's plaintext ports are probed (a bare TCP probe of a TLS port makes the server side log
+    // a handshake error); the benchmark's first request through the pair retries until both sides are up.
+    for (const r of this.opts.routes) await this.waitListening(STUNNEL_CLIENT_IP, r.clientPort);
+  }
+
+  private async waitListening(host: string, port: number): Promise<void> {
+    const until = Date.now() + 10_000;
+    for (;;) {
+      for (const p of this.procs) {
+        if (p.proc.exitCode !== null) throw new Error(`stunnel (${p.side} side) exited with ${p.proc.exitCode}; see ${join(this.opts.workDir, `${p.side}.log`)}`);
+      }
+      const ok = await new Promise<boolean>((resolve) => {
+        const s = net.connect({ host, port });
+        s.once('connect', () => { s.destroy(); resolve(true); });
+        s.once('error', () => resolve(false));
+      });
+      if (ok) return;
+      if (Date.now() > until) throw new Error(`stunnel not listening on ${host}:${port} after 10 s; see ${this.opts.workDir}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  pids(): Record<string, number> {
+    return Object.fromEntries(this.procs.map((p) => [`stunnel/${p.side}`, p.proc.pid!]));
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.procs.map(async (p) => {
+      if (p.proc.exitCode !== null || p.proc.signalCode !== null) return;
+      p.proc.kill('SIGTERM');
+      const t = setTimeout(() => p.proc.kill('SIGKILL'), 5000);
+      await p.exited;
+      clearTimeout(t);
+    }));
+  }
+}
