@@ -83,7 +83,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // ---- listeners ----
   const servers: net.Server[] = [];
   const listen = async (port: number, what: string, onSocket: (s: net.Socket) => void, host = cfg.listenAddress) => {
-    const server = net.createServer({ pauseOnConnect: false }, (s) => {
+    const server = net.createServer({ pauseOnConnect: false, noDelay: true }, (s) => {
       s.on('error', () => undefined);
       onSocket(s);
     });

@@ -26,7 +26,7 @@ export function connectWith(open: () => net.Socket, host: string, port: number, 
       s.destroy();
       reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
-    s.once('connect', () => { clearTimeout(t); resolve(s); });
+    s.once('connect', () => { clearTimeout(t); s.setNoDelay(true); resolve(s); });
     s.once('error', (err) => { clearTimeout(t); reject(err); });
   });
 }
