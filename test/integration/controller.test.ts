@@ -114,19 +114,18 @@ describe('controller process', () => {
 
   it('after the controller restarts, a proxy that kept its config gets only the difference; the root is reused', async () => {
     const r = xdsClient(c, 'node-a', { id: 'ztunnel~reconnect' });
-    const connects: number[] = [];
-    r.client.on('connected', () => connects.push(r.updates.length));
     try {
       await eventually(() => r.client.held(TYPE_AUTHORIZATION).size === 1 && r.client.held(TYPE_WORKLOAD).size === 2, 5000, 'snapshot');
       const root = c.rootPem;
+      const mark = r.updates.length; // everything after this comes over the new stream
       assert.equal(await c.stop(), 0, 'controller exits cleanly on SIGTERM');
       // While the controller is away one pod is added; the policy stays as it was.
       writeFileSync(join(cfg.path, 'mesh.yaml'), mesh + '---\n' + docs(pod('shop', 'web-2', { node: 'node-a', sa: 'web', ip: '10.0.0.3', labels: { app: 'web' } })));
       assert.equal(r.client.held(TYPE_WORKLOAD).size, 2, 'the proxy keeps its config while the controller is away');
       c = await startController(cfg.path, data.path, ['--push-debounce', '50ms'], c.xds);
       assert.equal(c.rootPem, root, 'the persisted root is reused');
-      await eventually(() => r.client.held(TYPE_WORKLOAD).size === 3, 15_000, 'resync after reconnect');
-      const sinceReconnect = r.updates.slice(connects[connects.length - 1]);
+      await eventually(() => r.client.held(TYPE_WORKLOAD).size === 3 && r.updates.slice(mark).some((x) => x.type === TYPE_SERVICE), 15_000, 'resync after reconnect');
+      const sinceReconnect = r.updates.slice(mark);
       const byType = (t: string) => sinceReconnect.filter((x) => x.type === t).flatMap((x) => x.u.added.map((a) => a.name));
       assert.deepEqual(byType(TYPE_WORKLOAD), ['shop/web-2']);
       assert.deepEqual(byType(TYPE_SERVICE), ['shop/web']); // its endpoints changed
