@@ -10,6 +10,7 @@ export interface CaClientOptions {
   metadata: () => Record<string, string>;
   /** Per-request deadline. */
   timeoutMs?: number;
+  channelOptions?: grpc.ChannelOptions;
 }
 
 export const DEFAULT_CA_REQUEST_TIMEOUT_MS = 10_000;
@@ -20,7 +21,7 @@ export class CaClient {
 
   constructor(private readonly opts: CaClientOptions) {
     const Ctor = serviceOf(loadProto('ca.proto'), 'strait.ca.v1.CertificateService');
-    this.client = new Ctor(opts.address, opts.credentials) as never;
+    this.client = new Ctor(opts.address, opts.credentials, opts.channelOptions ?? {}) as never;
   }
 
   createCertificate(csrPem: string, identity: string, validitySeconds = 0): Promise<string[]> {

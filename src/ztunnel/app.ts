@@ -24,6 +24,9 @@ import { roundRobin } from './proxy/request.js';
 import { ZtunnelState } from './state/state.js';
 import { startZtunnelXds } from './xds-client.js';
 
+/** A DNS name in the controller's serving certificate (see controller/app.ts). */
+export const CONTROLLER_TLS_NAME = 'strait-controller';
+
 export interface RunningZtunnel {
   state: ZtunnelState;
   /** Resolves when the ztunnel has stopped (after close() or /quitquitquit). */
@@ -44,12 +47,15 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   const tracker = new ConnectionTracker(child({ access: true }), metrics);
   const credentials = grpc.credentials.createSsl(Buffer.from(cfg.rootCertPem));
   const xdsAddress = formatHostPort(cfg.xdsAddress);
-  const ca = new CaClient({ address: xdsAddress, credentials, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-node': cfg.nodeName }) });
+  // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
+  // name its serving certificate carries.
+  const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
+  const ca = new CaClient({ address: xdsAddress, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-node': cfg.nodeName }) });
   const identities = new ZtunnelIdentities(state, cfg.nodeName, ca, child({ part: 'certs' }), Math.floor(cfg.certTtlMs / 1000), metrics);
 
   const synced = new Set<string>();
   let xdsUp = false;
-  const xds = startZtunnelXds({ address: xdsAddress, credentials, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }) });
+  const xds = startZtunnelXds({ address: xdsAddress, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }) });
   xds.on('update', (type) => synced.add(type));
   xds.on('connected', () => { xdsUp = true; metrics.xdsConnected.set(1); log.info({ controller: xdsAddress }, 'connected to the controller'); });
   xds.on('disconnected', (err) => { xdsUp = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });

@@ -49,6 +49,7 @@ function asAuthorization(name: string, b: unknown): AuthorizationResource {
  */
 export function startZtunnelXds(opts: {
   address: string; credentials: grpc.ChannelCredentials; node: string; token: string; state: ZtunnelState; logger: Logger;
+  channelOptions?: grpc.ChannelOptions;
 }): XdsClient {
   const { state } = opts;
   const apply = <T>(parse: (name: string, body: unknown) => T, into: (added: T[], removed: string[]) => void) => (u: XdsUpdate) => {
@@ -61,6 +62,7 @@ export function startZtunnelXds(opts: {
     metadata: () => ({ authorization: `Bearer ${opts.token}`, 'x-strait-node': opts.node }),
     node: { id: `ztunnel~${opts.node}~${randomUUID()}`, kind: 'ztunnel', nodeName: opts.node },
     logger: opts.logger,
+    ...(opts.channelOptions ? { channelOptions: opts.channelOptions } : {}),
     subscriptions: [
       { typeUrl: TYPE_WORKLOAD, apply: apply(asWorkload, (a, r) => state.applyWorkloads(a, r)) },
       { typeUrl: TYPE_SERVICE, apply: apply(asService, (a, r) => state.applyServices(a, r)) },
