@@ -1,4 +1,7 @@
+import type { Duplex } from 'node:stream';
+import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { relay } from '../../common/hbone/index.js';
 import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
 import type { ConnectionAttrs } from '../authz.js';
 import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';
@@ -70,6 +73,29 @@ export class ConnectionTracker {
       duration_ms: Date.now() - conn.startedAt,
       ...(error ? { error } : {}),
     }, 'connection complete');
+  }
+
+  /**
+   * Relays `client` <-> `upstream` as one tracked connection: opened now, finished (metrics + access log) when both
+   * directions are done. bytes_sent counts client → upstream, bytes_recv upstream → client. A policy re-check may
+   * close it; the reason then becomes the access log's error.
+   */
+  async proxy(client: Duplex, upstream: Duplex, c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv' | 'close'>): Promise<void> {
+    let closeReason: string | undefined;
+    const conn = this.open({
+      ...c,
+      close: (reason) => {
+        closeReason = reason;
+        // A socket peer should see a reset, not an orderly close.
+        if ('resetAndDestroy' in upstream && typeof upstream.resetAndDestroy === 'function') upstream.resetAndDestroy();
+        else upstream.destroy();
+        client.destroy();
+      },
+    });
+    const r = await relay(client, upstream);
+    conn.bytesSent = r.aToB;
+    conn.bytesRecv = r.bToA;
+    this.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
   }
 
   /** A connection refused before it was proxied: access log + denial counter, no open/close counters. */

@@ -4,14 +4,13 @@
  * re-checked when policy changes and closed if now denied.
  */
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { relay, type HboneInboundRequest } from '../../common/hbone/index.js';
+import type { HboneInboundRequest } from '../../common/hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import { authorize, effectiveMtlsMode, type AuthzDecision, type ConnectionAttrs } from '../authz.js';
 import { normalizeIp, type ZtunnelState } from '../state/state.js';
-import type { ConnectionTracker, Direction, TrackedConnection } from './connections.js';
+import type { ConnectionTracker, Direction } from './connections.js';
 
 /** Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). */
 export type TargetConnector = (host: string, port: number, timeoutMs: number) => Promise<net.Socket>;
@@ -96,7 +95,8 @@ export class InboundHandler {
       return;
     }
     const stream = req.accept();
-    await this.proxy(stream, upstream, {
+    await this.d.tracker.proxy(stream, upstream, {
+      upstreamLocal: `${upstream.localAddress}:${upstream.localPort}`,
       ...base, dst: check.workload, dstIdentity: check.workload.identity, mtls: true,
       authz: { attrs: { sourceIdentity: peer, sourceIp, destinationIp: req.targetHost, destinationPort: req.targetPort }, target: { namespace: check.workload.namespace, labels: check.workload.labels } },
     });
@@ -122,28 +122,11 @@ export class InboundHandler {
       socket.resetAndDestroy();
       return;
     }
-    await this.proxy(socket, upstream, {
+    await this.d.tracker.proxy(socket, upstream, {
+      upstreamLocal: `${upstream.localAddress}:${upstream.localPort}`,
       ...base, dst: check.workload, dstIdentity: check.workload.identity, mtls: false,
       authz: { attrs: { sourceIp, destinationIp: targetHost, destinationPort: original.port }, target: { namespace: check.workload.namespace, labels: check.workload.labels } },
     });
-  }
-
-  private async proxy(client: Duplex, upstream: net.Socket, c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv' | 'close'>): Promise<void> {
-    let closeReason: string | undefined;
-    const conn = this.d.tracker.open({
-      ...c,
-      upstreamLocal: `${upstream.localAddress}:${upstream.localPort}`,
-      close: (reason) => {
-        closeReason = reason;
-        upstream.resetAndDestroy();
-        client.destroy();
-      },
-    });
-    // bytes_sent: towards the destination pod; bytes_recv: back from it.
-    const r = await relay(client, upstream);
-    conn.bytesSent = r.aToB;
-    conn.bytesRecv = r.bToA;
-    this.d.tracker.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
   }
 
   /** Policy changed: close every live inbound connection the new policy denies, saying why. */

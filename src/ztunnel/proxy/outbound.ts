@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { errorMessage, isStraitError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { relay, type HbonePool } from '../../common/hbone/index.js';
+import type { HbonePool } from '../../common/hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import type { ZtunnelIdentities } from '../identities.js';
 import type { ZtunnelState } from '../state/state.js';
@@ -78,7 +78,7 @@ export class OutboundHandler {
         return;
       }
       respond.connected({ host: upstream.localAddress ?? '0.0.0.0', port: upstream.localPort ?? 0 });
-      await this.proxy(client, upstream, { ...base, dstAddress: `${host}:${port}`, mtls: false });
+      await this.d.tracker.proxy(client, upstream, { ...base, dstAddress: `${host}:${port}`, mtls: false });
       return;
     }
 
@@ -108,15 +108,6 @@ export class OutboundHandler {
       return;
     }
     respond.connected({ host: '0.0.0.0', port: 0 });
-    await this.proxy(client, stream, { ...base, dstAddress: decision.authority, dstIdentity: peerIdentity, mtls: true });
-  }
-
-  private async proxy(client: Duplex, upstream: Duplex, c: { direction: 'outbound'; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: import('../../common/xds/resources.js').ServiceResource; mtls: boolean }): Promise<void> {
-    let closeReason: string | undefined;
-    const conn = this.d.tracker.open({ ...c, close: (reason) => { closeReason = reason; upstream.destroy(); client.destroy(); } });
-    const r = await relay(client, upstream);
-    conn.bytesSent = r.aToB;
-    conn.bytesRecv = r.bToA;
-    this.d.tracker.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
+    await this.d.tracker.proxy(client, stream, { ...base, dstAddress: decision.authority, dstIdentity: peerIdentity, mtls: true });
   }
 }
