@@ -11,7 +11,6 @@
  *   streams, counting callers still waiting for its handshake; a connection that errored or got GOAWAY takes
  *   no new streams; one without streams for idleTimeoutMs is closed.
  */
-import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { StraitError, bug, errorMessage } from '../errors.js';
@@ -20,6 +19,9 @@ import { certificatesFromPem } from '../../identity/index.js';
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
 import { SecureContextCache, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
+import { H2Connection, type H2RemoteSettings } from './h2/connection.js';
+import { H2Code } from './h2/frames.js';
+import type { H2Headers, H2Stream } from './h2/stream.js';
 import { HBONE_ALPN, HBONE_CONNECTION_WINDOW_BYTES, HBONE_STREAM_WINDOW_BYTES, HEADER_REASON, formatAuthority } from './wire.js';
 
 export const DEFAULT_HBONE_MAX_STREAMS_PER_CONNECTION = 100;
@@ -101,7 +103,7 @@ interface PooledConnection {
   state: 'connecting' | 'ready' | 'draining' | 'closed';
   ready: Promise<void>;
   socket?: tls.TLSSocket;
-  session?: http2.ClientHttp2Session;
+  session?: H2Connection;
   peerIdentity?: string;
   /** Streams open plus callers holding a slot (waiting for the handshake or the CONNECT answer). */
   streams: number;
@@ -345,9 +347,10 @@ export class HbonePool {
         clearTimeout(timer);
         this.#handshakes++;
         // Synchronously, so no byte the peer sends after the handshake is read before HTTP/2 owns the socket.
-        const session = http2.connect(`https://${c.address}`, {
-          createConnection: () => socket,
-          settings: { enablePush: false, initialWindowSize: HBONE_STREAM_WINDOW_BYTES },
+        const session = new H2Connection(socket, {
+          role: 'client',
+          settings: { initialWindowSize: HBONE_STREAM_WINDOW_BYTES },
+          connectionWindow: HBONE_CONNECTION_WINDOW_BYTES,
         });
         socket.removeListener('error', onError);
         c.session = session;
@@ -360,22 +363,15 @@ export class HbonePool {
     });
   }
 
-  #watch(c: PooledConnection, session: http2.ClientHttp2Session): void {
-    session.once('connect', () => {
-      try {
-        session.setLocalWindowSize(HBONE_CONNECTION_WINDOW_BYTES);
-      } catch (err) {
-        this.#log.debug({ err: errorMessage(err) }, 'cannot widen the HBONE connection window');
-      }
+  #watch(c: PooledConnection, session: H2Connection): void {
+    session.on('remoteSettings', (settings: H2RemoteSettings) => {
+      c.peerMaxStreams = settings.maxConcurrentStreams;
     });
-    session.on('remoteSettings', (settings) => {
-      c.peerMaxStreams = settings.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    });
-    session.on('goaway', (code) => {
+    session.on('goaway', (code: number) => {
       this.#log.debug({ connectionId: c.id, address: c.address, code }, 'HBONE peer sent GOAWAY');
       this.#retire(c);
     });
-    session.on('error', (err) => {
+    session.on('error', (err: Error) => {
       this.#log.debug({ connectionId: c.id, address: c.address, err: errorMessage(err) }, 'HBONE connection error');
       this.#retire(c);
     });
@@ -394,13 +390,13 @@ export class HbonePool {
         released = true;
         this.#release(c);
       };
-      const headers: http2.OutgoingHttpHeaders = {};
+      const headers: Record<string, string> = {};
       for (const [name, value] of Object.entries(req.headers ?? {})) {
         if (!name.startsWith(':')) headers[name.toLowerCase()] = value;
       }
       headers[':method'] = 'CONNECT';
       headers[':authority'] = req.authority;
-      let stream: http2.ClientHttp2Stream;
+      let stream: H2Stream;
       try {
         stream = c.session!.request(headers, { endStream: false });
       } catch (err) {
@@ -422,7 +418,7 @@ export class HbonePool {
           resolve(stream);
           return;
         }
-        if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_CANCEL);
+        if (!stream.wireClosed && !stream.destroyed) stream.close(H2Code.CANCEL);
         reject(err);
       };
       const timer = setTimeout(() => {
@@ -441,7 +437,7 @@ export class HbonePool {
       };
       stream.on('error', onEarlyError);
       stream.once('close', onEarlyClose);
-      stream.once('response', (h) => {
+      stream.once('response', (h: H2Headers) => {
         const status = Number(h[':status']);
         if (status === 200) {
           settle();

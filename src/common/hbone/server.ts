@@ -10,10 +10,9 @@
  *
  * How: one net.Server per listen address; each accepted socket gets its certificate from certFor, then is handed
  * to a (non-listening) tls.Server made for that certificate (Node's own server-side handshake path: client
- * certificate required and checked, handshake timeout); the verified TLS socket is then fed to one shared
- * HTTP/2 server with emit('connection').
+ * certificate required and checked, handshake timeout); the verified TLS socket then gets its own
+ * H2Connection (./h2: HBONE's lean HTTP/2, server side).
  */
-import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
@@ -24,6 +23,9 @@ import { certificatesFromPem, tlsContextOptions } from '../../identity/index.js'
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
 import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
+import { H2Connection } from './h2/connection.js';
+import { H2Code } from './h2/frames.js';
+import type { H2Headers, H2Stream } from './h2/stream.js';
 import {
   HBONE_ALPN,
   HBONE_CONNECTION_WINDOW_BYTES,
@@ -70,7 +72,7 @@ export interface HboneInboundRequest {
   readonly targetHost: string;
   readonly targetPort: number;
   /** All request headers, pseudo-headers included. */
-  readonly headers: http2.IncomingHttpHeaders;
+  readonly headers: H2Headers;
   /** The client's SPIFFE id (spiffe://...), verified. */
   readonly peerIdentity: string;
   /** The client's leaf certificate. */
@@ -116,7 +118,7 @@ class InboundRequest implements HboneInboundRequest {
   readonly authority: string;
   readonly targetHost: string;
   readonly targetPort: number;
-  readonly headers: http2.IncomingHttpHeaders;
+  readonly headers: H2Headers;
   readonly peerIdentity: string;
   readonly remoteAddress: string;
   readonly remotePort: number;
@@ -126,10 +128,10 @@ class InboundRequest implements HboneInboundRequest {
   readonly baggage?: string;
   readonly traceparent?: string;
   #answered = false;
-  readonly #stream: http2.ServerHttp2Stream;
+  readonly #stream: H2Stream;
   readonly #info: ConnectionInfo;
 
-  constructor(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, authority: string, target: { host: string; port: number }, info: ConnectionInfo) {
+  constructor(stream: H2Stream, headers: H2Headers, authority: string, target: { host: string; port: number }, info: ConnectionInfo) {
     this.#stream = stream;
     this.authority = authority;
     this.targetHost = target.host;
@@ -141,7 +143,8 @@ class InboundRequest implements HboneInboundRequest {
     this.remotePort = info.remotePort;
     this.localAddress = info.localAddress;
     this.localPort = info.localPort;
-    const fwd = parseForwardedFor(headers[HEADER_FORWARDED]);
+    const forwarded = headers[HEADER_FORWARDED];
+    const fwd = parseForwardedFor(typeof forwarded === 'number' ? String(forwarded) : forwarded);
     if (fwd !== undefined) this.forwardedFor = fwd;
     const baggage = headers[HEADER_BAGGAGE];
     if (typeof baggage === 'string') this.baggage = baggage;
@@ -162,7 +165,7 @@ class InboundRequest implements HboneInboundRequest {
     this.#answer('accept');
     const s = this.#stream;
     // A stream the client already cancelled is returned as it is: relay() sees it closed and stops at once.
-    if (!s.destroyed && !s.closed) s.respond({ ':status': 200 });
+    if (!s.destroyed && !s.wireClosed) s.respond({ ':status': 200 });
     return s;
   }
 
@@ -180,9 +183,9 @@ class InboundRequest implements HboneInboundRequest {
   }
 }
 
-function respondAndEnd(stream: http2.ServerHttp2Stream, status: number, reason?: string): void {
-  if (stream.destroyed || stream.closed || stream.headersSent) return;
-  const headers: http2.OutgoingHttpHeaders = { ':status': status };
+function respondAndEnd(stream: H2Stream, status: number, reason?: string): void {
+  if (stream.destroyed || stream.wireClosed || stream.headersSent) return;
+  const headers: Record<string, string | number> = { ':status': status };
   if (reason !== undefined && reason !== '') headers[HEADER_REASON] = sanitizeReason(reason);
   stream.respond(headers, { endStream: true });
 }
@@ -222,15 +225,13 @@ export class HboneServer {
   readonly #onConnect: HboneServerOptions['onConnect'];
   readonly #log: Logger;
   readonly #handshakeTimeoutMs: number;
-  readonly #h2: http2.Http2Server;
+  readonly #maxConcurrentStreams: number;
   /** A non-listening tls.Server per presented certificate (LRU, keyed by the certificate PEM). */
   readonly #tlsServers = new Map<string, tls.Server>();
   readonly #listeners = new Map<string, net.Server>();
   readonly #pending = new Map<string, PendingSocket>();
-  readonly #sessions = new Map<http2.ServerHttp2Session, ConnectionInfo>();
-  readonly #streams = new Set<http2.ServerHttp2Stream>();
-  /** The connection being handed to the HTTP/2 server (its 'session' event fires synchronously). */
-  #handing: ConnectionInfo | undefined;
+  readonly #sessions = new Map<H2Connection, ConnectionInfo>();
+  readonly #streams = new Set<H2Stream>();
   #draining = false;
   #closed = false;
 
@@ -242,12 +243,7 @@ export class HboneServer {
     this.#onConnect = opts.onConnect;
     this.#log = opts.logger ?? silentLogger();
     this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
-    const maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
-    this.#h2 = http2.createServer({
-      settings: { maxConcurrentStreams, initialWindowSize: HBONE_STREAM_WINDOW_BYTES, enablePush: false },
-    });
-    this.#h2.on('session', (session) => this.#onSession(session));
-    this.#h2.on('stream', (stream, headers) => this.#onStream(stream, headers));
+    this.#maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
   }
 
   /** Listens on host:port (port 0: any free port); may be called once per address. Returns the bound address. */
@@ -359,9 +355,7 @@ export class HboneServer {
     if (this.#draining) return;
     this.#draining = true;
     this.#stopListening();
-    for (const session of this.#sessions.keys()) {
-      if (!session.closed) session.close();
-    }
+    for (const session of this.#sessions.keys()) session.close();
   }
 
   /** Stops listening and destroys every connection and stream. */
@@ -452,41 +446,21 @@ export class HboneServer {
       socket.destroy();
       return;
     }
-    socket.on('error', (err) => this.#log.debug({ err: errorMessage(err), remote }, 'HBONE connection error'));
-    this.#handing = info;
-    try {
-      this.#h2.emit('connection', socket);
-    } finally {
-      this.#handing = undefined;
-    }
-  }
-
-  #onSession(session: http2.ServerHttp2Session): void {
-    const info = this.#handing;
-    if (info === undefined) {
-      this.#log.error('BUG: HTTP/2 session without a verified HBONE connection; destroying it');
-      session.destroy();
-      return;
-    }
+    // Synchronously, so that no byte after the handshake is read before HTTP/2 owns the socket.
+    const session = new H2Connection(socket, {
+      role: 'server',
+      settings: { maxConcurrentStreams: this.#maxConcurrentStreams, initialWindowSize: HBONE_STREAM_WINDOW_BYTES },
+      connectionWindow: HBONE_CONNECTION_WINDOW_BYTES,
+    });
     this.#sessions.set(session, info);
-    session.on('error', (err) => this.#log.debug({ err: errorMessage(err), peer: info.peerIdentity }, 'HBONE session error'));
+    session.on('error', (err: Error) => this.#log.debug({ err: errorMessage(err), peer: info.peerIdentity }, 'HBONE session error'));
     session.once('close', () => this.#sessions.delete(session));
-    try {
-      session.setLocalWindowSize(HBONE_CONNECTION_WINDOW_BYTES);
-    } catch (err) {
-      this.#log.debug({ err: errorMessage(err) }, 'cannot widen the HBONE connection window');
-    }
+    session.on('stream', (stream: H2Stream, headers: H2Headers) => this.#onStream(info, stream, headers));
     this.#log.debug({ peer: info.peerIdentity, remote: `${info.remoteAddress}:${info.remotePort}`, local: formatAuthority(info.localAddress, info.localPort) }, 'HBONE session started');
   }
 
-  #onStream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-    const info = this.#sessions.get(stream.session as http2.ServerHttp2Session);
+  #onStream(info: ConnectionInfo, stream: H2Stream, headers: H2Headers): void {
     stream.on('error', (err) => this.#log.debug({ err: errorMessage(err) }, 'HBONE stream error'));
-    if (info === undefined) {
-      this.#log.error('BUG: HBONE stream on an unknown session; resetting it');
-      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      return;
-    }
     this.#streams.add(stream);
     stream.once('close', () => this.#streams.delete(stream));
     const method = headers[':method'];
@@ -494,7 +468,8 @@ export class HboneServer {
       respondAndEnd(stream, 405, `HBONE accepts only CONNECT, not ${String(method)}`);
       return;
     }
-    const authority = headers[':authority'] ?? '';
+    const rawAuthority = headers[':authority'];
+    const authority = typeof rawAuthority === 'string' ? rawAuthority : '';
     const target = parseAuthority(authority);
     if (target === undefined) {
       this.#log.info({ authority, peer: info.peerIdentity }, 'HBONE CONNECT with a malformed :authority');
@@ -505,7 +480,7 @@ export class HboneServer {
     const failed = (err: unknown): void => {
       this.#log.error({ err: errorMessage(err), authority, peer: info.peerIdentity }, 'HBONE onConnect handler failed; answering 500 (or resetting the stream)');
       if (!req.answered) req.reject(500, 'internal error in the HBONE server');
-      else if (!stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      else if (!stream.wireClosed) stream.close(H2Code.INTERNAL_ERROR);
     };
     try {
       const done = this.#onConnect(req);

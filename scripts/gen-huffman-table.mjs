@@ -1,0 +1,92 @@
+// Derives the HPACK Huffman code (RFC 7541 Appendix B) from the HPACK encoder bundled in Node (nghttp2),
+// by observation, and writes src/common/hbone/h2/huffman-table.ts. For each octet s that Node lets into a
+// header value, it sends the value s + "0" x 100 ('0' has the 5-bit code 00000) and reads the Huffman
+// string nghttp2 put on the wire: the code of s is its first L bits, where L = (position of the last 0 bit
+// + 1) - 500 (everything after the zeros is the all-ones padding). The 33 octets Node refuses in header
+// values (controls and DEL) and EOS are given by their code lengths, and the code is then completed as the
+// canonical Huffman code it is (codes of one length are consecutive in symbol order, shorter lengths first);
+// the script checks that this reproduces every observed code and that the code is complete (Kraft sum 1).
+//   node scripts/gen-huffman-table.mjs
+import http2 from 'node:http2';
+import net from 'node:net';
+import { writeFileSync } from 'node:fs';
+
+const ZEROS = 100;
+const observable = [];
+for (let s = 0; s < 256; s++) if (s === 9 || (s >= 0x20 && s <= 0x7e) || s >= 0x80) observable.push(s);
+
+const captured = [];
+const server = net.createServer((sock) => sock.on('data', (d) => captured.push(d)));
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+// nghttp2 opens at most 100 streams before it hears the peer's SETTINGS: one session per 50 octets.
+for (let i = 0; i < observable.length; i += 50) {
+  const start = captured.length;
+  const session = http2.connect(`http://127.0.0.1:${server.address().port}`);
+  session.on('error', () => {});
+  for (const s of observable.slice(i, i + 50)) {
+    const req = session.request({ ':path': '/', 'x-h': Buffer.from([s]).toString('latin1') + '0'.repeat(ZEROS) });
+    req.on('error', () => {});
+  }
+  await new Promise((r) => setTimeout(r, 300));
+  session.destroy();
+  await new Promise((r) => setTimeout(r, 50));
+  captured.push({ boundary: true, start });
+}
+server.close();
+// Walk each session's frames; for each HEADERS block pull out the last string literal (the x-h value).
+const values = [];
+const sessions = [];
+let cur = [];
+for (const c of captured) { if (c.boundary) { sessions.push(Buffer.concat(cur)); cur = []; } else cur.push(c); }
+for (const raw of sessions) {
+const wire = raw.subarray(24);
+for (let off = 0; off + 9 <= wire.length; ) {
+  const len = wire.readUIntBE(off, 3), type = wire[off + 3];
+  const payload = wire.subarray(off + 9, off + 9 + len);
+  off += 9 + len;
+  if (type !== 1) continue;
+  let p = 0; let last;
+  const int = (bits) => { const max = (1 << bits) - 1; let v = payload[p++] & max; if (v < max) return v; let sh = 0; for (;;) { const b = payload[p++]; v += (b & 0x7f) * 2 ** sh; sh += 7; if (!(b & 0x80)) return v; } };
+  const str = () => { const h = (payload[p] & 0x80) !== 0; const n = int(7); const bytes = payload.subarray(p, p + n); p += n; return { h, bytes }; };
+  while (p < payload.length) {
+    const b = payload[p];
+    if (b & 0x80) { int(7); } else if (b & 0x40) { if (int(6) === 0) str(); last = str(); } else if (b & 0x20) { int(5); } else { if (int(4) === 0) str(); last = str(); }
+  }
+  values.push(last);
+}
+}
+if (values.length !== observable.length) throw new Error(`saw ${values.length} header blocks, expected ${observable.length}`);
+
+const codes = new Array(257).fill(-1), lengths = new Array(257).fill(0);
+observable.forEach((s, i) => {
+  const { h, bytes } = values[i];
+  if (!h) throw new Error(`octet ${s}: nghttp2 did not Huffman-code the value`);
+  const bits = [...bytes].map((b) => b.toString(2).padStart(8, '0')).join('');
+  const L = bits.lastIndexOf('0') + 1 - 5 * ZEROS;
+  if (L < 5 || L > 30) throw new Error(`octet ${s}: implausible code length ${L}`);
+  lengths[s] = L; codes[s] = parseInt(bits.slice(0, L), 2);
+});
+// Octets Node refuses in header values, and EOS: lengths from RFC 7541 Appendix B.
+const given = { 0: 13, 1: 23, 10: 30, 13: 30, 22: 30, 256: 30 };
+for (let s = 0; s <= 256; s++) if (lengths[s] === 0) lengths[s] = given[s] ?? 28;
+
+// Canonical completion and checks.
+const order = [...Array(257).keys()].sort((a, b) => lengths[a] - lengths[b] || a - b);
+let code = 0, prevLen = lengths[order[0]];
+const canon = new Array(257);
+for (const s of order) { code *= 2 ** (lengths[s] - prevLen); prevLen = lengths[s]; canon[s] = code; code++; }
+for (const s of observable) if (canon[s] !== codes[s]) throw new Error(`octet ${s}: observed ${codes[s].toString(16)} but canonical ${canon[s].toString(16)}`);
+const kraft = lengths.reduce((a, l) => a + 2 ** -l, 0);
+if (kraft !== 1) throw new Error(`Kraft sum ${kraft}, expected 1`);
+if (canon[256] !== 0x3fffffff) throw new Error('EOS is not 30 one bits');
+
+const hex = (a) => a.map((v) => `0x${v.toString(16)}`).join(', ');
+writeFileSync(new URL('../src/common/hbone/h2/huffman-table.ts', import.meta.url), `/**
+ * The HPACK Huffman code (RFC 7541 Appendix B): code and length in bits for octets 0..255 and EOS (256).
+ * Generated by scripts/gen-huffman-table.mjs (derived from Node's bundled HPACK encoder and checked as a
+ * complete canonical code); do not edit.
+ */
+export const HUFFMAN_CODES: readonly number[] = [${hex(canon)}];
+export const HUFFMAN_LENGTHS: readonly number[] = [${lengths.join(', ')}];
+`);
+console.log(`wrote the Huffman table: ${observable.length} codes observed, Kraft sum 1, canonical`);

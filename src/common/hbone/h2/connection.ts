@@ -1,0 +1,872 @@
+/**
+ * A lean HTTP/2 (RFC 9113) connection for HBONE, client or server side, over an already verified TLS socket.
+ * It carries what HBONE needs and nothing else: CONNECT requests, their responses, and long-lived streams of
+ * DATA both ways, with SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE and CONTINUATION handled as the
+ * spec requires (server push is refused, PRIORITY ignored). It interoperates with any HTTP/2 peer
+ * (node:http2 / nghttp2, Rust h2 as Istio's ztunnel uses) and replaces node:http2 on the data path because
+ * that costs about twice the CPU per byte: here a DATA payload goes from the TLS socket's read buffer to the
+ * stream without a copy, and DATA frames are sized so that each fills exactly one TLS record.
+ *
+ * Invariants:
+ * - only this class writes to the socket, and frames are written whole (never interleaved);
+ * - the bytes in flight never exceed the peer's windows (connection and stream), and the peer is credited
+ *   only for bytes a reader took (streams) or received (connection: per-stream windows bound the buffering);
+ * - every stream in #streams is open on the wire; a stream leaves it when it is closed or destroyed;
+ * - after a connection error nothing is read any more: GOAWAY is sent, every stream aborted, the socket ended.
+ */
+import { EventEmitter } from 'node:events';
+import type { Duplex } from 'node:stream';
+import {
+  CONNECTION_PREFACE,
+  DEFAULT_WINDOW_BYTES,
+  FRAME_HEADER_BYTES,
+  Flag,
+  FrameType,
+  H2Code,
+  H2ConnectionError,
+  MAX_MAX_FRAME_SIZE,
+  MAX_WINDOW_BYTES,
+  MIN_MAX_FRAME_SIZE,
+  Setting,
+  codeName,
+  frame,
+  writeFrameHeader,
+} from './frames.js';
+import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from './hpack.js';
+import { H2Stream, type H2Headers, type StreamOwner } from './stream.js';
+
+export interface H2Settings {
+  maxConcurrentStreams?: number;
+  /** Our receive window per stream. */
+  initialWindowSize?: number;
+  maxFrameSize?: number;
+  maxHeaderListSize?: number;
+}
+
+export interface H2ConnectionOptions {
+  role: 'client' | 'server';
+  settings?: H2Settings;
+  /** Our receive window for the whole connection (default: the protocol's 65,535). */
+  connectionWindow?: number;
+}
+
+export interface H2RemoteSettings {
+  headerTableSize: number;
+  enablePush: boolean;
+  maxConcurrentStreams: number;
+  initialWindowSize: number;
+  maxFrameSize: number;
+  maxHeaderListSize: number;
+}
+
+/** A TLS record carries at most 16 KiB of plaintext: a DATA frame of this payload plus its header fills one. */
+const RECORD_ALIGNED_PAYLOAD = 16_384 - FRAME_HEADER_BYTES;
+const MAX_STREAM_ID = 2 ** 31 - 1;
+const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+
+type ReadState = 'preface' | 'header' | 'data' | 'body';
+
+export class H2Connection extends EventEmitter implements StreamOwner {
+  readonly role: 'client' | 'server';
+  readonly socket: Duplex;
+  readonly #streams = new Map<number, H2Stream>();
+  readonly #decoder: HpackDecoder;
+  readonly #localStreamWindow: number;
+  readonly #localMaxFrame: number;
+  readonly #localMaxStreams: number;
+  readonly #connWindow: number;
+  remoteSettings: H2RemoteSettings = {
+    headerTableSize: 4096,
+    enablePush: true,
+    maxConcurrentStreams: Number.POSITIVE_INFINITY,
+    initialWindowSize: DEFAULT_WINDOW_BYTES,
+    maxFrameSize: MIN_MAX_FRAME_SIZE,
+    maxHeaderListSize: Number.POSITIVE_INFINITY,
+  };
+  #sawRemoteSettings = false;
+  #sendWindow = DEFAULT_WINDOW_BYTES;
+  #recvWindow = DEFAULT_WINDOW_BYTES;
+  #recvUnacked = 0;
+  #nextStreamId: number;
+  /** Highest stream id the peer opened (for GOAWAY). */
+  #lastPeerStreamId = 0;
+  #blocked = new Set<H2Stream>();
+  #congested = false;
+  #drainWaiters: Array<(err?: Error | null) => void> = [];
+  #goawaySent = false;
+  #goawayReceived = false;
+  #destroyed = false;
+  #closeEmitted = false;
+
+  // reader state
+  #state: ReadState;
+  #prefaceSeen = 0;
+  readonly #hdr = Buffer.alloc(FRAME_HEADER_BYTES);
+  #hdrLen = 0;
+  #fLen = 0;
+  #fType = 0;
+  #fFlags = 0;
+  #fStream = 0;
+  #body: Buffer | undefined;
+  #bodyLen = 0;
+  #dataLeft = 0;
+  #dataStream: H2Stream | undefined;
+  /** A header block being continued: stream id, flags of the HEADERS frame, fragments. */
+  #continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; size: number } | undefined;
+
+  constructor(socket: Duplex, opts: H2ConnectionOptions) {
+    super();
+    this.role = opts.role;
+    this.socket = socket;
+    const s = opts.settings ?? {};
+    this.#localStreamWindow = s.initialWindowSize ?? DEFAULT_WINDOW_BYTES;
+    this.#localMaxFrame = s.maxFrameSize ?? MIN_MAX_FRAME_SIZE;
+    this.#localMaxStreams = s.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
+    const maxHeaderList = s.maxHeaderListSize ?? 64 * 1024;
+    this.#decoder = new HpackDecoder(4096, maxHeaderList);
+    this.#connWindow = opts.connectionWindow ?? DEFAULT_WINDOW_BYTES;
+    this.#nextStreamId = this.role === 'client' ? 1 : 2;
+    this.#state = this.role === 'server' ? 'preface' : 'header';
+
+    const settings: Array<[number, number]> = [[Setting.ENABLE_PUSH, 0]];
+    if (Number.isFinite(this.#localMaxStreams)) settings.push([Setting.MAX_CONCURRENT_STREAMS, this.#localMaxStreams]);
+    if (this.#localStreamWindow !== DEFAULT_WINDOW_BYTES) settings.push([Setting.INITIAL_WINDOW_SIZE, this.#localStreamWindow]);
+    if (this.#localMaxFrame !== MIN_MAX_FRAME_SIZE) settings.push([Setting.MAX_FRAME_SIZE, this.#localMaxFrame]);
+    settings.push([Setting.MAX_HEADER_LIST_SIZE, maxHeaderList]);
+    const payload = Buffer.allocUnsafe(6 * settings.length);
+    settings.forEach(([id, value], i) => {
+      payload.writeUInt16BE(id, 6 * i);
+      payload.writeUInt32BE(value, 6 * i + 2);
+    });
+    const out: Buffer[] = [];
+    if (this.role === 'client') out.push(CONNECTION_PREFACE);
+    out.push(frame(FrameType.SETTINGS, 0, 0, payload));
+    if (this.#connWindow > DEFAULT_WINDOW_BYTES) {
+      out.push(this.#windowUpdate(0, this.#connWindow - DEFAULT_WINDOW_BYTES));
+      this.#recvWindow = this.#connWindow;
+    }
+    this.#write(Buffer.concat(out));
+
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('drain', () => this.#onDrain());
+    socket.on('end', () => this.#onSocketGone(undefined));
+    socket.on('error', (err: Error) => this.#onSocketGone(err));
+    socket.on('close', () => this.#onSocketGone(undefined));
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** True once GOAWAY was sent or received, or the connection is gone: no new streams. */
+  get closed(): boolean {
+    return this.#destroyed || this.#goawaySent || this.#goawayReceived;
+  }
+
+  /** Open streams. */
+  get streamCount(): number {
+    return this.#streams.size;
+  }
+
+  /** Client side: opens a stream with a request. Pseudo-headers (`:method`, `:authority`, ...) included. */
+  request(headers: Record<string, string>, opts?: { endStream?: boolean }): H2Stream {
+    if (this.role !== 'client') throw new Error('BUG: request() on a server-side HTTP/2 connection');
+    if (this.closed) throw Object.assign(new Error('the HTTP/2 connection is closing or closed (GOAWAY)'), { code: 'ERR_HTTP2_GOAWAY_SESSION' });
+    if (this.#nextStreamId > MAX_STREAM_ID) throw Object.assign(new Error('the HTTP/2 connection ran out of stream ids'), { code: 'ERR_HTTP2_OUT_OF_STREAMS' });
+    const list: HeaderList = [];
+    for (const [name, value] of Object.entries(headers)) if (name.startsWith(':')) list.push([name, value]);
+    for (const [name, value] of Object.entries(headers)) if (!name.startsWith(':')) list.push([name, value]);
+    for (const [name, value] of list) {
+      if (!HEADER_NAME.test(name)) throw Object.assign(new Error(`invalid HTTP/2 header name "${name}" (lower case token expected)`), { code: 'ERR_INVALID_HTTP_TOKEN' });
+      if (!HEADER_VALUE.test(value)) throw Object.assign(new Error(`invalid character in the value of HTTP/2 header "${name}"`), { code: 'ERR_INVALID_CHAR' });
+    }
+    const id = this.#nextStreamId;
+    this.#nextStreamId += 2;
+    const stream = new H2Stream(this, this, id, this.remoteSettings.initialWindowSize, this.#localStreamWindow);
+    this.#streams.set(id, stream);
+    stream.headersSent = true;
+    this.sendHeaders(stream, list, opts?.endStream === true);
+    if (opts?.endStream === true) {
+      stream.localEnded = true;
+      stream.end();
+    }
+    return stream;
+  }
+
+  /** Graceful: GOAWAY now (no new streams either way), the socket ends once the open streams are done. */
+  close(): void {
+    if (this.#destroyed) return;
+    this.#sendGoaway(H2Code.NO_ERROR, '');
+    this.#maybeFinish();
+  }
+
+  /** Abrupt: every stream is aborted and the socket destroyed. */
+  destroy(err?: Error): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    this.#abortStreams(err);
+    this.socket.destroy();
+    if (err !== undefined && this.listenerCount('error') > 0) this.emit('error', err);
+    this.#emitClose();
+  }
+
+  // ---- StreamOwner ------------------------------------------------------------------------------------
+
+  sendHeaders(stream: H2Stream, headers: HeaderList, endStream: boolean): void {
+    if (this.#destroyed) return;
+    const block = encodeHeaders(headers);
+    const max = this.remoteSettings.maxFrameSize;
+    const flags = endStream ? Flag.END_STREAM : 0;
+    if (endStream) stream.localEnded = true;
+    if (block.length <= max) {
+      this.#write(frame(FrameType.HEADERS, flags | Flag.END_HEADERS, stream.id, block));
+    } else {
+      const parts: Buffer[] = [];
+      for (let off = 0; off < block.length; off += max) {
+        const piece = block.subarray(off, Math.min(off + max, block.length));
+        const last = off + max >= block.length;
+        parts.push(off === 0
+          ? frame(FrameType.HEADERS, flags | (last ? Flag.END_HEADERS : 0), stream.id, piece)
+          : frame(FrameType.CONTINUATION, last ? Flag.END_HEADERS : 0, stream.id, piece));
+      }
+      this.#write(Buffer.concat(parts));
+    }
+    if (endStream) this.#streamEndedLocally(stream);
+  }
+
+  sendData(stream: H2Stream, chunk: Buffer, endStream: boolean, cb: (err?: Error | null) => void): void {
+    if (this.#destroyed) {
+      cb(Object.assign(new Error('the HTTP/2 connection is gone'), { code: 'ERR_HTTP2_INVALID_SESSION' }));
+      return;
+    }
+    if (!stream.headersSent) {
+      cb(new Error('BUG: DATA before the headers on an HTTP/2 stream'));
+      return;
+    }
+    const item = { chunk, offset: 0, end: endStream, cb };
+    if (stream.queue.length > 0) {
+      stream.queue.push(item);
+      return;
+    }
+    if (this.#sendFrom(stream, item)) {
+      this.#afterWrite(cb);
+    } else {
+      stream.queue.push(item);
+      this.#blocked.add(stream);
+    }
+  }
+
+  sendReset(stream: H2Stream, code: number): void {
+    this.#streams.delete(stream.id);
+    this.#blocked.delete(stream);
+    if (this.#destroyed) return;
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(code, 0);
+    this.#write(frame(FrameType.RST_STREAM, 0, stream.id, payload));
+    this.#maybeFinish();
+  }
+
+  streamRead(stream: H2Stream): void {
+    if (stream.recvUnacked >= this.#localStreamWindow / 2 && !stream.remoteEnded && !this.#destroyed) {
+      this.#write(this.#windowUpdate(stream.id, stream.recvUnacked));
+      stream.recvWindow += stream.recvUnacked;
+      stream.recvUnacked = 0;
+    }
+  }
+
+  streamDestroyed(stream: H2Stream): void {
+    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    this.#blocked.delete(stream);
+    this.#maybeFinish();
+  }
+
+  // ---- writing ----------------------------------------------------------------------------------------
+
+  #write(buf: Buffer): void {
+    if (!this.socket.write(buf)) this.#congested = true;
+  }
+
+  #afterWrite(cb: (err?: Error | null) => void): void {
+    if (this.#congested) this.#drainWaiters.push(cb);
+    else cb();
+  }
+
+  #onDrain(): void {
+    this.#congested = false;
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const cb of waiters) cb();
+  }
+
+  /** Sends as much of `item` as the windows allow; true when all of it (and its END_STREAM) is out. */
+  #sendFrom(stream: H2Stream, item: { chunk: Buffer; offset: number; end: boolean }): boolean {
+    const remaining = item.chunk.length - item.offset;
+    const n = Math.min(remaining, stream.sendWindow, this.#sendWindow);
+    if (n < remaining) {
+      if (n > 0) {
+        this.#writeData(stream, item.chunk, item.offset, n, false);
+        item.offset += n;
+      }
+      return false;
+    }
+    this.#writeData(stream, item.chunk, item.offset, n, item.end);
+    item.offset += n;
+    if (item.end) this.#streamEndedLocally(stream);
+    return true;
+  }
+
+  /** DATA frames for chunk[offset, offset+n), END_STREAM on the last if `end`, in one socket write. */
+  #writeData(stream: H2Stream, chunk: Buffer, offset: number, n: number, end: boolean): void {
+    stream.sendWindow -= n;
+    this.#sendWindow -= n;
+    const size = Math.min(this.remoteSettings.maxFrameSize, RECORD_ALIGNED_PAYLOAD);
+    const frames = n === 0 ? 1 : Math.ceil(n / size);
+    const out = Buffer.allocUnsafe(n + frames * FRAME_HEADER_BYTES);
+    let w = 0;
+    for (let i = 0; i < frames; i++) {
+      const len = Math.min(size, n - i * size);
+      writeFrameHeader(out, w, len, FrameType.DATA, end && i === frames - 1 ? Flag.END_STREAM : 0, stream.id);
+      w += FRAME_HEADER_BYTES;
+      chunk.copy(out, w, offset + i * size, offset + i * size + len);
+      w += len;
+    }
+    if (end) stream.localEnded = true;
+    this.#write(out);
+  }
+
+  #flushBlocked(): void {
+    for (const stream of this.#blocked) {
+      if (this.#sendWindow <= 0) return;
+      while (stream.queue.length > 0) {
+        const item = stream.queue[0]!;
+        if (!this.#sendFrom(stream, item)) break;
+        stream.queue.shift();
+        this.#afterWrite(item.cb);
+      }
+      if (stream.queue.length === 0) this.#blocked.delete(stream);
+    }
+  }
+
+  #windowUpdate(streamId: number, increment: number): Buffer {
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(increment, 0);
+    return frame(FrameType.WINDOW_UPDATE, 0, streamId, payload);
+  }
+
+  #sendGoaway(code: number, debug: string): void {
+    if (this.#goawaySent || this.#destroyed) return;
+    this.#goawaySent = true;
+    const dbg = Buffer.from(debug, 'utf8');
+    const payload = Buffer.allocUnsafe(8 + dbg.length);
+    payload.writeUInt32BE(this.#lastPeerStreamId, 0);
+    payload.writeUInt32BE(code, 4);
+    dbg.copy(payload, 8);
+    this.#write(frame(FrameType.GOAWAY, 0, 0, payload));
+  }
+
+  #streamEndedLocally(stream: H2Stream): void {
+    if (stream.remoteEnded) this.#closeStream(stream);
+  }
+
+  /** Both END_STREAMs exchanged: the stream is closed on the wire. */
+  #closeStream(stream: H2Stream): void {
+    stream.wireClosed = true;
+    this.#streams.delete(stream.id);
+    this.#blocked.delete(stream);
+    this.#maybeFinish();
+  }
+
+  /** After GOAWAY, the socket ends once no stream is left. */
+  #maybeFinish(): void {
+    if ((this.#goawaySent || this.#goawayReceived) && this.#streams.size === 0 && !this.#destroyed) {
+      this.#destroyed = true;
+      this.socket.end();
+      // A peer that never closes its side does not keep the socket alive for ever.
+      setTimeout(() => this.socket.destroy(), 2000).unref();
+      this.#emitClose();
+    }
+  }
+
+  #emitClose(): void {
+    if (this.#closeEmitted) return;
+    this.#closeEmitted = true;
+    queueMicrotask(() => this.emit('close'));
+  }
+
+  #abortStreams(err?: Error): void {
+    const streams = [...this.#streams.values()];
+    this.#streams.clear();
+    this.#blocked.clear();
+    for (const s of streams) {
+      if (!s.wireClosed) {
+        s.aborted = true;
+        s.wireClosed = true;
+      }
+      s.destroy(err);
+    }
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const cb of waiters) cb(Object.assign(new Error('the HTTP/2 connection is gone'), { code: 'ERR_HTTP2_INVALID_SESSION' }));
+  }
+
+  #onSocketGone(err: Error | undefined): void {
+    if (this.#destroyed) {
+      if (err === undefined) return;
+      // An error after we gave up on the socket: nothing left to tell.
+      return;
+    }
+    this.#destroyed = true;
+    const cause = err ?? (this.#streams.size > 0 ? Object.assign(new Error('the HTTP/2 peer closed the connection'), { code: 'ERR_HTTP2_SESSION_CLOSED' }) : undefined);
+    this.#abortStreams(cause);
+    this.socket.destroy();
+    if (err !== undefined && this.listenerCount('error') > 0) this.emit('error', err);
+    this.#emitClose();
+  }
+
+  /** A connection error: GOAWAY with the code, then everything goes. */
+  #fail(code: number, message: string): void {
+    if (this.#destroyed) return;
+    const err = new H2ConnectionError(code, message);
+    this.#goawaySent = false;
+    this.#sendGoaway(code, message.slice(0, 200));
+    this.#destroyed = true;
+    this.#abortStreams(err);
+    this.socket.end();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+    this.#emitClose();
+  }
+
+  #resetStream(streamId: number, code: number): void {
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(code, 0);
+    this.#write(frame(FrameType.RST_STREAM, 0, streamId, payload));
+    const stream = this.#streams.get(streamId);
+    if (stream !== undefined) {
+      this.#streams.delete(streamId);
+      stream.rstCode = code;
+      stream.aborted = true;
+      stream.wireClosed = true;
+      stream.destroy();
+    }
+  }
+
+  // ---- reading ----------------------------------------------------------------------------------------
+
+  #onData(chunk: Buffer): void {
+    let pos = 0;
+    const len = chunk.length;
+    while (pos < len && !this.#destroyed) {
+      switch (this.#state) {
+        case 'preface': {
+          const take = Math.min(CONNECTION_PREFACE.length - this.#prefaceSeen, len - pos);
+          if (chunk.compare(CONNECTION_PREFACE, this.#prefaceSeen, this.#prefaceSeen + take, pos, pos + take) !== 0) {
+            this.#fail(H2Code.PROTOCOL_ERROR, 'the client did not send the HTTP/2 connection preface');
+            return;
+          }
+          this.#prefaceSeen += take;
+          pos += take;
+          if (this.#prefaceSeen === CONNECTION_PREFACE.length) this.#state = 'header';
+          break;
+        }
+        case 'header': {
+          let h: Buffer;
+          let at: number;
+          if (this.#hdrLen === 0 && len - pos >= FRAME_HEADER_BYTES) {
+            h = chunk;
+            at = pos;
+            pos += FRAME_HEADER_BYTES;
+          } else {
+            const take = Math.min(FRAME_HEADER_BYTES - this.#hdrLen, len - pos);
+            chunk.copy(this.#hdr, this.#hdrLen, pos, pos + take);
+            this.#hdrLen += take;
+            pos += take;
+            if (this.#hdrLen < FRAME_HEADER_BYTES) return;
+            this.#hdrLen = 0;
+            h = this.#hdr;
+            at = 0;
+          }
+          this.#fLen = (h[at]! << 16) | (h[at + 1]! << 8) | h[at + 2]!;
+          this.#fType = h[at + 3]!;
+          this.#fFlags = h[at + 4]!;
+          this.#fStream = h.readUInt32BE(at + 5) & 0x7fffffff;
+          this.#onFrameHeader();
+          break;
+        }
+        case 'data': {
+          const take = Math.min(this.#dataLeft, len - pos);
+          const piece = chunk.subarray(pos, pos + take);
+          pos += take;
+          this.#dataLeft -= take;
+          this.#deliver(piece);
+          if (this.#dataLeft === 0) this.#endDataFrame();
+          break;
+        }
+        case 'body': {
+          const body = this.#body!;
+          const take = Math.min(this.#fLen - this.#bodyLen, len - pos);
+          chunk.copy(body, this.#bodyLen, pos, pos + take);
+          this.#bodyLen += take;
+          pos += take;
+          if (this.#bodyLen === this.#fLen) {
+            this.#body = undefined;
+            this.#state = 'header';
+            this.#onFrame(body);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  #onFrameHeader(): void {
+    if (!this.#sawRemoteSettings && this.#fType !== FrameType.SETTINGS) {
+      this.#fail(H2Code.PROTOCOL_ERROR, 'the first frame from the peer must be SETTINGS');
+      return;
+    }
+    if (this.#fLen > this.#localMaxFrame) {
+      this.#fail(H2Code.FRAME_SIZE_ERROR, `frame of ${this.#fLen} bytes is above our SETTINGS_MAX_FRAME_SIZE ${this.#localMaxFrame}`);
+      return;
+    }
+    if (this.#continuation !== undefined && (this.#fType !== FrameType.CONTINUATION || this.#fStream !== this.#continuation.streamId)) {
+      this.#fail(H2Code.PROTOCOL_ERROR, 'a header block was interrupted by another frame (CONTINUATION expected)');
+      return;
+    }
+    if (this.#fType === FrameType.DATA && (this.#fFlags & Flag.PADDED) === 0) {
+      if (!this.#startData(this.#fLen)) return;
+      this.#dataLeft = this.#fLen;
+      if (this.#fLen === 0) {
+        this.#endDataFrame();
+        return;
+      }
+      this.#state = 'data';
+      return;
+    }
+    if (this.#fLen === 0) {
+      this.#onFrame(Buffer.alloc(0));
+      return;
+    }
+    this.#body = Buffer.allocUnsafe(this.#fLen);
+    this.#bodyLen = 0;
+    this.#state = 'body';
+  }
+
+  /** Flow control and stream lookup for a DATA frame of `length` bytes (padding included). */
+  #startData(length: number): boolean {
+    const id = this.#fStream;
+    if (id === 0) {
+      this.#fail(H2Code.PROTOCOL_ERROR, 'DATA on stream 0');
+      return false;
+    }
+    this.#recvWindow -= length;
+    if (this.#recvWindow < 0) {
+      this.#fail(H2Code.FLOW_CONTROL_ERROR, 'the peer sent more DATA than the connection window allows');
+      return false;
+    }
+    this.#recvUnacked += length;
+    if (this.#recvUnacked >= this.#connWindow / 2) {
+      this.#write(this.#windowUpdate(0, this.#recvUnacked));
+      this.#recvWindow += this.#recvUnacked;
+      this.#recvUnacked = 0;
+    }
+    const stream = this.#streams.get(id);
+    this.#dataStream = undefined;
+    if (stream === undefined) {
+      if (this.#isIdle(id)) {
+        this.#fail(H2Code.PROTOCOL_ERROR, `DATA on stream ${id}, which was never opened`);
+        return false;
+      }
+      return true; // a stream we closed or reset: drop its bytes (the connection window is credited above)
+    }
+    if (stream.remoteEnded) {
+      this.#resetStream(id, H2Code.STREAM_CLOSED);
+      return true;
+    }
+    stream.recvWindow -= length;
+    if (stream.recvWindow < 0) {
+      this.#resetStream(id, H2Code.FLOW_CONTROL_ERROR);
+      return true;
+    }
+    this.#dataStream = stream;
+    return true;
+  }
+
+  #deliver(piece: Buffer): void {
+    const stream = this.#dataStream;
+    if (stream === undefined || piece.length === 0) return;
+    stream.recvUnacked += piece.length;
+    if (stream.destroyed || stream.readableEnded) return;
+    if (stream.push(piece)) this.streamRead(stream);
+  }
+
+  #endDataFrame(): void {
+    this.#state = 'header';
+    const stream = this.#dataStream;
+    this.#dataStream = undefined;
+    if (stream !== undefined && (this.#fFlags & Flag.END_STREAM) !== 0) this.#remoteEnd(stream);
+  }
+
+  #remoteEnd(stream: H2Stream): void {
+    if (stream.remoteEnded) return;
+    stream.remoteEnded = true;
+    if (!stream.destroyed) stream.push(null);
+    if (stream.localEnded) this.#closeStream(stream);
+  }
+
+  #isIdle(id: number): boolean {
+    const ours = (id % 2 === 1) === (this.role === 'client');
+    return ours ? id >= this.#nextStreamId : id > this.#lastPeerStreamId;
+  }
+
+  #onFrame(payload: Buffer): void {
+    switch (this.#fType) {
+      case FrameType.DATA: return this.#onPaddedData(payload);
+      case FrameType.HEADERS: return this.#onHeaders(payload);
+      case FrameType.PRIORITY:
+        if (this.#fStream === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+        if (payload.length !== 5) this.#resetStream(this.#fStream, H2Code.FRAME_SIZE_ERROR);
+        return;
+      case FrameType.RST_STREAM: return this.#onRstStream(payload);
+      case FrameType.SETTINGS: return this.#onSettings(payload);
+      case FrameType.PUSH_PROMISE: return this.#fail(H2Code.PROTOCOL_ERROR, 'PUSH_PROMISE although we disabled server push');
+      case FrameType.PING: return this.#onPing(payload);
+      case FrameType.GOAWAY: return this.#onGoaway(payload);
+      case FrameType.WINDOW_UPDATE: return this.#onWindowUpdate(payload);
+      case FrameType.CONTINUATION: return this.#onContinuation(payload);
+      default: return; // unknown frame types are ignored (RFC 9113 §4.1)
+    }
+  }
+
+  #onPaddedData(payload: Buffer): void {
+    const padLen = payload.length > 0 ? payload[0]! : 0;
+    if (payload.length === 0 || padLen >= payload.length) return this.#fail(H2Code.PROTOCOL_ERROR, 'DATA padding longer than the frame');
+    if (!this.#startData(payload.length)) return;
+    const stream = this.#dataStream;
+    if (stream !== undefined) stream.recvUnacked += padLen + 1; // padding is consumed at once
+    this.#deliver(payload.subarray(1, payload.length - padLen));
+    this.#endDataFrame();
+  }
+
+  /** Strips padding and priority from a HEADERS payload; undefined after a connection error. */
+  #headerFragment(payload: Buffer): Buffer | undefined {
+    let start = 0;
+    let end = payload.length;
+    if (this.#fFlags & Flag.PADDED) {
+      const pad = payload[0] ?? 0;
+      start = 1;
+      end -= pad;
+    }
+    if (this.#fFlags & Flag.PRIORITY) start += 5;
+    if (start > end) {
+      this.#fail(H2Code.PROTOCOL_ERROR, 'HEADERS padding or priority longer than the frame');
+      return undefined;
+    }
+    return payload.subarray(start, end);
+  }
+
+  #onHeaders(payload: Buffer): void {
+    const id = this.#fStream;
+    if (id === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'HEADERS on stream 0');
+    const fragment = this.#headerFragment(payload);
+    if (fragment === undefined) return;
+    const endStream = (this.#fFlags & Flag.END_STREAM) !== 0;
+    if ((this.#fFlags & Flag.END_HEADERS) === 0) {
+      this.#continuation = { streamId: id, endStream, fragments: [Buffer.from(fragment)], size: fragment.length };
+      return;
+    }
+    this.#onHeaderBlock(id, endStream, fragment);
+  }
+
+  #onContinuation(payload: Buffer): void {
+    const c = this.#continuation;
+    if (c === undefined) return this.#fail(H2Code.PROTOCOL_ERROR, 'CONTINUATION without a header block to continue');
+    c.fragments.push(payload);
+    c.size += payload.length;
+    if (c.size > 256 * 1024) return this.#fail(H2Code.ENHANCE_YOUR_CALM, 'header block above 256 KiB');
+    if ((this.#fFlags & Flag.END_HEADERS) === 0) return;
+    this.#continuation = undefined;
+    this.#onHeaderBlock(c.streamId, c.endStream, Buffer.concat(c.fragments));
+  }
+
+  #onHeaderBlock(id: number, endStream: boolean, block: Buffer): void {
+    let list: HeaderList;
+    try {
+      list = this.#decoder.decode(block); // always decoded: the dynamic table must stay in step
+    } catch (err) {
+      const msg = err instanceof HpackError ? err.message : String(err);
+      return this.#fail(H2Code.COMPRESSION_ERROR, `cannot decode a header block: ${msg}`);
+    }
+    const headers: H2Headers = {};
+    for (const [name, value] of list) {
+      const prev = headers[name];
+      if (prev === undefined) headers[name] = value;
+      else if (Array.isArray(prev)) prev.push(value);
+      else headers[name] = [String(prev), value];
+    }
+    const existing = this.#streams.get(id);
+    if (existing !== undefined) {
+      this.#onStreamHeaders(existing, headers, endStream);
+      return;
+    }
+    const ours = (id % 2 === 1) === (this.role === 'client');
+    if (ours || id <= this.#lastPeerStreamId) {
+      // A stream we already closed or reset (or a HEADERS for one never opened by us): nothing to do.
+      if (ours && id >= this.#nextStreamId) this.#fail(H2Code.PROTOCOL_ERROR, `HEADERS on stream ${id}, which we never opened`);
+      return;
+    }
+    if (this.role === 'client') return this.#fail(H2Code.PROTOCOL_ERROR, `the server opened stream ${id}`);
+    this.#lastPeerStreamId = id;
+    if (this.#goawaySent) {
+      this.#resetStream(id, H2Code.REFUSED_STREAM);
+      return;
+    }
+    if (this.#streams.size >= this.#localMaxStreams) {
+      this.#resetStream(id, H2Code.REFUSED_STREAM);
+      return;
+    }
+    for (const [name] of list) {
+      if (!HEADER_NAME.test(name)) {
+        this.#resetStream(id, H2Code.PROTOCOL_ERROR);
+        return;
+      }
+    }
+    const stream = new H2Stream(this, this, id, this.remoteSettings.initialWindowSize, this.#localStreamWindow);
+    this.#streams.set(id, stream);
+    if (endStream) {
+      stream.remoteEnded = true;
+      stream.push(null);
+    }
+    this.emit('stream', stream, headers);
+  }
+
+  #onStreamHeaders(stream: H2Stream, headers: H2Headers, endStream: boolean): void {
+    if (this.role === 'client' && !stream.responded) {
+      const status = Number(headers[':status']);
+      if (!Number.isInteger(status) || status < 100 || status > 599) {
+        this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR);
+        return;
+      }
+      headers[':status'] = status;
+      if (status >= 200) {
+        stream.responded = true;
+        stream.emit('response', headers);
+      }
+    } else if (!endStream) {
+      this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR); // trailers must end the stream
+      return;
+    }
+    if (endStream) this.#remoteEnd(stream);
+  }
+
+  #onRstStream(payload: Buffer): void {
+    const id = this.#fStream;
+    if (id === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'RST_STREAM on stream 0');
+    if (payload.length !== 4) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'RST_STREAM payload must be 4 bytes');
+    if (this.#isIdle(id)) return this.#fail(H2Code.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
+    const stream = this.#streams.get(id);
+    if (stream === undefined) return;
+    this.#streams.delete(id);
+    this.#blocked.delete(stream);
+    stream.rstCode = payload.readUInt32BE(0);
+    stream.aborted = !(stream.remoteEnded && stream.localEnded);
+    stream.wireClosed = true;
+    stream.destroy();
+    this.#maybeFinish();
+  }
+
+  #onSettings(payload: Buffer): void {
+    if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'SETTINGS on a stream');
+    if (this.#fFlags & Flag.ACK) {
+      if (payload.length !== 0) this.#fail(H2Code.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      return;
+    }
+    if (payload.length % 6 !== 0) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'SETTINGS payload not a multiple of 6');
+    const rs = this.remoteSettings;
+    for (let off = 0; off < payload.length; off += 6) {
+      const id = payload.readUInt16BE(off);
+      const value = payload.readUInt32BE(off + 2);
+      switch (id) {
+        case Setting.HEADER_TABLE_SIZE: rs.headerTableSize = value; break; // our encoder never indexes
+        case Setting.ENABLE_PUSH:
+          if (value > 1) return this.#fail(H2Code.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH must be 0 or 1');
+          if (value === 1 && this.role === 'server') return this.#fail(H2Code.PROTOCOL_ERROR, 'a server may not enable push');
+          rs.enablePush = value === 1;
+          break;
+        case Setting.MAX_CONCURRENT_STREAMS: rs.maxConcurrentStreams = value; break;
+        case Setting.INITIAL_WINDOW_SIZE: {
+          if (value > MAX_WINDOW_BYTES) return this.#fail(H2Code.FLOW_CONTROL_ERROR, 'SETTINGS_INITIAL_WINDOW_SIZE above 2^31-1');
+          const delta = value - rs.initialWindowSize;
+          rs.initialWindowSize = value;
+          for (const s of this.#streams.values()) {
+            s.sendWindow += delta;
+            if (s.sendWindow > MAX_WINDOW_BYTES) return this.#fail(H2Code.FLOW_CONTROL_ERROR, 'a stream window went above 2^31-1');
+          }
+          break;
+        }
+        case Setting.MAX_FRAME_SIZE:
+          if (value < MIN_MAX_FRAME_SIZE || value > MAX_MAX_FRAME_SIZE) return this.#fail(H2Code.PROTOCOL_ERROR, `SETTINGS_MAX_FRAME_SIZE ${value} out of range`);
+          rs.maxFrameSize = value;
+          break;
+        case Setting.MAX_HEADER_LIST_SIZE: rs.maxHeaderListSize = value; break;
+        default: break; // unknown settings are ignored
+      }
+    }
+    this.#write(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    const first = !this.#sawRemoteSettings;
+    this.#sawRemoteSettings = true;
+    this.emit('remoteSettings', rs);
+    if (first) this.emit('connect');
+    this.#flushBlocked();
+  }
+
+  #onPing(payload: Buffer): void {
+    if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'PING on a stream');
+    if (payload.length !== 8) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'PING payload must be 8 bytes');
+    if ((this.#fFlags & Flag.ACK) === 0) this.#write(frame(FrameType.PING, Flag.ACK, 0, payload));
+  }
+
+  #onGoaway(payload: Buffer): void {
+    if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'GOAWAY on a stream');
+    if (payload.length < 8) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'GOAWAY payload shorter than 8 bytes');
+    const lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
+    const code = payload.readUInt32BE(4);
+    this.#goawayReceived = true;
+    // Streams we opened above lastStreamId were not (and will not be) processed by the peer.
+    for (const [id, s] of [...this.#streams]) {
+      const ours = (id % 2 === 1) === (this.role === 'client');
+      if (ours && id > lastStreamId) {
+        this.#streams.delete(id);
+        s.rstCode = H2Code.REFUSED_STREAM;
+        s.aborted = true;
+        s.wireClosed = true;
+        s.destroy();
+      }
+    }
+    this.emit('goaway', code, lastStreamId, payload.subarray(8).toString('utf8'));
+    this.#maybeFinish();
+  }
+
+  #onWindowUpdate(payload: Buffer): void {
+    if (payload.length !== 4) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'WINDOW_UPDATE payload must be 4 bytes');
+    const inc = payload.readUInt32BE(0) & 0x7fffffff;
+    const id = this.#fStream;
+    if (id === 0) {
+      if (inc === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'WINDOW_UPDATE with increment 0');
+      this.#sendWindow += inc;
+      if (this.#sendWindow > MAX_WINDOW_BYTES) return this.#fail(H2Code.FLOW_CONTROL_ERROR, 'connection window above 2^31-1');
+      this.#flushBlocked();
+      return;
+    }
+    const stream = this.#streams.get(id);
+    if (stream === undefined) {
+      if (this.#isIdle(id)) this.#fail(H2Code.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
+      return;
+    }
+    if (inc === 0) return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
+    stream.sendWindow += inc;
+    if (stream.sendWindow > MAX_WINDOW_BYTES) return this.#resetStream(id, H2Code.FLOW_CONTROL_ERROR);
+    if (stream.queue.length > 0) this.#flushBlocked();
+  }
+}
+
