@@ -5,7 +5,9 @@
  *   direction keeps flowing until it ends too;
  * - a failure (error, reset, or closing before both of its halves are done) on one side resets the other:
  *   RST_STREAM(CANCEL) for an HTTP/2 stream, a TCP RST for a socket, destroy() otherwise;
- * - backpressure: a source is paused while its destination's buffer is full (no unbounded buffering);
+ * - backpressure: a source is paused while its destination holds RELAY_BUFFER_BYTES or more unwritten
+ *   (bounded buffering), and resumed when that drains;
+ * - writes are coalesced: what arrives in one turn of the event loop leaves in one write (cork until setImmediate);
  * - nothing is left behind: the promise resolves after both streams are destroyed and have emitted 'close',
  *   with every listener this function added removed.
  * Net sockets are switched to allowHalfOpen (otherwise Node ends their write half as soon as the peer's FIN
@@ -14,6 +16,8 @@
 import net from 'node:net';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
+import { H2Stream } from './h2/stream.js';
+import { H2Code, codeName } from './h2/frames.js';
 
 export interface RelayResult {
   /** Bytes read from `a` and written to `b`. */
@@ -33,6 +37,13 @@ export interface RelayHooks {
 
 type Side = 'a' | 'b';
 
+/**
+ * A source is paused once this much waits in its destination's write buffer, and resumed when that drains.
+ * (Pausing at every write() that returns false — Node's 16 KiB high-water mark — pauses and resumes the
+ * source for nearly every chunk on a busy stream.)
+ */
+export const RELAY_BUFFER_BYTES = 256 * 1024;
+
 interface StreamState {
   _readableState?: { closeEmitted?: boolean; emitClose?: boolean; endEmitted?: boolean };
   _writableState?: { closeEmitted?: boolean; emitClose?: boolean; finished?: boolean };
@@ -45,6 +56,11 @@ function isHttp2Stream(s: Duplex): s is http2.Http2Stream & Duplex {
 
 /** Ends `s` abruptly so that its peer sees a reset rather than a clean end. */
 export function resetStream(s: Duplex): void {
+  if (s instanceof H2Stream) {
+    if (!s.wireClosed && !s.destroyed) s.close(H2Code.CANCEL);
+    else s.destroy();
+    return;
+  }
   if (isHttp2Stream(s)) {
     if (!s.closed && !s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
     else s.destroy();
@@ -68,6 +84,12 @@ const RST_NAMES: Record<number, string> = Object.fromEntries(
 
 /** For an HTTP/2 stream closed with RST_STREAM (any code but NO_ERROR): the error to report; else undefined. */
 function resetError(side: Side, s: Duplex): Error | undefined {
+  if (s instanceof H2Stream) {
+    const code = s.rstCode;
+    if (!s.aborted && (!s.wireClosed || code === undefined || code === H2Code.NO_ERROR)) return undefined;
+    const name = code === undefined ? 'connection lost' : codeName(code);
+    return Object.assign(new Error(`relay side ${side}: HTTP/2 stream reset (RST_STREAM ${name})`), { code: 'ERR_HTTP2_STREAM_RESET', rstCode: code });
+  }
   if (!isHttp2Stream(s)) return undefined;
   const code = s.rstCode;
   if (!s.aborted && (!s.closed || code === undefined || code === http2.constants.NGHTTP2_NO_ERROR)) return undefined;
@@ -155,14 +177,36 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
     const pump = (from: Side, to: Side): void => {
       const src = streams[from];
       const dst = streams[to];
+      let paused = false;
+      let corked = false;
+      const uncork = (): void => {
+        corked = false;
+        if (!dst.destroyed) dst.uncork();
+      };
       on(src, 'data', (chunk: Buffer | string) => {
         const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
         if (from === 'a') result.aToB += n;
         else result.bToA += n;
         hooks?.onBytes?.(from === 'a' ? n : 0, from === 'a' ? 0 : n);
-        if (!dst.write(chunk)) src.pause();
+        // Everything that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
+        // leaves in one write; the check phase runs right after the I/O it batches, so no latency is added.
+        if (!corked) {
+          corked = true;
+          dst.cork();
+          setImmediate(uncork);
+        }
+        dst.write(chunk);
+        if (!paused && dst.writableLength >= RELAY_BUFFER_BYTES) {
+          paused = true;
+          src.pause();
+        }
       });
-      on(dst, 'drain', () => src.resume());
+      on(dst, 'drain', () => {
+        if (paused) {
+          paused = false;
+          src.resume();
+        }
+      });
       on(src, 'end', () => {
         // Node ends an HTTP/2 stream's readable side also when the peer RESETS it, and says so (rstCode, 'aborted')
         // only a moment later: look again once the current I/O is processed before passing the end on as a FIN.
@@ -186,7 +230,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
           fail(side, reset);
           return;
         }
-        if (isHttp2Stream(s)) {
+        if (isHttp2Stream(s) || s instanceof H2Stream) {
           // Closed cleanly (both END_STREAMs exchanged, code NO_ERROR), possibly just before the deferred 'end'
           // or the 'finish' we wait for.
           if (s.readableEnded) endOf(side);
