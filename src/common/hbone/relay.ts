@@ -7,7 +7,8 @@
  *   RST_STREAM(CANCEL) for an HTTP/2 stream, a TCP RST for a socket, destroy() otherwise;
  * - backpressure: a source is paused while its destination holds RELAY_BUFFER_BYTES or more unwritten
  *   (bounded buffering), and resumed when that drains;
- * - writes are coalesced: what arrives in one turn of the event loop leaves in one write (cork until setImmediate);
+ * - bulk writes to sockets are coalesced: large chunks that arrive in one turn of the event loop leave in one
+ *   write (cork until setImmediate);
  * - nothing is left behind: the promise resolves after both streams are destroyed and have emitted 'close',
  *   with every listener this function added removed.
  * Net sockets are switched to allowHalfOpen (otherwise Node ends their write half as soon as the peer's FIN
@@ -43,6 +44,8 @@ type Side = 'a' | 'b';
  * source for nearly every chunk on a busy stream.)
  */
 export const RELAY_BUFFER_BYTES = 256 * 1024;
+/** Chunks at least this large are coalesced with the rest of their event-loop turn before being written. */
+const COALESCE_MIN_BYTES = 8 * 1024;
 
 interface StreamState {
   _readableState?: { closeEmitted?: boolean; emitClose?: boolean; endEmitted?: boolean };
@@ -114,6 +117,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
     const readDone: Record<Side, boolean> = { a: a.readableEnded, b: b.readableEnded };
     const writeDone: Record<Side, boolean> = { a: a.writableFinished, b: b.writableFinished };
     const added: Array<[Duplex, string, (...args: unknown[]) => void]> = [];
+    const sinks: H2Stream[] = [];
     let settled = false;
 
     const on = <A extends unknown[]>(s: Duplex, event: string, fn: (...args: A) => void): void => {
@@ -123,6 +127,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
     };
 
     const cleanup = (): void => {
+      for (const s of sinks) s.sink = undefined;
       for (const [s, event, fn] of added) s.removeListener(event, fn);
       added.length = 0;
       resolve(result);
@@ -183,30 +188,45 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
         corked = false;
         if (!dst.destroyed) dst.uncork();
       };
-      on(src, 'data', (chunk: Buffer | string) => {
-        const n = typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      /** Moves one chunk; false while `dst` holds RELAY_BUFFER_BYTES or more unwritten. */
+      const move = (chunk: Buffer): boolean => {
+        const n = chunk.length;
         if (from === 'a') result.aToB += n;
         else result.bToA += n;
         hooks?.onBytes?.(from === 'a' ? n : 0, from === 'a' ? 0 : n);
-        // Everything that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
-        // leaves in one write; the check phase runs right after the I/O it batches, so no latency is added.
-        if (!corked) {
+        // HTTP/2 streams take the chunk as DATA at once (their Writable would only add a layer).
+        if (dst instanceof H2Stream && dst.writableLength === 0 && !dst.writableEnded) return dst.writeDirect(chunk, RELAY_BUFFER_BYTES);
+        // Bulk data that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
+        // leaves in one write; the check phase runs right after the I/O it batches. Small chunks (requests,
+        // interactive traffic) go out at once.
+        if (!corked && n >= COALESCE_MIN_BYTES) {
           corked = true;
           dst.cork();
           setImmediate(uncork);
         }
         dst.write(chunk);
-        if (!paused && dst.writableLength >= RELAY_BUFFER_BYTES) {
-          paused = true;
-          src.pause();
-        }
-      });
-      on(dst, 'drain', () => {
-        if (paused) {
-          paused = false;
-          src.resume();
-        }
-      });
+        return dst.writableLength < RELAY_BUFFER_BYTES;
+      };
+      if (src instanceof H2Stream) {
+        // DATA payloads come straight from the HTTP/2 connection; while dst is full the peer gets no more
+        // flow-control credit, so its window bounds what waits here.
+        src.setSink(move);
+        sinks.push(src);
+        on(dst, 'drain', () => src.sinkDrained());
+      } else {
+        on(src, 'data', (chunk: Buffer | string) => {
+          if (!move(typeof chunk === 'string' ? Buffer.from(chunk) : chunk) && !paused) {
+            paused = true;
+            src.pause();
+          }
+        });
+        on(dst, 'drain', () => {
+          if (paused) {
+            paused = false;
+            src.resume();
+          }
+        });
+      }
       on(src, 'end', () => {
         // Node ends an HTTP/2 stream's readable side also when the peer RESETS it, and says so (rstCode, 'aborted')
         // only a moment later: look again once the current I/O is processed before passing the end on as a FIN.

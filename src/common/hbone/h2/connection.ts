@@ -61,6 +61,7 @@ export interface H2RemoteSettings {
 
 /** A TLS record carries at most 16 KiB of plaintext: a DATA frame of this payload plus its header fills one. */
 const RECORD_ALIGNED_PAYLOAD = 16_384 - FRAME_HEADER_BYTES;
+const NOOP = (): void => undefined;
 const MAX_STREAM_ID = 2 ** 31 - 1;
 const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
@@ -92,6 +93,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   /** Highest stream id the peer opened (for GOAWAY). */
   #lastPeerStreamId = 0;
   #blocked = new Set<H2Stream>();
+  #drainWanted = new Set<H2Stream>();
   #congested = false;
   #drainWaiters: Array<(err?: Error | null) => void> = [];
   #goawaySent = false;
@@ -257,6 +259,31 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     }
   }
 
+  writeDirect(stream: H2Stream, chunk: Buffer, budget: number): boolean {
+    this.sendData(stream, chunk, false, NOOP);
+    if (this.#roomFor(stream, budget)) return true;
+    stream.wantDrain = true;
+    this.#drainWanted.add(stream);
+    return false;
+  }
+
+  #roomFor(stream: H2Stream, budget: number): boolean {
+    let queued = this.socket.writableLength;
+    for (const q of stream.queue) queued += q.chunk.length - q.offset;
+    return queued < budget;
+  }
+
+  /** Streams whose direct writer waits for room: 'drain' once their queue is empty and the socket drained. */
+  #wakeDirectWriters(): void {
+    if (this.#drainWanted.size === 0 || this.#congested) return;
+    for (const stream of this.#drainWanted) {
+      if (stream.queue.length > 0) continue;
+      this.#drainWanted.delete(stream);
+      stream.wantDrain = false;
+      if (!stream.destroyed) stream.emit('drain');
+    }
+  }
+
   sendReset(stream: H2Stream, code: number): void {
     this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
@@ -278,6 +305,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   streamDestroyed(stream: H2Stream): void {
     if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
     this.#blocked.delete(stream);
+    this.#drainWanted.delete(stream);
     this.#maybeFinish();
   }
 
@@ -297,6 +325,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const cb of waiters) cb();
+    this.#wakeDirectWriters();
   }
 
   /** Sends as much of `item` as the windows allow; true when all of it (and its END_STREAM) is out. */
@@ -346,6 +375,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       }
       if (stream.queue.length === 0) this.#blocked.delete(stream);
     }
+    this.#wakeDirectWriters();
   }
 
   #windowUpdate(streamId: number, increment: number): Buffer {
@@ -597,6 +627,12 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     if (stream === undefined || piece.length === 0) return;
     stream.recvUnacked += piece.length;
     if (stream.destroyed || stream.readableEnded) return;
+    const sink = stream.sink;
+    if (sink !== undefined) {
+      if (!sink(piece)) stream.sinkBlocked = true;
+      else if (!stream.sinkBlocked) this.streamRead(stream);
+      return;
+    }
     if (stream.push(piece)) this.streamRead(stream);
   }
 

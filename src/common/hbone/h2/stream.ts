@@ -20,6 +20,7 @@ export interface StreamOwner {
   sendHeaders(stream: H2Stream, headers: HeaderList, endStream: boolean): void;
   sendData(stream: H2Stream, chunk: Buffer, endStream: boolean, cb: (err?: Error | null) => void): void;
   sendReset(stream: H2Stream, code: number): void;
+  writeDirect(stream: H2Stream, chunk: Buffer, budget: number): boolean;
   /** The reader took data: return flow-control credit if enough is owed. */
   streamRead(stream: H2Stream): void;
   /** The stream is destroyed: forget it. */
@@ -57,6 +58,14 @@ export class H2Stream extends Duplex {
   recvUnacked = 0;
   /** Writes waiting for flow-control credit, oldest first. */
   readonly queue: QueuedWrite[] = [];
+  /**
+   * Set by a relay: DATA payloads go straight to it instead of through the Readable. It returns false while
+   * its destination is full; flow-control credit is then held back (`sinkBlocked`) until sinkDrained().
+   */
+  sink: ((chunk: Buffer) => boolean) | undefined = undefined;
+  sinkBlocked = false;
+  /** writeDirect() returned false: 'drain' is emitted once the queue and the socket have room again. */
+  wantDrain = false;
   readonly #owner: StreamOwner;
   readonly #session: unknown;
 
@@ -87,6 +96,32 @@ export class H2Stream extends Duplex {
       this.localEnded = true;
       this.end();
     }
+  }
+
+  /**
+   * Hands every DATA payload to `sink` from now on (what the Readable already holds first). The stream's
+   * 'end', 'close' and 'error' events stay as they are. The peer's window is the only buffer bound: credit
+   * is returned only while the sink reports room.
+   */
+  setSink(sink: (chunk: Buffer) => boolean): void {
+    let held: Buffer | null;
+    while ((held = this.read() as Buffer | null) !== null) if (!sink(held)) this.sinkBlocked = true;
+    this.sink = sink;
+  }
+
+  /** The sink's destination drained: credit the peer again. */
+  sinkDrained(): void {
+    this.sinkBlocked = false;
+    if (this.recvUnacked > 0) this.#owner.streamRead(this);
+  }
+
+  /**
+   * Sends `chunk` as DATA now, bypassing the Writable (whose buffer must be empty: the caller is the only
+   * writer). Returns false when this stream's queue plus the socket's buffer hold `budget` bytes or more;
+   * 'drain' follows once they are below it.
+   */
+  writeDirect(chunk: Buffer, budget: number): boolean {
+    return this.#owner.writeDirect(this, chunk, budget);
   }
 
   /** Resets the stream with `code` (RST_STREAM) and destroys it. */
