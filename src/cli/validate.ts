@@ -1,6 +1,4 @@
 import { Command } from 'commander';
-import { validatePaths } from '../common/model/parse.js';
-import { formatProblem } from '../common/model/types.js';
 
 export function validateCommand(): Command {
   return new Command('validate')
@@ -8,6 +6,10 @@ export function validateCommand(): Command {
     .argument('<paths...>', 'YAML files or directories')
     .option('-q, --quiet', 'print only errors and the summary')
     .action(async (paths: string[], opts: { quiet?: boolean }) => {
+      // Loaded here, not at the top: every strait command (the ztunnel too) loads this file, and the YAML
+      // parser costs a long-running proxy several MB it never uses.
+      const { validatePaths } = await import('../common/model/parse.js');
+      const { formatProblem } = await import('../common/model/types.js');
       const { objects, problems } = await validatePaths(paths);
       const errors = problems.filter((p) => p.severity === 'error');
       const warnings = problems.filter((p) => p.severity === 'warning');
