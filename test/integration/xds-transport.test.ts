@@ -7,6 +7,7 @@ import { StraitError, isStraitError } from '../../src/common/errors.js';
 import {
   TYPE_URL_PREFIX,
   XdsClient,
+  XdsServer,
   type WireDeltaResponse,
   type XdsClientOptions,
   type XdsUpdate,
@@ -35,11 +36,15 @@ function seed(source: MemoryViewSource, ...ns: string[]): void {
 
 async function setup(
   t: { after: (fn: () => unknown) => void },
-  opts: { debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate'] } = {},
+  opts: { debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate']; maxConcurrentInitialSyncs?: number; largeSyncResources?: number } = {},
 ): Promise<{ source: MemoryViewSource; server: RunningXds; metrics: RecordingMetrics }> {
   const source = new MemoryViewSource([T, T2]);
   const metrics = new RecordingMetrics();
-  const server = await startXds({ source, metrics, debounceMs: opts.debounceMs ?? 20, authenticate: opts.authenticate });
+  const server = await startXds({
+    source, metrics, debounceMs: opts.debounceMs ?? 20, authenticate: opts.authenticate,
+    ...(opts.maxConcurrentInitialSyncs !== undefined ? { maxConcurrentInitialSyncs: opts.maxConcurrentInitialSyncs } : {}),
+    ...(opts.largeSyncResources !== undefined ? { largeSyncResources: opts.largeSyncResources } : {}),
+  });
   t.after(() => server.close());
   return { source, server, metrics };
 }
@@ -478,4 +483,44 @@ test('two types on one stream are tracked and pushed independently', async (t) =
   assert.equal(r.type_url, T2);
   assert.deepEqual(names(r), ['s']);
   assert.ok(await s.quietFor(100));
+});
+
+test('large initial syncs take turns: the next proxy is answered once the one before it ACKed; small ones pass', async (t) => {
+  const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 3 });
+  seed(source, 'a', 'b', 'c');
+  source.setMany(VIEW, T2, [['only', { name: 'only' }]], false);
+  const first = rawStream(t, server);
+  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
+  const r1 = await first.next();
+  assert.deepEqual(names(r1), ['a', 'b', 'c']);
+  const second = rawStream(t, server);
+  second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
+  assert.equal(await second.quietFor(300), true, 'the second large sync waits while the first is unanswered');
+  // A subscription below the threshold is not held back.
+  second.write({ type_url: T2 });
+  const small = await second.next();
+  assert.equal(small.type_url, T2);
+  assert.deepEqual(names(small), ['only']);
+  first.ack(r1);
+  const r2 = await second.next();
+  assert.equal(r2.type_url, T);
+  assert.deepEqual(names(r2), ['a', 'b', 'c']);
+});
+
+test('a proxy that disconnects while holding an initial-sync slot frees it', async (t) => {
+  const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 1 });
+  seed(source, 'a', 'b');
+  const first = rawStream(t, server);
+  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
+  await first.next();
+  const second = rawStream(t, server);
+  second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
+  assert.equal(await second.quietFor(200), true);
+  first.close();
+  const r = await second.next();
+  assert.deepEqual(names(r), ['a', 'b']);
+});
+
+test('refuses a zero initial-sync limit with a clear error', () => {
+  assert.throws(() => new XdsServer({ source: new MemoryViewSource([T]), maxConcurrentInitialSyncs: 0 }), /maxConcurrentInitialSyncs must be an integer >= 1/);
 });

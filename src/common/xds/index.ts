@@ -14,7 +14,14 @@ export {
   type WireErrorDetail,
   type OutgoingDeltaResponse,
 } from './xds-proto.js';
-export { XdsServer, DEFAULT_XDS_DEBOUNCE_MS, XDS_DEBOUNCE_MAX_FACTOR, type XdsServerOptions } from './xds-server.js';
+export {
+  XdsServer,
+  DEFAULT_XDS_DEBOUNCE_MS,
+  XDS_DEBOUNCE_MAX_FACTOR,
+  DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS,
+  DEFAULT_XDS_LARGE_SYNC_RESOURCES,
+  type XdsServerOptions,
+} from './xds-server.js';
 export {
   XdsClient,
   DEFAULT_XDS_INITIAL_BACKOFF_MS,

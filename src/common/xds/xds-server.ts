@@ -37,6 +37,16 @@ export const DEFAULT_XDS_DEBOUNCE_MS = 100;
 export const XDS_DEBOUNCE_MAX_FACTOR = 10;
 /** Responses a proxy may leave unanswered per type before the oldest are assumed applied. */
 const MAX_PENDING_RESPONSES = 64;
+/**
+ * At most this many large initial syncs (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are unacknowledged at once; other
+ * proxies' first subscriptions wait their turn. Each is encoded into its own buffer (megabytes for a big mesh), so
+ * a thousand ztunnels starting together would otherwise hold gigabytes at once.
+ */
+export const DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS = 32;
+/** A first subscription whose snapshot holds at least this many resources takes an initial-sync slot. */
+export const DEFAULT_XDS_LARGE_SYNC_RESOURCES = 500;
+/** A slot whose response is not answered within this time is released anyway (a stuck proxy does not block others). */
+export const XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS = 10_000;
 
 export interface XdsServerOptions {
   source: ViewSource;
@@ -45,6 +55,10 @@ export interface XdsServerOptions {
   debounceMs?: number;
   logger?: Logger;
   metrics?: XdsMetrics;
+  /** Large initial syncs in flight at once (default DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS). */
+  maxConcurrentInitialSyncs?: number;
+  /** Resources from which a first subscription counts as large (default DEFAULT_XDS_LARGE_SYNC_RESOURCES). */
+  largeSyncResources?: number;
 }
 
 type DuplexCall = grpc.ServerDuplexStream<WireDeltaRequest, OutgoingDeltaResponse>;
@@ -56,6 +70,8 @@ interface PendingResponse {
   changedAt: number | null;
   /** For every name in the response, what the proxy held before it (undefined: nothing). */
   prev: Map<string, string | undefined>;
+  /** Holds an initial-sync slot until answered (or its timer fires). */
+  slot?: NodeJS.Timeout;
 }
 
 /** What one stream holds of one type. */
@@ -124,6 +140,8 @@ class TypeState {
 
 class ProxyStream {
   readonly types = new Map<string, TypeState>();
+  /** First requests per type waiting for an initial-sync slot (in arrival order, with what followed them). */
+  readonly deferred = new Map<string, WireDeltaRequest[]>();
   readonly connectedAt = new Date();
   closed = false;
   constructor(
@@ -166,12 +184,26 @@ export class XdsServer {
   private burstStartedAt = 0;
   private pendingChangedAt: number | null = null;
   private closed = false;
+  private readonly maxInitialSyncs: number;
+  private readonly largeSyncResources: number;
+  private slotsInUse = 0;
+  private readonly slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
 
   constructor(opts: XdsServerOptions) {
     const debounceMs = opts.debounceMs ?? DEFAULT_XDS_DEBOUNCE_MS;
     if (!Number.isFinite(debounceMs) || debounceMs < 0) {
       throw new StraitError('STRAIT_ERR_CONFIG', `xDS debounceMs must be a number >= 0 (got ${debounceMs})`);
     }
+    const maxInitial = opts.maxConcurrentInitialSyncs ?? DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS;
+    if (!Number.isInteger(maxInitial) || maxInitial < 1) {
+      throw new StraitError('STRAIT_ERR_CONFIG', `xDS maxConcurrentInitialSyncs must be an integer >= 1 (got ${maxInitial})`);
+    }
+    const large = opts.largeSyncResources ?? DEFAULT_XDS_LARGE_SYNC_RESOURCES;
+    if (!Number.isInteger(large) || large < 0) {
+      throw new StraitError('STRAIT_ERR_CONFIG', `xDS largeSyncResources must be an integer >= 0 (got ${large})`);
+    }
+    this.maxInitialSyncs = maxInitial;
+    this.largeSyncResources = large;
     this.source = opts.source;
     this.authenticate = opts.authenticate;
     this.debounceMs = debounceMs;
@@ -338,6 +370,8 @@ export class XdsServer {
   private detach(stream: ProxyStream): void {
     if (stream.closed) return;
     stream.closed = true;
+    stream.deferred.clear();
+    for (const ts of stream.types.values()) for (const p of ts.pending) this.releaseSlot(p);
     this.streams.delete(stream);
     stream.view.streams.delete(stream);
     if (stream.view.streams.size === 0) this.views.delete(stream.view.key);
@@ -375,8 +409,19 @@ export class XdsServer {
         `type ${typeUrl} is not served to ${stream.proxy.kind} proxies; allowed: ${[...stream.allowedTypes].join(', ') || '(none)'}`,
       );
     }
+    const waiting = stream.deferred.get(typeUrl);
+    if (waiting) {
+      waiting.push(req); // handled in order once the first one gets its slot
+      return;
+    }
     const ts = stream.types.get(typeUrl);
     if (!ts) {
+      if (this.mustWaitForSlot(stream, typeUrl)) {
+        stream.deferred.set(typeUrl, [req]);
+        this.slotQueue.push({ stream, typeUrl });
+        this.log.debug({ proxy: stream.proxy.id, typeUrl, queued: this.slotQueue.length }, 'initial sync waits for a slot');
+        return;
+      }
       this.subscribeType(stream, req);
       return;
     }
@@ -406,7 +451,39 @@ export class XdsServer {
       this.collectNames(ts, snapshot, names, out);
     }
     // Always answer the first request, even with nothing, so the proxy knows it is in sync.
-    this.send(stream, ts, out, String(this.source.generation()), null);
+    const p = this.send(stream, ts, out, String(this.source.generation()), null);
+    if (out.size >= this.largeSyncResources) this.takeSlot(p);
+  }
+
+  // --- initial-sync slots -------------------------------------------------------------------------------
+
+  private mustWaitForSlot(stream: ProxyStream, typeUrl: string): boolean {
+    if (this.slotQueue.length === 0 && this.slotsInUse < this.maxInitialSyncs) return false;
+    return this.viewSnapshot(stream.view, typeUrl).size >= this.largeSyncResources;
+  }
+
+  private takeSlot(p: PendingResponse): void {
+    this.slotsInUse++;
+    p.slot = setTimeout(() => this.releaseSlot(p), XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS);
+    p.slot.unref();
+  }
+
+  private releaseSlot(p: PendingResponse): void {
+    if (p.slot === undefined) return;
+    clearTimeout(p.slot);
+    p.slot = undefined;
+    this.slotsInUse--;
+    while (!this.closed && this.slotsInUse < this.maxInitialSyncs && this.slotQueue.length > 0) {
+      const { stream, typeUrl } = this.slotQueue.shift()!;
+      const reqs = stream.deferred.get(typeUrl);
+      stream.deferred.delete(typeUrl);
+      if (stream.closed || !reqs) continue;
+      try {
+        for (const req of reqs) this.handleRequest(stream, req);
+      } catch (err) {
+        this.failStream(stream.call, stream, err);
+      }
+    }
   }
 
   private changeSubscription(
@@ -459,8 +536,9 @@ export class XdsServer {
       return;
     }
     // Responses before this one that the proxy did not answer: it went past them, so they were applied.
-    ts.pending.splice(0, idx);
+    for (const skipped of ts.pending.splice(0, idx)) this.releaseSlot(skipped);
     const p = ts.pending.shift()!;
+    this.releaseSlot(p);
     const error = req.error_detail;
     if (!error) {
       ts.versionAcked = p.systemVersion;
@@ -539,7 +617,7 @@ export class XdsServer {
     out: ResponseBuilder,
     systemVersion: string,
     changedAt: number | null,
-  ): void {
+  ): PendingResponse {
     const nonce = (++this.nonceSeq).toString(36);
     const response: OutgoingDeltaResponse = {
       systemVersionInfo: systemVersion,
@@ -549,10 +627,12 @@ export class XdsServer {
       nonce,
     };
     stream.call.write(response);
-    ts.pending.push({ nonce, systemVersion, changedAt, prev: out.prev });
-    if (ts.pending.length > MAX_PENDING_RESPONSES) ts.pending.shift();
+    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev };
+    ts.pending.push(p);
+    if (ts.pending.length > MAX_PENDING_RESPONSES) this.releaseSlot(ts.pending.shift()!);
     ts.versionSent = systemVersion;
     this.metrics?.pushed(ts.typeUrl, out.size);
+    return p;
   }
 
   // --- pushes -------------------------------------------------------------------------------------------
