@@ -1,5 +1,6 @@
 /** Shared fixtures for the identity unit tests: the real openssl CLI, temp dirs, a fake clock. */
 import { execFileSync } from 'node:child_process';
+import { sign, type KeyObject } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -142,4 +143,26 @@ export class FakeClock {
   async advanceTo(ms: number): Promise<void> {
     await this.advance(ms - this.#now);
   }
+}
+
+/** A DER tag-length-value; `longLength` forces the long length form (BER, not DER) for lengths < 128. */
+export function tlv(tag: number, content: Buffer, longLength = false): Buffer {
+  const n = content.length;
+  let header: number[];
+  if (n < 0x80 && !longLength) header = [tag, n];
+  else if (n < 0x100) header = [tag, 0x81, n];
+  else header = [tag, 0x82, n >> 8, n & 0xff];
+  return Buffer.concat([Buffer.from(header), content]);
+}
+
+/**
+ * A PKCS#10 request assembled by hand from a CertificationRequestInfo body (whatever goes inside its SEQUENCE)
+ * and correctly self-signed with `key` (ecdsa-with-SHA256), for requests our builder would never make.
+ */
+export function handMadeCsrPem(infoBody: Buffer, key: KeyObject): string {
+  const info = tlv(0x30, infoBody);
+  const algorithm = Buffer.from('300a06082a8648ce3d040302', 'hex'); // ecdsa-with-SHA256
+  const signature = tlv(0x03, Buffer.concat([Buffer.from([0]), sign('sha256', info, key)]));
+  const der = tlv(0x30, Buffer.concat([info, algorithm, signature]));
+  return `-----BEGIN CERTIFICATE REQUEST-----\n${der.toString('base64').replace(/(.{64})/g, '$1\n')}\n-----END CERTIFICATE REQUEST-----\n`;
 }

@@ -1,6 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { refuseIdentity } from '../../src/controller/ca-server.js';
+import { BootstrapTokens } from '../../src/controller/tokens.js';
+import { tempDir } from '../helpers/identity-fixtures.js';
 import { SpiffeId } from '../../src/identity/index.js';
 import { docs, objectsOf, pod, waypoint } from '../helpers/manifests.js';
 
@@ -27,5 +29,33 @@ describe('which caller may hold which identity', () => {
     assert.equal(refuseIdentity({ type: 'waypoint', namespace: 'shop', name: 'waypoint' }, id('shop', 'waypoint'), objects), undefined);
     assert.match(refuseIdentity({ type: 'waypoint', namespace: 'shop', name: 'waypoint' }, id('shop', 'web'), objects)!, /neither the waypoint's service account/);
     assert.match(refuseIdentity({ type: 'waypoint', namespace: 'shop', name: 'gone' }, id('shop', 'gone'), objects)!, /no Gateway shop\/gone/);
+  });
+});
+
+describe('bootstrap tokens', () => {
+  it('accepts only the caller\'s own token, also once that caller is remembered', async () => {
+    const dir = await tempDir('tokens');
+    try {
+      const tokens = await BootstrapTokens.loadOrCreate(dir.path);
+      const a = { type: 'node', node: 'node-a' } as const;
+      const b = { type: 'node', node: 'node-b' } as const;
+      const wp = { type: 'waypoint', namespace: 'shop', name: 'waypoint' } as const;
+      const tokenA = tokens.tokenFor(a);
+      const flipped = (t: string) => (t[0] === 'A' ? 'B' : 'A') + t.slice(1);
+      for (let round = 0; round < 2; round++) {
+        assert.equal(tokens.verify(a, tokenA), true);
+        assert.equal(tokens.verify(a, flipped(tokenA)), false);
+        assert.equal(tokens.verify(a, tokenA.slice(1)), false);
+        assert.equal(tokens.verify(a, ''), false);
+        assert.equal(tokens.verify(b, tokenA), false);
+        assert.equal(tokens.verify(wp, tokenA), false);
+      }
+      assert.equal(tokens.verify(b, tokens.tokenFor(b)), true);
+      assert.equal(tokens.verify(wp, tokens.tokenFor(wp)), true);
+      // Another controller on the same data directory issues the same tokens.
+      assert.equal((await BootstrapTokens.loadOrCreate(dir.path)).verify(a, tokenA), true);
+    } finally {
+      await dir.cleanup();
+    }
   });
 });

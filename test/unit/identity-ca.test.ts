@@ -14,7 +14,7 @@ import {
   spiffeIdOf,
   verifyPeer,
 } from '../../src/identity/index.js';
-import { makeOperatorCa, openssl, tempDir } from '../helpers/identity-fixtures.js';
+import { handMadeCsrPem, makeOperatorCa, openssl, tempDir, tlv } from '../helpers/identity-fixtures.js';
 
 const WEB = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/web');
 
@@ -162,6 +162,20 @@ describe('CertificateAuthority with its own root', () => {
       assert.notEqual(serialA, serialB);
       assert.ok(serialA.length >= 30 && serialA.length <= 32, serialA);
       assert.equal(a.notAfter.getTime(), now + 60 * 60 * 1000);
+    });
+
+    it('puts the CSR\'s key into the leaf as DER even when the CSR used a BER length for it', async () => {
+      const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      const spki = publicKey.export({ type: 'spki', format: 'der' }); // 30 59 ...
+      const berSpki = tlv(0x30, spki.subarray(2), true); // 30 81 59 ...: the same key, non-minimal length
+      const info = Buffer.concat([tlv(0x02, Buffer.from([0])), tlv(0x30, Buffer.alloc(0)), berSpki, tlv(0xa0, Buffer.alloc(0))]);
+      const { certChainPem } = ca.signWorkload(handMadeCsrPem(info, privateKey), WEB);
+      const leaf = new X509Certificate(certChainPem[0]!);
+      assert.ok(leaf.raw.includes(spki));
+      assert.ok(!leaf.raw.includes(berSpki));
+      assert.ok(leaf.publicKey.export({ type: 'spki', format: 'der' }).equals(spki));
+      const files = await writeChain(dir.path, 'ber', certChainPem);
+      assert.match(openssl(['verify', ...at, '-CAfile', files.root, files.leaf]), /: OK/);
     });
 
     it('signs RSA CSRs from operators\' tools', async () => {

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpiffeId, createKeyAndCsr, parseCsr } from '../../src/identity/index.js';
-import { openssl, tempDir } from '../helpers/identity-fixtures.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { handMadeCsrPem, openssl, tempDir, tlv } from '../helpers/identity-fixtures.js';
 
 function pemToDer(pem: string): Buffer {
   return Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
@@ -75,6 +76,25 @@ describe('createKeyAndCsr / parseCsr', () => {
     assert.throws(() => parseCsr(derToPem('CERTIFICATE REQUEST', der)), {
       code: 'STRAIT_ERR_CSR_INVALID',
       message: 'certificate signing request rejected: its signature does not verify (the request was altered or signed with another key)',
+    });
+  });
+
+  it('rejects a correctly self-signed request whose nested DER does not fit, or whose version is not v1', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const spki = publicKey.export({ type: 'spki', format: 'der' });
+    const v1 = tlv(0x02, Buffer.from([0]));
+    const emptyName = tlv(0x30, Buffer.alloc(0));
+    const noAttributes = tlv(0xa0, Buffer.alloc(0));
+    assert.ok(parseCsr(handMadeCsrPem(Buffer.concat([v1, emptyName, spki, noAttributes]), privateKey)).spkiDer.equals(spki));
+    // [0] holds a SEQUENCE that claims 5 bytes but has 3: signed, yet not DER.
+    const brokenAttributes = Buffer.from([0xa0, 0x05, 0x30, 0x05, 0x06, 0x01, 0x00]);
+    assert.throws(() => parseCsr(handMadeCsrPem(Buffer.concat([v1, emptyName, spki, brokenAttributes]), privateKey)), {
+      code: 'STRAIT_ERR_CSR_INVALID',
+      message: /^certificate signing request rejected: it is not a DER PKCS#10 request \(/,
+    });
+    assert.throws(() => parseCsr(handMadeCsrPem(Buffer.concat([tlv(0x02, Buffer.from([1])), emptyName, spki, noAttributes]), privateKey)), {
+      code: 'STRAIT_ERR_CSR_INVALID',
+      message: 'certificate signing request rejected: the version is not v1 (0)',
     });
   });
 
