@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import { setFlagsFromString } from 'node:v8';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { parseConfig } from '../ztunnel/config.js';
 import { onShutdown } from './shutdown.js';
@@ -18,11 +19,14 @@ export function ztunnelCommand(): Command {
     .option('--cert-ttl <duration>', 'workload certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
     .option('--connect-timeout <duration>', 'TCP/HBONE connect timeout (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
     .option('--capture-mark <n>', 'under iptables capture: fwmark for the ztunnel\'s own connections to pods, which the rules skip (scripts/iptables default 0x539)  [env STRAIT_CAPTURE_MARK]')
+    .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .action(async (flags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseConfig(process.env, flags);
       const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName } });
+      // A process-wide V8 setting, so it belongs to the process (not to startZtunnel, which tests also run in-process).
+      if (config.gc === 'atomic') setFlagsFromString('--no-incremental-marking');
       // Loaded on use: each command pulls in only its own component.
       const { startZtunnel } = await import('../ztunnel/app.js');
       const running = await startZtunnel(config, log);

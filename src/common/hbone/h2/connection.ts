@@ -61,6 +61,8 @@ export interface H2RemoteSettings {
 
 /** A TLS record carries at most 16 KiB of plaintext: a DATA frame of this payload plus its header fills one. */
 const RECORD_ALIGNED_PAYLOAD = 16_384 - FRAME_HEADER_BYTES;
+/** DATA payloads of at least this many bytes are written gathered (headers + slices) instead of copied. */
+const GATHER_MIN_BYTES = 4096;
 const NOOP = (): void => undefined;
 const MAX_STREAM_ID = 2 ** 31 - 1;
 const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
@@ -351,6 +353,27 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#sendWindow -= n;
     const size = Math.min(this.remoteSettings.maxFrameSize, RECORD_ALIGNED_PAYLOAD);
     const frames = n === 0 ? 1 : Math.ceil(n / size);
+    if (n >= GATHER_MIN_BYTES) {
+      // Large payloads are not copied into a new JavaScript buffer: the frame headers and slices of the chunk go
+      // out as one gathered write (cork → writev), which the TLS layer joins in native memory. A fresh
+      // 64 KiB JavaScript buffer per write is what made V8 run a full GC every few MiB.
+      const headers = Buffer.allocUnsafe(frames * FRAME_HEADER_BYTES);
+      const socket = this.socket;
+      socket.cork();
+      let ok = true;
+      for (let i = 0; i < frames; i++) {
+        const start = offset + i * size;
+        const len = Math.min(size, n - i * size);
+        const h = headers.subarray(i * FRAME_HEADER_BYTES, (i + 1) * FRAME_HEADER_BYTES);
+        writeFrameHeader(h, 0, len, FrameType.DATA, end && i === frames - 1 ? Flag.END_STREAM : 0, stream.id);
+        socket.write(h);
+        ok = socket.write(chunk.subarray(start, start + len));
+      }
+      socket.uncork();
+      if (!ok) this.#congested = true;
+      if (end) stream.localEnded = true;
+      return;
+    }
     const out = Buffer.allocUnsafe(n + frames * FRAME_HEADER_BYTES);
     let w = 0;
     for (let i = 0; i < frames; i++) {
