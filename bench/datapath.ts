@@ -7,6 +7,8 @@
  *   direct   client → server (plain TCP)
  *   stunnel  client → stunnel (client mode) → mutual TLS 1.3 → stunnel (server mode) → server, with certificates
  *            issued by the same mesh CA
+ *   node-tls client → Node.js TLS tunnel → mutual TLS 1.3 → Node.js TLS tunnel → server (net ⇄ tls with pipe, the same
+ *            CA): what any tunnel written for Node costs on this machine, before it does anything a mesh does
  *
  * Figures: added latency (path minus direct, p50/p90/p99) at 1 connection and at 1,000 requests/s (open loop,
  * from the scheduled send time); single-stream throughput both ways; ztunnel CPU per 1,000 requests/s and
@@ -42,6 +44,7 @@ import {
   type LatencySummary, type MachineUsage, type Percentile, type ProcessUsage,
 } from './lib/datapath-stats.js';
 import { STUNNEL_CLIENT_IP, StunnelPair, findStunnel, type StunnelBinary } from './lib/datapath-stunnel.js';
+import { NODETLS_CLIENT_IP, NodeTlsPair } from './lib/datapath-nodetls.js';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const RESULT_FILE = join(ROOT, 'bench', 'results', 'datapath.json');
@@ -71,7 +74,7 @@ const ISTIO = { addedP90Ms: 0.17, addedP99Ms: 0.2 };
 /** The issue's budgets for one ztunnel's CPU per 1,000 req/s and its RSS at that load (MB = 10^6 bytes). */
 const BUDGET = { vcpuPer1000Rps: 0.06, rssMB: 80 };
 
-type PathName = 'direct' | 'stunnel' | 'strait';
+type PathName = 'direct' | 'stunnel' | 'node-tls' | 'strait';
 
 interface Path {
   name: PathName;
@@ -447,9 +450,46 @@ function context(r: Record<string, PathResult>): Goal[] {
   }
   const zt = r.strait?.throughput;
   const stt = r.stunnel?.throughput;
-  if (zt && stt) {
-    const perGiB = (t: NonNullable<PathResult['throughput']>) => Object.values(t.usage.processes).reduce((x, p) => x + p.cpuSeconds, 0) / (((t.download.length + t.upload.length) * CFG.throughput.bytes) / 2 ** 30);
-    row('proxy CPU seconds per GiB carried: ztunnels vs stunnels', perGiB(zt).toFixed(2), perGiB(stt).toFixed(2), perGiB(zt) / perGiB(stt));
+  const perGiB = (t: NonNullable<PathResult['throughput']>) => Object.values(t.usage.processes).reduce((x, p) => x + p.cpuSeconds, 0) / (((t.download.length + t.upload.length) * CFG.throughput.bytes) / 2 ** 30);
+  if (zt && stt) row('proxy CPU seconds per GiB carried: ztunnels vs stunnels', perGiB(zt).toFixed(2), perGiB(stt).toFixed(2), perGiB(zt) / perGiB(stt));
+  // The runtime reference: how far Strait is from a bare Node.js TLS tunnel, and that tunnel from stunnel.
+  const nr = r['node-tls']?.rate;
+  const nt = r['node-tls']?.throughput;
+  const ns = r['node-tls']?.sequential;
+  const zs = r.strait?.sequential;
+  const ds = r.direct?.sequential;
+  if (zs && ns && ds) {
+    const a = added(zs.latency, ds.latency);
+    const b = added(ns.latency, ds.latency);
+    row('added p50 at 1 connection: strait vs node-tls', `${signedMs(a.p50)} ms`, `${signedMs(b.p50)} ms`, a.p50 / b.p50);
+    row('added p90 at 1 connection: strait vs node-tls', `${signedMs(a.p90)} ms`, `${signedMs(b.p90)} ms`, a.p90 / b.p90);
+  }
+  if (zr && nr && dr) {
+    const a = added(zr.fromSchedule, dr.fromSchedule);
+    const b = added(nr.fromSchedule, dr.fromSchedule);
+    row(`added p90 at ${CFG.rate.rps} req/s: strait vs node-tls`, `${signedMs(a.p90)} ms`, `${signedMs(b.p90)} ms`, a.p90 / b.p90);
+    row(`added p99 at ${CFG.rate.rps} req/s: strait vs node-tls`, `${signedMs(a.p99)} ms`, `${signedMs(b.p99)} ms`, a.p99 / b.p99);
+    const z = zr.usage.vcpu / (zr.achievedRps / 1000);
+    const n = nr.usage.vcpu / (nr.achievedRps / 1000);
+    row(`proxy CPU per ${CFG.rate.rps} req/s: both ztunnels vs both node-tls`, `${z.toFixed(3)} vCPU`, `${n.toFixed(3)} vCPU`, z / n);
+    const zm = Math.max(...Object.values(zr.usage.processes).map((p) => p.peakRssMiB));
+    const nm = Math.max(...Object.values(nr.usage.processes).map((p) => p.peakRssMiB));
+    row('peak RSS of one proxy: ztunnel vs node-tls', `${MB(zm).toFixed(1)} MB`, `${MB(nm).toFixed(1)} MB`, zm / nm);
+  }
+  if (nr && sr) {
+    const n = nr.usage.vcpu / (nr.achievedRps / 1000);
+    const st = sr.usage.vcpu / (sr.achievedRps / 1000);
+    row(`proxy CPU per ${CFG.rate.rps} req/s: both node-tls vs both stunnels (the runtime's share)`, `${n.toFixed(3)} vCPU`, `${st.toFixed(3)} vCPU`, n / st);
+  }
+  if (zt && nt) {
+    row('single-stream download: strait vs node-tls', `${zt.downloadMiBps.toFixed(0)} MiB/s`, `${nt.downloadMiBps.toFixed(0)} MiB/s`, zt.downloadMiBps / nt.downloadMiBps);
+    row('single-stream upload: strait vs node-tls', `${zt.uploadMiBps.toFixed(0)} MiB/s`, `${nt.uploadMiBps.toFixed(0)} MiB/s`, zt.uploadMiBps / nt.uploadMiBps);
+    row('proxy CPU seconds per GiB carried: ztunnels vs node-tls', perGiB(zt).toFixed(2), perGiB(nt).toFixed(2), perGiB(zt) / perGiB(nt));
+  }
+  if (nt && stt) {
+    row('single-stream download: node-tls vs stunnel (the runtime\'s share)', `${nt.downloadMiBps.toFixed(0)} MiB/s`, `${stt.downloadMiBps.toFixed(0)} MiB/s`, nt.downloadMiBps / stt.downloadMiBps);
+    row('single-stream upload: node-tls vs stunnel', `${nt.uploadMiBps.toFixed(0)} MiB/s`, `${stt.uploadMiBps.toFixed(0)} MiB/s`, nt.uploadMiBps / stt.uploadMiBps);
+    row('proxy CPU seconds per GiB carried: node-tls vs stunnels', perGiB(nt).toFixed(2), perGiB(stt).toFixed(2), perGiB(nt) / perGiB(stt));
   }
   return rows;
 }
@@ -469,7 +509,8 @@ function report(paths: PathName[], r: Record<string, PathResult>, goals: Goal[],
   const latHeader = ['path', 'p50', 'p90', 'p99', 'p99.9', 'added p50', 'added p90', 'added p99', 'requests'];
 
   out.push(`Data path: 1 KB HTTP/1.1 GET, client → ztunnel (${NODE_A.name}) → HBONE → ztunnel (${NODE_B.name}) → server; all times in ms`);
-  out.push(`  direct = client → server;  stunnel = client → stunnel → mTLS 1.3 → stunnel → server (same CA);  strait = the mesh`);
+  out.push(`  direct = client → server;  stunnel = client → stunnel → mTLS 1.3 → stunnel → server (same CA);`);
+  out.push(`  node-tls = the same with two minimal Node.js TLS tunnels (net ⇄ tls, pipe);  strait = the mesh`);
   if (!stunnel) out.push('  !!! stunnel NOT FOUND: the stunnel column is missing (apt-get install -y stunnel4) !!!');
   out.push('');
   const others = (pick: (p: PathResult) => MachineUsage | undefined) => {
@@ -593,13 +634,25 @@ async function main(): Promise<void> {
       await stunnelPair.start();
     }
 
+    say('starting the Node.js TLS tunnel pair');
+    const nodeTls = new NodeTlsPair({
+      workDir: join(work, 'node-tls'), caDataDir: mesh.dataDir, clientIdentity: CLIENT_ID, serverIdentity: SERVER_ID,
+      routes: [
+        { clientPort: 18080, tlsPort: 18443, target: { host: SERVER_POD_IP, port: HTTP_PORT } },
+        { clientPort: 19000, tlsPort: 19443, target: { host: SERVER_POD_IP, port: SINK_PORT } },
+      ],
+    });
+    cleanups.push(() => nodeTls.stop());
+    await nodeTls.start();
+
     const paths: Path[] = [
       { name: 'direct', label: 'direct', http: tcpDialer(SERVER_POD_IP, HTTP_PORT, CLIENT_POD_IP), sink: tcpDialer(SERVER_POD_IP, SINK_PORT, CLIENT_POD_IP), pids: {} },
       ...(stunnelPair ? [{ name: 'stunnel' as const, label: 'stunnel', http: tcpDialer(STUNNEL_CLIENT_IP, 18080, CLIENT_POD_IP), sink: tcpDialer(STUNNEL_CLIENT_IP, 19000, CLIENT_POD_IP), pids: stunnelPair.pids() }] : []),
+      { name: 'node-tls', label: 'node-tls', http: tcpDialer(NODETLS_CLIENT_IP, 18080, CLIENT_POD_IP), sink: tcpDialer(NODETLS_CLIENT_IP, 19000, CLIENT_POD_IP), pids: nodeTls.pids() },
       { name: 'strait', label: 'strait', http: meshDialer(mesh, HTTP_PORT), sink: meshDialer(mesh, SINK_PORT), pids: mesh.ztunnelPids() },
     ];
     const results: Record<string, PathResult> = Object.fromEntries(paths.map((p) => [p.name, {}]));
-    ourPids = () => [process.pid, server.pid ?? 0, ...mesh.allPids(), ...Object.values(stunnelPair?.pids() ?? {})].filter((p) => p > 0);
+    ourPids = () => [process.pid, server.pid ?? 0, ...mesh.allPids(), ...Object.values(stunnelPair?.pids() ?? {}), ...Object.values(nodeTls.pids())].filter((p) => p > 0);
 
     for (const p of paths) await probe(p);
     for (const p of paths) {
