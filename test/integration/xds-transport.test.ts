@@ -507,6 +507,28 @@ test('large initial syncs take turns: the next proxy is answered once the one be
   assert.deepEqual(names(r2), ['a', 'b', 'c']);
 });
 
+test('several proxies queued for initial-sync slots are each answered in turn (none is re-queued forever)', async (t) => {
+  const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 2 });
+  seed(source, 'a', 'b');
+  const streams = [1, 2, 3, 4].map((i) => {
+    const s = rawStream(t, server);
+    s.write({ node: wireNode({ id: `debug~zt-${i}~1` }), type_url: T });
+    return s;
+  });
+  const first = await streams[0]!.next();
+  assert.deepEqual(names(first), ['a', 'b']);
+  for (const s of streams.slice(1)) assert.equal(await s.quietFor(100), true, 'the others wait while the first is unanswered');
+  // Each ACK lets exactly the next one in; the controller stays responsive throughout.
+  let last = first;
+  for (let i = 1; i < streams.length; i++) {
+    streams[i - 1]!.ack(last);
+    last = await streams[i]!.next();
+    assert.equal(last.type_url, T);
+    assert.deepEqual(names(last), ['a', 'b']);
+    for (const s of streams.slice(i + 1)) assert.equal(await s.quietFor(50), true);
+  }
+});
+
 test('a proxy that disconnects while holding an initial-sync slot frees it', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 1 });
   seed(source, 'a', 'b');

@@ -479,7 +479,12 @@ export class XdsServer {
       stream.deferred.delete(typeUrl);
       if (stream.closed || !reqs) continue;
       try {
-        for (const req of reqs) this.handleRequest(stream, req);
+        // The first request subscribes now (it has its turn: going through handleRequest would queue it again
+        // behind the others, forever); what followed it is handled as usual.
+        const [first, ...rest] = reqs;
+        if (!stream.types.has(typeUrl)) this.subscribeType(stream, first!);
+        else this.handleRequest(stream, first!);
+        for (const req of rest) this.handleRequest(stream, req);
       } catch (err) {
         this.failStream(stream.call, stream, err);
       }
