@@ -529,6 +529,30 @@ test('several proxies queued for initial-sync slots are each answered in turn (n
   }
 });
 
+test('a proxy that had its initial-sync turn for one type gets its next large type before proxies still waiting', async (t) => {
+  const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 2 });
+  seed(source, 'a', 'b');
+  source.setMany(VIEW, T2, [['s1', { name: 's1' }], ['s2', { name: 's2' }]], false);
+  const first = rawStream(t, server);
+  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
+  const w1 = await first.next();
+  assert.equal(w1.type_url, T);
+  const second = rawStream(t, server);
+  second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
+  assert.equal(await second.quietFor(100), true);
+  first.write({ type_url: T2 }); // queued behind the second proxy's T by arrival, but the first proxy had its turn
+  assert.equal(await first.quietFor(100), true, 'the slot is still held by the unanswered Workload sync');
+  first.ack(w1);
+  const s1 = await first.next();
+  assert.equal(s1.type_url, T2);
+  assert.deepEqual(names(s1), ['s1', 's2']);
+  assert.equal(await second.quietFor(100), true, 'the second proxy waits until the first is fully in sync');
+  first.ack(s1);
+  const w2 = await second.next();
+  assert.equal(w2.type_url, T);
+  assert.deepEqual(names(w2), ['a', 'b']);
+});
+
 test('a proxy that disconnects while holding an initial-sync slot frees it', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 1 });
   seed(source, 'a', 'b');

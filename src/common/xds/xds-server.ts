@@ -142,6 +142,8 @@ class ProxyStream {
   readonly types = new Map<string, TypeState>();
   /** First requests per type waiting for an initial-sync slot (in arrival order, with what followed them). */
   readonly deferred = new Map<string, WireDeltaRequest[]>();
+  /** Has had an initial-sync slot: its other large types go to the front of the queue, so proxies finish one by one. */
+  hadSlot = false;
   readonly connectedAt = new Date();
   closed = false;
   constructor(
@@ -418,7 +420,9 @@ export class XdsServer {
     if (!ts) {
       if (this.mustWaitForSlot(stream, typeUrl)) {
         stream.deferred.set(typeUrl, [req]);
-        this.slotQueue.push({ stream, typeUrl });
+        // A proxy that already had its turn for another type is nearly in sync: finish it before starting others.
+        if (stream.hadSlot) this.slotQueue.unshift({ stream, typeUrl });
+        else this.slotQueue.push({ stream, typeUrl });
         this.log.debug({ proxy: stream.proxy.id, typeUrl, queued: this.slotQueue.length }, 'initial sync waits for a slot');
         return;
       }
@@ -452,7 +456,10 @@ export class XdsServer {
     }
     // Always answer the first request, even with nothing, so the proxy knows it is in sync.
     const p = this.send(stream, ts, out, String(this.source.generation()), null);
-    if (out.size >= this.largeSyncResources) this.takeSlot(p);
+    if (out.size >= this.largeSyncResources) {
+      stream.hadSlot = true;
+      this.takeSlot(p);
+    }
   }
 
   // --- initial-sync slots -------------------------------------------------------------------------------
