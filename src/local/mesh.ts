@@ -15,6 +15,7 @@ import type { Logger } from '../common/log.js';
 import { loadManifestPath } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
 import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode } from './plan.js';
+import { ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
 
 export const STRAIT_BIN = new URL('../cli/strait.js', import.meta.url).pathname;
 export const DEFAULT_CONTROLLER_ADDRESS = '127.0.99.1';
@@ -132,8 +133,8 @@ export class LocalMesh {
 
   // ---- children ----
 
-  private spawnChild(name: string, args: string[], env: Record<string, string> = {}): Child {
-    const proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', this.opts.logLevel, ...args], {
+  private spawnChild(name: string, args: string[], env: Record<string, string> = {}, nodeOptions: readonly string[] = []): Child {
+    const proc = spawn(process.execPath, [...nodeOptions, STRAIT_BIN, '--log-level', this.opts.logLevel, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
     });
     const file = this.opts.logDir ? join(this.opts.logDir, `${name.replace(/[/:]/g, '_')}.log`) : undefined;
@@ -170,7 +171,7 @@ export class LocalMesh {
   private async startZtunnel(n: PlannedNode): Promise<void> {
     const child = this.spawnChild(`ztunnel/${n.name}`, ['ztunnel', '--node', n.name, '--xds-address', `${this.controllerAddress}:${PORTS.xds}`,
       '--token-file', join(this.dataDir, 'tokens', `node-${n.name}.token`), '--root-cert', this.rootCertFile,
-      '--listen-address', n.address, '--local-pod-listeners']);
+      '--listen-address', n.address, '--local-pod-listeners'], {}, ZTUNNEL_NODE_OPTIONS);
     await this.waitHttp(child, `http://${n.address}:${PORTS.ready}/healthz/ready`, `ztunnel on ${n.name}`);
     this.log.info({ node: n.name, address: n.address, socks5: `${n.address}:${PORTS.socks5}` }, 'ztunnel ready');
   }

@@ -26,6 +26,14 @@ export const ENV_GC = 'STRAIT_GC';
  * every ~40 ms (V8 begins it while the old generation is far below its limit) and cost as much CPU as the
  * transfer itself. `incremental` keeps V8's default.
  */
+/**
+ * Node options the ztunnel process should be started with (they size V8's heap, so they cannot be set from
+ * inside): a 2 MB semi-space keeps the young generation from growing to 32 MB under load. Measured at 1,000
+ * req/s: peak RSS 72–73 MB instead of 79–91 MB, same CPU; bulk throughput unchanged. `strait up` passes them; a
+ * DaemonSet passes them on its command line or in NODE_OPTIONS.
+ */
+export const ZTUNNEL_NODE_OPTIONS: readonly string[] = ['--max-semi-space-size=2'];
+
 export type GcMode = 'atomic' | 'incremental';
 export const GC_MODES: readonly GcMode[] = ['atomic', 'incremental'];
 

@@ -8,6 +8,7 @@ import { eventually } from '../helpers/controller.js';
 import { docs } from '../helpers/manifests.js';
 import { TestMesh, appPod } from '../helpers/mesh.js';
 import { tempDir } from '../helpers/procs.js';
+import { ZTUNNEL_NODE_OPTIONS } from '../../src/ztunnel/config.js';
 
 const DEMO = new URL('../../../examples/demo/', import.meta.url).pathname;
 
@@ -35,6 +36,11 @@ describe('strait up on the demo', () => {
     assert.ok(existsSync(s.rootCert));
     assert.equal((await fetch(`http://${s.controller.admin}/ready`)).status, 200);
     for (const n of Object.values(s.nodes)) assert.equal((await fetch(`http://${n.ready}/healthz/ready`)).status, 200);
+    // Each ztunnel is its own Node process, started with the heap options it is sized for.
+    for (const n of Object.values(s.nodes) as { pid: number }[]) {
+      const argv = readFileSync(`/proc/${n.pid}/cmdline`, 'utf8').split('\0');
+      for (const opt of ZTUNNEL_NODE_OPTIONS) assert.ok(argv.indexOf(opt) > 0 && argv.indexOf(opt) < argv.indexOf('ztunnel'), `${opt} in ${argv.join(' ')}`);
+    }
     assert.ok(Object.keys(s.apps).length >= 5, 'demo apps running');
     const r = await mesh.curl('127.0.10.1', 'node-a', 'http://web.shop/');
     assert.equal(r.code, 0, r.stderr);
