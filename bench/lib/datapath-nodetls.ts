@@ -14,7 +14,8 @@ import { once } from 'node:events';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
+import { CertificateAuthority } from '../../src/identity/index.js';
+import { issue } from './datapath-stunnel.js';
 import type { NodeTlsSideConfig } from './datapath-nodetls-side.js';
 
 export const NODETLS_CLIENT_IP = '127.0.116.1';
@@ -52,21 +53,13 @@ export class NodeTlsPair {
     const ca = await CertificateAuthority.loadOrCreate({ dataDir: this.opts.caDataDir });
     const caFile = join(dir, 'root-cert.pem');
     writeFileSync(caFile, ca.rootCertPem);
-    const files = async (name: string, id: string): Promise<{ cert: string; key: string }> => {
-      const { keyPem, csrPem } = await createKeyAndCsr();
-      const cert = join(dir, `${name}-chain.pem`);
-      const key = join(dir, `${name}-key.pem`);
-      writeFileSync(cert, ca.signWorkload(csrPem, SpiffeId.parse(id)).certChainPem.join('\n'));
-      writeFileSync(key, keyPem, { mode: 0o600 });
-      return { cert, key };
-    };
     const sides: NodeTlsSideConfig[] = [
       {
-        side: 'server', ...(await files('server', this.opts.serverIdentity)), ca: caFile,
+        side: 'server', ...(await issue(ca, this.opts.serverIdentity, dir, 'server')), ca: caFile,
         routes: this.opts.routes.map((r) => ({ listen: { host: NODETLS_SERVER_IP, port: r.tlsPort }, connect: r.target })),
       },
       {
-        side: 'client', ...(await files('client', this.opts.clientIdentity)), ca: caFile, localAddress: NODETLS_CLIENT_IP,
+        side: 'client', ...(await issue(ca, this.opts.clientIdentity, dir, 'client')), ca: caFile, localAddress: NODETLS_CLIENT_IP,
         routes: this.opts.routes.map((r) => ({ listen: { host: NODETLS_CLIENT_IP, port: r.clientPort }, connect: { host: NODETLS_SERVER_IP, port: r.tlsPort } })),
       },
     ];

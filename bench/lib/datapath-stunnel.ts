@@ -61,7 +61,8 @@ export interface StunnelOptions {
   routes: StunnelRoute[];
 }
 
-async function issue(ca: CertificateAuthority, id: string, dir: string, name: string): Promise<{ cert: string; key: string }> {
+/** Key and certificate chain for `id` from the mesh CA, written as <dir>/<name>-key.pem and <name>-chain.pem. */
+export async function issue(ca: CertificateAuthority, id: string, dir: string, name: string): Promise<{ cert: string; key: string }> {
   const { keyPem, csrPem } = await createKeyAndCsr();
   const { certChainPem } = ca.signWorkload(csrPem, SpiffeId.parse(id));
   const cert = join(dir, `${name}-chain.pem`);
