@@ -65,6 +65,7 @@ describe('strait up on the demo', () => {
     assert.deepEqual(pids.filter(alive), [], 'no process left behind');
     assert.equal(await portOpen('127.0.100.1', 15080), false, 'ports freed');
     assert.equal(await portOpen('127.0.99.1', 15012), false, 'controller port freed');
+    mesh.cleanup(); // stopped already: only its temporary directories are left to remove
     mesh = undefined;
   });
 });
