@@ -11,11 +11,10 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { CertificateAuthority } from '../../src/identity/index.js';
-import { issue } from './datapath-stunnel.js';
+import { tunnelCertificates } from './datapath-stunnel.js';
 import type { NodeTlsSideConfig } from './datapath-nodetls-side.js';
 
 export const NODETLS_CLIENT_IP = '127.0.116.1';
@@ -49,17 +48,14 @@ export class NodeTlsPair {
 
   async start(): Promise<void> {
     const dir = this.opts.workDir;
-    mkdirSync(dir, { recursive: true });
-    const ca = await CertificateAuthority.loadOrCreate({ dataDir: this.opts.caDataDir });
-    const caFile = join(dir, 'root-cert.pem');
-    writeFileSync(caFile, ca.rootCertPem);
+    const { rootFile: caFile, client, server } = await tunnelCertificates(this.opts);
     const sides: NodeTlsSideConfig[] = [
       {
-        side: 'server', ...(await issue(ca, this.opts.serverIdentity, dir, 'server')), ca: caFile,
+        side: 'server', ...server, ca: caFile,
         routes: this.opts.routes.map((r) => ({ listen: { host: NODETLS_SERVER_IP, port: r.tlsPort }, connect: r.target })),
       },
       {
-        side: 'client', ...(await issue(ca, this.opts.clientIdentity, dir, 'client')), ca: caFile, localAddress: NODETLS_CLIENT_IP,
+        side: 'client', ...client, ca: caFile, localAddress: NODETLS_CLIENT_IP,
         routes: this.opts.routes.map((r) => ({ listen: { host: NODETLS_CLIENT_IP, port: r.clientPort }, connect: { host: NODETLS_SERVER_IP, port: r.tlsPort } })),
       },
     ];

@@ -62,7 +62,7 @@ export interface StunnelOptions {
 }
 
 /** Key and certificate chain for `id` from the mesh CA, written as <dir>/<name>-key.pem and <name>-chain.pem. */
-export async function issue(ca: CertificateAuthority, id: string, dir: string, name: string): Promise<{ cert: string; key: string }> {
+async function issue(ca: CertificateAuthority, id: string, dir: string, name: string): Promise<{ cert: string; key: string }> {
   const { keyPem, csrPem } = await createKeyAndCsr();
   const { certChainPem } = ca.signWorkload(csrPem, SpiffeId.parse(id));
   const cert = join(dir, `${name}-chain.pem`);
@@ -70,6 +70,24 @@ export async function issue(ca: CertificateAuthority, id: string, dir: string, n
   writeFileSync(cert, certChainPem.join('\n'));
   writeFileSync(key, keyPem, { mode: 0o600 });
   return { cert, key };
+}
+
+/**
+ * For a reference tunnel pair: creates `workDir`, writes the mesh root there and a key + chain for each side's
+ * identity, all from the mesh CA in `caDataDir`.
+ */
+export async function tunnelCertificates(opts: { workDir: string; caDataDir: string; clientIdentity: string; serverIdentity: string }): Promise<{
+  rootFile: string;
+  client: { cert: string; key: string };
+  server: { cert: string; key: string };
+}> {
+  mkdirSync(opts.workDir, { recursive: true });
+  const ca = await CertificateAuthority.loadOrCreate({ dataDir: opts.caDataDir });
+  const rootFile = join(opts.workDir, 'root-cert.pem');
+  writeFileSync(rootFile, ca.rootCertPem);
+  const client = await issue(ca, opts.clientIdentity, opts.workDir, 'client');
+  const server = await issue(ca, opts.serverIdentity, opts.workDir, 'server');
+  return { rootFile, client, server };
 }
 
 function config(side: 'client' | 'server', files: { cert: string; key: string; ca: string }, routes: StunnelRoute[]): string {
@@ -101,12 +119,7 @@ export class StunnelPair {
 
   async start(): Promise<void> {
     const dir = this.opts.workDir;
-    mkdirSync(dir, { recursive: true });
-    const ca = await CertificateAuthority.loadOrCreate({ dataDir: this.opts.caDataDir });
-    const rootFile = join(dir, 'root-cert.pem');
-    writeFileSync(rootFile, ca.rootCertPem);
-    const client = await issue(ca, this.opts.clientIdentity, dir, 'client');
-    const server = await issue(ca, this.opts.serverIdentity, dir, 'server');
+    const { rootFile, client, server } = await tunnelCertificates(this.opts);
     for (const [side, files] of [['server', server], ['client', client]] as const) {
       const conf = join(dir, `${side}.conf`);
       writeFileSync(conf, config(side, { ...files, ca: rootFile }, this.opts.routes));
