@@ -239,6 +239,52 @@ describe('HBONE HTTP/2 against node:http2', () => {
     assert.ok(got.equals(data), 'every byte, in order');
   });
 
+  it('accepts a client that sends SETTINGS_ENABLE_PUSH = 1 (python-h2 does), and a server that sends it is refused', async () => {
+    const { port } = await ourEchoServer();
+    const s = net.connect(port, '127.0.0.1');
+    cleanups.push(() => s.destroy());
+    await once(s, 'connect');
+    const settings = Buffer.alloc(6);
+    settings.writeUInt16BE(0x2, 0);
+    settings.writeUInt32BE(1, 2);
+    const hdr = (len: number, type: number, flags: number, id: number) => {
+      const b = Buffer.alloc(9);
+      b.writeUIntBE(len, 0, 3);
+      b[3] = type;
+      b[4] = flags;
+      b.writeUInt32BE(id, 5);
+      return b;
+    };
+    const block = encodeHeaders([[':method', 'CONNECT'], [':authority', '10.0.0.5:80']]);
+    s.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), hdr(6, 4, 0, 0), settings, hdr(block.length, 1, 4, 1), block]));
+    // the server's HEADERS (type 1) on stream 1 answers the CONNECT; no GOAWAY comes first
+    let got = Buffer.alloc(0);
+    const types: number[] = [];
+    while (!types.includes(1)) {
+      const [chunk] = (await once(s, 'data')) as [Buffer];
+      got = Buffer.concat([got, chunk]);
+      let off = 0;
+      types.length = 0;
+      while (off + 9 <= got.length) {
+        types.push(got[off + 3]!);
+        off += 9 + got.readUIntBE(off, 3);
+      }
+      assert.ok(!types.includes(7), `no GOAWAY, got frame types ${types.join(',')}`);
+    }
+
+    // as a client, the same setting from a server is a connection error
+    const srv = await listen((sock) => {
+      sock.on('error', () => undefined);
+      sock.write(Buffer.concat([hdr(6, 4, 0, 0), settings]));
+    });
+    const c = net.connect(srv, '127.0.0.1');
+    await once(c, 'connect');
+    const client = new H2Connection(c, { role: 'client' });
+    cleanups.push(() => client.destroy());
+    const [err] = (await once(client, 'error')) as [Error & { h2Code?: number }];
+    assert.equal(err.h2Code, H2Code.PROTOCOL_ERROR);
+  });
+
   it('answers a peer that does not start with the preface with GOAWAY(PROTOCOL_ERROR)', async () => {
     await ourEchoServer().then(async ({ port }) => {
       const s = net.connect(port, '127.0.0.1');

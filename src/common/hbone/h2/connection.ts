@@ -849,7 +849,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
         case Setting.HEADER_TABLE_SIZE: rs.headerTableSize = value; break; // our encoder never indexes
         case Setting.ENABLE_PUSH:
           if (value > 1) return this.#fail(H2Code.PROTOCOL_ERROR, 'SETTINGS_ENABLE_PUSH must be 0 or 1');
-          if (value === 1 && this.role === 'server') return this.#fail(H2Code.PROTOCOL_ERROR, 'a server may not enable push');
+          // Only a server may not send 1 (RFC 9113 §6.5.2); a client's 1 is legal and means nothing to us: we never push.
+          if (value === 1 && this.role === 'client') return this.#fail(H2Code.PROTOCOL_ERROR, 'a server may not send SETTINGS_ENABLE_PUSH = 1');
           rs.enablePush = value === 1;
           break;
         case Setting.MAX_CONCURRENT_STREAMS: rs.maxConcurrentStreams = value; break;
