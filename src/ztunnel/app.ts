@@ -65,7 +65,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // Under capture the ztunnel's own sockets to pods carry the mark the iptables rules skip; otherwise they would be
   // redirected straight back to the ztunnel.
   const mark = cfg.captureMark;
-  const connector: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs);
+  const connector: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
   const pool = new HbonePool({ rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs, logger: child({ part: 'hbone-pool' }) });
   const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: connector, connectTimeoutMs: cfg.connectTimeoutMs });
   const outbound = new OutboundHandler({

@@ -19,13 +19,15 @@ import { certificatesFromPem } from '../../identity/index.js';
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
 import { SecureContextCache, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
-import { H2Connection, type H2RemoteSettings } from './h2/connection.js';
-import { H2Code } from './h2/frames.js';
+import { H2Connection, type GoawayInfo, type H2RemoteSettings } from './h2/connection.js';
+import { H2Code, codeName } from './h2/frames.js';
+import type { GoawayReason, H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import { HBONE_ALPN, HBONE_CONNECTION_WINDOW_BYTES, HBONE_STREAM_WINDOW_BYTES, HEADER_REASON, formatAuthority } from './wire.js';
 
 export const DEFAULT_HBONE_MAX_STREAMS_PER_CONNECTION = 100;
-export const DEFAULT_HBONE_POOL_IDLE_MS = 30_000;
+/** As Istio's ztunnel (POOL_UNUSED_RELEASE_TIMEOUT): a connection without streams for 5 min is closed. */
+export const DEFAULT_HBONE_POOL_IDLE_MS = 5 * 60_000;
 export const DEFAULT_HBONE_CONNECT_TIMEOUT_MS = 10_000;
 const KEEPALIVE_DELAY_MS = 30_000;
 /** How often connect() tries again when the connection it picked went away before its stream was sent. */
@@ -41,6 +43,10 @@ export interface HbonePoolOptions {
   /** Limit for TCP connect + TLS handshake, and again for the answer to each CONNECT. */
   connectTimeoutMs?: number;
   logger?: Logger;
+  /** HTTP/2 budgets per connection against a hostile server (./h2/limits.ts); the pool does the idle timeout. */
+  limits?: Partial<H2Limits>;
+  /** Called for every GOAWAY the pool sends, with why (for `strait_hbone_goaway_total{reason}`). */
+  onGoaway?: (reason: GoawayReason) => void;
 }
 
 export interface HboneConnectRequest {
@@ -135,6 +141,8 @@ export class HbonePool {
   readonly #connectTimeoutMs: number;
   readonly #log: Logger;
   readonly #contexts: SecureContextCache;
+  readonly #limits: Partial<H2Limits>;
+  readonly #onGoaway: ((reason: GoawayReason) => void) | undefined;
   readonly #byKey = new Map<string, PooledConnection[]>();
   /** Every connection not yet closed, including draining ones no longer in #byKey. */
   readonly #all = new Set<PooledConnection>();
@@ -150,6 +158,8 @@ export class HbonePool {
     this.#connectTimeoutMs = positiveInt(opts.connectTimeoutMs ?? DEFAULT_HBONE_CONNECT_TIMEOUT_MS, 'connectTimeoutMs', 2 ** 31 - 1);
     this.#log = opts.logger ?? silentLogger();
     this.#contexts = new SecureContextCache(opts.rootPem);
+    this.#limits = { ...opts.limits, idleTimeoutMs: 0 };
+    this.#onGoaway = opts.onGoaway;
   }
 
   /**
@@ -234,7 +244,7 @@ export class HbonePool {
         if (c.streams > 0 || c.state !== 'ready') return;
         this.#log.debug({ connectionId: c.id, address: c.address }, 'closing idle HBONE connection');
         this.#forget(c);
-        c.session?.close();
+        c.session?.close('idle');
       }, this.#idleTimeoutMs);
       c.idleTimer.unref();
     } else if (c.state === 'draining') {
@@ -351,6 +361,7 @@ export class HbonePool {
           role: 'client',
           settings: { initialWindowSize: HBONE_STREAM_WINDOW_BYTES },
           connectionWindow: HBONE_CONNECTION_WINDOW_BYTES,
+          limits: this.#limits,
         });
         socket.removeListener('error', onError);
         c.session = session;
@@ -366,6 +377,12 @@ export class HbonePool {
   #watch(c: PooledConnection, session: H2Connection): void {
     session.on('remoteSettings', (settings: H2RemoteSettings) => {
       c.peerMaxStreams = settings.maxConcurrentStreams;
+    });
+    session.on('goawaySent', (g: GoawayInfo) => {
+      this.#onGoaway?.(g.reason);
+      const fields = { connectionId: c.id, address: c.address, peer: c.peerIdentity, reason: g.reason, code: codeName(g.code), detail: g.message };
+      if (g.code === H2Code.ENHANCE_YOUR_CALM) this.#log.warn(fields, 'HBONE server went past a limit; sent GOAWAY and closed the connection');
+      else if (g.code !== H2Code.NO_ERROR) this.#log.info(fields, 'HBONE server broke the HTTP/2 protocol; sent GOAWAY and closed the connection');
     });
     session.on('goaway', (code: number) => {
       this.#log.debug({ connectionId: c.id, address: c.address, code }, 'HBONE peer sent GOAWAY');

@@ -23,8 +23,9 @@ import { certificatesFromPem, tlsContextOptions } from '../../identity/index.js'
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
 import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
-import { H2Connection } from './h2/connection.js';
-import { H2Code } from './h2/frames.js';
+import { H2Connection, type GoawayInfo } from './h2/connection.js';
+import { H2Code, codeName } from './h2/frames.js';
+import type { GoawayReason, H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import {
   HBONE_ALPN,
@@ -43,6 +44,11 @@ import {
 export const DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const DEFAULT_HBONE_MAX_CONCURRENT_STREAMS = 100;
 export const DEFAULT_HBONE_KEEPALIVE_DELAY_MS = 30_000;
+/** A server session without streams for this long is closed: twice the clients' pool idle (5 min, as Istio), so a
+ *  client normally closes first and never races a GOAWAY with a new stream. */
+export const DEFAULT_HBONE_SERVER_IDLE_MS = 10 * 60_000;
+/** What a non-CONNECT request gets with its 405: HBONE is a tunnel, not a web server. */
+const NOT_CONNECT_BODY = 'This is an HBONE endpoint (HTTP/2 CONNECT over mutual TLS); it accepts only CONNECT.\n';
 
 export interface HboneServerOptions {
   /** The mesh root(s): the only trust anchors for client certificates. */
@@ -62,6 +68,10 @@ export interface HboneServerOptions {
   handshakeTimeoutMs?: number;
   /** SETTINGS_MAX_CONCURRENT_STREAMS announced to clients. */
   maxConcurrentStreams?: number;
+  /** HTTP/2 budgets and timeouts per client connection (./h2/limits.ts); idleTimeoutMs defaults to 10 min. */
+  limits?: Partial<H2Limits>;
+  /** Called for every GOAWAY this server sends, with why (for `strait_hbone_goaway_total{reason}`). */
+  onGoaway?: (reason: GoawayReason) => void;
 }
 
 /** One CONNECT stream waiting for the owner's decision. */
@@ -89,6 +99,8 @@ export interface HboneInboundRequest {
   readonly traceparent?: string;
   /** True once accept() or reject() was called. */
   readonly answered: boolean;
+  /** Aborted when the client resets or abandons the stream before it was answered: stop dialling the target. */
+  readonly signal: AbortSignal;
   /** Answers 200 and returns the stream: from here on it carries the raw TCP bytes both ways. */
   accept(): Duplex;
   /** Answers `status` (400..599) with the reason in `x-strait-reason`, and ends the stream. */
@@ -130,6 +142,7 @@ class InboundRequest implements HboneInboundRequest {
   #answered = false;
   readonly #stream: H2Stream;
   readonly #info: ConnectionInfo;
+  readonly #abort = new AbortController();
 
   constructor(stream: H2Stream, headers: H2Headers, authority: string, target: { host: string; port: number }, info: ConnectionInfo) {
     this.#stream = stream;
@@ -150,6 +163,13 @@ class InboundRequest implements HboneInboundRequest {
     if (typeof baggage === 'string') this.baggage = baggage;
     const traceparent = headers[HEADER_TRACEPARENT];
     if (typeof traceparent === 'string') this.traceparent = traceparent;
+    stream.once('close', () => {
+      if (!this.#answered) this.#abort.abort(new Error('the HBONE client reset the stream before it was answered'));
+    });
+  }
+
+  get signal(): AbortSignal {
+    return this.#abort.signal;
   }
 
   get peerCertificate(): X509Certificate {
@@ -183,11 +203,18 @@ class InboundRequest implements HboneInboundRequest {
   }
 }
 
-function respondAndEnd(stream: H2Stream, status: number, reason?: string): void {
+function respondAndEnd(stream: H2Stream, status: number, reason?: string, body?: string): void {
   if (stream.destroyed || stream.wireClosed || stream.headersSent) return;
   const headers: Record<string, string | number> = { ':status': status };
   if (reason !== undefined && reason !== '') headers[HEADER_REASON] = sanitizeReason(reason);
-  stream.respond(headers, { endStream: true });
+  if (body === undefined) {
+    stream.respond(headers, { endStream: true });
+    return;
+  }
+  headers['content-type'] = 'text/plain; charset=utf-8';
+  headers['content-length'] = Buffer.byteLength(body);
+  stream.respond(headers);
+  stream.end(body);
 }
 
 function normalizeIp(ip: string): string {
@@ -226,6 +253,10 @@ export class HboneServer {
   readonly #log: Logger;
   readonly #handshakeTimeoutMs: number;
   readonly #maxConcurrentStreams: number;
+  readonly #limits: Partial<H2Limits>;
+  readonly #onGoaway: ((reason: GoawayReason) => void) | undefined;
+  /** "ip:port" of every accepted socket, for log lines written after Node let go of it. */
+  readonly #remotes = new WeakMap<net.Socket, string>();
   /** A non-listening tls.Server per presented certificate (LRU, keyed by the certificate PEM). */
   readonly #tlsServers = new Map<string, tls.Server>();
   readonly #listeners = new Map<string, net.Server>();
@@ -244,6 +275,8 @@ export class HboneServer {
     this.#log = opts.logger ?? silentLogger();
     this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
     this.#maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
+    this.#limits = { idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, ...opts.limits };
+    this.#onGoaway = opts.onGoaway;
   }
 
   /** Listens on host:port (port 0: any free port); may be called once per address. Returns the bound address. */
@@ -302,7 +335,8 @@ export class HboneServer {
     socket.setNoDelay(true);
     socket.setKeepAlive(true, DEFAULT_HBONE_KEEPALIVE_DELAY_MS);
     const tuple = tupleOf(socket);
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const remote = formatAuthority(normalizeIp(socket.remoteAddress ?? '?'), socket.remotePort ?? 0);
+    this.#remotes.set(socket, remote);
     const pending: PendingSocket = {
       socket,
       localAddress,
@@ -401,19 +435,27 @@ export class HboneServer {
     server.on('secureConnection', (s: tls.TLSSocket) => this.#onSecure(s));
     server.on('tlsClientError', (err: Error, s: tls.TLSSocket) => {
       // A client chain that does not verify: Node sets authorizationError and drops the socket ("socket hang up").
+      // By now the TLS socket may have let go of its handle: the address comes from the socket we accepted.
       const why = s.authorizationError ? `client certificate rejected: ${String(s.authorizationError)} (it must chain to the mesh root)` : errorMessage(err);
-      this.#log.info({ err: why, remote: `${s.remoteAddress}:${s.remotePort}` }, 'HBONE TLS handshake failed');
+      this.#log.info({ err: why, remote: this.#remoteOf(s) }, 'HBONE TLS handshake failed');
     });
     if (this.#tlsServers.size >= DEFAULT_SECURE_CONTEXT_CACHE_SIZE) this.#tlsServers.delete(this.#tlsServers.keys().next().value!);
     this.#tlsServers.set(key, server);
     return server;
   }
 
+  #remoteOf(s: tls.TLSSocket): string {
+    const parent = (s as unknown as { _parent?: net.Socket })._parent;
+    const known = parent !== undefined ? this.#remotes.get(parent) : undefined;
+    if (known !== undefined) return known;
+    return s.remoteAddress !== undefined ? formatAuthority(normalizeIp(s.remoteAddress), s.remotePort ?? 0) : 'unknown';
+  }
+
   /** A TLS connection whose client chain OpenSSL verified (Node destroys it otherwise): check the SPIFFE id, start HTTP/2. */
   #onSecure(socket: tls.TLSSocket): void {
     const tuple = tupleOf(socket);
     const pending = this.#pending.get(tuple);
-    const remote = `${socket.remoteAddress}:${socket.remotePort}`;
+    const remote = this.#remoteOf(socket);
     if (pending === undefined) {
       this.#log.error({ remote }, 'BUG: verified HBONE connection not found among pending sockets; closing it');
       socket.destroy();
@@ -451,12 +493,24 @@ export class HboneServer {
       role: 'server',
       settings: { maxConcurrentStreams: this.#maxConcurrentStreams, initialWindowSize: HBONE_STREAM_WINDOW_BYTES },
       connectionWindow: HBONE_CONNECTION_WINDOW_BYTES,
+      limits: this.#limits,
     });
     this.#sessions.set(session, info);
     session.on('error', (err: Error) => this.#log.debug({ err: errorMessage(err), peer: info.peerIdentity }, 'HBONE session error'));
+    session.on('goawaySent', (g: GoawayInfo) => this.#onGoawaySent(info, g));
+    session.on('malformed', (streamId: number, why: string) => this.#log.debug({ peer: info.peerIdentity, streamId, err: why }, 'HBONE request malformed; stream reset (PROTOCOL_ERROR)'));
     session.once('close', () => this.#sessions.delete(session));
     session.on('stream', (stream: H2Stream, headers: H2Headers) => this.#onStream(info, stream, headers));
     this.#log.debug({ peer: info.peerIdentity, remote: `${info.remoteAddress}:${info.remotePort}`, local: formatAuthority(info.localAddress, info.localPort) }, 'HBONE session started');
+  }
+
+  /** One log line and one count per GOAWAY we send; a peer past a budget is a warning. */
+  #onGoawaySent(info: ConnectionInfo, g: GoawayInfo): void {
+    this.#onGoaway?.(g.reason);
+    const fields = { peer: info.peerIdentity, remote: formatAuthority(info.remoteAddress, info.remotePort), reason: g.reason, code: codeName(g.code), detail: g.message };
+    if (g.code === H2Code.ENHANCE_YOUR_CALM) this.#log.warn(fields, 'HBONE client went past a limit; sent GOAWAY and closed the connection');
+    else if (g.code !== H2Code.NO_ERROR) this.#log.info(fields, 'HBONE client broke the HTTP/2 protocol; sent GOAWAY and closed the connection');
+    else this.#log.debug(fields, 'HBONE connection closing (GOAWAY)');
   }
 
   #onStream(info: ConnectionInfo, stream: H2Stream, headers: H2Headers): void {
@@ -465,7 +519,7 @@ export class HboneServer {
     stream.once('close', () => this.#streams.delete(stream));
     const method = headers[':method'];
     if (method !== 'CONNECT') {
-      respondAndEnd(stream, 405, `HBONE accepts only CONNECT, not ${String(method)}`);
+      respondAndEnd(stream, 405, `HBONE accepts only CONNECT, not ${String(method)}`, method === 'HEAD' ? undefined : NOT_CONNECT_BODY);
       return;
     }
     const rawAuthority = headers[':authority'];
@@ -476,7 +530,16 @@ export class HboneServer {
       respondAndEnd(stream, 400, `malformed :authority "${authority}": HBONE expects ip:port or [ipv6]:port of the target`);
       return;
     }
-    const req = new InboundRequest(stream, headers, authority, target, info);
+    // The owner hears of the stream after the rest of this read is processed: a stream the client reset in the
+    // same read (Rapid Reset) never reaches it, so nothing is dialled for it.
+    setImmediate(() => {
+      if (stream.destroyed || stream.wireClosed) return;
+      this.#dispatch(new InboundRequest(stream, headers, authority, target, info), stream, info);
+    });
+  }
+
+  #dispatch(req: InboundRequest, stream: H2Stream, info: ConnectionInfo): void {
+    const authority = req.authority;
     const failed = (err: unknown): void => {
       this.#log.error({ err: errorMessage(err), authority, peer: info.peerIdentity }, 'HBONE onConnect handler failed; answering 500 (or resetting the stream)');
       if (!req.answered) req.reject(500, 'internal error in the HBONE server');

@@ -12,21 +12,39 @@ import { authorize, effectiveMtlsMode, type AuthzDecision, type ConnectionAttrs 
 import { normalizeIp, type ZtunnelState } from '../state/state.js';
 import type { ConnectionTracker, Direction } from './connections.js';
 
-/** Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). */
-export type TargetConnector = (host: string, port: number, timeoutMs: number) => Promise<net.Socket>;
+/**
+ * Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). An aborted `signal`
+ * (the client gave up on the stream) destroys the socket and rejects with code ABORT_ERR.
+ */
+export type TargetConnector = (host: string, port: number, timeoutMs: number, signal?: AbortSignal) => Promise<net.Socket>;
 
-export const plainConnector: TargetConnector = (host, port, timeoutMs) => connectWith(() => net.connect({ host, port }), host, port, timeoutMs);
+export const plainConnector: TargetConnector = (host, port, timeoutMs, signal) => connectWith(() => net.connect({ host, port }), host, port, timeoutMs, signal);
 
-/** Connects with `open` (a plain or a marked socket), failing after `timeoutMs`. */
-export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+/** Connects with `open` (a plain or a marked socket), failing after `timeoutMs` or when `signal` aborts. */
+export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
+      return;
+    }
     const s = open();
+    const done = (): void => {
+      clearTimeout(t);
+      signal?.removeEventListener('abort', onAbort);
+    };
+    const onAbort = (): void => {
+      done();
+      s.destroy();
+      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
+    };
     const t = setTimeout(() => {
+      done();
       s.destroy();
       reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
     }, timeoutMs);
-    s.once('connect', () => { clearTimeout(t); s.setNoDelay(true); resolve(s); });
-    s.once('error', (err) => { clearTimeout(t); reject(err); });
+    signal?.addEventListener('abort', onAbort, { once: true });
+    s.once('connect', () => { done(); s.setNoDelay(true); resolve(s); });
+    s.once('error', (err) => { done(); reject(err); });
   });
 }
 
@@ -86,8 +104,9 @@ export class InboundHandler {
     if (check.decision.audited.length) this.d.log.info({ audited: check.decision.audited, 'src.identity': peer, 'dst.workload': check.workload.uid }, 'AUDIT policy matched');
     let upstream: net.Socket;
     try {
-      upstream = await this.d.connect(req.targetHost, req.targetPort, this.d.connectTimeoutMs);
+      upstream = await this.d.connect(req.targetHost, req.targetPort, this.d.connectTimeoutMs, req.signal);
     } catch (err) {
+      if (req.signal.aborted) return; // the client reset the stream while we dialled: nobody to answer, nothing to log
       const timedOut = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT';
       const reason = `cannot reach ${req.targetHost}:${req.targetPort} in pod ${check.workload.uid}: ${errorMessage(err)} (is the application listening on its pod address?)`;
       this.d.tracker.refused({ ...base, dst: check.workload, dstIdentity: check.workload.identity }, reason, timedOut ? 'connect_timeout' : 'connect_failed');

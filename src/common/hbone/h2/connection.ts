@@ -2,16 +2,22 @@
  * A lean HTTP/2 (RFC 9113) connection for HBONE, client or server side, over an already verified TLS socket.
  * It carries what HBONE needs and nothing else: CONNECT requests, their responses, and long-lived streams of
  * DATA both ways, with SETTINGS, PING, GOAWAY, RST_STREAM, WINDOW_UPDATE and CONTINUATION handled as the
- * spec requires (server push is refused, PRIORITY ignored). It interoperates with any HTTP/2 peer
- * (node:http2 / nghttp2, Rust h2 as Istio's ztunnel uses) and replaces node:http2 on the data path because
- * that costs about twice the CPU per byte: here a DATA payload goes from the TLS socket's read buffer to the
- * stream without a copy, and DATA frames are sized so that each fills exactly one TLS record.
+ * spec requires (server push is refused, PRIORITY checked and otherwise ignored). It interoperates with any
+ * HTTP/2 peer (node:http2 / nghttp2, python-h2, Rust h2 as Istio's ztunnel uses) and replaces node:http2 on
+ * the data path because that costs about twice the CPU per byte: here a DATA payload goes from the TLS
+ * socket's read buffer to the stream without a copy, and DATA frames are sized so that each fills exactly
+ * one TLS record.
+ *
+ * Port 15008 is a security boundary, so the peer is held to budgets (./limits.ts): frames that do no work,
+ * streams reset before their answer, streams we had to reset for the peer's errors, replies queued behind a
+ * peer that does not read, header block size; going past one ends this connection with GOAWAY.
  *
  * Invariants:
  * - only this class writes to the socket, and frames are written whole (never interleaved);
  * - the bytes in flight never exceed the peer's windows (connection and stream), and the peer is credited
  *   only for bytes a reader took (streams) or received (connection: per-stream windows bound the buffering);
- * - every stream in #streams is open on the wire; a stream leaves it when it is closed or destroyed;
+ * - every stream in #streams is open on the wire; a stream leaves it when it is closed or destroyed, and is
+ *   then remembered in #closedStreams with how it closed;
  * - after a connection error nothing is read any more: GOAWAY is sent, every stream aborted, the socket ended.
  */
 import { EventEmitter } from 'node:events';
@@ -28,12 +34,14 @@ import {
   MAX_WINDOW_BYTES,
   MIN_MAX_FRAME_SIZE,
   Setting,
-  codeName,
   frame,
   writeFrameHeader,
 } from './frames.js';
 import { HpackDecoder, HpackError, encodeHeaders, type HeaderList } from './hpack.js';
 import { H2Stream, type H2Headers, type StreamOwner } from './stream.js';
+import { ClosedStreams, type ClosedHow } from './closed-streams.js';
+import { checkRequest, checkResponse, checkTrailers } from './headers.js';
+import { DEFAULT_H2_MAX_HEADER_LIST_BYTES, FloodCounters, checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './limits.js';
 
 export interface H2Settings {
   maxConcurrentStreams?: number;
@@ -48,6 +56,8 @@ export interface H2ConnectionOptions {
   settings?: H2Settings;
   /** Our receive window for the whole connection (default: the protocol's 65,535). */
   connectionWindow?: number;
+  /** Budgets and timeouts; each field left out takes its default from ./limits.ts. */
+  limits?: Partial<H2Limits>;
 }
 
 export interface H2RemoteSettings {
@@ -59,6 +69,13 @@ export interface H2RemoteSettings {
   maxHeaderListSize: number;
 }
 
+/** What the 'goawaySent' event carries: why we told the peer to go away. */
+export interface GoawayInfo {
+  reason: GoawayReason;
+  code: number;
+  message: string;
+}
+
 /** A TLS record carries at most 16 KiB of plaintext: a DATA frame of this payload plus its header fills one. */
 const RECORD_ALIGNED_PAYLOAD = 16_384 - FRAME_HEADER_BYTES;
 /** DATA payloads of at least this many bytes are written gathered (headers + slices) instead of copied. */
@@ -67,13 +84,25 @@ const NOOP = (): void => undefined;
 const MAX_STREAM_ID = 2 ** 31 - 1;
 const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
+const EMPTY = Buffer.alloc(0);
+
+const REASON_OF_CODE: Record<number, GoawayReason> = {
+  [H2Code.PROTOCOL_ERROR]: 'protocol_error',
+  [H2Code.FLOW_CONTROL_ERROR]: 'flow_control_error',
+  [H2Code.FRAME_SIZE_ERROR]: 'frame_size_error',
+  [H2Code.COMPRESSION_ERROR]: 'compression_error',
+  [H2Code.STREAM_CLOSED]: 'stream_closed',
+  [H2Code.SETTINGS_TIMEOUT]: 'settings_timeout',
+};
 
 type ReadState = 'preface' | 'header' | 'data' | 'body';
 
 export class H2Connection extends EventEmitter implements StreamOwner {
   readonly role: 'client' | 'server';
   readonly socket: Duplex;
+  readonly limits: Readonly<H2Limits>;
   readonly #streams = new Map<number, H2Stream>();
+  readonly #closedStreams = new ClosedStreams();
   readonly #decoder: HpackDecoder;
   readonly #localStreamWindow: number;
   readonly #localMaxFrame: number;
@@ -103,6 +132,18 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #destroyed = false;
   #closeEmitted = false;
 
+  // budgets
+  readonly #flood: FloodCounters;
+  /** Control replies written since the socket last drained. */
+  #queuedControl = 0;
+  /** Reading paused because our write buffer is above limits.maxWriteQueueBytes. */
+  #readPaused = false;
+  /** Until the peer acknowledged our first SETTINGS (and, as a server, sent its preface). */
+  #settingsTimer: NodeJS.Timeout | undefined;
+  #idleTimer: NodeJS.Timeout | undefined;
+  /** When a stream last opened or closed (idle timeout). */
+  #lastStreamChange = Date.now();
+
   // reader state
   #state: ReadState;
   #prefaceSeen = 0;
@@ -116,8 +157,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #bodyLen = 0;
   #dataLeft = 0;
   #dataStream: H2Stream | undefined;
-  /** A header block being continued: stream id, flags of the HEADERS frame, fragments. */
-  #continuation: { streamId: number; endStream: boolean; fragments: Buffer[]; size: number } | undefined;
+  /** A header block being continued: stream id, flags of the HEADERS frame, fragments, bytes counted. */
+  #continuation: { streamId: number; endStream: boolean; selfDependent: boolean; fragments: Buffer[]; size: number } | undefined;
 
   constructor(socket: Duplex, opts: H2ConnectionOptions) {
     super();
@@ -127,7 +168,9 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#localStreamWindow = s.initialWindowSize ?? DEFAULT_WINDOW_BYTES;
     this.#localMaxFrame = s.maxFrameSize ?? MIN_MAX_FRAME_SIZE;
     this.#localMaxStreams = s.maxConcurrentStreams ?? Number.POSITIVE_INFINITY;
-    const maxHeaderList = s.maxHeaderListSize ?? 64 * 1024;
+    const maxHeaderList = s.maxHeaderListSize ?? DEFAULT_H2_MAX_HEADER_LIST_BYTES;
+    this.limits = checkH2Limits({ ...defaultH2Limits(), maxHeaderBlockBytes: maxHeaderList + 1024, ...opts.limits }, 'H2Connection');
+    this.#flood = new FloodCounters(this.limits.floodWindowMs);
     this.#decoder = new HpackDecoder(4096, maxHeaderList);
     this.#connWindow = opts.connectionWindow ?? DEFAULT_WINDOW_BYTES;
     this.#nextStreamId = this.role === 'client' ? 1 : 2;
@@ -151,6 +194,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       this.#recvWindow = this.#connWindow;
     }
     this.#write(Buffer.concat(out));
+    this.#settingsTimer = setTimeout(() => {
+      this.#fail(H2Code.SETTINGS_TIMEOUT, `the peer did not acknowledge our SETTINGS within ${this.limits.settingsTimeoutMs} ms`);
+    }, this.limits.settingsTimeoutMs);
+    this.#settingsTimer.unref();
+    if (this.limits.idleTimeoutMs > 0) this.#armIdle(this.limits.idleTimeoutMs);
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#onDrain());
@@ -188,7 +236,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     const id = this.#nextStreamId;
     this.#nextStreamId += 2;
     const stream = new H2Stream(this, this, id, this.remoteSettings.initialWindowSize, this.#localStreamWindow);
-    this.#streams.set(id, stream);
+    this.#addStream(stream);
     stream.headersSent = true;
     this.sendHeaders(stream, list, opts?.endStream === true);
     if (opts?.endStream === true) {
@@ -199,9 +247,9 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   }
 
   /** Graceful: GOAWAY now (no new streams either way), the socket ends once the open streams are done. */
-  close(): void {
+  close(reason: GoawayReason = 'drain'): void {
     if (this.#destroyed) return;
-    this.#sendGoaway(H2Code.NO_ERROR, '');
+    this.#sendGoaway(H2Code.NO_ERROR, '', reason);
     this.#maybeFinish();
   }
 
@@ -209,6 +257,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   destroy(err?: Error): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    this.#stopTimers();
     this.#abortStreams(err);
     this.socket.destroy();
     if (err !== undefined && this.listenerCount('error') > 0) this.emit('error', err);
@@ -286,13 +335,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     }
   }
 
+  /** Our side resets `stream` (its holder closed or destroyed it). */
   sendReset(stream: H2Stream, code: number): void {
-    this.#streams.delete(stream.id);
-    this.#blocked.delete(stream);
+    this.#removeStream(stream, 'reset-sent');
     if (this.#destroyed) return;
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(code, 0);
-    this.#write(frame(FrameType.RST_STREAM, 0, stream.id, payload));
+    this.#write(this.#rstFrame(stream.id, code));
     this.#maybeFinish();
   }
 
@@ -305,16 +352,50 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   }
 
   streamDestroyed(stream: H2Stream): void {
-    if (this.#streams.get(stream.id) === stream) this.#streams.delete(stream.id);
+    if (this.#streams.get(stream.id) === stream) this.#removeStream(stream, stream.localEnded && stream.remoteEnded ? 'ended' : 'reset-sent');
     this.#blocked.delete(stream);
     this.#drainWanted.delete(stream);
     this.#maybeFinish();
   }
 
+  // ---- stream bookkeeping -----------------------------------------------------------------------------
+
+  #addStream(stream: H2Stream): void {
+    this.#streams.set(stream.id, stream);
+    this.#lastStreamChange = Date.now();
+  }
+
+  /** Takes `stream` out of the open streams, remembering how it closed. */
+  #removeStream(stream: H2Stream, how: ClosedHow): void {
+    if (this.#streams.get(stream.id) === stream) {
+      this.#streams.delete(stream.id);
+      this.#closedStreams.remember(stream.id, how);
+      this.#lastStreamChange = Date.now();
+    }
+    this.#blocked.delete(stream);
+  }
+
   // ---- writing ----------------------------------------------------------------------------------------
 
   #write(buf: Buffer): void {
-    if (!this.socket.write(buf)) this.#congested = true;
+    if (!this.socket.write(buf)) this.#onCongested();
+  }
+
+  /** A reply the peer's frame asked for (PING/SETTINGS ACK, RST_STREAM): capped while the peer does not read. */
+  #writeControl(buf: Buffer): void {
+    if (this.#congested && ++this.#queuedControl > this.limits.maxQueuedControlFrames) {
+      this.#calm('control_queue', `more than ${this.limits.maxQueuedControlFrames} replies (PING/SETTINGS acknowledgements, resets) queued while the peer does not read`);
+      return;
+    }
+    this.#write(buf);
+  }
+
+  #onCongested(): void {
+    this.#congested = true;
+    if (!this.#readPaused && this.socket.writableLength > this.limits.maxWriteQueueBytes) {
+      this.#readPaused = true;
+      this.socket.pause();
+    }
   }
 
   #afterWrite(cb: (err?: Error | null) => void): void {
@@ -324,6 +405,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
 
   #onDrain(): void {
     this.#congested = false;
+    this.#queuedControl = 0;
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      if (!this.#destroyed) this.socket.resume();
+    }
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const cb of waiters) cb();
@@ -353,6 +439,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#sendWindow -= n;
     const size = Math.min(this.remoteSettings.maxFrameSize, RECORD_ALIGNED_PAYLOAD);
     const frames = n === 0 ? 1 : Math.ceil(n / size);
+    this.#flood.dataSent += frames;
     if (n >= GATHER_MIN_BYTES) {
       // Large payloads are not copied into a new JavaScript buffer: the frame headers and slices of the chunk go
       // out as one gathered write (cork → writev), which the TLS layer joins in native memory. A fresh
@@ -370,7 +457,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
         ok = socket.write(chunk.subarray(start, start + len));
       }
       socket.uncork();
-      if (!ok) this.#congested = true;
+      if (!ok) this.#onCongested();
       if (end) stream.localEnded = true;
       return;
     }
@@ -407,7 +494,13 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     return frame(FrameType.WINDOW_UPDATE, 0, streamId, payload);
   }
 
-  #sendGoaway(code: number, debug: string): void {
+  #rstFrame(streamId: number, code: number): Buffer {
+    const payload = Buffer.allocUnsafe(4);
+    payload.writeUInt32BE(code, 0);
+    return frame(FrameType.RST_STREAM, 0, streamId, payload);
+  }
+
+  #sendGoaway(code: number, debug: string, reason: GoawayReason): void {
     if (this.#goawaySent || this.#destroyed) return;
     this.#goawaySent = true;
     const dbg = Buffer.from(debug, 'utf8');
@@ -416,6 +509,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     payload.writeUInt32BE(code, 4);
     dbg.copy(payload, 8);
     this.#write(frame(FrameType.GOAWAY, 0, 0, payload));
+    const info: GoawayInfo = { reason, code, message: debug };
+    this.emit('goawaySent', info);
   }
 
   #streamEndedLocally(stream: H2Stream): void {
@@ -425,8 +520,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   /** Both END_STREAMs exchanged: the stream is closed on the wire. */
   #closeStream(stream: H2Stream): void {
     stream.wireClosed = true;
-    this.#streams.delete(stream.id);
-    this.#blocked.delete(stream);
+    this.#removeStream(stream, 'ended');
     this.#maybeFinish();
   }
 
@@ -434,6 +528,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #maybeFinish(): void {
     if ((this.#goawaySent || this.#goawayReceived) && this.#streams.size === 0 && !this.#destroyed) {
       this.#destroyed = true;
+      this.#stopTimers();
       this.socket.end();
       // A peer that never closes its side does not keep the socket alive for ever.
       setTimeout(() => this.socket.destroy(), 2000).unref();
@@ -463,13 +558,33 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     for (const cb of waiters) cb(Object.assign(new Error('the HTTP/2 connection is gone'), { code: 'ERR_HTTP2_INVALID_SESSION' }));
   }
 
+  #stopTimers(): void {
+    if (this.#settingsTimer !== undefined) clearTimeout(this.#settingsTimer);
+    if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    this.#settingsTimer = undefined;
+    this.#idleTimer = undefined;
+  }
+
+  /** One timer for the idle timeout, re-armed for what is left instead of per stream. */
+  #armIdle(delayMs: number): void {
+    this.#idleTimer = setTimeout(() => {
+      this.#idleTimer = undefined;
+      if (this.#destroyed || this.#goawaySent) return;
+      const idleMs = this.limits.idleTimeoutMs;
+      const quietFor = Date.now() - this.#lastStreamChange;
+      if (this.#streams.size === 0 && quietFor >= idleMs) {
+        this.close('idle');
+        return;
+      }
+      this.#armIdle(this.#streams.size === 0 ? idleMs - quietFor : idleMs);
+    }, delayMs);
+    this.#idleTimer.unref();
+  }
+
   #onSocketGone(err: Error | undefined): void {
-    if (this.#destroyed) {
-      if (err === undefined) return;
-      // An error after we gave up on the socket: nothing left to tell.
-      return;
-    }
+    if (this.#destroyed) return; // an error after we gave up on the socket: nothing left to tell
     this.#destroyed = true;
+    this.#stopTimers();
     const cause = err ?? (this.#streams.size > 0 ? Object.assign(new Error('the HTTP/2 peer closed the connection'), { code: 'ERR_HTTP2_SESSION_CLOSED' }) : undefined);
     this.#abortStreams(cause);
     this.socket.destroy();
@@ -478,12 +593,13 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   }
 
   /** A connection error: GOAWAY with the code, then everything goes. */
-  #fail(code: number, message: string): void {
+  #fail(code: number, message: string, reason: GoawayReason = REASON_OF_CODE[code] ?? 'internal_error'): void {
     if (this.#destroyed) return;
-    const err = new H2ConnectionError(code, message);
+    const err = new H2ConnectionError(code, message, reason);
     this.#goawaySent = false;
-    this.#sendGoaway(code, message.slice(0, 200));
+    this.#sendGoaway(code, message.slice(0, 200), reason);
     this.#destroyed = true;
+    this.#stopTimers();
     this.#abortStreams(err);
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
@@ -491,18 +607,40 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#emitClose();
   }
 
+  /** The peer went past a budget: GOAWAY(ENHANCE_YOUR_CALM). */
+  #calm(reason: GoawayReason, message: string): void {
+    this.#fail(H2Code.ENHANCE_YOUR_CALM, message, reason);
+  }
+
+  /** Counts one frame that does no useful work; false (and the connection failed) when over budget. */
+  #useless(): boolean {
+    const f = this.#flood;
+    f.roll(Date.now());
+    if (++f.useless <= this.limits.maxUselessFramesPerWindow + f.dataSent) return true;
+    this.#calm('useless_frames', `more than ${this.limits.maxUselessFramesPerWindow} frames that do no work (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA/CONTINUATION, ...) within ${this.limits.floodWindowMs} ms`);
+    return false;
+  }
+
+  /** A stream error because of the peer (RFC 9113 §5.4.2): RST_STREAM, counted against the peer's budget. */
   #resetStream(streamId: number, code: number): void {
-    const payload = Buffer.allocUnsafe(4);
-    payload.writeUInt32BE(code, 0);
-    this.#write(frame(FrameType.RST_STREAM, 0, streamId, payload));
+    const f = this.#flood;
+    f.roll(Date.now());
+    if (++f.errorResets > this.limits.maxErrorResetsPerWindow) {
+      this.#calm('error_resets', `more than ${this.limits.maxErrorResetsPerWindow} streams reset for the peer's protocol errors within ${this.limits.floodWindowMs} ms`);
+      return;
+    }
+    this.#writeControl(this.#rstFrame(streamId, code));
     const stream = this.#streams.get(streamId);
     if (stream !== undefined) {
-      this.#streams.delete(streamId);
+      this.#removeStream(stream, 'reset-sent');
       stream.rstCode = code;
       stream.aborted = true;
       stream.wireClosed = true;
       stream.destroy();
+    } else {
+      this.#closedStreams.remember(streamId, 'reset-sent');
     }
+    this.#maybeFinish();
   }
 
   // ---- reading ----------------------------------------------------------------------------------------
@@ -587,6 +725,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       return;
     }
     if (this.#fType === FrameType.DATA && (this.#fFlags & Flag.PADDED) === 0) {
+      if (this.#fLen === 0 && (this.#fFlags & Flag.END_STREAM) === 0 && !this.#useless()) return;
       if (!this.#startData(this.#fLen)) return;
       this.#dataLeft = this.#fLen;
       if (this.#fLen === 0) {
@@ -597,7 +736,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       return;
     }
     if (this.#fLen === 0) {
-      this.#onFrame(Buffer.alloc(0));
+      this.#onFrame(EMPTY);
       return;
     }
     this.#body = Buffer.allocUnsafe(this.#fLen);
@@ -625,21 +764,15 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     }
     const stream = this.#streams.get(id);
     this.#dataStream = undefined;
-    if (stream === undefined) {
-      if (this.#isIdle(id)) {
-        this.#fail(H2Code.PROTOCOL_ERROR, `DATA on stream ${id}, which was never opened`);
-        return false;
-      }
-      return true; // a stream we closed or reset: drop its bytes (the connection window is credited above)
-    }
+    if (stream === undefined) return this.#onClosedStreamFrame(id, 'DATA');
     if (stream.remoteEnded) {
       this.#resetStream(id, H2Code.STREAM_CLOSED);
-      return true;
+      return !this.#destroyed;
     }
     stream.recvWindow -= length;
     if (stream.recvWindow < 0) {
       this.#resetStream(id, H2Code.FLOW_CONTROL_ERROR);
-      return true;
+      return !this.#destroyed;
     }
     this.#dataStream = stream;
     return true;
@@ -649,6 +782,14 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     const stream = this.#dataStream;
     if (stream === undefined || piece.length === 0) return;
     stream.recvUnacked += piece.length;
+    if (stream.expectedLength !== undefined) {
+      stream.receivedLength += piece.length;
+      if (stream.receivedLength > stream.expectedLength) {
+        this.#dataStream = undefined;
+        this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR); // §8.1.1: more DATA than content-length
+        return;
+      }
+    }
     if (stream.destroyed || stream.readableEnded) return;
     const sink = stream.sink;
     if (sink !== undefined) {
@@ -668,6 +809,10 @@ export class H2Connection extends EventEmitter implements StreamOwner {
 
   #remoteEnd(stream: H2Stream): void {
     if (stream.remoteEnded) return;
+    if (stream.expectedLength !== undefined && stream.receivedLength !== stream.expectedLength) {
+      this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR); // §8.1.1: less DATA than content-length
+      return;
+    }
     stream.remoteEnded = true;
     if (!stream.destroyed) stream.push(null);
     if (stream.localEnded) this.#closeStream(stream);
@@ -678,14 +823,38 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     return ours ? id >= this.#nextStreamId : id > this.#lastPeerStreamId;
   }
 
+  /**
+   * DATA or HEADERS for a stream that is not open (RFC 9113 §5.1): idle → connection error; closed by our
+   * reset (or long ago) → ignored; reset by the peer → stream error; ended both ways → connection error;
+   * an id the peer skipped → connection error. False when the connection failed.
+   */
+  #onClosedStreamFrame(id: number, what: 'DATA' | 'HEADERS'): boolean {
+    if (this.#isIdle(id)) {
+      this.#fail(H2Code.PROTOCOL_ERROR, `${what} on stream ${id}, which was never opened`);
+      return false;
+    }
+    switch (this.#closedStreams.stateOf(id)) {
+      case 'reset-sent':
+      case 'forgotten':
+        // DATA the peer sent before it saw our reset is normal (and bounded by the connection window).
+        return what === 'DATA' || this.#useless();
+      case 'reset-received':
+        this.#resetStream(id, H2Code.STREAM_CLOSED);
+        return !this.#destroyed;
+      case 'ended':
+        this.#fail(H2Code.STREAM_CLOSED, `${what} on stream ${id} after both sides ended it`);
+        return false;
+      case 'never-opened':
+        this.#fail(H2Code.PROTOCOL_ERROR, `${what} on stream ${id}, an id lower than one the peer already used`);
+        return false;
+    }
+  }
+
   #onFrame(payload: Buffer): void {
     switch (this.#fType) {
       case FrameType.DATA: return this.#onPaddedData(payload);
       case FrameType.HEADERS: return this.#onHeaders(payload);
-      case FrameType.PRIORITY:
-        if (this.#fStream === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'PRIORITY on stream 0');
-        if (payload.length !== 5) this.#resetStream(this.#fStream, H2Code.FRAME_SIZE_ERROR);
-        return;
+      case FrameType.PRIORITY: return this.#onPriority(payload);
       case FrameType.RST_STREAM: return this.#onRstStream(payload);
       case FrameType.SETTINGS: return this.#onSettings(payload);
       case FrameType.PUSH_PROMISE: return this.#fail(H2Code.PROTOCOL_ERROR, 'PUSH_PROMISE although we disabled server push');
@@ -693,13 +862,16 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       case FrameType.GOAWAY: return this.#onGoaway(payload);
       case FrameType.WINDOW_UPDATE: return this.#onWindowUpdate(payload);
       case FrameType.CONTINUATION: return this.#onContinuation(payload);
-      default: return; // unknown frame types are ignored (RFC 9113 §4.1)
+      default:
+        this.#useless(); // unknown frame types are ignored (RFC 9113 §4.1), but not for free
+        return;
     }
   }
 
   #onPaddedData(payload: Buffer): void {
     const padLen = payload.length > 0 ? payload[0]! : 0;
     if (payload.length === 0 || padLen >= payload.length) return this.#fail(H2Code.PROTOCOL_ERROR, 'DATA padding longer than the frame');
+    if (payload.length === padLen + 1 && (this.#fFlags & Flag.END_STREAM) === 0 && !this.#useless()) return;
     if (!this.#startData(payload.length)) return;
     const stream = this.#dataStream;
     if (stream !== undefined) stream.recvUnacked += padLen + 1; // padding is consumed at once
@@ -707,48 +879,69 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#endDataFrame();
   }
 
+  #onPriority(payload: Buffer): void {
+    const id = this.#fStream;
+    if (id === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'PRIORITY on stream 0');
+    if (!this.#useless()) return;
+    if (payload.length !== 5) return this.#resetStream(id, H2Code.FRAME_SIZE_ERROR);
+    if ((payload.readUInt32BE(0) & 0x7fffffff) === id) return this.#resetStream(id, H2Code.PROTOCOL_ERROR); // §5.3.1
+  }
+
   /** Strips padding and priority from a HEADERS payload; undefined after a connection error. */
-  #headerFragment(payload: Buffer): Buffer | undefined {
+  #headerFragment(payload: Buffer): { fragment: Buffer; selfDependent: boolean } | undefined {
     let start = 0;
     let end = payload.length;
+    let selfDependent = false;
     if (this.#fFlags & Flag.PADDED) {
       const pad = payload[0] ?? 0;
       start = 1;
       end -= pad;
     }
-    if (this.#fFlags & Flag.PRIORITY) start += 5;
+    if (this.#fFlags & Flag.PRIORITY) {
+      if (start + 5 <= payload.length) selfDependent = (payload.readUInt32BE(start) & 0x7fffffff) === this.#fStream;
+      start += 5;
+    }
     if (start > end) {
       this.#fail(H2Code.PROTOCOL_ERROR, 'HEADERS padding or priority longer than the frame');
       return undefined;
     }
-    return payload.subarray(start, end);
+    return { fragment: payload.subarray(start, end), selfDependent };
   }
 
   #onHeaders(payload: Buffer): void {
     const id = this.#fStream;
     if (id === 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'HEADERS on stream 0');
-    const fragment = this.#headerFragment(payload);
-    if (fragment === undefined) return;
+    const parsed = this.#headerFragment(payload);
+    if (parsed === undefined) return;
     const endStream = (this.#fFlags & Flag.END_STREAM) !== 0;
+    const size = parsed.fragment.length + FRAME_HEADER_BYTES;
+    if (size > this.limits.maxHeaderBlockBytes) return this.#headerBlockTooLarge();
     if ((this.#fFlags & Flag.END_HEADERS) === 0) {
-      this.#continuation = { streamId: id, endStream, fragments: [Buffer.from(fragment)], size: fragment.length };
+      this.#continuation = { streamId: id, endStream, selfDependent: parsed.selfDependent, fragments: [Buffer.from(parsed.fragment)], size };
       return;
     }
-    this.#onHeaderBlock(id, endStream, fragment);
+    this.#onHeaderBlock(id, endStream, parsed.selfDependent, parsed.fragment);
   }
 
   #onContinuation(payload: Buffer): void {
     const c = this.#continuation;
     if (c === undefined) return this.#fail(H2Code.PROTOCOL_ERROR, 'CONTINUATION without a header block to continue');
-    c.fragments.push(payload);
-    c.size += payload.length;
-    if (c.size > 256 * 1024) return this.#fail(H2Code.ENHANCE_YOUR_CALM, 'header block above 256 KiB');
-    if ((this.#fFlags & Flag.END_HEADERS) === 0) return;
+    const last = (this.#fFlags & Flag.END_HEADERS) !== 0;
+    if (payload.length === 0 && !last && !this.#useless()) return;
+    // Each frame counts its 9 header bytes too, so that empty or tiny frames cannot extend a block for ever.
+    c.size += payload.length + FRAME_HEADER_BYTES;
+    if (c.size > this.limits.maxHeaderBlockBytes) return this.#headerBlockTooLarge();
+    if (payload.length > 0) c.fragments.push(payload);
+    if (!last) return;
     this.#continuation = undefined;
-    this.#onHeaderBlock(c.streamId, c.endStream, Buffer.concat(c.fragments));
+    this.#onHeaderBlock(c.streamId, c.endStream, c.selfDependent, c.fragments.length === 1 ? c.fragments[0]! : Buffer.concat(c.fragments));
   }
 
-  #onHeaderBlock(id: number, endStream: boolean, block: Buffer): void {
+  #headerBlockTooLarge(): void {
+    this.#calm('header_block_size', `header block above ${this.limits.maxHeaderBlockBytes} bytes (frame headers included)`);
+  }
+
+  #onHeaderBlock(id: number, endStream: boolean, selfDependent: boolean, block: Buffer): void {
     let list: HeaderList;
     try {
       list = this.#decoder.decode(block); // always decoded: the dynamic table must stay in step
@@ -756,64 +949,69 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       const msg = err instanceof HpackError ? err.message : String(err);
       return this.#fail(H2Code.COMPRESSION_ERROR, `cannot decode a header block: ${msg}`);
     }
-    const headers: H2Headers = {};
-    for (const [name, value] of list) {
-      const prev = headers[name];
-      if (prev === undefined) headers[name] = value;
-      else if (Array.isArray(prev)) prev.push(value);
-      else headers[name] = [String(prev), value];
-    }
     const existing = this.#streams.get(id);
     if (existing !== undefined) {
-      this.#onStreamHeaders(existing, headers, endStream);
-      return;
+      if (selfDependent) return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
+      return this.#onStreamHeaders(existing, list, endStream);
     }
     const ours = (id % 2 === 1) === (this.role === 'client');
-    if (ours || id <= this.#lastPeerStreamId) {
-      // A stream we already closed or reset (or a HEADERS for one never opened by us): nothing to do.
-      if (ours && id >= this.#nextStreamId) this.#fail(H2Code.PROTOCOL_ERROR, `HEADERS on stream ${id}, which we never opened`);
+    if (ours) {
+      if (id >= this.#nextStreamId) return this.#fail(H2Code.PROTOCOL_ERROR, `HEADERS on stream ${id}, which we never opened`);
+      this.#onClosedStreamFrame(id, 'HEADERS');
+      return;
+    }
+    if (id <= this.#lastPeerStreamId) {
+      this.#onClosedStreamFrame(id, 'HEADERS');
       return;
     }
     if (this.role === 'client') return this.#fail(H2Code.PROTOCOL_ERROR, `the server opened stream ${id}`);
+    this.#onNewStream(id, list, endStream, selfDependent);
+  }
+
+  /** Server side: the peer opens stream `id`. */
+  #onNewStream(id: number, list: HeaderList, endStream: boolean, selfDependent: boolean): void {
     this.#lastPeerStreamId = id;
+    this.#flood.roll(Date.now());
+    this.#flood.opened++;
     if (this.#goawaySent) {
-      this.#resetStream(id, H2Code.REFUSED_STREAM);
+      this.#closedStreams.remember(id, 'reset-sent');
+      this.#writeControl(this.#rstFrame(id, H2Code.REFUSED_STREAM));
       return;
     }
-    if (this.#streams.size >= this.#localMaxStreams) {
-      this.#resetStream(id, H2Code.REFUSED_STREAM);
-      return;
-    }
-    for (const [name] of list) {
-      if (!HEADER_NAME.test(name)) {
-        this.#resetStream(id, H2Code.PROTOCOL_ERROR);
-        return;
-      }
+    if (this.#streams.size >= this.#localMaxStreams) return this.#resetStream(id, H2Code.REFUSED_STREAM);
+    if (selfDependent) return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
+    const request = checkRequest(list);
+    if ('malformed' in request) {
+      this.emit('malformed', id, request.malformed);
+      return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
     }
     const stream = new H2Stream(this, this, id, this.remoteSettings.initialWindowSize, this.#localStreamWindow);
-    this.#streams.set(id, stream);
+    if (request.contentLength !== undefined) stream.expectedLength = request.contentLength;
+    this.#addStream(stream);
     if (endStream) {
+      if (request.contentLength !== undefined && request.contentLength > 0) return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
       stream.remoteEnded = true;
       stream.push(null);
     }
-    this.emit('stream', stream, headers);
+    this.emit('stream', stream, toHeaders(list));
   }
 
-  #onStreamHeaders(stream: H2Stream, headers: H2Headers, endStream: boolean): void {
+  #onStreamHeaders(stream: H2Stream, list: HeaderList, endStream: boolean): void {
+    if (stream.remoteEnded) return this.#resetStream(stream.id, H2Code.STREAM_CLOSED);
     if (this.role === 'client' && !stream.responded) {
-      const status = Number(headers[':status']);
-      if (!Number.isInteger(status) || status < 100 || status > 599) {
-        this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR);
+      const response = checkResponse(list);
+      if ('malformed' in response) return this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR);
+      if (response.status < 200) {
+        if (endStream) return this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR); // an interim response cannot end the stream
         return;
       }
-      headers[':status'] = status;
-      if (status >= 200) {
-        stream.responded = true;
-        stream.emit('response', headers);
-      }
-    } else if (!endStream) {
-      this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR); // trailers must end the stream
-      return;
+      const headers = toHeaders(list);
+      headers[':status'] = response.status;
+      stream.responded = true;
+      stream.emit('response', headers);
+    } else {
+      // trailers: they end the stream and carry no pseudo-header
+      if (!endStream || checkTrailers(list) !== undefined) return this.#resetStream(stream.id, H2Code.PROTOCOL_ERROR);
     }
     if (endStream) this.#remoteEnd(stream);
   }
@@ -824,9 +1022,12 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     if (payload.length !== 4) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'RST_STREAM payload must be 4 bytes');
     if (this.#isIdle(id)) return this.#fail(H2Code.PROTOCOL_ERROR, `RST_STREAM on idle stream ${id}`);
     const stream = this.#streams.get(id);
-    if (stream === undefined) return;
-    this.#streams.delete(id);
-    this.#blocked.delete(stream);
+    if (stream === undefined) {
+      this.#useless();
+      return;
+    }
+    if (this.role === 'server' && !stream.headersSent && !this.#prematureReset()) return;
+    this.#removeStream(stream, 'reset-received');
     stream.rstCode = payload.readUInt32BE(0);
     stream.aborted = !(stream.remoteEnded && stream.localEnded);
     stream.wireClosed = true;
@@ -834,13 +1035,31 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#maybeFinish();
   }
 
+  /** The peer reset a stream before we answered it. False (and the connection failed) past the budget. */
+  #prematureReset(): boolean {
+    const f = this.#flood;
+    f.roll(Date.now());
+    f.premature++;
+    // Only a peer that resets most of what it opens is cut off: a busy, honest one also cancels some streams.
+    if (f.premature <= this.limits.maxPrematureResetsPerWindow || f.premature * 2 <= f.opened) return true;
+    this.#calm('rapid_reset', `${f.premature} of the ${f.opened} streams opened within ${this.limits.floodWindowMs} ms were reset before they were answered`);
+    return false;
+  }
+
   #onSettings(payload: Buffer): void {
     if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'SETTINGS on a stream');
     if (this.#fFlags & Flag.ACK) {
-      if (payload.length !== 0) this.#fail(H2Code.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      if (payload.length !== 0) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'SETTINGS ACK with a payload');
+      if (this.#settingsTimer !== undefined) {
+        clearTimeout(this.#settingsTimer);
+        this.#settingsTimer = undefined;
+      } else {
+        this.#useless();
+      }
       return;
     }
     if (payload.length % 6 !== 0) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'SETTINGS payload not a multiple of 6');
+    if (this.#sawRemoteSettings && !this.#useless()) return;
     const rs = this.remoteSettings;
     for (let off = 0; off < payload.length; off += 6) {
       const id = payload.readUInt16BE(off);
@@ -872,7 +1091,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
         default: break; // unknown settings are ignored
       }
     }
-    this.#write(frame(FrameType.SETTINGS, Flag.ACK, 0));
+    this.#writeControl(frame(FrameType.SETTINGS, Flag.ACK, 0));
     const first = !this.#sawRemoteSettings;
     this.#sawRemoteSettings = true;
     this.emit('remoteSettings', rs);
@@ -883,12 +1102,14 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #onPing(payload: Buffer): void {
     if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'PING on a stream');
     if (payload.length !== 8) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'PING payload must be 8 bytes');
-    if ((this.#fFlags & Flag.ACK) === 0) this.#write(frame(FrameType.PING, Flag.ACK, 0, payload));
+    if (!this.#useless()) return;
+    if ((this.#fFlags & Flag.ACK) === 0) this.#writeControl(frame(FrameType.PING, Flag.ACK, 0, payload));
   }
 
   #onGoaway(payload: Buffer): void {
     if (this.#fStream !== 0) return this.#fail(H2Code.PROTOCOL_ERROR, 'GOAWAY on a stream');
     if (payload.length < 8) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'GOAWAY payload shorter than 8 bytes');
+    if (!this.#useless()) return;
     const lastStreamId = payload.readUInt32BE(0) & 0x7fffffff;
     const code = payload.readUInt32BE(4);
     this.#goawayReceived = true;
@@ -896,19 +1117,20 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     for (const [id, s] of [...this.#streams]) {
       const ours = (id % 2 === 1) === (this.role === 'client');
       if (ours && id > lastStreamId) {
-        this.#streams.delete(id);
+        this.#removeStream(s, 'reset-received');
         s.rstCode = H2Code.REFUSED_STREAM;
         s.aborted = true;
         s.wireClosed = true;
         s.destroy();
       }
     }
-    this.emit('goaway', code, lastStreamId, payload.subarray(8).toString('utf8'));
+    this.emit('goaway', code, lastStreamId, payload.subarray(8, 8 + 1024).toString('utf8'));
     this.#maybeFinish();
   }
 
   #onWindowUpdate(payload: Buffer): void {
     if (payload.length !== 4) return this.#fail(H2Code.FRAME_SIZE_ERROR, 'WINDOW_UPDATE payload must be 4 bytes');
+    if (!this.#useless()) return;
     const inc = payload.readUInt32BE(0) & 0x7fffffff;
     const id = this.#fStream;
     if (id === 0) {
@@ -921,7 +1143,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     const stream = this.#streams.get(id);
     if (stream === undefined) {
       if (this.#isIdle(id)) this.#fail(H2Code.PROTOCOL_ERROR, `WINDOW_UPDATE on idle stream ${id}`);
-      return;
+      return; // closed: WINDOW_UPDATE may still be in flight (RFC 9113 §5.1)
     }
     if (inc === 0) return this.#resetStream(id, H2Code.PROTOCOL_ERROR);
     stream.sendWindow += inc;
@@ -930,3 +1152,14 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   }
 }
 
+/** Header fields as a record: one string per name, an array when a name repeats. */
+function toHeaders(list: HeaderList): H2Headers {
+  const headers: H2Headers = {};
+  for (const [name, value] of list) {
+    const prev = headers[name];
+    if (prev === undefined) headers[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else headers[name] = [String(prev), value];
+  }
+  return headers;
+}

@@ -85,7 +85,8 @@ export function frame(type: number, flags: number, streamId: number, payload?: B
 export class H2ConnectionError extends Error {
   override name = 'H2ConnectionError';
   readonly code = 'ERR_HTTP2_SESSION_ERROR';
-  constructor(readonly h2Code: number, message: string) {
+  /** @param reason the `reason` label of `strait_hbone_goaway_total` (./limits.ts GoawayReason) */
+  constructor(readonly h2Code: number, message: string, readonly reason: string = 'protocol_error') {
     super(`HTTP/2 connection error ${codeName(h2Code)}: ${message}`);
   }
 }

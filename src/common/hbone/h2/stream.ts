@@ -56,6 +56,9 @@ export class H2Stream extends Duplex {
   recvWindow: number;
   /** Bytes received and not yet credited back. */
   recvUnacked = 0;
+  /** Server side: the request's content-length, which its DATA must add up to (RFC 9113 §8.1.1). */
+  expectedLength: number | undefined = undefined;
+  receivedLength = 0;
   /** Writes waiting for flow-control credit, oldest first. */
   readonly queue: QueuedWrite[] = [];
   /**
