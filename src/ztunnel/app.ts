@@ -66,7 +66,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // redirected straight back to the ztunnel.
   const mark = cfg.captureMark;
   const connector: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
-  const pool = new HbonePool({ rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs, logger: child({ part: 'hbone-pool' }) });
+  const pool = new HbonePool({
+    rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs,
+    logger: child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
+  });
   const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: connector, connectTimeoutMs: cfg.connectTimeoutMs });
   const outbound = new OutboundHandler({
     state, node: cfg.nodeName, tracker, identities, pool, connect: connector, connectTimeoutMs: cfg.connectTimeoutMs,
@@ -84,6 +87,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     },
     onConnect: (req) => void inbound.handleHbone(req).catch((err) => log.error({ err: errorMessage(err) }, 'BUG: inbound handler failed')),
     logger: child({ part: 'hbone-server' }),
+    onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
 
   // ---- listeners ----

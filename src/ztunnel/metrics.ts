@@ -63,6 +63,7 @@ export class ZtunnelMetrics {
   readonly certificates: Gauge;
   readonly xdsConnected: Gauge;
   readonly denied: Counter<'reason'>;
+  readonly hboneGoaway: Counter<'reason' | 'side'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -78,5 +79,10 @@ export class ZtunnelMetrics {
     this.certificates = new Gauge({ name: 'strait_ztunnel_certificates', help: 'Workload certificates held.', registers });
     this.xdsConnected = new Gauge({ name: 'strait_ztunnel_xds_connected', help: '1 while the xDS stream to the controller is up.', registers });
     this.denied = new Counter({ name: 'strait_ztunnel_connections_denied_total', help: 'Connections refused, by reason.', labelNames: ['reason'], registers });
+    this.hboneGoaway = new Counter({
+      name: 'strait_hbone_goaway_total',
+      help: 'GOAWAY frames sent on HBONE connections, by reason (a budget the peer went past, a protocol error, idle, drain) and side (server: inbound 15008, client: outbound pool).',
+      labelNames: ['reason', 'side'], registers,
+    });
   }
 }

@@ -1,0 +1,180 @@
+/**
+ * Port 15008 as an attacker holding a valid mesh certificate sees it: floods of frames that do no work, Rapid
+ * Reset, and a peer that stops reading, against a real ztunnel process in the local mesh. Each ends in
+ * GOAWAY(ENHANCE_YOUR_CALM) with the ztunnel's memory bounded, one log line and a metric.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
+import { Flag, FrameType, H2Code, frame } from '../../src/common/hbone/h2/frames.js';
+import { encodeHeaders } from '../../src/common/hbone/h2/hpack.js';
+import { eventually } from '../helpers/controller.js';
+import { docs, namespace } from '../helpers/manifests.js';
+import { TestMesh, appPod, node } from '../helpers/mesh.js';
+import { tempDir } from '../helpers/procs.js';
+import { H2Peer } from '../helpers/h2-peer.js';
+
+const CLIENT = '127.0.114.1';
+const SERVER = '127.0.114.2';
+/** Where the Rapid Reset streams ask to go: a port on the server pod's address that this test listens on. */
+const COUNTED_PORT = 9911;
+/** How much a flood may grow the ztunnel's resident memory (before the fix: +210 MB per million frames). */
+const RSS_BOUND_BYTES = 40 * 1024 * 1024;
+
+const manifests = docs(
+  namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
+  node('node-a', '127.0.104.1'),
+  node('node-b', '127.0.104.2'),
+  appPod('apps', 'client', 'node-a', CLIENT, 'client'),
+  appPod('apps', 'server', 'node-b', SERVER, 'server'),
+);
+
+function rssOf(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  assert.ok(m, 'VmRSS in /proc/<pid>/status');
+  return Number(m[1]) * 1024;
+}
+
+/** Writes `unit` `times` times, waiting for 'drain' as a well-behaved writer would; stops once the socket is gone. */
+async function flood(peer: H2Peer, unit: Buffer, times: number): Promise<void> {
+  const s = peer.socket;
+  for (let sent = 0; sent < times; sent++) {
+    if (s.destroyed || s.writableEnded || peer.closed) return;
+    if (!s.write(unit)) {
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          s.off('drain', done);
+          s.off('close', done);
+          resolve();
+        };
+        s.on('drain', done);
+        s.on('close', done);
+      });
+    }
+  }
+}
+
+function repeat(f: Buffer, n: number): Buffer {
+  return Buffer.concat(Array.from({ length: n }, () => f));
+}
+
+describe('HBONE under floods (real ztunnel, attacker with a valid mesh certificate)', () => {
+  const dir = tempDir('floods-manifests');
+  let mesh: TestMesh;
+  let clientCert: { cert: string[]; key: string };
+  let pid: number;
+  const counted = net.createServer((s) => s.destroy());
+  let accepts = 0;
+
+  before(async () => {
+    writeFileSync(join(dir.path, 'mesh.yaml'), manifests);
+    mesh = await new TestMesh(dir.path, ['--controller-address', '127.0.104.254']).start();
+    pid = mesh.state.nodes['node-b']!.pid;
+    // The attacker holds a real certificate of the mesh: a client pod's identity, signed by the mesh root.
+    const ca = await CertificateAuthority.loadOrCreate({ dataDir: mesh.dataDir.path });
+    const { keyPem, csrPem } = await createKeyAndCsr();
+    const leaf = ca.signWorkload(csrPem, SpiffeId.parse('spiffe://cluster.local/ns/apps/sa/client'));
+    clientCert = { cert: leaf.certChainPem, key: keyPem };
+    counted.on('connection', () => accepts++);
+    counted.listen(COUNTED_PORT, SERVER);
+    await once(counted, 'listening');
+  });
+  after(async () => {
+    counted.close();
+    await mesh?.stop();
+    mesh?.cleanup();
+    dir.remove();
+  });
+
+  async function attacker(): Promise<H2Peer> {
+    const peer = await H2Peer.connect({ host: SERVER, port: 15008, tls: { cert: clientCert.cert, key: clientCert.key, ca: readFileSync(mesh.state.rootCert, 'utf8') } });
+    await peer.handshake();
+    return peer;
+  }
+
+  async function goawayMetric(reason: string): Promise<number> {
+    const text = await mesh.metrics('node-b');
+    const line = text.split('\n').find((l) => l.startsWith('strait_hbone_goaway_total{') && l.includes(`reason="${reason}"`) && l.includes('side="server"'));
+    return line === undefined ? 0 : Number(line.split(' ').pop());
+  }
+
+  function warnings(reason: string): number {
+    return mesh.logs('ztunnel/node-b').filter((l) => l.msg === 'HBONE client went past a limit; sent GOAWAY and closed the connection' && l.reason === reason).length;
+  }
+
+  it('ends a flood of empty CONTINUATION frames with GOAWAY(ENHANCE_YOUR_CALM), memory bounded', async () => {
+    const peer = await attacker();
+    const before = rssOf(pid);
+    peer.send(FrameType.HEADERS, 0, 1, encodeHeaders([[':method', 'CONNECT'], [':authority', `${SERVER}:8080`]]));
+    await flood(peer, repeat(frame(FrameType.CONTINUATION, 0, 1), 10_000), 100); // up to 1M frames, 9 MB
+    const g = await peer.goaway(10_000);
+    assert.equal(g.code, H2Code.ENHANCE_YOUR_CALM);
+    await peer.closedEvent(5000); // the ztunnel closed the connection
+    assert.ok(rssOf(pid) - before < RSS_BOUND_BYTES, `RSS grew ${(rssOf(pid) - before) >> 20} MiB`);
+    assert.ok(await goawayMetric('useless_frames') >= 1);
+    await eventually(() => warnings('useless_frames') >= 1, 5000, 'one warning line');
+    peer.destroy();
+  });
+
+  it('ends a PING flood from a peer that does not read, memory bounded', async () => {
+    const peer = await attacker();
+    peer.pauseReading();
+    const before = rssOf(pid);
+    const ping = frame(FrameType.PING, 0, 0, Buffer.alloc(8));
+    await flood(peer, repeat(ping, 10_000), 200); // up to 2M PINGs, 34 MB
+    assert.ok(rssOf(pid) - before < RSS_BOUND_BYTES, `RSS grew ${(rssOf(pid) - before) >> 20} MiB`);
+    peer.resumeReading();
+    const g = await peer.goaway(10_000);
+    assert.equal(g.code, H2Code.ENHANCE_YOUR_CALM);
+    await peer.closedEvent(5000);
+    peer.destroy();
+  });
+
+  it('ends a SETTINGS flood from a peer that does not read, memory bounded', async () => {
+    const peer = await attacker();
+    peer.pauseReading();
+    const before = rssOf(pid);
+    const settings = frame(FrameType.SETTINGS, 0, 0, Buffer.from([0, 4, 0, 1, 0, 0])); // INITIAL_WINDOW_SIZE = 65536
+    await flood(peer, repeat(settings, 10_000), 100); // up to 1M SETTINGS
+    assert.ok(rssOf(pid) - before < RSS_BOUND_BYTES, `RSS grew ${(rssOf(pid) - before) >> 20} MiB`);
+    peer.resumeReading();
+    const g = await peer.goaway(10_000);
+    assert.equal(g.code, H2Code.ENHANCE_YOUR_CALM);
+    peer.destroy();
+  });
+
+  it('ends Rapid Reset (CONNECT then RST_STREAM, 20,000 times) with GOAWAY; reset streams do not dial the pod', async () => {
+    const peer = await attacker();
+    const accepted = accepts;
+    const linesBefore = mesh.logs('ztunnel/node-b').length;
+    const rst = Buffer.alloc(4);
+    rst.writeUInt32BE(H2Code.CANCEL, 0);
+    const block = encodeHeaders([[':method', 'CONNECT'], [':authority', `${SERVER}:${COUNTED_PORT}`]]);
+    const pairs: Buffer[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const id = 2 * i + 1;
+      pairs.push(frame(FrameType.HEADERS, Flag.END_HEADERS, id, block), frame(FrameType.RST_STREAM, 0, id, rst));
+    }
+    peer.sendRaw(Buffer.concat(pairs));
+    const g = await peer.goaway(10_000);
+    assert.equal(g.code, H2Code.ENHANCE_YOUR_CALM);
+    assert.ok(g.lastStreamId < 2 * 20_000, `GOAWAY came before the last stream (last id ${g.lastStreamId})`);
+    await new Promise((r) => setTimeout(r, 500));
+    assert.ok(accepts - accepted <= 100, `${accepts - accepted} TCP connections reached the pod (before the fix: one per reset stream)`);
+    const lines = mesh.logs('ztunnel/node-b').slice(linesBefore);
+    assert.ok(lines.length <= 110, `${lines.length} log lines for the attack (before the fix: one access-log line per stream)`);
+    assert.ok(await goawayMetric('rapid_reset') >= 1);
+    assert.equal(warnings('rapid_reset'), 1);
+    peer.destroy();
+  });
+
+  it('still serves honest traffic on the same port afterwards', async () => {
+    const r = await mesh.curl(CLIENT, 'node-a', `http://${SERVER}:8080/ok`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).path, '/ok');
+  });
+});
