@@ -171,6 +171,8 @@ export class H2Peer {
   bytesReceived = 0;
   framesReceived = 0;
   readonly framesByType = new Map<number, number>();
+  /** Frame types only counted in framesByType, not kept as events (floods of replies would fill memory). */
+  readonly countOnly = new Set<number>();
   /** Server side: the client's connection preface arrived intact (false until then, or when it was wrong). */
   prefaceReceived = false;
   /** The HPACK decoder for the other side's header blocks (tests may send a SETTINGS_HEADER_TABLE_SIZE to it). */
@@ -544,7 +546,7 @@ export class H2Peer {
       this.framesReceived++;
       this.framesByType.set(f.type, (this.framesByType.get(f.type) ?? 0) + 1);
       this.#decodeBlock(f);
-      this.#push({ kind: 'frame', frame: f });
+      if (!this.countOnly.has(f.type)) this.#push({ kind: 'frame', frame: f });
     }
     this.#buf = pos === data.length ? Buffer.alloc(0) : Buffer.from(data.subarray(pos));
   }

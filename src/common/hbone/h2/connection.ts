@@ -616,7 +616,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #useless(): boolean {
     const f = this.#flood;
     f.roll(Date.now());
-    if (++f.useless <= this.limits.maxUselessFramesPerWindow + f.dataSent) return true;
+    if (++f.useless <= this.limits.maxUselessFramesPerWindow + 2 * f.dataSent) return true;
     this.#calm('useless_frames', `more than ${this.limits.maxUselessFramesPerWindow} frames that do no work (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA/CONTINUATION, ...) within ${this.limits.floodWindowMs} ms`);
     return false;
   }

@@ -12,9 +12,9 @@ export interface H2Limits {
   floodWindowMs: number;
   /**
    * Frames that do no useful work, per window: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, RST_STREAM on closed
-   * streams, unknown frame types, empty DATA and CONTINUATION frames that end nothing. DATA frames we sent in
-   * the window are added to the allowance (their receiver legitimately answers with WINDOW_UPDATE and, for
-   * bandwidth probing, PING).
+   * streams, unknown frame types, empty DATA and CONTINUATION frames that end nothing. Two per DATA frame we
+   * sent in the window are added to the allowance (its receiver legitimately answers with WINDOW_UPDATEs for
+   * the stream and the connection and, for bandwidth probing, PING).
    */
   maxUselessFramesPerWindow: number;
   /** Streams the peer opened and reset again before we answered them ("Rapid Reset"), per window... */
@@ -80,7 +80,7 @@ export type GoawayReason =
 export class FloodCounters {
   start = 0;
   useless = 0;
-  /** DATA frames we sent: each one lets the peer send one more "useless" frame (WINDOW_UPDATE, PING). */
+  /** DATA frames we sent: each one lets the peer send two more "useless" frames (WINDOW_UPDATEs, PING). */
   dataSent = 0;
   opened = 0;
   premature = 0;
