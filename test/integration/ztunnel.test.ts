@@ -89,6 +89,9 @@ describe('ztunnel in the local mesh', () => {
       const failures = () => mesh.logs('ztunnel/node-b').filter((l) => l.msg === 'HBONE TLS handshake failed').map((l) => String(l.err));
       await eventually(() => failures().some((e) => /peer did not return a certificate/.test(e)), 5000, 'no-certificate refusal logged');
       await eventually(() => failures().some((e) => /client certificate rejected: (SELF_SIGNED_CERT_IN_CHAIN|DEPTH_ZERO_SELF_SIGNED_CERT|UNABLE_TO_GET_ISSUER)/.test(e)), 5000, 'foreign-CA refusal logged with its reason');
+      // ... and from where: openssl connected from the loopback, never "undefined:undefined"
+      const remotes = mesh.logs('ztunnel/node-b').filter((l) => l.msg === 'HBONE TLS handshake failed').map((l) => String(l.remote));
+      assert.ok(remotes.length >= 2 && remotes.every((r) => /^127\.\d+\.\d+\.\d+:\d+$/.test(r)), `remote addresses logged: ${remotes.join(', ')}`);
     } finally {
       tmp.remove();
     }

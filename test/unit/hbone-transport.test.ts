@@ -572,6 +572,28 @@ describe('HBONE transport', () => {
     await until('the slot to be released', () => pool.stats().streams === 0);
   });
 
+  it('aborts the owner\'s signal when the client gives up on a CONNECT it has not answered yet', async () => {
+    const { port, requests } = await startServer({ onConnect: () => undefined });
+    const pool = newPool({ connectTimeoutMs: 200 }); // the pool resets the stream (CANCEL) when it gives up
+    await assert.rejects(pool.connect(request(port)), expectCode('STRAIT_ERR_HBONE_CONNECT_TIMEOUT', /did not answer CONNECT/));
+    await until('the request to arrive', () => requests.length === 1);
+    await until('the signal to abort', () => requests[0]!.signal.aborted);
+    assert.equal(requests[0]!.answered, false);
+  });
+
+  it('answers 405 with a short body that says what the port is, so a browser or curl user learns why', async () => {
+    const { port } = await startServer();
+    const socket = tls.connect({ host: '127.0.0.1', port, ca: ca.rootCertPem, key: certs.frontend.keyPem, cert: certs.frontend.certChainPem.join('\n'), ALPNProtocols: ['h2'], checkServerIdentity: () => undefined });
+    await once(socket, 'secureConnect');
+    const session = http2.connect(`https://127.0.0.1:${port}`, { createConnection: () => socket });
+    cleanups.push(() => session.destroy());
+    const req = session.request({ ':method': 'GET', ':path': '/' });
+    const body = readAll(req);
+    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    assert.equal(headers[':status'], 405);
+    assert.match(await body, /accepts only CONNECT/);
+  });
+
   it('drains: GOAWAY stops new streams on a connection, open streams finish', async () => {
     const { server, port } = await startServer();
     const pool = newPool();
