@@ -530,9 +530,10 @@ export class HboneServer {
       respondAndEnd(stream, 400, `malformed :authority "${authority}": HBONE expects ip:port or [ipv6]:port of the target`);
       return;
     }
-    // The owner hears of the stream after the rest of this read is processed: a stream the client reset in the
-    // same read (Rapid Reset) never reaches it, so nothing is dialled for it.
-    setImmediate(() => {
+    // The owner hears of the stream once the rest of this read is processed (a microtask runs after the socket's
+    // 'data' callback, before the next read): a stream the client reset in the same read (Rapid Reset) never
+    // reaches it, so nothing is dialled for it.
+    queueMicrotask(() => {
       if (stream.destroyed || stream.wireClosed) return;
       this.#dispatch(new InboundRequest(stream, headers, authority, target, info), stream, info);
     });

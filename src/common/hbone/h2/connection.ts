@@ -601,6 +601,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#destroyed = true;
     this.#stopTimers();
     this.#abortStreams(err);
+    // Nothing the peer sends from here on is looked at: stop reading (and decrypting) it, flush GOAWAY, go.
+    this.socket.pause();
     this.socket.end();
     setTimeout(() => this.socket.destroy(), 1000).unref();
     if (this.listenerCount('error') > 0) this.emit('error', err);
