@@ -6,7 +6,7 @@
  * Arguments: --only PREFIX[,PREFIX]  (case ids, e.g. http2/5.1,connect)  --timeout MS  --quiet (counts only)
  *            --server-only | --client-only
  */
-import { countResults, formatComparison, formatResults, runServerCases } from './runner.js';
+import { countResults, formatComparison, formatFailuresByArea, formatResults, runServerCases } from './runner.js';
 import { makeMeshCerts, startHboneTarget, startNodeTarget, startUpstream } from './targets.js';
 import { CLIENT_MODES, formatClientResults, runClientCases } from './client-runner.js';
 
@@ -36,6 +36,7 @@ async function main(): Promise<void> {
         }
         console.log('Server role, passed/total per group:\n');
         console.log(`${formatComparison(runs)}\n`);
+        for (const run of runs) console.log(`${formatFailuresByArea(`Server role, ${run.name}`, run.results)}\n`);
         failed ||= countResults(runs[0]!.results).fail > 0;
       } finally {
         await hbone.close();
@@ -45,6 +46,9 @@ async function main(): Promise<void> {
     if (!process.argv.includes('--server-only')) {
       const results = await runClientCases(certs, { timeoutMs, modes: [...CLIENT_MODES, 'node'], ...(only !== undefined ? { only } : {}) });
       console.log(formatClientResults(results, { color, quiet }));
+      for (const mode of [...CLIENT_MODES, 'node'] as const) {
+        console.log(`\n${formatFailuresByArea(`Client role [${mode}]`, results.filter((r) => r.mode === mode))}`);
+      }
       failed ||= countResults(results.filter((r) => r.mode !== 'node')).fail > 0;
     }
   } finally {

@@ -148,3 +148,18 @@ export function formatComparison(runs: Array<{ name: string; results: CaseResult
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ');
   return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
 }
+
+/** The failures grouped by the area of the rule they check, with the rule's section: for reports and issues. */
+export function formatFailuresByArea(name: string, results: Array<{ id: string; status: Status; detail: string; case: { area: string; rfc: string; description: string } }>): string {
+  const byArea = new Map<string, string[]>();
+  for (const r of results) {
+    if (r.status !== 'fail') continue;
+    const list = byArea.get(r.case.area) ?? [];
+    list.push(`    ${r.id} (${r.case.rfc}) ${r.case.description}: ${r.detail}`);
+    byArea.set(r.case.area, list);
+  }
+  if (byArea.size === 0) return `${name}: no failures`;
+  const lines = [`${name}: failures by area`];
+  for (const [area, list] of [...byArea].sort(([a], [b]) => a.localeCompare(b))) lines.push(`  ${area} (${list.length})`, ...list);
+  return lines.join('\n');
+}
