@@ -8,6 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { codeName } from '../../src/common/hbone/h2/frames.js';
 import { countResults, runServerCase, runServerCases, SERVER_CASES } from '../conformance/runner.js';
 import { CLIENT_CASES } from '../conformance/client-cases.js';
 import { CLIENT_MODES, runClientCase } from '../conformance/client-runner.js';
@@ -52,7 +53,7 @@ describe('HTTP/2 conformance, server role: HboneServer over mutual TLS', () => {
 describe('HTTP/2 conformance, client role: H2Connection and HbonePool against a hostile server', () => {
   for (const c of CLIENT_CASES) {
     for (const mode of CLIENT_MODES) {
-      const wire = c.wire.kind === 'connection-error' || c.wire.kind === 'stream-error' ? `${c.wire.kind} ${c.wire.codes.join('/')}` : c.wire.kind;
+      const wire = c.wire.kind === 'connection-error' || c.wire.kind === 'stream-error' ? `${c.wire.kind} ${c.wire.codes.map(codeName).join(' or ')}` : c.wire.kind;
       it(`${c.id} [${mode}] ${c.description}: ${wire}, caller sees ${c.caller} (${c.rfc})`, async () => {
         const r = await runClientCase(c, mode, certs, WAIT_MS);
         assert.equal(r.status, 'pass', `${c.rfc}: ${r.detail}`);
