@@ -771,6 +771,10 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       this.#resetStream(id, H2Code.STREAM_CLOSED);
       return !this.#destroyed;
     }
+    if (this.role === 'client' && !stream.responded) {
+      this.#resetStream(id, H2Code.PROTOCOL_ERROR); // §8.1: DATA before the response's HEADERS
+      return !this.#destroyed;
+    }
     stream.recvWindow -= length;
     if (stream.recvWindow < 0) {
       this.#resetStream(id, H2Code.FLOW_CONTROL_ERROR);
