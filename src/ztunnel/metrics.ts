@@ -63,6 +63,11 @@ export class ZtunnelMetrics {
   readonly certificates: Gauge;
   readonly xdsConnected: Gauge;
   readonly denied: Counter<'reason'>;
+  readonly endpointEjections: Counter;
+  readonly endpointReadmissions: Counter;
+  readonly endpointsEjected: Gauge;
+  readonly endpointRetries: Counter;
+  readonly fdExhausted: Counter<'op' | 'reason'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -78,5 +83,14 @@ export class ZtunnelMetrics {
     this.certificates = new Gauge({ name: 'strait_ztunnel_certificates', help: 'Workload certificates held.', registers });
     this.xdsConnected = new Gauge({ name: 'strait_ztunnel_xds_connected', help: '1 while the xDS stream to the controller is up.', registers });
     this.denied = new Counter({ name: 'strait_ztunnel_connections_denied_total', help: 'Connections refused, by reason.', labelNames: ['reason'], registers });
+    this.endpointEjections = new Counter({ name: 'strait_ztunnel_endpoint_ejections_total', help: 'Service endpoints taken out of the pick after a failed connect (passive ejection).', registers });
+    this.endpointReadmissions = new Counter({ name: 'strait_ztunnel_endpoint_readmissions_total', help: 'Ejected service endpoints put back in the pick.', registers });
+    this.endpointsEjected = new Gauge({ name: 'strait_ztunnel_endpoints_ejected', help: 'Service endpoints out of the pick now.', registers });
+    this.endpointRetries = new Counter({ name: 'strait_ztunnel_endpoint_retries_total', help: 'Outbound connections that tried another endpoint after the first one could not be reached.', registers });
+    this.fdExhausted = new Counter({
+      name: 'strait_ztunnel_fd_exhausted_total',
+      help: 'Connections lost to file-descriptor exhaustion: op="accept" (dropped on arrival) or "connect" (could not open the upstream); reason="emfile"/"enfile" (the kernel refused a descriptor) or "reserve" (shed to keep the last descriptors for connections already accepted).',
+      labelNames: ['op', 'reason'], registers,
+    });
   }
 }
