@@ -39,6 +39,8 @@ export interface TrackedConnection {
 export class ConnectionTracker {
   private nextId = 1;
   readonly live = new Map<number, TrackedConnection>();
+  /** Connections finished since start (the drain reports how many finished during it). */
+  finishedCount = 0;
 
   constructor(private readonly access: Logger, private readonly metrics: ZtunnelMetrics) {}
 
@@ -52,6 +54,7 @@ export class ConnectionTracker {
 
   finish(conn: TrackedConnection, error?: string): void {
     if (!this.live.delete(conn.id)) return;
+    this.finishedCount++;
     const labels = this.labels(conn);
     this.metrics.closed.inc(labels);
     if (conn.bytesSent) this.metrics.sent.inc(labels, conn.bytesSent);
