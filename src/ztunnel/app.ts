@@ -81,7 +81,9 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   const dial: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs);
   // Every socket the ztunnel opens to a pod (or outside the mesh) is counted until it closes, for the fd guard.
   const upstreams = new Set<net.Socket>();
+  let dialing = 0;
   const connector: TargetConnector = async (host, port, timeoutMs) => {
+    dialing++;
     try {
       const s = await dial(host, port, timeoutMs);
       upstreams.add(s);
@@ -90,6 +92,8 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     } catch (err) {
       fd.observe('connect', err);
       throw err;
+    } finally {
+      dialing--;
     }
   };
   const pool = new HbonePool({ rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs, logger: child({ part: 'hbone-pool' }) });
@@ -118,7 +122,15 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // ---- listeners ----
   const backlog = cfg.listenBacklog ?? kernelListenBacklog();
   const listeners = new Listeners({ backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: child({ part: 'listeners' }) });
-  const fd = new FdGuard({ limits: fdLimits, metrics, log: child({ part: 'fd' }), counted: () => listeners.open + upstreams.size + pool.stats().connections });
+  // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
+  // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
+  const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
+    + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
+  const fd = new FdGuard({
+    limits: fdLimits, metrics, log: child({ part: 'fd' }),
+    counted: () => listeners.open + dialing + upstreams.size + pool.stats().connections,
+    expected: () => Math.max(0, settingUp() - dialing),
+  });
   const listen = (port: number, what: string, onSocket: (s: net.Socket) => void) => listeners.listen(cfg.listenAddress, port, what, onSocket);
   const captured = (s: net.Socket, what: string) => {
     try {
@@ -152,7 +164,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   await listeners.listen(cfg.listenAddress, cfg.ports.hbone, 'HBONE (node)', (s) => {
     const orig = captured(s, 'hbone');
     if (orig) hbone.handleSocket(s, orig.host, orig.port);
-  }, { drainWaits: false });
+  }, { hbone: true });
 
   // Local mesh: one HBONE listener per local pod address, presenting that pod's certificate.
   const podListeners = new Set<string>();
@@ -163,7 +175,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
       if (podListeners.has(addr)) continue;
       podListeners.add(addr);
       try {
-        await listeners.listen(addr, cfg.ports.hbone, 'HBONE (pod)', (s) => hbone.handleSocket(s, normalizeIp(s.localAddress ?? addr), s.localPort ?? cfg.ports.hbone), { drainWaits: false });
+        await listeners.listen(addr, cfg.ports.hbone, 'HBONE (pod)', (s) => hbone.handleSocket(s, normalizeIp(s.localAddress ?? addr), s.localPort ?? cfg.ports.hbone), { hbone: true });
         log.info({ address: `${addr}:${cfg.ports.hbone}` }, 'HBONE listener for local pod');
       } catch (err) {
         podListeners.delete(addr);
@@ -279,6 +291,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     return quitting;
   };
 
+  fd.sample(); // everything the ztunnel opens at start is open now
   log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark }, 'ztunnel listening');
   return { state, stopped, drain: quit, close: () => quitting ?? (quitting = close()) };
 }

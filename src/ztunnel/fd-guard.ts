@@ -53,8 +53,11 @@ export function resolveFdLimits(native: NofileLimit | { error: string }, procLim
 
 /** Descriptors kept free for connections already accepted (their upstream) and the ztunnel's own needs. */
 export function fdReserve(softLimit: number): number {
-  return Math.min(256, Math.max(16, Math.round(softLimit * 0.05)));
+  return Math.min(256, Math.max(32, Math.round(softLimit * 0.05)));
 }
+
+/** Near the threshold the estimate is re-measured on accept, at most this often. */
+const NEAR_LIMIT_SAMPLE_MS = 100;
 
 /** Shed a newly accepted connection? `open` counts it already. Pure. */
 export function shouldShed(open: number, softLimit: number | undefined, reserve: number): boolean {
@@ -91,8 +94,10 @@ export interface FdGuardOptions {
   limits: FdLimits;
   metrics: ZtunnelMetrics;
   log: Logger;
-  /** Descriptors the ztunnel counts itself (accepted sockets, upstream sockets, pooled HBONE connections). */
+  /** Descriptors the ztunnel holds and counts itself (accepted sockets, upstream sockets, pooled HBONE connections). */
   counted: () => number;
+  /** Descriptors about to be opened (one upstream per connection still being set up). */
+  expected?: () => number;
   /** All open descriptors of the process, or undefined where that cannot be known. */
   countOpen?: () => number | undefined;
   /** How often everything else (xDS, logs, admin) is re-measured: `countOpen() - counted()`. */
@@ -105,12 +110,14 @@ export const DEFAULT_FD_SAMPLE_INTERVAL_MS = 5_000;
 export const DEFAULT_FD_SUMMARY_INTERVAL_MS = 10_000;
 
 /**
- * Invariants: `uncounted` is the last measured `countOpen() - counted()` (0 if it cannot be measured); a loss is
+ * Invariants: `uncounted` is the last measured `countOpen() - counted()` (0 if it cannot be measured; `expected` is
+ * never part of it: those descriptors are not open yet); a loss is
  * counted in the metric when it happens and appears in exactly one summary line; at most one summary timer runs.
  */
 export class FdGuard {
   readonly reserve: number;
   private uncounted = 0;
+  private sampledAt = 0;
   private readonly sampler: NodeJS.Timeout | undefined;
   private pending = new Map<string, number>();
   private summaryTimer: NodeJS.Timeout | undefined;
@@ -128,14 +135,18 @@ export class FdGuard {
     }
   }
 
-  /** Descriptors in use now, as the guard estimates them. */
+  /** Descriptors in use now (and about to be), as the guard estimates them. */
   inUse(): number {
-    return this.uncounted + this.o.counted();
+    return this.uncounted + this.o.counted() + (this.o.expected?.() ?? 0);
   }
 
   /** For a socket just accepted (and already counted): false = reset it, the process is too close to its limit. */
   admit(): boolean {
-    if (!shouldShed(this.inUse(), this.o.limits.soft, this.reserve)) return true;
+    const soft = this.o.limits.soft;
+    if (soft === undefined || soft < 0) return true;
+    // Within another reserve of the threshold, trust a fresh count over the estimate (bounded: 10 listings a second).
+    if (this.inUse() > soft - 2 * this.reserve && Date.now() - this.sampledAt >= NEAR_LIMIT_SAMPLE_MS) this.sample();
+    if (!shouldShed(this.inUse(), soft, this.reserve)) return true;
     this.lost('accept', 'reserve');
     return false;
   }
@@ -182,7 +193,9 @@ export class FdGuard {
     this.summaryTimer = undefined;
   }
 
-  private sample(): void {
+  /** Re-measures what the ztunnel does not count itself (xDS, logs, admin, listening sockets). */
+  sample(): void {
+    this.sampledAt = Date.now();
     const open = this.countOpen();
     if (open !== undefined) this.uncounted = Math.max(0, open - this.o.counted());
   }

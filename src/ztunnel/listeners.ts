@@ -3,7 +3,9 @@
  * pod's address:15008.
  * Invariants: every listener listens with the configured backlog and keeps a permanent 'error' handler (an accept
  * error is counted and logged at a bounded rate, never fatal: the listener keeps listening); every accepted socket
- * is in `accepted` until it closes; a socket the FdGuard does not admit is reset before any handler sees it.
+ * is in `accepted` until it closes; on a listener that sheds, a socket the FdGuard does not admit is reset before
+ * any handler sees it. HBONE listeners never shed: one HBONE connection carries up to 100 streams, and the reserve
+ * the guard keeps by shedding single connections elsewhere is there for them.
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -39,8 +41,6 @@ interface Listener {
   server: net.Server;
   what: string;
   address: string;
-  /** The drain waits for this listener's sockets to close (not for HBONE's: its streams are what it waits for). */
-  drainWaits: boolean;
   lastErrorLogAt: number;
   errorsSinceLog: number;
 }
@@ -58,19 +58,25 @@ export class Listeners {
   private readonly listeners = new Map<string, Listener>();
   /** Accepted sockets still open, with whether the drain waits for them. */
   private readonly accepted = new Map<net.Socket, boolean>();
+  private waitingCount = 0;
   private stopped = false;
 
   constructor(private readonly o: ListenerOptions) {}
 
   /** Listens on host:port; `onSocket` gets each admitted connection. */
-  async listen(host: string, port: number, what: string, onSocket: (s: net.Socket) => void, opts: { drainWaits?: boolean } = {}): Promise<{ host: string; port: number }> {
+  async listen(host: string, port: number, what: string, onSocket: (s: net.Socket) => void, opts: { hbone?: boolean } = {}): Promise<{ host: string; port: number }> {
     if (this.stopped) throw new StraitError('STRAIT_ERR_LISTEN', `${what} cannot listen on ${formatHostPort({ host, port })}: the ztunnel is draining`);
-    const drainWaits = opts.drainWaits ?? true;
+    // HBONE: the drain waits for its streams (counted by the HBONE server), not its connections; it never sheds.
+    const drainWaits = !opts.hbone;
+    const sheds = !opts.hbone;
     const server = net.createServer({ noDelay: true }, (s) => {
       s.on('error', () => undefined);
       this.accepted.set(s, drainWaits);
-      s.once('close', () => this.accepted.delete(s));
-      if (!this.o.guard.admit()) {
+      if (drainWaits) this.waitingCount++;
+      s.once('close', () => {
+        if (this.accepted.delete(s) && drainWaits) this.waitingCount--;
+      });
+      if (sheds && !this.o.guard.admit()) {
         s.resetAndDestroy();
         return;
       }
@@ -87,7 +93,7 @@ export class Listeners {
     });
     const bound = server.address() as net.AddressInfo;
     const address = formatHostPort({ host: normalizeIp(bound.address), port: bound.port });
-    const l: Listener = { server, what, address, drainWaits, lastErrorLogAt: 0, errorsSinceLog: 0 };
+    const l: Listener = { server, what, address, lastErrorLogAt: 0, errorsSinceLog: 0 };
     server.on('error', (err) => this.acceptError(l, err));
     if (this.stopped) {
       server.close();
@@ -120,15 +126,14 @@ export class Listeners {
 
   /** Accepted sockets still open that the drain waits for (SOCKS5, captured outbound, plaintext inbound). */
   get waiting(): number {
-    let n = 0;
-    for (const w of this.accepted.values()) if (w) n++;
-    return n;
+    return this.waitingCount;
   }
 
   /** Ends every accepted socket (end of the drain period, or close). */
   destroyAll(): void {
     for (const s of this.accepted.keys()) s.destroy();
     this.accepted.clear();
+    this.waitingCount = 0;
   }
 
   /** For /config_dump. */

@@ -44,10 +44,12 @@ export class ZtunnelNode {
     return this.proc;
   }
 
+  /** The sum of a metric's series whose labels include `labels` (all of them when empty). */
   async metric(name: string, labels = ''): Promise<number> {
     const text = await (await fetch(`http://${this.address}:15020/metrics`)).text();
-    const line = text.split('\n').find((l) => l.startsWith(labels ? `${name}{` : `${name} `) && l.includes(labels));
-    return line ? Number(line.slice(line.lastIndexOf(' ') + 1)) : 0;
+    return text.split('\n')
+      .filter((l) => (l.startsWith(`${name}{`) || l.startsWith(`${name} `)) && l.includes(labels))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(' ') + 1)), 0);
   }
 
   async configDump(): Promise<any> {

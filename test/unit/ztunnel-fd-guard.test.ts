@@ -55,8 +55,8 @@ describe('file descriptor limits', () => {
     assert.ok(now === undefined || now > 0);
   });
 
-  it('keeps 5% of the limit in reserve, between 16 and 256 descriptors', () => {
-    assert.equal(fdReserve(200), 16);
+  it('keeps 5% of the limit in reserve, between 32 and 256 descriptors', () => {
+    assert.equal(fdReserve(200), 32);
     assert.equal(fdReserve(1_500), 75);
     assert.equal(fdReserve(1_048_576), 256);
   });
@@ -83,10 +83,10 @@ describe('the fd guard', () => {
     let counted = 0;
     const guard = new FdGuard({ limits: { soft: 300, hard: 300, source: 'setrlimit' }, metrics, log, counted: () => counted, countOpen: () => counted + 40, summaryIntervalMs: 60_000 });
     try {
-      assert.equal(guard.reserve, 16);
-      counted = 244; // 40 uncounted + 244 = 284 = 300 - 16
+      assert.equal(guard.reserve, 32);
+      counted = 228; // 40 uncounted + 228 = 268 = 300 - 32
       assert.equal(guard.admit(), true);
-      counted = 245;
+      counted = 229;
       assert.equal(guard.admit(), false);
       assert.equal(guard.admit(), false);
       const text = await metrics.registry.metrics();
