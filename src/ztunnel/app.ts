@@ -246,9 +246,9 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
       body: { ready: false, ...(draining ? { draining: true } : {}), config: [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].filter((t) => !synced.has(t)).map((t) => `waiting for ${t}`), certificates: identities.allReady() ? 'ok' : 'waiting for workload certificates' },
     }),
   }, child({ part: 'ready' }));
-  const adminAddr = await admin.listen(cfg.listenAddress, cfg.ports.admin);
-  await metricsServer.listen(cfg.listenAddress, cfg.ports.metrics);
-  await readyServer.listen(cfg.listenAddress, cfg.ports.ready);
+  const adminAddr = await admin.listen(cfg.listenAddress, cfg.ports.admin, backlog);
+  await metricsServer.listen(cfg.listenAddress, cfg.ports.metrics, backlog);
+  await readyServer.listen(cfg.listenAddress, cfg.ports.ready, backlog);
 
   /** Closes everything; resolves `stopped` only after `last` (the drain's closing line) has run. */
   const close = async (last?: () => void) => {
@@ -292,6 +292,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   };
 
   fd.sample(); // everything the ztunnel opens at start is open now
-  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark }, 'ztunnel listening');
+  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped, drain: quit, close: () => quitting ?? (quitting = close()) };
 }
