@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { setFlagsFromString } from 'node:v8';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { parseConfig } from '../ztunnel/config.js';
+import { LOG_BUFFER_BYTES, parseConfig } from '../ztunnel/config.js';
 import { onShutdown } from './shutdown.js';
 
 export function ztunnelCommand(): Command {
@@ -28,7 +28,8 @@ export function ztunnelCommand(): Command {
     .action(async (flags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseConfig(process.env, flags);
-      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName } });
+      // Asynchronous: a slow reader of standard output must not stall the data path (see LOG_BUFFER_BYTES).
+      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName }, asyncBufferBytes: LOG_BUFFER_BYTES });
       // A process-wide V8 setting, so it belongs to the process (not to startZtunnel, which tests also run in-process).
       if (config.gc === 'atomic') setFlagsFromString('--no-incremental-marking');
       // Loaded on use: each command pulls in only its own component.

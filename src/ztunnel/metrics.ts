@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { droppedLogLines } from '../common/log.js';
 import type { ServiceResource, WorkloadResource } from '../common/xds/resources.js';
 
 /** Istio's TCP metric labels, so existing dashboards work unchanged. */
@@ -68,6 +69,7 @@ export class ZtunnelMetrics {
   readonly endpointsEjected: Gauge;
   readonly endpointRetries: Counter;
   readonly fdExhausted: Counter<'op' | 'reason'>;
+  readonly logDropped: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -91,6 +93,17 @@ export class ZtunnelMetrics {
       name: 'strait_ztunnel_fd_exhausted_total',
       help: 'Connections lost to file-descriptor exhaustion: op="accept" (dropped on arrival) or "connect" (could not open the upstream); reason="emfile"/"enfile" (the kernel refused a descriptor) or "reserve" (shed to keep the last descriptors for connections already accepted).',
       labelNames: ['op', 'reason'], registers,
+    });
+    let droppedSeen = 0;
+    this.logDropped = new Counter({
+      name: 'strait_ztunnel_log_lines_dropped_total',
+      help: 'Log lines dropped because standard output was not read fast enough and the 4 MiB log buffer was full.',
+      registers,
+      collect() {
+        const now = droppedLogLines();
+        if (now > droppedSeen) this.inc(now - droppedSeen);
+        droppedSeen = now;
+      },
     });
   }
 }
