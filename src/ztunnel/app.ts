@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
 import tls from 'node:tls';
 import { AdminServer } from '../common/admin.js';
-import { StraitError, errorMessage } from '../common/errors.js';
+import { errorMessage } from '../common/errors.js';
 import { HbonePool, HboneServer } from '../common/hbone/index.js';
 import type { Logger, LogLevel } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
