@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { setFlagsFromString } from 'node:v8';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { parseConfig } from '../ztunnel/config.js';
+import { LOG_BUFFER_BYTES, parseConfig } from '../ztunnel/config.js';
 import { onShutdown } from './shutdown.js';
 
 export function ztunnelCommand(): Command {
@@ -13,24 +13,30 @@ export function ztunnelCommand(): Command {
     .option('--root-cert <file>', 'mesh root certificate (the controller\'s <data-dir>/root-cert.pem)  [env STRAIT_ROOT_CERT]')
     .option('--listen-address <ip>', 'the node address every listener binds, default 127.0.0.1  [env STRAIT_LISTEN_ADDRESS]')
     .option('--local-pod-listeners', 'local mesh: also answer HBONE on each local pod\'s address:15008  [env STRAIT_LOCAL_POD_LISTENERS=true]')
-    .option('--drain <duration>', 'on /quitquitquit, let connections finish for this long (default 5s)  [env STRAIT_DRAIN_DURATION]')
+    .option('--drain <duration>', 'on SIGTERM, SIGINT or /quitquitquit: stop accepting, let connections finish for this long, then close the rest and exit 0 (default 5s; keep it below the pod\'s terminationGracePeriodSeconds)  [env STRAIT_DRAIN_DURATION]')
     .option('--pool-idle <duration>', 'close pooled HBONE connections idle this long (default 30s)  [env STRAIT_POOL_IDLE]')
     .option('--pool-max-streams <n>', 'streams per pooled HBONE connection (default 100)  [env STRAIT_POOL_MAX_STREAMS]')
     .option('--cert-ttl <duration>', 'workload certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
     .option('--connect-timeout <duration>', 'TCP/HBONE connect timeout (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
     .option('--capture-mark <n>', 'under iptables capture: fwmark for the ztunnel\'s own connections to pods, which the rules skip (scripts/iptables default 0x539)  [env STRAIT_CAPTURE_MARK]')
+    .option('--endpoint-attempts <n>', 'service endpoints tried for one connection before the client is refused (default 3; 1 = no retry)  [env STRAIT_ENDPOINT_ATTEMPTS]')
+    .option('--ejection-base <duration>', 'an endpoint that fails to connect is left out of the pick this long, doubling on each further ejection (default 5s)  [env STRAIT_EJECTION_BASE]')
+    .option('--ejection-max <duration>', 'the longest ejection (default 2m)  [env STRAIT_EJECTION_MAX]')
+    .option('--listen-backlog <n>', 'listen() backlog of every listener (default: net.core.somaxconn, the most the kernel grants)  [env STRAIT_LISTEN_BACKLOG]')
     .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .action(async (flags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseConfig(process.env, flags);
-      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName } });
+      // Asynchronous: a slow reader of standard output must not stall the data path (see LOG_BUFFER_BYTES).
+      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName }, asyncBufferBytes: LOG_BUFFER_BYTES });
       // A process-wide V8 setting, so it belongs to the process (not to startZtunnel, which tests also run in-process).
       if (config.gc === 'atomic') setFlagsFromString('--no-incremental-marking');
       // Loaded on use: each command pulls in only its own component.
       const { startZtunnel } = await import('../ztunnel/app.js');
       const running = await startZtunnel(config, log);
-      onShutdown(log, () => running.close());
+      // Kubernetes stops a pod with SIGTERM: drain as /quitquitquit does. A second signal stops at once.
+      onShutdown(log, () => running.drain());
       await running.stopped;
       process.exit(0);
     });

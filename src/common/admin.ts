@@ -15,12 +15,23 @@ export class AdminServer {
   private server: Server | undefined;
   constructor(private readonly routes: Record<string, AdminRoute>, private readonly log: Logger) {}
 
-  async listen(host: string, port: number): Promise<{ host: string; port: number }> {
+  /** `backlog`: listen() backlog (default Node's 511). */
+  async listen(host: string, port: number, backlog?: number): Promise<{ host: string; port: number }> {
     const server = createServer((req, res) => void this.handle(req, res));
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => resolve());
+      server.listen({ port, host, ...(backlog ? { backlog } : {}) }, () => {
+        server.removeListener('error', reject);
+        resolve();
+      });
+    });
+    // An accept error (EMFILE) must not end the process: say it, at most once per 10 s, and keep listening.
+    let lastLog = 0;
+    server.on('error', (err) => {
+      if (Date.now() - lastLog < 10_000) return;
+      lastLog = Date.now();
+      this.log.warn({ err: errorMessage(err), address: `${host}:${port}` }, 'admin listener: accepting a connection failed; still listening');
     });
     const addr = server.address();
     if (!addr || typeof addr === 'string') throw new Error('BUG: admin server has no address');

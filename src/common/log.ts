@@ -15,6 +15,19 @@ export interface RootLoggerOptions {
   base?: Record<string, unknown>;
   /** Write to this file descriptor or path instead of stdout. */
   destination?: number | string;
+  /**
+   * Write asynchronously through a buffer of at most this many bytes instead of synchronously. A synchronous write
+   * to a pipe whose reader falls behind blocks the whole process (a proxy stops accepting); past the buffer, lines
+   * are dropped and counted (droppedLogLines()). Flushed synchronously when the process exits. JSON format only.
+   */
+  asyncBufferBytes?: number;
+}
+
+let dropped = 0;
+
+/** Log lines dropped because the asynchronous buffer was full (see RootLoggerOptions.asyncBufferBytes). */
+export function droppedLogLines(): number {
+  return dropped;
 }
 
 /**
@@ -37,7 +50,10 @@ export function createRootLogger(opts: RootLoggerOptions): Logger {
       },
     });
   }
-  const dest = pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
+  const dest = opts.asyncBufferBytes
+    ? pino.destination({ dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes })
+    : pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
+  dest.on('drop', () => dropped++);
   return pino(options, dest);
 }
 

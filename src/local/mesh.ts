@@ -2,7 +2,8 @@
  * The local mesh (`strait up`): the controller, one ztunnel per node and the demo apps, each as its own
  * process on loopback addresses, as they would run in a cluster (DESIGN §7).
  * Invariants: every child this class starts is in `children` until it has exited; stop() ends them all
- * (SIGTERM, then SIGKILL after a grace period) and removes the state file and a temporary data directory.
+ * (SIGTERM, then SIGKILL after a grace period: a ztunnel's exceeds its drain period) and removes the state file and
+ * a temporary data directory.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,12 +16,18 @@ import type { Logger } from '../common/log.js';
 import { loadManifestPath } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
 import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode } from './plan.js';
-import { ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
+import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
 
 export const STRAIT_BIN = new URL('../cli/strait.js', import.meta.url).pathname;
 export const DEFAULT_CONTROLLER_ADDRESS = '127.0.99.1';
 const PORTS = { xds: 15012, controllerAdmin: 15014, socks5: 15080, admin: 15000, metrics: 15020, ready: 15021 };
 const STOP_GRACE_MS = 5_000;
+/**
+ * A ztunnel drains on SIGTERM (stops accepting, lets connections finish for its --drain, then exits 0), so it gets
+ * that long plus STOP_GRACE_MS before SIGKILL: the same rule as terminationGracePeriodSeconds in a DaemonSet.
+ */
+const ZTUNNEL_DRAIN_MS = DEFAULT_DRAIN_MS;
+const ZTUNNEL_STOP_GRACE_MS = ZTUNNEL_DRAIN_MS + STOP_GRACE_MS;
 const READY_TIMEOUT_MS = 30_000;
 
 export interface LocalMeshOptions {
@@ -156,7 +163,7 @@ export class LocalMesh {
     const c = this.children.get(name);
     if (!c) return;
     c.proc.kill('SIGTERM');
-    const t = setTimeout(() => c.proc.kill('SIGKILL'), STOP_GRACE_MS);
+    const t = setTimeout(() => c.proc.kill('SIGKILL'), name.startsWith('ztunnel/') ? ZTUNNEL_STOP_GRACE_MS : STOP_GRACE_MS);
     await c.exited;
     clearTimeout(t);
   }
@@ -171,7 +178,7 @@ export class LocalMesh {
   private async startZtunnel(n: PlannedNode): Promise<void> {
     const child = this.spawnChild(`ztunnel/${n.name}`, ['ztunnel', '--node', n.name, '--xds-address', `${this.controllerAddress}:${PORTS.xds}`,
       '--token-file', join(this.dataDir, 'tokens', `node-${n.name}.token`), '--root-cert', this.rootCertFile,
-      '--listen-address', n.address, '--local-pod-listeners'], {}, ZTUNNEL_NODE_OPTIONS);
+      '--listen-address', n.address, '--local-pod-listeners', '--drain', `${ZTUNNEL_DRAIN_MS}ms`], {}, ZTUNNEL_NODE_OPTIONS);
     await this.waitHttp(child, `http://${n.address}:${PORTS.ready}/healthz/ready`, `ztunnel on ${n.name}`);
     this.log.info({ node: n.name, address: n.address, socks5: `${n.address}:${PORTS.socks5}` }, 'ztunnel ready');
   }

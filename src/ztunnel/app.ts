@@ -5,7 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
 import tls from 'node:tls';
 import { AdminServer } from '../common/admin.js';
-import { StraitError, errorMessage } from '../common/errors.js';
+import { errorMessage } from '../common/errors.js';
 import { HbonePool, HboneServer } from '../common/hbone/index.js';
 import type { Logger, LogLevel } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
@@ -13,15 +13,19 @@ import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/r
 import { CaClient } from '../identity/ca-client.js';
 import { X509Certificate } from 'node:crypto';
 import { acceptSocks5, SOCKS5_REPLY } from './proxy/socks5.js';
-import { connectMarked, originalDestination } from './capture/original-dst.js';
+import { connectMarked, originalDestination, raiseNofileLimit } from './capture/original-dst.js';
 import type { ZtunnelConfig } from './config.js';
 import { ZtunnelIdentities } from './identities.js';
+import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
+import { Listeners, kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
 import { ConnectionTracker } from './proxy/connections.js';
+import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
+import { Ejector } from './proxy/ejector.js';
 import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
 import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
-import { ZtunnelState } from './state/state.js';
+import { ZtunnelState, normalizeIp } from './state/state.js';
 import { startZtunnelXds } from './xds-client.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
@@ -29,8 +33,14 @@ export const CONTROLLER_TLS_NAME = 'strait-controller';
 
 export interface RunningZtunnel {
   state: ZtunnelState;
-  /** Resolves when the ztunnel has stopped (after close() or /quitquitquit). */
+  /** Resolves when the ztunnel has stopped (after close(), drain() or /quitquitquit). */
   stopped: Promise<void>;
+  /**
+   * What SIGTERM and /quitquitquit do: stop accepting, let live connections finish for `drainMs`, then close the
+   * rest and stop. Resolves when stopped.
+   */
+  drain(): Promise<void>;
+  /** Stops at once, closing every connection. */
   close(): Promise<void>;
 }
 
@@ -42,6 +52,9 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     loggers.push(l);
     return l;
   };
+  // First, so that everything after runs under it: the soft fd limit raised to the hard one.
+  const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
+  if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
   const metrics = new ZtunnelMetrics();
   const state = new ZtunnelState();
   const tracker = new ConnectionTracker(child({ access: true }), metrics);
@@ -65,15 +78,35 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // Under capture the ztunnel's own sockets to pods carry the mark the iptables rules skip; otherwise they would be
   // redirected straight back to the ztunnel.
   const mark = cfg.captureMark;
-  const connector: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
+  const dial: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
+  // Every socket the ztunnel opens to a pod (or outside the mesh) is counted until it closes, for the fd guard.
+  const upstreams = new Set<net.Socket>();
+  let dialing = 0;
+  const connector: TargetConnector = async (host, port, timeoutMs, signal) => {
+    dialing++;
+    try {
+      const s = await dial(host, port, timeoutMs, signal);
+      upstreams.add(s);
+      s.once('close', () => upstreams.delete(s));
+      return s;
+    } catch (err) {
+      fd.observe('connect', err);
+      throw err;
+    } finally {
+      dialing--;
+    }
+  };
   const pool = new HbonePool({
     rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs,
     logger: child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
   });
   const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: connector, connectTimeoutMs: cfg.connectTimeoutMs });
+  const ejector = new Ejector({ baseMs: cfg.ejectionBaseMs, maxMs: cfg.ejectionMaxMs, maxEntries: DEFAULT_EJECTION_MAX_ENTRIES }, metrics, child({ part: 'endpoints' }));
   const outbound = new OutboundHandler({
     state, node: cfg.nodeName, tracker, identities, pool, connect: connector, connectTimeoutMs: cfg.connectTimeoutMs,
-    pick: roundRobin(), localAddress: cfg.listenAddress, log: child({ part: 'outbound' }),
+    pick: roundRobin(), endpoints: ejector, maxAttempts: cfg.endpointAttempts,
+    onFdExhausted: (op, err) => fd.observe(op, err),
+    localAddress: cfg.listenAddress, log: child({ part: 'outbound' }),
   });
 
   const hbone = new HboneServer({
@@ -91,20 +124,18 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   });
 
   // ---- listeners ----
-  const servers: net.Server[] = [];
-  const listen = async (port: number, what: string, onSocket: (s: net.Socket) => void, host = cfg.listenAddress) => {
-    const server = net.createServer({ pauseOnConnect: false, noDelay: true }, (s) => {
-      s.on('error', () => undefined);
-      onSocket(s);
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => resolve());
-    }).catch((err) => {
-      throw new StraitError('STRAIT_ERR_LISTEN', `${what} cannot listen on ${host}:${port}: ${errorMessage(err)} (is another ztunnel running on this address?)`, { cause: err });
-    });
-    servers.push(server);
-  };
+  const backlog = cfg.listenBacklog ?? kernelListenBacklog();
+  const listeners = new Listeners({ backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: child({ part: 'listeners' }) });
+  // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
+  // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
+  const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
+    + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
+  const fd = new FdGuard({
+    limits: fdLimits, metrics, log: child({ part: 'fd' }),
+    counted: () => listeners.open + dialing + upstreams.size + pool.stats().connections,
+    expected: () => Math.max(0, settingUp() - dialing),
+  });
+  const listen = (port: number, what: string, onSocket: (s: net.Socket) => void) => listeners.listen(cfg.listenAddress, port, what, onSocket);
   const captured = (s: net.Socket, what: string) => {
     try {
       return originalDestination(s);
@@ -134,10 +165,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     const orig = captured(s, 'inbound-plaintext');
     if (orig) void inbound.handlePlaintext(s, orig);
   });
-  await listen(cfg.ports.hbone, 'HBONE (node)', (s) => {
+  await listeners.listen(cfg.listenAddress, cfg.ports.hbone, 'HBONE (node)', (s) => {
     const orig = captured(s, 'hbone');
     if (orig) hbone.handleSocket(s, orig.host, orig.port);
-  });
+  }, { hbone: true });
 
   // Local mesh: one HBONE listener per local pod address, presenting that pod's certificate.
   const podListeners = new Set<string>();
@@ -148,7 +179,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
       if (podListeners.has(addr)) continue;
       podListeners.add(addr);
       try {
-        await hbone.listen(addr, cfg.ports.hbone);
+        await listeners.listen(addr, cfg.ports.hbone, 'HBONE (pod)', (s) => hbone.handleSocket(s, normalizeIp(s.localAddress ?? addr), s.localPort ?? cfg.ports.hbone), { hbone: true });
         log.info({ address: `${addr}:${cfg.ports.hbone}` }, 'HBONE listener for local pod');
       } catch (err) {
         podListeners.delete(addr);
@@ -158,14 +189,15 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     for (const addr of [...podListeners]) {
       if (want.has(addr)) continue;
       podListeners.delete(addr);
-      await hbone.closeListener(addr, cfg.ports.hbone).catch(() => undefined);
+      listeners.close(addr, cfg.ports.hbone);
     }
   };
   let podSync = Promise.resolve();
   state.on('workloads', () => { podSync = podSync.then(syncPodListeners); });
 
   // ---- admin, metrics, readiness ----
-  const isReady = () => [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].every((t) => synced.has(t)) && identities.allReady();
+  let draining = false;
+  const isReady = () => !draining && [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].every((t) => synced.has(t)) && identities.allReady();
   let quitting: Promise<void> | undefined;
   let resolveStopped!: () => void;
   const stopped = new Promise<void>((r) => (resolveStopped = r));
@@ -184,6 +216,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
           return { identity: c.identity.toString(), notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(), serial: leaf.serialNumber, issuer: leaf.issuer, chainLength: c.certChainPem.length };
         }),
         connections: { live: tracker.live.size },
+        listeners: listeners.list(),
+        fileDescriptors: fd.snapshot(),
+        ejectedEndpoints: ejector.health.snapshot().map((e) => ({ endpoint: e.endpoint, until: new Date(e.until).toISOString(), ejections: e.ejections })),
+        drainMs: cfg.drainMs,
       },
     }),
     '/connections': async () => ({ status: 200, body: { node: cfg.nodeName, connections: tracker.snapshot() } }),
@@ -211,39 +247,55 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   const readyServer = new AdminServer({
     '/healthz/ready': async () => (isReady() ? { status: 200, body: 'ready\n', contentType: 'text/plain' } : {
       status: 503,
-      body: { ready: false, config: [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].filter((t) => !synced.has(t)).map((t) => `waiting for ${t}`), certificates: identities.allReady() ? 'ok' : 'waiting for workload certificates' },
+      body: { ready: false, ...(draining ? { draining: true } : {}), config: [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].filter((t) => !synced.has(t)).map((t) => `waiting for ${t}`), certificates: identities.allReady() ? 'ok' : 'waiting for workload certificates' },
     }),
   }, child({ part: 'ready' }));
-  const adminAddr = await admin.listen(cfg.listenAddress, cfg.ports.admin);
-  await metricsServer.listen(cfg.listenAddress, cfg.ports.metrics);
-  await readyServer.listen(cfg.listenAddress, cfg.ports.ready);
+  const adminAddr = await admin.listen(cfg.listenAddress, cfg.ports.admin, backlog);
+  await metricsServer.listen(cfg.listenAddress, cfg.ports.metrics, backlog);
+  await readyServer.listen(cfg.listenAddress, cfg.ports.ready, backlog);
 
-  const close = async () => {
+  /** Closes everything; resolves `stopped` only after `last` (the drain's closing line) has run. */
+  const close = async (last?: () => void) => {
     xds.close();
-    for (const s of servers) s.close();
+    listeners.stopAccepting();
     for (const c of tracker.live.values()) c.close('ztunnel shutting down');
+    listeners.destroyAll();
     await hbone.close();
     pool.close();
+    ejector.close();
+    fd.close();
     identities.close();
     ca.close();
     await Promise.all([admin.close(), metricsServer.close(), readyServer.close()]);
+    last?.();
     resolveStopped();
   };
 
-  /** Drain: stop accepting, let connections finish for drainMs, then close the rest and stop. */
+  /**
+   * Drain (SIGTERM, SIGINT, /quitquitquit): stop accepting (the kernel refuses new connections), let connections
+   * finish for drainMs, then close the rest and stop. Connections still being set up (a SOCKS5 handshake, an HBONE
+   * CONNECT awaiting its answer) count as live.
+   */
   const quit = () => {
     quitting ??= (async () => {
-      log.info({ drainMs: cfg.drainMs, live: tracker.live.size }, 'draining');
-      for (const s of servers) s.close();
+      draining = true;
+      const startedAt = Date.now();
+      const finishedBefore = tracker.finishedCount;
+      const live = () => tracker.live.size + listeners.waiting + hbone.activeStreams();
+      log.info({ drain_ms: cfg.drainMs, connections: tracker.live.size, accepting: listeners.waiting, hbone_streams: hbone.activeStreams() }, 'drain started: no longer accepting; live connections may finish');
+      listeners.stopAccepting();
       hbone.drain();
-      const until = Date.now() + cfg.drainMs;
-      while (tracker.live.size > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      if (tracker.live.size > 0) log.warn({ live: tracker.live.size }, 'drain period over; closing the remaining connections');
-      await close();
+      const until = startedAt + cfg.drainMs;
+      while (live() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      const remaining = tracker.live.size;
+      const completed = tracker.finishedCount - finishedBefore;
+      if (live() > 0) log.warn({ remaining, drain_ms: cfg.drainMs }, 'drain period over; closing the remaining connections');
+      await close(() => log.info({ completed, closed: remaining, duration_ms: Date.now() - startedAt }, 'drain finished; stopped'));
     })();
     return quitting;
   };
 
-  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark }, 'ztunnel listening');
-  return { state, stopped, close: () => quitting ?? (quitting = close()) };
+  fd.sample(); // everything the ztunnel opens at start is open now
+  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  return { state, stopped, drain: quit, close: () => quitting ?? (quitting = close()) };
 }

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { droppedLogLines } from '../common/log.js';
 import type { ServiceResource, WorkloadResource } from '../common/xds/resources.js';
 
 /** Istio's TCP metric labels, so existing dashboards work unchanged. */
@@ -64,6 +65,12 @@ export class ZtunnelMetrics {
   readonly xdsConnected: Gauge;
   readonly denied: Counter<'reason'>;
   readonly hboneGoaway: Counter<'reason' | 'side'>;
+  readonly endpointEjections: Counter;
+  readonly endpointReadmissions: Counter;
+  readonly endpointsEjected: Gauge;
+  readonly endpointRetries: Counter;
+  readonly fdExhausted: Counter<'op' | 'reason'>;
+  readonly logDropped: Counter;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -83,6 +90,26 @@ export class ZtunnelMetrics {
       name: 'strait_hbone_goaway_total',
       help: 'GOAWAY frames sent on HBONE connections, by reason (a budget the peer went past, a protocol error, idle, drain) and side (server: inbound 15008, client: outbound pool).',
       labelNames: ['reason', 'side'], registers,
+    });
+    this.endpointEjections = new Counter({ name: 'strait_ztunnel_endpoint_ejections_total', help: 'Service endpoints taken out of the pick after a failed connect (passive ejection).', registers });
+    this.endpointReadmissions = new Counter({ name: 'strait_ztunnel_endpoint_readmissions_total', help: 'Ejected service endpoints put back in the pick.', registers });
+    this.endpointsEjected = new Gauge({ name: 'strait_ztunnel_endpoints_ejected', help: 'Service endpoints out of the pick now.', registers });
+    this.endpointRetries = new Counter({ name: 'strait_ztunnel_endpoint_retries_total', help: 'Outbound connections that tried another endpoint after the first one could not be reached.', registers });
+    this.fdExhausted = new Counter({
+      name: 'strait_ztunnel_fd_exhausted_total',
+      help: 'Connections lost to file-descriptor exhaustion: op="accept" (dropped on arrival) or "connect" (could not open the upstream); reason="emfile"/"enfile" (the kernel refused a descriptor) or "reserve" (shed to keep the last descriptors for connections already accepted).',
+      labelNames: ['op', 'reason'], registers,
+    });
+    let droppedSeen = 0;
+    this.logDropped = new Counter({
+      name: 'strait_ztunnel_log_lines_dropped_total',
+      help: 'Log lines dropped because standard output was not read fast enough and the 4 MiB log buffer was full.',
+      registers,
+      collect() {
+        const now = droppedLogLines();
+        if (now > droppedSeen) this.inc(now - droppedSeen);
+        droppedSeen = now;
+      },
     });
   }
 }

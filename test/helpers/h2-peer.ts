@@ -257,6 +257,22 @@ export class H2Peer {
     this.socket.write(bytes);
   }
 
+  /** Writes raw bytes as a well-behaved writer would: resolves once the socket takes more, or is gone. */
+  async sendRawPaced(bytes: Buffer): Promise<void> {
+    if (this.socket.destroyed || this.socket.writableEnded) return;
+    if (this.socket.write(bytes)) return;
+    const s = this.socket;
+    await new Promise<void>((resolve) => {
+      const done = (): void => {
+        s.off('drain', done);
+        s.off('close', done);
+        resolve();
+      };
+      s.on('drain', done);
+      s.on('close', done);
+    });
+  }
+
   /** Writes one frame; its payload goes out as given. */
   send(type: number, flags: number, streamId: number, payload?: Buffer): void {
     this.sendRaw(frame(type, flags, streamId, payload));

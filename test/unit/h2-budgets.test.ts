@@ -112,8 +112,8 @@ describe('HTTP/2 budgets: a peer that does not read', () => {
     const { peer, goaways, conn } = await serve({ maxUselessFramesPerWindow: 2 ** 31 - 1, maxQueuedControlFrames: 1000 });
     peer.pauseReading();
     const batch = repeat(frame(FrameType.PING, 0, 0, Buffer.alloc(8)), 10_000);
-    for (let i = 0; i < 100 && !conn.destroyed; i++) {
-      if (!peer.socket.write(batch)) await once(peer.socket, 'drain');
+    for (let i = 0; i < 100 && !conn.destroyed && !peer.closed; i++) {
+      await peer.sendRawPaced(batch);
     }
     await new Promise((r) => setTimeout(r, 100));
     assert.equal(goaways[0]?.reason, 'control_queue');

@@ -33,4 +33,24 @@ describe('ztunnel configuration', () => {
     });
     assert.throws(() => parseConfig({ STRAIT_GC: 'off' }, { node: 'node-a', token: 't', rootCert: root }), { message: /--gc: "off" is not one of/ });
   });
+
+  it('defaults: backlog as the kernel allows, 3 endpoint attempts, ejection 5s doubling up to 2m; flags win over the environment', () => {
+    const base = { node: 'node-a', token: 't', rootCert: root };
+    const c = parseConfig({}, base);
+    assert.equal(c.listenBacklog, undefined, 'undefined = net.core.somaxconn');
+    assert.equal(c.endpointAttempts, 3);
+    assert.equal(c.ejectionBaseMs, 5_000);
+    assert.equal(c.ejectionMaxMs, 120_000);
+    const e = parseConfig({ STRAIT_LISTEN_BACKLOG: '2048', STRAIT_ENDPOINT_ATTEMPTS: '1', STRAIT_EJECTION_BASE: '1s', STRAIT_EJECTION_MAX: '10s' }, base);
+    assert.deepEqual([e.listenBacklog, e.endpointAttempts, e.ejectionBaseMs, e.ejectionMaxMs], [2048, 1, 1_000, 10_000]);
+    assert.equal(parseConfig({ STRAIT_LISTEN_BACKLOG: '2048' }, { ...base, listenBacklog: '64' }).listenBacklog, 64);
+  });
+
+  it('rejects a backlog, attempt count or ejection period out of range, saying which', () => {
+    const base = { node: 'node-a', token: 't', rootCert: root };
+    assert.throws(() => parseConfig({}, { ...base, listenBacklog: '0' }), { code: 'STRAIT_ERR_CONFIG', message: '--listen-backlog: "0" must be a whole number from 1 to 65535' });
+    assert.throws(() => parseConfig({}, { ...base, endpointAttempts: '11' }), { message: '--endpoint-attempts: "11" must be a whole number from 1 to 10' });
+    assert.throws(() => parseConfig({}, { ...base, ejectionBase: '0' }), { message: /--ejection-base: must be longer than 0/ });
+    assert.throws(() => parseConfig({}, { ...base, ejectionBase: '1m', ejectionMax: '10s' }), { message: '--ejection-max (10000 ms) must be at least --ejection-base (60000 ms)' });
+  });
 });

@@ -13,6 +13,7 @@ import { StraitError, bug, errorMessage } from '../../common/errors.js';
  * - `setMark` / `connectMarked`: the fwmark that the capture rules skip, so the ztunnel's own connections are not
  *   captured again. The NAT decision is made on a connection's first packet, so an outgoing connection must be
  *   marked before it connects: use `connectMarked`; `setMark` marks a socket that already has a file descriptor.
+ * - `raiseNofileLimit`: RLIMIT_NOFILE's soft limit raised to the hard one (Node has no setrlimit).
  * The addon is loaded lazily: a process that never captures (the local mesh) runs without it.
  */
 
@@ -38,6 +39,7 @@ interface Addon {
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
   markedSocket(family: 4 | 6, mark: number): number;
+  raiseNofile(): { before: number; soft: number; hard: number };
 }
 
 /** The libuv TCP handle behind a net.Socket (Node internals: `fd` is -1 until the socket is opened). */
@@ -232,4 +234,26 @@ export function connectMarked(options: MarkedConnectOptions, mark: number): Sock
     throw err;
   }
   return socket;
+}
+
+/** RLIMIT_NOFILE values; -1 = unlimited. */
+export interface NofileLimit {
+  /** The soft limit found (before raising it). */
+  before: number;
+  soft: number;
+  hard: number;
+}
+
+/**
+ * Raises this process's soft RLIMIT_NOFILE to its hard limit and returns both; `{ error }` when the addon is not
+ * there (the caller decides whether that matters: it does not in the local mesh).
+ */
+export function raiseNofileLimit(): NofileLimit | { error: string } {
+  const l = load();
+  if ('error' in l) return { error: l.error };
+  try {
+    return l.addon.raiseNofile();
+  } catch (err) {
+    return { error: `cannot raise the file descriptor limit (${errnoName((err as NativeError).errno)}): ${errorMessage(err)}` };
+  }
 }

@@ -39,12 +39,16 @@ export interface TrackedConnection {
 export class ConnectionTracker {
   private nextId = 1;
   readonly live = new Map<number, TrackedConnection>();
+  /** Connections finished since start (the drain reports how many finished during it). */
+  finishedCount = 0;
+  private readonly liveBy: Record<Direction, number> = { inbound: 0, outbound: 0, 'inbound-plaintext': 0 };
 
   constructor(private readonly access: Logger, private readonly metrics: ZtunnelMetrics) {}
 
   open(c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv'>): TrackedConnection {
     const conn: TrackedConnection = { ...c, id: this.nextId++, startedAt: Date.now(), bytesSent: 0, bytesRecv: 0 };
     this.live.set(conn.id, conn);
+    this.liveBy[conn.direction]++;
     this.metrics.opened.inc(this.labels(conn));
     this.metrics.activeConnections.inc({ direction: conn.direction });
     return conn;
@@ -52,6 +56,8 @@ export class ConnectionTracker {
 
   finish(conn: TrackedConnection, error?: string): void {
     if (!this.live.delete(conn.id)) return;
+    this.finishedCount++;
+    this.liveBy[conn.direction]--;
     const labels = this.labels(conn);
     this.metrics.closed.inc(labels);
     if (conn.bytesSent) this.metrics.sent.inc(labels, conn.bytesSent);
@@ -106,6 +112,11 @@ export class ConnectionTracker {
       'dst.addr': c.dstAddress, 'dst.service': c.dstService?.hostname, 'dst.workload': c.dst?.name, 'dst.namespace': c.dst?.namespace, 'dst.identity': c.dstIdentity,
       direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, error: reason,
     }, 'connection refused');
+  }
+
+  /** Live connections in one direction (O(1), for the fd guard on every accept). */
+  liveCount(direction: Direction): number {
+    return this.liveBy[direction];
   }
 
   /** Live connections for the admin API (no secrets). */

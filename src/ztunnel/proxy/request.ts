@@ -29,6 +29,15 @@ export interface Passthrough {
   actualDestination: { host: string; port: number };
   dstService?: ServiceResource;
   dstWorkload?: WorkloadResource;
+  endpoint?: PickedEndpoint;
+}
+
+/** Set when the destination was picked among a service's endpoints (so another one could be tried instead). */
+export interface PickedEndpoint {
+  /** Names the endpoint for passive ejection: "<workload uid>@<pod address>:<pod port>". */
+  key: string;
+  /** Other ready endpoints this connection has not tried yet. */
+  untried: number;
 }
 
 export interface HboneRequest {
@@ -45,12 +54,29 @@ export interface HboneRequest {
   dstService?: ServiceResource;
   dstWorkload?: WorkloadResource;
   waypoint?: WaypointRef;
+  endpoint?: PickedEndpoint;
 }
 
 export type OutboundDecision = Refusal | Passthrough | HboneRequest;
 
 /** Chooses one endpoint index among `n` candidates for a service (round robin, random, ...). */
 export type EndpointPicker = (serviceKey: string, candidates: number) => number;
+
+/** How a service endpoint is chosen: the balancer, and which endpoints to avoid. */
+export interface EndpointChoice {
+  pick: EndpointPicker;
+  /**
+   * Endpoints out of the pick for now (passive ejection). Honoured while at least one untried candidate is not
+   * ejected; when every one is, the pick falls back to all of them (better a likely failure than a certain one).
+   */
+  ejected?: (endpointKey: string) => boolean;
+  /** Endpoints this connection already failed to reach: never picked again. */
+  tried?: ReadonlySet<string>;
+}
+
+export function endpointKey(workload: string, address: string, port: number): string {
+  return `${workload}@${hostPort(address, port)}`;
+}
 
 export function roundRobin(): EndpointPicker {
   const next = new Map<string, number>();
@@ -78,8 +104,8 @@ function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host
 }
 
 /** To a workload address directly (not through a service). */
-function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource): OutboundDecision {
-  const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}) };
+function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint): OutboundDecision {
+  const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}), ...(endpoint ? { endpoint } : {}) };
   if (w.protocol !== 'HBONE') return { kind: 'passthrough', source, actualDestination: { host: address, port }, ...dst };
   return {
     kind: 'hbone', source, originalDestination: { host: address, port },
@@ -97,7 +123,7 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
  * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
  * - anything else → plain TCP passthrough.
  */
-export function buildRequest(state: ZtunnelState, node: string, sourceAddress: string, target: OutboundTarget, pick: EndpointPicker): OutboundDecision {
+export function buildRequest(state: ZtunnelState, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
   const source = state.workloadByAddress(sourceAddress);
   if (!source || source.protocol !== 'HBONE') {
     return { kind: 'refuse', code: 'unknown-source', message: `no enrolled workload has address ${normalizeIp(sourceAddress)}; only pods in the mesh may send through the ztunnel (is the pod's namespace labelled istio.io/dataplane-mode=ambient?)` };
@@ -124,15 +150,22 @@ export function buildRequest(state: ZtunnelState, node: string, sourceAddress: s
       if (!vip) return { kind: 'refuse', code: 'waypoint-unready', message: `service ${svcKey} is bound to waypoint ${svc.waypoint.namespace}/${svc.waypoint.name} but has no VIP to address it by` };
       return viaWaypoint(source, svc.waypoint, { host: vip, port: target.port }, { dstService: svc });
     }
-    const candidates = svc.endpoints.filter((e) => e.healthy && e.ports[String(target.port)] !== undefined);
-    if (candidates.length === 0) {
+    const ready = svc.endpoints.filter((e) => e.healthy && e.ports[String(target.port)] !== undefined);
+    if (ready.length === 0) {
       return { kind: 'refuse', code: 'no-endpoint', message: `service ${svcKey} has no ready endpoint for port ${target.port}` };
     }
-    const ep = candidates[pick(svcKey, candidates.length)];
+    const keyed = ready.map((e) => ({ e, port: e.ports[String(target.port)]!, key: endpointKey(e.workload, e.address, e.ports[String(target.port)]!) }));
+    const untried = choice.tried?.size ? keyed.filter((c) => !choice.tried!.has(c.key)) : keyed;
+    if (untried.length === 0) {
+      return { kind: 'refuse', code: 'no-endpoint', message: `service ${svcKey}: none of its ${ready.length} ready endpoint(s) for port ${target.port} could be reached` };
+    }
+    const admitted = choice.ejected ? untried.filter((c) => !choice.ejected!(c.key)) : untried;
+    const from = admitted.length > 0 ? admitted : untried;
+    const { e: ep, port, key } = from[choice.pick(svcKey, from.length)]!;
+    const endpoint: PickedEndpoint = { key, untried: untried.length - 1 };
     const w = state.workloads.get(ep.workload);
-    const port = ep.ports[String(target.port)];
-    if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc };
-    return toWorkload(source, w, ep.address, port, svc);
+    if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc, endpoint };
+    return toWorkload(source, w, ep.address, port, svc, endpoint);
   }
   const w = state.workloadByAddress(ip!);
   if (!w) return { kind: 'passthrough', source, actualDestination: { host: ip!, port: target.port } };

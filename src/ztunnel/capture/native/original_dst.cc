@@ -1,10 +1,11 @@
-// The only native code in Strait (DESIGN §6a): the socket options Node does not expose.
+// The only native code in Strait (DESIGN §6a): the socket options Node does not expose, and the fd limit.
 //
 //   originalDst(fd)        -> { family: 4 | 6, host, port }  getsockopt(SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST)
 //   setMark(fd, mark)      -> undefined                      setsockopt(SOL_SOCKET, SO_MARK), needs CAP_NET_ADMIN
 //   getMark(fd)            -> number                         getsockopt(SOL_SOCKET, SO_MARK)
 //   markedSocket(family, mark) -> fd                         a fresh non-blocking TCP socket carrying `mark`,
 //                                                            for a connection whose very first packet must be marked
+//   raiseNofile()          -> { before, soft, hard }         RLIMIT_NOFILE: soft raised to hard (-1 = unlimited)
 //
 // Failures throw an Error with `errno` (positive errno number) and `syscall`; the TypeScript wrapper
 // (original-dst.ts) turns them into StraitError STRAIT_ERR_CAPTURE with a message that suggests the fix.
@@ -22,6 +23,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -190,12 +192,44 @@ napi_value MarkedSocket(napi_env env, napi_callback_info info) {
   return result;
 }
 
+napi_value RlimValue(napi_env env, rlim_t v) {
+  napi_value out;
+  if (napi_create_double(env, v == RLIM_INFINITY ? -1.0 : static_cast<double>(v), &out) != napi_ok) return nullptr;
+  return out;
+}
+
+// The fd limit the ztunnel runs under (Node has no setrlimit): raises the soft limit to the hard one.
+napi_value RaiseNofile(napi_env env, napi_callback_info) {
+  rlimit lim;
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return ThrowErrno(env, errno, "getrlimit(RLIMIT_NOFILE)");
+  const rlim_t before = lim.rlim_cur;
+  if (lim.rlim_cur != lim.rlim_max) {
+    rlimit raised = {lim.rlim_max, lim.rlim_max};
+    if (setrlimit(RLIMIT_NOFILE, &raised) != 0) return ThrowErrno(env, errno, "setrlimit(RLIMIT_NOFILE)");
+    lim = raised;
+  }
+  napi_value result, before_value, soft_value, hard_value;
+  CHECK(env, napi_create_object(env, &result));
+  before_value = RlimValue(env, before);
+  soft_value = RlimValue(env, lim.rlim_cur);
+  hard_value = RlimValue(env, lim.rlim_max);
+  if (!before_value || !soft_value || !hard_value) {
+    ThrowPendingOr(env, "BUG: napi_create_double failed");
+    return nullptr;
+  }
+  CHECK(env, napi_set_named_property(env, result, "before", before_value));
+  CHECK(env, napi_set_named_property(env, result, "soft", soft_value));
+  CHECK(env, napi_set_named_property(env, result, "hard", hard_value));
+  return result;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"originalDst", nullptr, OriginalDst, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setMark", nullptr, SetMark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getMark", nullptr, GetMark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"markedSocket", nullptr, MarkedSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"raiseNofile", nullptr, RaiseNofile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
   };
   CHECK(env, napi_define_properties(env, exports, sizeof props / sizeof props[0], props));
   return exports;
