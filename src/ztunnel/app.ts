@@ -120,6 +120,8 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     },
     onConnect: (req) => void inbound.handleHbone(req).catch((err) => log.error({ err: errorMessage(err) }, 'BUG: inbound handler failed')),
     logger: child({ part: 'hbone-server' }),
+    maxConcurrentStreams: cfg.hboneMaxStreams,
+    limits: { idleTimeoutMs: cfg.hboneIdleMs },
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
 

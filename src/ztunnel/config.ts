@@ -16,6 +16,8 @@ export const ENV_LOCAL_POD_LISTENERS = 'STRAIT_LOCAL_POD_LISTENERS';
 export const ENV_DRAIN = 'STRAIT_DRAIN_DURATION';
 export const ENV_POOL_IDLE = 'STRAIT_POOL_IDLE';
 export const ENV_POOL_MAX_STREAMS = 'STRAIT_POOL_MAX_STREAMS';
+export const ENV_HBONE_IDLE = 'STRAIT_HBONE_IDLE';
+export const ENV_HBONE_MAX_STREAMS = 'STRAIT_HBONE_MAX_STREAMS';
 export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
 export const ENV_CAPTURE_MARK = 'STRAIT_CAPTURE_MARK';
@@ -53,8 +55,13 @@ export const PORT_READY = 15021;
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15012';
 export const DEFAULT_LISTEN_ADDRESS = '127.0.0.1';
 export const DEFAULT_DRAIN_MS = 5_000;
-export const DEFAULT_POOL_IDLE_MS = 30_000;
+/** As Istio's ztunnel (POOL_UNUSED_RELEASE_TIMEOUT). */
+export const DEFAULT_POOL_IDLE_MS = 5 * 60_000;
 export const DEFAULT_POOL_MAX_STREAMS = 100;
+/** Inbound HBONE connections without streams are closed after this (twice the clients' pool idle). */
+export const DEFAULT_HBONE_IDLE_MS = 10 * 60_000;
+/** SETTINGS_MAX_CONCURRENT_STREAMS the ztunnel announces on 15008. */
+export const DEFAULT_HBONE_MAX_STREAMS = 100;
 /** 0 = the controller's default lifetime. */
 export const DEFAULT_CERT_TTL_MS = 0;
 export const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -69,6 +76,8 @@ export { DEFAULT_EJECTION_BASE_MS, DEFAULT_EJECTION_MAX_MS } from './proxy/endpo
  * overflow, p99 0.13 s. Past the buffer, lines are dropped and counted.
  */
 export const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+/** The longest a Node timer can wait (2^31-1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 /** The largest backlog Linux accepts (the kernel then clamps it to net.core.somaxconn). */
 export const MAX_LISTEN_BACKLOG = 65_535;
 
@@ -98,6 +107,9 @@ export interface ZtunnelConfig {
   drainMs: number;
   poolIdleMs: number;
   poolMaxStreams: number;
+  /** Inbound (15008) HTTP/2 connections: closed after this long without streams; streams announced per connection. */
+  hboneIdleMs: number;
+  hboneMaxStreams: number;
   certTtlMs: number;
   connectTimeoutMs: number;
   /**
@@ -128,6 +140,8 @@ export interface ZtunnelFlags {
   drain?: string;
   poolIdle?: string;
   poolMaxStreams?: string;
+  hboneIdle?: string;
+  hboneMaxStreams?: string;
   certTtl?: string;
   connectTimeout?: string;
   captureMark?: string;
@@ -191,6 +205,10 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   const ejectionMaxMs = duration(pick(flags.ejectionMax, ENV_EJECTION_MAX), '--ejection-max', DEFAULT_EJECTION_MAX_MS);
   if (ejectionBaseMs <= 0) throw fail(`--ejection-base: must be longer than 0 (e.g. 5s)`);
   if (ejectionMaxMs < ejectionBaseMs) throw fail(`--ejection-max (${ejectionMaxMs} ms) must be at least --ejection-base (${ejectionBaseMs} ms)`);
+  const hboneIdleMs = duration(pick(flags.hboneIdle, ENV_HBONE_IDLE), '--hbone-idle', DEFAULT_HBONE_IDLE_MS);
+  if (hboneIdleMs > MAX_TIMER_MS) throw fail(`--hbone-idle: at most 24d (a timer's range), or 0 for never`);
+  const poolIdleMs = duration(pick(flags.poolIdle, ENV_POOL_IDLE), '--pool-idle', DEFAULT_POOL_IDLE_MS);
+  if (poolIdleMs < 1 || poolIdleMs > MAX_TIMER_MS) throw fail(`--pool-idle: from 1ms to 24d (a timer's range)`);
   const gc = pick(flags.gc, ENV_GC) ?? 'atomic';
   if (!(GC_MODES as readonly string[]).includes(gc)) throw fail(`--gc: "${gc}" is not one of ${GC_MODES.join(', ')}`);
   return {
@@ -208,8 +226,10 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     ports,
     localPodListeners: flags.localPodListeners ?? env[ENV_LOCAL_POD_LISTENERS] === 'true',
     drainMs: duration(pick(flags.drain, ENV_DRAIN), '--drain', DEFAULT_DRAIN_MS),
-    poolIdleMs: duration(pick(flags.poolIdle, ENV_POOL_IDLE), '--pool-idle', DEFAULT_POOL_IDLE_MS),
+    poolIdleMs,
     poolMaxStreams: int(pick(flags.poolMaxStreams, ENV_POOL_MAX_STREAMS), '--pool-max-streams', DEFAULT_POOL_MAX_STREAMS, 1, 10_000),
+    hboneIdleMs,
+    hboneMaxStreams: int(pick(flags.hboneMaxStreams, ENV_HBONE_MAX_STREAMS), '--hbone-max-streams', DEFAULT_HBONE_MAX_STREAMS, 1, 10_000),
     certTtlMs: duration(pick(flags.certTtl, ENV_CERT_TTL), '--cert-ttl', DEFAULT_CERT_TTL_MS),
     connectTimeoutMs: duration(pick(flags.connectTimeout, ENV_CONNECT_TIMEOUT), '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_MS),
   };

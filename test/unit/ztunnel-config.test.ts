@@ -26,6 +26,20 @@ describe('ztunnel configuration', () => {
     assert.equal(parseConfig({ STRAIT_GC: 'incremental' }, { ...base, gc: 'atomic' }).gc, 'atomic');
   });
 
+  it('HBONE idle timeouts: 5m for the outbound pool (Istio\'s), 10m inbound, 0 = never inbound; out-of-range values named', () => {
+    const base = { node: 'node-a', token: 't', rootCert: root };
+    const c = parseConfig({}, base);
+    assert.equal(c.poolIdleMs, 300_000);
+    assert.equal(c.hboneIdleMs, 600_000);
+    assert.equal(c.hboneMaxStreams, 100);
+    assert.equal(parseConfig({ STRAIT_HBONE_IDLE: '0s' }, base).hboneIdleMs, 0);
+    assert.equal(parseConfig({ STRAIT_HBONE_IDLE: '1m' }, { ...base, hboneIdle: '30s', hboneMaxStreams: '250' }).hboneIdleMs, 30_000);
+    assert.equal(parseConfig({}, { ...base, hboneMaxStreams: '250' }).hboneMaxStreams, 250);
+    assert.throws(() => parseConfig({}, { ...base, hboneIdle: '600h' }), { code: 'STRAIT_ERR_CONFIG', message: /--hbone-idle: at most 24d/ });
+    assert.throws(() => parseConfig({}, { ...base, poolIdle: '0s' }), { message: /--pool-idle: from 1ms to 24d/ });
+    assert.throws(() => parseConfig({}, { ...base, hboneMaxStreams: '0' }), { message: /--hbone-max-streams: "0" must be a whole number from 1 to 10000/ });
+  });
+
   it('rejects an unknown --gc mode, naming the ones there are', () => {
     assert.throws(() => parseConfig({}, { node: 'node-a', token: 't', rootCert: root, gc: 'generational' }), {
       code: 'STRAIT_ERR_CONFIG',

@@ -21,7 +21,7 @@ import { SecureContextCache, type WorkloadCert } from './secure-context-cache.js
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo, type H2RemoteSettings } from './h2/connection.js';
 import { H2Code, codeName } from './h2/frames.js';
-import type { GoawayReason, H2Limits } from './h2/limits.js';
+import { checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import { HBONE_ALPN, HBONE_CONNECTION_WINDOW_BYTES, HBONE_STREAM_WINDOW_BYTES, HEADER_REASON, formatAuthority } from './wire.js';
 
@@ -158,7 +158,7 @@ export class HbonePool {
     this.#connectTimeoutMs = positiveInt(opts.connectTimeoutMs ?? DEFAULT_HBONE_CONNECT_TIMEOUT_MS, 'connectTimeoutMs', 2 ** 31 - 1);
     this.#log = opts.logger ?? silentLogger();
     this.#contexts = new SecureContextCache(opts.rootPem);
-    this.#limits = { ...opts.limits, idleTimeoutMs: 0 };
+    this.#limits = checkH2Limits({ ...defaultH2Limits(), ...opts.limits, idleTimeoutMs: 0 }, 'HbonePool');
     this.#onGoaway = opts.onGoaway;
   }
 

@@ -25,7 +25,7 @@ import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-c
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo } from './h2/connection.js';
 import { H2Code, codeName } from './h2/frames.js';
-import type { GoawayReason, H2Limits } from './h2/limits.js';
+import { checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import {
   HBONE_ALPN,
@@ -275,7 +275,7 @@ export class HboneServer {
     this.#log = opts.logger ?? silentLogger();
     this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
     this.#maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
-    this.#limits = { idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, ...opts.limits };
+    this.#limits = checkH2Limits({ ...defaultH2Limits(), idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, ...opts.limits }, 'HboneServer');
     this.#onGoaway = opts.onGoaway;
   }
 

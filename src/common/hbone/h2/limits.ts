@@ -6,6 +6,7 @@
  * The rate budgets count per fixed window (`floodWindowMs`), reset lazily when an event arrives after the
  * window ended: no timer, and nothing at all on the DATA hot path.
  */
+import { StraitError } from '../../errors.js';
 
 export interface H2Limits {
   /** Length of the window the rate budgets below count in. */
@@ -105,7 +106,7 @@ export function checkH2Limits(limits: H2Limits, where: string): H2Limits {
   for (const [name, value] of Object.entries(limits) as Array<[keyof H2Limits, number]>) {
     const min = name === 'idleTimeoutMs' ? 0 : 1;
     if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-      throw new RangeError(`${where}: HTTP/2 limit ${name} must be an integer in ${min}..${2 ** 31 - 1}, got ${value}`);
+      throw new StraitError('STRAIT_ERR_CONFIG', `${where}: HTTP/2 limit ${name} must be a whole number from ${min} to ${2 ** 31 - 1} (milliseconds for times, about 24 days at most), got ${value}`);
     }
   }
   return limits;
