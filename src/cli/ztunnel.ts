@@ -19,6 +19,7 @@ export function ztunnelCommand(): Command {
     .option('--cert-ttl <duration>', 'workload certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
     .option('--connect-timeout <duration>', 'TCP/HBONE connect timeout (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
     .option('--capture-mark <n>', 'under iptables capture: fwmark for the ztunnel\'s own connections to pods, which the rules skip (scripts/iptables default 0x539)  [env STRAIT_CAPTURE_MARK]')
+    .option('--xds-max-message-size <bytes>', 'largest xDS response accepted, e.g. 64MiB (default 64MiB, ten times a 10,000-pod mesh\'s snapshot)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .action(async (flags, cmd: Command) => {

@@ -2,6 +2,7 @@ import { resolve } from 'node:path';
 import { StraitError } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
+import { parseByteSize } from '../common/byte-size.js';
 import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../common/xds/xds-limits.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
@@ -45,13 +46,6 @@ const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duratio
   firstRequestTimeoutMs: 'duration',
 };
 
-/** "4MiB", "512KiB", "1024" → bytes; undefined if malformed. */
-export function parseByteSize(raw: string): number | undefined {
-  const m = /^(\d+)\s*(B|KiB|MiB|GiB)?$/.exec(raw.trim());
-  if (!m) return undefined;
-  const mult = { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[m[2] ?? 'B']!;
-  return Number(m[1]) * mult;
-}
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15012';
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:15014';

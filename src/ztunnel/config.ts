@@ -4,6 +4,8 @@ import { resolve } from 'node:path';
 import { StraitError, errorMessage } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
+import { parseByteSize } from '../common/byte-size.js';
+import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 
 export const ENV_NODE_NAME = 'STRAIT_NODE_NAME';
 export const ENV_XDS_ADDRESS = 'STRAIT_XDS_ADDRESS';
@@ -19,6 +21,7 @@ export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
 export const ENV_CAPTURE_MARK = 'STRAIT_CAPTURE_MARK';
 export const ENV_GC = 'STRAIT_GC';
+export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
 
 /**
  * Node options the ztunnel process should be started with (they size V8's heap, so they cannot be set from
@@ -88,6 +91,8 @@ export interface ZtunnelConfig {
    */
   captureMark?: number;
   gc: GcMode;
+  /** Largest xDS response accepted (bytes); a larger one ends the stream before it is read in full. */
+  xdsMaxMessageBytes: number;
 }
 
 export interface ZtunnelFlags {
@@ -107,6 +112,7 @@ export interface ZtunnelFlags {
   connectTimeout?: string;
   captureMark?: string;
   gc?: string;
+  xdsMaxMessageSize?: string;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
@@ -158,8 +164,12 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   }
   const gc = pick(flags.gc, ENV_GC) ?? 'atomic';
   if (!(GC_MODES as readonly string[]).includes(gc)) throw fail(`--gc: "${gc}" is not one of ${GC_MODES.join(', ')}`);
+  const maxMsgRaw = pick(flags.xdsMaxMessageSize, ENV_XDS_MAX_MESSAGE_SIZE);
+  const xdsMaxMessageBytes = maxMsgRaw === undefined ? DEFAULT_XDS_MAX_RECEIVE_BYTES : parseByteSize(maxMsgRaw);
+  if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
   return {
     ...(captureMark !== undefined ? { captureMark } : {}),
+    xdsMaxMessageBytes,
     gc: gc as GcMode,
     nodeName,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
