@@ -45,10 +45,10 @@ export interface GeneratedMesh {
   /** Rewrites the edit target with variant 'a' (as generated) or 'b'; returns the marker its body then carries. */
   writeEditVariant(variant: 'a' | 'b'): string;
   /**
-   * Rewrites every pod file with label `rollout: <value>` on every pod (as a rolling restart would), so the next
-   * push carries every Workload; returns the number of files written.
+   * Rewrites every pod file (or the first `namespaces` of them) with label `rollout: <value>` on every pod in it (as
+   * a rolling restart would), so the next push carries those Workloads; returns the number of files written.
    */
-  relabelAllPods(value: string): number;
+  relabelAllPods(value: string, namespaces?: number): number;
 }
 
 const docs = (objs: unknown[]): string => objs.map((o) => JSON.stringify(o)).join('\n---\n') + '\n';
@@ -181,12 +181,12 @@ export function generateMesh(dir: string, shape: MeshShape, trustDomain = 'clust
       writeFileSync(target.file, docs([policyDoc(targetNs, 3, variant)]));
       return `/sa/edit-${variant}`;
     },
-    relabelAllPods(value) {
-      for (const f of podFiles) {
+    relabelAllPods(value, namespaces = podFiles.length) {
+      for (const f of podFiles.slice(0, namespaces)) {
         for (const d of f.docs) d.metadata.labels['rollout'] = value;
         writeFileSync(join(dir, f.rel), docs(f.docs));
       }
-      return podFiles.length;
+      return Math.min(namespaces, podFiles.length);
     },
   };
 }
