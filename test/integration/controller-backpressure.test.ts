@@ -14,10 +14,11 @@ import { tempDir } from '../helpers/procs.js';
 import { ADS_PATH, RawGrpcCall } from '../helpers/raw-grpc.js';
 import { metricValue } from '../helpers/metrics.js';
 
-const STALL_TIMEOUT_MS = 5000;
+// Long enough for the changes below on a busy 2-core machine; the two tests run side by side to keep the file short.
+const STALL_TIMEOUT_MS = 10_000;
 const MAX_QUEUED = 64 * 1024;
 
-describe('controller under proxies that stop reading or answering', () => {
+describe('controller under proxies that stop reading or answering', { concurrency: true }, () => {
   const cfg = tempDir('bp-cfg');
   const data = tempDir('bp-data');
   let c: ControllerHandle;
@@ -70,8 +71,8 @@ describe('controller under proxies that stop reading or answering', () => {
     const ids = [...stalled, resumer].map((s) => s.id);
     await eventually(async () => (await syncz()).filter((p) => ids.includes(p.proxy.id) && p.queuedBytes > 0).length === 5, 5000, 'stalled streams in syncz');
 
-    // Six changes touching every pod. The healthy proxy gets each one promptly.
-    for (let g = 1; g <= 6; g++) {
+    // Four changes touching every pod. The healthy proxy gets each one promptly.
+    for (let g = 1; g <= 4; g++) {
       const t0 = Date.now();
       mesh.relabelAllPods(`g${g}`);
       const hit = await eventually(() => seen.find((s) => s.type === TYPE_WORKLOAD && s.at >= t0 && s.u.added.some((a) => a.body.labels?.rollout === `g${g}`)), 5000, `change g${g} at the healthy proxy`);
@@ -84,7 +85,7 @@ describe('controller under proxies that stop reading or answering', () => {
       assert.ok(p, `${id} in /debug/syncz`);
       const w = p.types[TYPE_WORKLOAD];
       assert.equal(w.versionAcked, '', `${id}: an unanswered response is not taken as applied`);
-      assert.equal(w.unanswered, 1, `${id}: only the first response went out; the six changes were not queued behind it`);
+      assert.equal(w.unanswered, 1, `${id}: only the first response went out; the four changes were not queued behind it`);
       assert.equal(w.coalesced, true, `${id}: pushes wait as one difference`);
       assert.ok(p.stalledSince, `${id}: stalledSince is set`);
       assert.equal(p.lastAckAt, null);
@@ -93,7 +94,7 @@ describe('controller under proxies that stop reading or answering', () => {
     const metrics = (await c.get('/metrics')).text;
     assert.ok(metricValue(metrics, 'strait_xds_stalls_total', { kind: 'ztunnel' }) >= 5, 'stalls are counted');
 
-    // The resumer reads again: it gets what was in flight plus ONE response with the difference, not six.
+    // The resumer reads again: it gets what was in flight plus ONE response with the difference, not four.
     resumer.call.startReading();
     await resumer.call.waitForMessages(1, 5000);
     resumer.call.writeAds({ type_url: TYPE_WORKLOAD, response_nonce: resumer.call.messages[0]!.nonce });
@@ -107,7 +108,7 @@ describe('controller under proxies that stop reading or answering', () => {
       for (const n of m.removed_resources) held.delete(n);
     }
     assert.equal(held.size, 1200);
-    assert.ok([...held.values()].every((w) => w.labels.rollout === 'g6'), 'the difference brings it to the current state');
+    assert.ok([...held.values()].every((w) => w.labels.rollout === 'g4'), 'the difference brings it to the current state');
     const caughtUp = await eventually(async () => {
       const p = (await syncz()).find((x) => x.proxy.id === resumer.id);
       return p?.types[TYPE_WORKLOAD].unanswered === 0 ? p : undefined;
@@ -119,7 +120,7 @@ describe('controller under proxies that stop reading or answering', () => {
     // The four that never read are reset (RST_STREAM ENHANCE_YOUR_CALM: their unread data would hold a status back).
     const ends = await Promise.all(stalled.map((s) => s.call.ended));
     for (const e of ends) assert.equal(e.rstCode, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
-    const lines = c.proc.lines.filter((l) => l.msg === 'xDS stream stalled; disconnecting it');
+    const lines = c.proc.lines.filter((l) => l.msg === 'xDS stream stalled; disconnecting it' && l.reason === 'unread');
     assert.deepEqual(lines.map((l) => l.proxy).sort(), stalled.map((s) => s.id).sort(), 'one log line per stalled proxy, naming it');
     for (const l of lines) assert.match(String(l.err), /stalled: it has not read \d+ bytes sent \d+ s ago; .*--xds-stall-timeout/);
     const after = (await c.get('/metrics')).text;
