@@ -384,7 +384,7 @@ async function main(): Promise<void> {
           x.controllerHistogram.acks, x.controllerHistogram.meanMs, x.controllerHistogram.p99BucketLeMs,
           `${x.pushes['Workload']}/${x.pushes['Service']}/${x.pushes['Authorization']}`, x.otherProcessesCores,
         ]),
-        ['all', '', `${all.length}/${proxies * rounds}`, overall.p50, overall.p99, overall.max, '', '', '', '', '', '', '', ''],
+        ['all', '', `${all.length}/${(proxies - (stalledCount ?? 0)) * rounds}`, overall.p50, overall.p99, overall.max, '', '', '', '', '', '', '', ''],
       ]),
     );
     console.log();

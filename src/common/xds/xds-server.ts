@@ -771,7 +771,8 @@ export class XdsServer {
       for (const ts of stream.types.values()) {
         if (!ts.coalesced) continue;
         if (!this.canSend(stream, ts)) {
-          waiting = true;
+          // A first response waiting behind another type's initial sync is normal; a change that cannot go out is a stall.
+          if (!ts.owesFirstResponse) waiting = true;
           continue;
         }
         const changedAt = ts.coalescedSince ?? null;
