@@ -2,7 +2,7 @@
  * Config propagation through the real controller: a policy file is edited; how long until every one of
  * 1,000 ztunnels has ACKed the push carrying the change.
  *
- *   node --expose-gc dist/bench/propagation.js [--proxies 1000] [--rounds 5] [--window 50] [--procs 1]
+ *   node --expose-gc dist/bench/propagation.js [--proxies 1000] [--rounds 5] [--window 50] [--procs 1] [--stalled N]
  *                                              [--pods 10000 --services 2000 --policies 500 --namespaces 50 --nodes 100]
  *
  * 1. Writes a mesh of 10,000 pods, 2,000 services and 500 AuthorizationPolicies in 50 namespaces on 100
@@ -15,6 +15,9 @@
  *    time from just before the write to the proxy having ACKed the response that carries the new version
  *    (recognised by a marker in the resource body). Cross-checks with the controller's own
  *    pilot_proxy_convergence_time histogram (config change seen → ACK received) and pilot_xds_pushes.
+ * With --stalled N (0 included), N of the proxies (spread evenly) stop reading once their initial sync is done, and
+ * before the rounds the pods of one namespace are relabelled (a ~100 KiB Workload push, more than a stalled proxy's
+ * HTTP/2 window), so the stalled ones really stop taking data; they are left out of the latency figures.
  * Reported: p50/p99/max per round and overall, initial sync time, controller RSS (/proc) after the sync and
  * after the rounds. Goals: p99 < 1 s, RSS < 1 GiB. Writes bench/results/propagation.json.
  */
@@ -49,6 +52,8 @@ const rounds = numArg('rounds', 5);
 const window = numArg('window', 50);
 const procs = Math.max(1, numArg('procs', 1));
 const roundTimeoutMs = numArg('round-timeout-ms', 30_000);
+/** undefined: no --stalled (the plain bench); a number: that many stalled proxies, and the pre-round relabel. */
+const stalledCount = process.argv.includes('--stalled') ? numArg('stalled', 0) : undefined;
 const shape = {
   pods: numArg('pods', FULL_MESH.pods),
   services: numArg('services', FULL_MESH.services),
@@ -58,6 +63,15 @@ const shape = {
 };
 const SIM = fileURLToPath(new URL('./lib/controller-xds-sim.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** One sample of a metric with several labels (0 when absent). */
+function promValueLabels(text: string, name: string, labels: Record<string, string>): number {
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`)) continue;
+    if (Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return 0;
+}
 
 /** One child process of simulated proxies, with typed waits on its messages. */
 class SimProcess {
@@ -204,6 +218,8 @@ async function main(): Promise<void> {
       const node = mesh.nodes[i % mesh.nodes.length]!;
       return { id: `ztunnel~${node}~sim-${i}`, node, token: tokens.get(node)! };
     });
+    const stalledSet = new Set<number>();
+    for (let k = 0; k < (stalledCount ?? 0); k++) stalledSet.add(Math.floor((k * proxies) / (stalledCount ?? 1)) + 1);
     for (let p = 0; p < procs; p++) sims.push(new SimProcess(p));
     await Promise.all(sims.map((s) => s.next('hello', 30_000)));
     const perProc = Math.ceil(proxies / procs);
@@ -214,6 +230,7 @@ async function main(): Promise<void> {
       s.send({
         type: 'start', address: c.xds, rootPem: c.rootPem, proxies: specs.slice(p * perProc, (p + 1) * perProc),
         window: Math.max(1, Math.round(window / procs)),
+        stalled: [...stalledSet].filter((i) => i >= p * perProc && i < (p + 1) * perProc).map((i) => i - p * perProc),
       } satisfies StartMessage),
     );
     let rssDuringSync = 0;
@@ -248,6 +265,19 @@ async function main(): Promise<void> {
     );
     console.log(`controller RSS after sync ${mib(afterSync.rss)} MiB (highest sampled during sync ${mib(rssDuringSync)} MiB, VmHWM ${mib(afterSync.peak)} MiB); proxy process(es) RSS ${mib(simRssAfterSync)} MiB`);
 
+    let stallInfo: Record<string, number> | undefined;
+    if (stalledCount !== undefined) {
+      // The stalled proxies stopped reading at their sync; a Workload push larger than their window makes it real.
+      mesh.relabelAllPods('pre-round', 1);
+      await sleep(4000);
+      const text = await c.get('/metrics');
+      stallInfo = {
+        stalledProxies: stalledCount,
+        stallsCounted: promValue(text, 'strait_xds_stalls_total', 'kind', 'ztunnel'),
+      };
+      console.log(`${stalledCount} stalled proxies; after a one-namespace Workload push the controller counts ${stallInfo.stallsCounted} stalled streams; controller RSS ${mib(c.memory().rss)} MiB`);
+    }
+
     // --- rounds ---------------------------------------------------------------------------------------------
     const results: RoundResult[] = [];
     const all: number[] = [];
@@ -270,7 +300,7 @@ async function main(): Promise<void> {
         }),
       );
       const otherCores = others();
-      const times = collected.flatMap((x) => x.times);
+      const times = collected.flatMap((x) => x.times); // stalled proxies are not in here
       const lat = times.filter((t) => !Number.isNaN(t)).map((t) => t - t0);
       const errors = collected.flatMap((x) => x.errors);
       if (errors.length) throw new Error(`round ${r}: ${errors.length} proxy streams failed, e.g. ${errors[0]}`);
@@ -308,7 +338,7 @@ async function main(): Promise<void> {
       };
       results.push(res);
       console.log(
-        `round ${r}: ${res.acked}/${proxies} ACKed; p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms; ` +
+        `round ${r}: ${res.acked}/${proxies - (stalledCount ?? 0)} ACKed; p50 ${s.p50} ms, p99 ${s.p99} ms, max ${s.max} ms; ` +
           `controller: change seen after ${res.configSeenMs} ms, push round at ${res.pushRoundStartMs} ms took ${res.pushRoundMs} ms, histogram ${h.count} ACKs mean ${res.controllerHistogram.meanMs} ms; pushes ${JSON.stringify(res.pushes)}`,
       );
       if (res.missing) console.log(`  ${res.missing} proxies never saw the change within ${roundTimeoutMs} ms`);
@@ -318,6 +348,13 @@ async function main(): Promise<void> {
     global.gc?.();
     await sleep(1000);
     const afterRounds = c.memory();
+    if (stallInfo) {
+      const text = await c.get('/metrics');
+      stallInfo.stallsCounted = promValue(text, 'strait_xds_stalls_total', 'kind', 'ztunnel');
+      stallInfo.disconnectedUnread = promValueLabels(text, 'strait_xds_stall_disconnects_total', { kind: 'ztunnel', why: 'unread' });
+      stallInfo.disconnectedUnanswered = promValueLabels(text, 'strait_xds_stall_disconnects_total', { kind: 'ztunnel', why: 'unanswered' });
+      console.log(`stalled proxies after the rounds: ${JSON.stringify(stallInfo)}`);
+    }
     const simRss = (await Promise.all(sims.map(async (s) => { s.send({ type: 'rss' }); return (await s.next<{ rss: number }>('rss', 10_000)).rss; }))).reduce((a, b) => a + b, 0);
     const overall = summarize(all);
     const missing = results.reduce((n, r) => n + r.missing, 0);
@@ -347,7 +384,7 @@ async function main(): Promise<void> {
           x.controllerHistogram.acks, x.controllerHistogram.meanMs, x.controllerHistogram.p99BucketLeMs,
           `${x.pushes['Workload']}/${x.pushes['Service']}/${x.pushes['Authorization']}`, x.otherProcessesCores,
         ]),
-        ['all', '', `${all.length}/${proxies * rounds}`, overall.p50, overall.p99, overall.max, '', '', '', '', '', '', '', ''],
+        ['all', '', `${all.length}/${(proxies - (stalledCount ?? 0)) * rounds}`, overall.p50, overall.p99, overall.max, '', '', '', '', '', '', '', ''],
       ]),
     );
     console.log();
@@ -381,12 +418,13 @@ async function main(): Promise<void> {
         `full parse of all ${mesh.files} files ${bd.parseAllMs} ms; first computation of every view ${bd.firstViewsMs} ms`,
     );
 
-    const file = writeResults('propagation', {
+    const file = writeResults(stalledCount === undefined ? 'propagation' : `propagation-stalled-${stalledCount}`, {
       bench: 'propagation',
       at: new Date().toISOString(),
       machine: m,
       goals: { p99Ms: P99_GOAL_MS, rssBytes: RSS_GOAL_BYTES },
-      settings: { proxies, rounds, window, procs, nodes: mesh.nodes.length },
+      settings: { proxies, rounds, window, procs, nodes: mesh.nodes.length, stalled: stalledCount ?? null },
+      stalled: stallInfo ?? null,
       mesh: { ...mesh.shape, files: mesh.files, bytes: mesh.bytes, expected: mesh.expected, editTarget: mesh.editTarget.resourceName },
       controller: {
         loadSeconds: round(loadSeconds, 2),

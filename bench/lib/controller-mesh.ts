@@ -44,6 +44,11 @@ export interface GeneratedMesh {
   editTarget: { resourceName: string; file: string; namespace: string; name: string };
   /** Rewrites the edit target with variant 'a' (as generated) or 'b'; returns the marker its body then carries. */
   writeEditVariant(variant: 'a' | 'b'): string;
+  /**
+   * Rewrites every pod file (or the first `namespaces` of them) with label `rollout: <value>` on every pod in it (as
+   * a rolling restart would), so the next push carries those Workloads; returns the number of files written.
+   */
+  relabelAllPods(value: string, namespaces?: number): number;
 }
 
 const docs = (objs: unknown[]): string => objs.map((o) => JSON.stringify(o)).join('\n---\n') + '\n';
@@ -80,6 +85,7 @@ export function generateMesh(dir: string, shape: MeshShape, trustDomain = 'clust
 
   // Pods: namespace-major; pod k of a namespace belongs to app svc-(k / podsPerSvc); nodes round-robin over all pods.
   const pods: PodInfo[] = [];
+  const podFiles: { rel: string; docs: { metadata: { labels: Record<string, string> } }[] }[] = [];
   const podsByNode = new Map<string, PodInfo[]>(nodes.map((n) => [n, []]));
   let podIndex = 0;
   let svcIndex = 0;
@@ -117,6 +123,7 @@ export function generateMesh(dir: string, shape: MeshShape, trustDomain = 'clust
       });
     }
     write(`pods/${ns}.yaml`, docs(podDocs));
+    podFiles.push({ rel: `pods/${ns}.yaml`, docs: podDocs as { metadata: { labels: Record<string, string> } }[] });
     write(`services/${ns}.yaml`, docs(svcDocs));
   }
 
@@ -173,6 +180,13 @@ export function generateMesh(dir: string, shape: MeshShape, trustDomain = 'clust
     writeEditVariant(variant) {
       writeFileSync(target.file, docs([policyDoc(targetNs, 3, variant)]));
       return `/sa/edit-${variant}`;
+    },
+    relabelAllPods(value, namespaces = podFiles.length) {
+      for (const f of podFiles.slice(0, namespaces)) {
+        for (const d of f.docs) d.metadata.labels['rollout'] = value;
+        writeFileSync(join(dir, f.rel), docs(f.docs));
+      }
+      return Math.min(namespaces, podFiles.length);
     },
   };
 }

@@ -36,6 +36,8 @@ export interface StartMessage {
   proxies: SimProxySpec[];
   /** At most this many proxies in their initial sync at a time (0: all at once). */
   window: number;
+  /** Indices (into `proxies`) of proxies that stop reading once their initial sync is done: never ACK, never drain. */
+  stalled?: number[];
 }
 
 export interface SyncedMessage {
@@ -54,7 +56,7 @@ export interface SyncedMessage {
 export interface RoundMessage {
   type: 'round';
   round: number;
-  /** Per proxy: Date.now() right after it ACKed the response carrying the watched change (NaN: not seen). */
+  /** Per proxy that still reads: Date.now() right after it ACKed the response carrying the watched change (NaN: not seen). */
   times: number[];
   /** Responses of each type received since the watch was armed (all proxies). */
   responsesByType: Record<string, number>;
@@ -159,6 +161,7 @@ class SimProxy {
   readonly firstCounts = new Map<string, number>();
   hitAt = NaN;
   ended = false;
+  stalls = false;
   constructor(readonly spec: SimProxySpec, readonly index: number) {}
 }
 
@@ -177,7 +180,7 @@ function runChild(): void {
   const reportRound = () => {
     if (roundSent) return;
     roundSent = true;
-    send({ type: 'round', round, times: proxies.map((p) => p.hitAt), responsesByType, errors: errors.splice(0) } satisfies RoundMessage);
+    send({ type: 'round', round, times: proxies.filter((p) => !p.stalls).map((p) => p.hitAt), responsesByType, errors: errors.splice(0) } satisfies RoundMessage);
   };
 
   const start = (m: StartMessage) => {
@@ -214,6 +217,9 @@ function runChild(): void {
             synced++;
             inInitial--;
             if (synced % 100 === 0) send({ type: 'progress', synced });
+            // A stalled proxy stops reading here: grpc-js stops taking data once 16 responses wait unread, and the
+            // controller's writes to it then stay in its HTTP/2 window.
+            if (p.stalls) call.pause();
             if (synced === proxies.length) {
               send({
                 type: 'synced', startedAt, doneAt: Date.now(), bytesReceived, rss: process.memoryUsage().rss,
@@ -229,11 +235,12 @@ function runChild(): void {
         if (r.hit && Number.isNaN(p.hitAt)) {
           p.hitAt = Date.now();
           hits++;
-          if (hits === proxies.length) reportRound();
+          if (hits === proxies.filter((q) => !q.stalls).length) reportRound();
         }
       });
       call.on('error', (err: grpc.ServiceError) => {
         p.ended = true;
+        if (p.stalls) return; // the controller disconnects stalled proxies; that is expected
         const msg = `${p.spec.id}: stream failed: ${grpc.status[err.code] ?? err.code}: ${err.details}`;
         errors.push(msg);
         if (p.syncedAt === 0) send({ type: 'failed', message: msg });
@@ -247,6 +254,7 @@ function runChild(): void {
       while (inInitial < window && next < proxies.length) open(proxies[next++]!);
     };
     m.proxies.forEach((spec, i) => proxies.push(new SimProxy(spec, i)));
+    for (const i of m.stalled ?? []) if (proxies[i]) proxies[i]!.stalls = true;
     pump();
   };
 

@@ -1,10 +1,29 @@
 import { Command } from 'commander';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { parseConfig, DEFAULT_ADMIN_ADDRESS, DEFAULT_XDS_ADDRESS } from '../controller/config.js';
+import { parseConfig, DEFAULT_ADMIN_ADDRESS, DEFAULT_XDS_ADDRESS, ENV_XDS_LIMITS, type ControllerFlags } from '../controller/config.js';
+import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../common/xds/xds-limits.js';
+
+/** Help text of each limit flag (README "Limits" has the full table). */
+const LIMIT_HELP: Record<keyof XdsLimits, [string, string]> = {
+  maxStreamsPerCredential: ['<n>', 'xDS streams open at once per node/waypoint token'],
+  maxStreamsPerConnection: ['<n>', 'xDS streams open at once per HTTP/2 connection'],
+  maxNamesPerRequest: ['<n>', 'resource names (subscribe + unsubscribe) per request'],
+  maxNamesPerStream: ['<n>', 'explicitly subscribed resource names per stream'],
+  maxNameBytes: ['<bytes>', 'bytes of a resource name, version or node field'],
+  maxInitialVersions: ['<n>', 'initial_resource_versions entries per request'],
+  maxRequestBytes: ['<bytes>', 'bytes of one request message'],
+  maxQueuedBytes: ['<bytes>', 'bytes queued to one stream before pushes to it are coalesced'],
+  maxUnackedResponses: ['<n>', 'unanswered responses per type before pushes are coalesced'],
+  stallTimeoutMs: ['<duration>', 'disconnect a stream that has not read or answered for this long'],
+  firstRequestTimeoutMs: ['<duration>', 'close a stream (or CA call) that sends no request for this long'],
+};
+/** Commander's attribute name for a flag: --xds-max-unacked → xdsMaxUnacked. */
+const camel = (flag: string) => flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+const defaultText = (k: keyof XdsLimits) => (k.endsWith('Ms') ? `${DEFAULT_XDS_LIMITS[k] / 1000}s` : String(DEFAULT_XDS_LIMITS[k]));
 import { onShutdown } from './shutdown.js';
 
 export function controllerCommand(): Command {
-  return new Command('controller')
+  const cmd = new Command('controller')
     .description('run the control plane: config source, CA (gRPC CreateCertificate) and xDS push, over TLS')
     .option('--config-dir <dir>', 'directory (or file) of YAML manifests, watched  [env STRAIT_CONFIG_DIR]')
     .option('--data-dir <dir>', 'where the CA root and bootstrap tokens are kept  [env STRAIT_DATA_DIR]')
@@ -17,13 +36,23 @@ export function controllerCommand(): Command {
     .option('--ca-cert <file>', 'operator-provided root or intermediate certificate (PEM)  [env STRAIT_CA_CERT]')
     .option('--ca-key <file>', 'its private key (PEM)  [env STRAIT_CA_KEY]')
     .option('--ca-chain <file>', 'certificates from --ca-cert up to the root (PEM)  [env STRAIT_CA_CHAIN]')
-    .action(async (flags, cmd: Command) => {
+    .action(async (flags: ControllerFlags & Record<string, string | undefined>, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
-      const config = parseConfig(process.env, flags);
+      const xdsLimits: Partial<Record<keyof XdsLimits, string>> = {};
+      for (const key of Object.keys(XDS_LIMIT_FLAGS) as (keyof XdsLimits)[]) {
+        const v = flags[camel(XDS_LIMIT_FLAGS[key])];
+        if (v !== undefined) xdsLimits[key] = v;
+      }
+      const config = parseConfig(process.env, { ...flags, xdsLimits });
       const log = createRootLogger({ component: 'controller', level: globals.logLevel, format: globals.logFormat });
       // Loaded on use: each command pulls in only its own component.
       const { startController } = await import('../controller/app.js');
       const running = await startController(config, log);
       onShutdown(log, () => running.close());
     });
+  for (const key of Object.keys(XDS_LIMIT_FLAGS) as (keyof XdsLimits)[]) {
+    const [arg, help] = LIMIT_HELP[key];
+    cmd.option(`${XDS_LIMIT_FLAGS[key]} ${arg}`, `${help} (default ${defaultText(key)})  [env ${ENV_XDS_LIMITS[key]}]`);
+  }
+  return cmd;
 }

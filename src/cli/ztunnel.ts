@@ -25,6 +25,7 @@ export function ztunnelCommand(): Command {
     .option('--ejection-base <duration>', 'an endpoint that fails to connect is left out of the pick this long, doubling on each further ejection (default 5s)  [env STRAIT_EJECTION_BASE]')
     .option('--ejection-max <duration>', 'the longest ejection (default 2m)  [env STRAIT_EJECTION_MAX]')
     .option('--listen-backlog <n>', 'listen() backlog of every listener (default: net.core.somaxconn, the most the kernel grants)  [env STRAIT_LISTEN_BACKLOG]')
+    .option('--xds-max-message-size <bytes>', 'largest xDS response accepted, e.g. 64MiB (default 64MiB, ten times a 10,000-pod mesh\'s snapshot)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .action(async (flags, cmd: Command) => {

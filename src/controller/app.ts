@@ -8,7 +8,8 @@ import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatProblem, type Problem } from '../common/model/types.js';
 import { formatHostPort, type HostPort } from '../common/net.js';
-import { XdsServer } from '../common/xds/index.js';
+import { XdsServer, type XdsPrincipal } from '../common/xds/index.js';
+import { RateLimitedLog } from '../common/rate-limited-log.js';
 import type { ProxyInfo } from '../common/xds/types.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -32,6 +33,30 @@ export interface RunningController {
   rootCertPem: string;
   rootCertFile: string;
   close(): Promise<void>;
+}
+
+interface CallerPrincipal extends XdsPrincipal {
+  caller: Caller;
+}
+
+/**
+ * Which node a credential may connect as, and so which types it reads: a node token only as that node's ztunnel,
+ * a waypoint token only as that waypoint, the debug credential only as kind "debug".
+ */
+function authorizeProxy(caller: Caller, proxy: ProxyInfo): void {
+  const refuse = (reason: 'wrong_kind' | 'wrong_node', why: string) => {
+    throw Object.assign(new StraitError('STRAIT_ERR_IDENTITY_DENIED', `${callerSubject(caller)} may not subscribe as ${proxy.kind} ${describeProxy(proxy)}: ${why}`), { reason });
+  };
+  const kindFor = { node: 'ztunnel', waypoint: 'waypoint', debug: 'debug' } as const;
+  if (proxy.kind !== kindFor[caller.type]) {
+    refuse('wrong_kind', `a ${caller.type} credential connects only as kind "${kindFor[caller.type]}"${proxy.kind === 'debug' ? ' (kind "debug" needs the debug credential: `strait token --debug`)' : ''}`);
+  }
+  if (caller.type === 'node' && caller.node !== proxy.nodeName) refuse('wrong_node', `the token is node ${caller.node}'s`);
+  if (caller.type === 'waypoint' && (caller.namespace !== proxy.namespace || caller.name !== proxy.name)) refuse('wrong_node', `the token is waypoint ${caller.namespace}/${caller.name}'s`);
+}
+
+function describeProxy(p: ProxyInfo): string {
+  return p.kind === 'waypoint' ? `${p.namespace}/${p.name}` : `on node ${p.nodeName}`;
 }
 
 export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
@@ -80,28 +105,38 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   });
   await writeTokens();
 
+  // xDS and CA refusals share one rate-limited log: a flood of bad credentials is one summary line per 10 s.
+  const refusalLog = new RateLimitedLog({ logger: log.child({ server: 'grpc' }), level: 'warn', msg: 'request refused', what: 'refused xDS streams and CA calls' });
   const xds = new XdsServer({
     source: views,
     debounceMs: cfg.pushDebounceMs,
     logger: log.child({ server: 'xds' }),
     metrics: metrics.xds(),
-    authenticate: (md: grpc.Metadata, proxy: ProxyInfo) => {
+    limits: cfg.xdsLimits,
+    refusalLog,
+    authenticate: (md: grpc.Metadata): CallerPrincipal => {
       const caller = authenticate(tokens, md);
-      const ok = proxy.kind === 'waypoint'
-        ? caller.type === 'waypoint' && caller.namespace === proxy.namespace && caller.name === proxy.name
-        : caller.type === 'node' && caller.node === proxy.nodeName;
-      if (!ok) throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `${callerSubject(caller)} may not subscribe as ${proxy.kind} ${proxy.kind === 'waypoint' ? `${proxy.namespace}/${proxy.name}` : `on node ${proxy.nodeName}`}`);
+      return { subject: callerSubject(caller), caller };
     },
+    authorize: (principal: XdsPrincipal, proxy: ProxyInfo) => authorizeProxy((principal as CallerPrincipal).caller, proxy),
   });
   let identityIndex: IdentityIndex | undefined;
   store.on('change', () => (identityIndex = undefined));
-  const caServer = new CaServer({ ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics, logger: log.child({ server: 'ca' }) });
+  const caServer = new CaServer({
+    ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
+    logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs,
+  });
 
   const serving = ca.issueServing({
     dnsNames: ['localhost', 'strait-controller', 'strait-controller.istio-system.svc', 'istiod.istio-system.svc'],
     ips: [...new Set(['127.0.0.1', ...(cfg.xdsAddress.host === '0.0.0.0' || cfg.xdsAddress.host === '::' ? [] : [cfg.xdsAddress.host])])],
   });
-  const grpcServer = new grpc.Server({ 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': 10_000 });
+  const grpcServer = new grpc.Server({
+    'grpc.keepalive_time_ms': 30_000,
+    'grpc.keepalive_timeout_ms': 10_000,
+    'grpc.max_receive_message_length': xds.grpcReceiveLimit(),
+    interceptors: [caServer.interceptor()],
+  });
   xds.addTo(grpcServer);
   caServer.addTo(grpcServer);
   const creds = grpc.ServerCredentials.createSsl(
@@ -159,6 +194,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     async close() {
       ready = false;
       xds.close();
+      refusalLog.close();
       await new Promise<void>((resolve) => {
         const t = setTimeout(() => { grpcServer.forceShutdown(); resolve(); }, 2000);
         grpcServer.tryShutdown(() => { clearTimeout(t); resolve(); });

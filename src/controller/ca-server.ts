@@ -2,10 +2,16 @@ import * as grpc from '@grpc/grpc-js';
 import { StraitError, errorMessage, isStraitError } from '../common/errors.js';
 import { loadProto, metadataValue, serviceOf } from '../common/grpc.js';
 import { silentLogger, type Logger } from '../common/log.js';
+import { RateLimitedLog } from '../common/rate-limited-log.js';
 import type { MeshObject } from '../common/model/types.js';
 import { SpiffeId, type CertificateAuthority } from '../identity/index.js';
 import type { ControllerMetrics } from './metrics.js';
-import { BootstrapTokens, callerFromHeaders, callerSubject, type Caller } from './tokens.js';
+import { BootstrapTokens, CredentialError, callerFromHeaders, callerSubject, type Caller } from './tokens.js';
+
+export const CA_METHOD_PATH = '/strait.ca.v1.CertificateService/CreateCertificate';
+/** A CSR (PEM) longer than this is refused unread: a P-256 or RSA-4096 CSR is 0.5–2 KiB. */
+export const MAX_CSR_BYTES = 64 * 1024;
+export const DEFAULT_CA_FIRST_REQUEST_TIMEOUT_MS = 10_000;
 import { LABEL_GATEWAY_NAME, WAYPOINT_GATEWAY_CLASS } from './views.js';
 
 export interface CreateCertificateRequest {
@@ -37,6 +43,7 @@ export class IdentityIndex {
 
   /** Undefined when allowed, else the reason for refusing. */
   refuse(caller: Caller, id: SpiffeId): string | undefined {
+    if (caller.type === 'debug') return `the debug credential reads xDS only; it may not obtain ${id}`;
     if (caller.type === 'node') {
       if (this.onNode.has(`${caller.node}\n${id.namespace}\n${id.serviceAccount}`)) return undefined;
       return `node ${caller.node} may not obtain ${id}: no pod with service account "${id.serviceAccount}" in namespace "${id.namespace}" is scheduled on node ${caller.node}`;
@@ -63,13 +70,17 @@ export interface CaServerOptions {
   maxTtlMs: number;
   metrics?: ControllerMetrics;
   logger?: Logger;
+  /** Where refusals are logged at a bounded rate (shared with the xDS server); default: one of its own. */
+  refusalLog?: RateLimitedLog;
+  /** A call that sends no request within this time after its headers is ended (DEADLINE_EXCEEDED). */
+  firstRequestTimeoutMs?: number;
 }
 
 /** Authenticates a caller from gRPC metadata; throws StraitError(STRAIT_ERR_AUTH_TOKEN). */
 export function authenticate(tokens: BootstrapTokens, md: grpc.Metadata): Caller {
   const { caller, token } = callerFromHeaders((k) => metadataValue(md, k));
   if (!tokens.verify(caller, token)) {
-    throw new StraitError('STRAIT_ERR_AUTH_TOKEN', `bootstrap token for ${callerSubject(caller)} is wrong; use the token the controller wrote to <data-dir>/tokens/ (or \`strait token\`)`);
+    throw new CredentialError('wrong_token', `bootstrap token for ${callerSubject(caller)} is wrong; use the token the controller wrote to <data-dir>/tokens/ (or \`strait token\`)`);
   }
   return caller;
 }
@@ -77,8 +88,61 @@ export function authenticate(tokens: BootstrapTokens, md: grpc.Metadata): Caller
 /** gRPC CertificateService: CreateCertificate(csr, identity) → chain. */
 export class CaServer {
   private readonly log: Logger;
+  private readonly refusals: RateLimitedLog;
   constructor(private readonly opts: CaServerOptions) {
     this.log = opts.logger ?? silentLogger();
+    this.refusals = opts.refusalLog ?? new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'certificate request refused', what: 'refused certificate requests' });
+  }
+
+  /**
+   * A server interceptor that checks a CreateCertificate call's credentials from its headers, before its request
+   * is read (a caller without valid ones is refused at once), and ends a call whose request does not follow
+   * within the first-request timeout. Other methods pass through untouched.
+   */
+  interceptor(): grpc.ServerInterceptor {
+    const timeoutMs = this.opts.firstRequestTimeoutMs ?? DEFAULT_CA_FIRST_REQUEST_TIMEOUT_MS;
+    return (method, next) => {
+      if (method.path !== CA_METHOD_PATH) return new grpc.ServerInterceptingCall(next);
+      let timer: NodeJS.Timeout | undefined;
+      const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
+        start: (startNext) => startNext({
+          onReceiveMetadata: (md, mdNext) => {
+            try {
+              authenticate(this.opts.tokens, md);
+            } catch (err) {
+              const reason = err instanceof CredentialError ? err.reason : 'unauthenticated';
+              this.refused(reason, { peer: call.getPeer(), err: errorMessage(err) });
+              this.opts.metrics?.csrReceived.inc();
+              this.opts.metrics?.csrRefused.inc({ reason: 'unauthenticated' });
+              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: errorMessage(err) });
+              return;
+            }
+            timer = setTimeout(() => {
+              this.opts.metrics?.limitExceeded.inc({ limit: 'first_request_timeout' });
+              this.refused('first_request_timeout', { peer: call.getPeer() });
+              call.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `no CreateCertificate request within ${timeoutMs} ms of the call's headers (raise it with --xds-first-request-timeout)` });
+            }, timeoutMs);
+            timer.unref();
+            mdNext(md);
+          },
+          onReceiveMessage: (msg, msgNext) => {
+            clearTimeout(timer);
+            msgNext(msg);
+          },
+          onCancel: () => clearTimeout(timer),
+        }),
+        sendStatus: (status, statusNext) => {
+          clearTimeout(timer);
+          statusNext(status);
+        },
+      });
+      return call;
+    };
+  }
+
+  private refused(reason: string, fields: Record<string, unknown>): void {
+    this.opts.metrics?.authRefused.inc({ service: 'ca', reason });
+    this.refusals.record(reason, { ...fields, service: 'ca' }, 'certificate request refused');
   }
 
   addTo(server: grpc.Server): void {
@@ -102,9 +166,14 @@ export class CaServer {
     try {
       caller = authenticate(this.opts.tokens, md);
     } catch (err) {
+      // Normally refused by interceptor() before the request was read; this covers servers without it.
       m?.csrRefused.inc({ reason: 'unauthenticated' });
-      this.log.warn({ err: errorMessage(err) }, 'certificate request refused: unauthenticated');
+      this.refused(err instanceof CredentialError ? err.reason : 'unauthenticated', { err: errorMessage(err) });
       throw err;
+    }
+    if ((req.csr ?? '').length > MAX_CSR_BYTES) {
+      m?.csrRefused.inc({ reason: 'bad_csr' });
+      throw new StraitError('STRAIT_ERR_CSR_INVALID', `the CSR is ${req.csr.length} bytes; at most ${MAX_CSR_BYTES} are accepted`);
     }
     let id: SpiffeId;
     try {
@@ -120,7 +189,7 @@ export class CaServer {
     const reason = this.opts.identities().refuse(caller, id);
     if (reason) {
       m?.csrRefused.inc({ reason: 'not_on_node' });
-      this.log.warn({ caller: callerSubject(caller), identity: id.toString() }, `certificate request refused: ${reason}`);
+      this.refused('identity_denied', { caller: callerSubject(caller), identity: id.toString(), err: reason });
       throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', reason);
     }
     const askedMs = Number(req.validity_duration ?? 0) * 1000;

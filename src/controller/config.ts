@@ -2,6 +2,8 @@ import { resolve } from 'node:path';
 import { StraitError } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
+import { parseByteSize } from '../common/byte-size.js';
+import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../common/xds/xds-limits.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
 export const ENV_DATA_DIR = 'STRAIT_DATA_DIR';
@@ -14,6 +16,36 @@ export const ENV_PUSH_DEBOUNCE = 'STRAIT_PUSH_DEBOUNCE';
 export const ENV_CA_CERT = 'STRAIT_CA_CERT';
 export const ENV_CA_KEY = 'STRAIT_CA_KEY';
 export const ENV_CA_CHAIN = 'STRAIT_CA_CHAIN';
+
+/** Environment variable of each xDS limit (its flag is XDS_LIMIT_FLAGS). */
+export const ENV_XDS_LIMITS: Readonly<Record<keyof XdsLimits, string>> = {
+  maxStreamsPerCredential: 'STRAIT_XDS_MAX_STREAMS_PER_CREDENTIAL',
+  maxStreamsPerConnection: 'STRAIT_XDS_MAX_STREAMS_PER_CONNECTION',
+  maxNamesPerRequest: 'STRAIT_XDS_MAX_NAMES_PER_REQUEST',
+  maxNamesPerStream: 'STRAIT_XDS_MAX_NAMES_PER_STREAM',
+  maxNameBytes: 'STRAIT_XDS_MAX_NAME_LENGTH',
+  maxInitialVersions: 'STRAIT_XDS_MAX_INITIAL_VERSIONS',
+  maxRequestBytes: 'STRAIT_XDS_MAX_MESSAGE_SIZE',
+  maxQueuedBytes: 'STRAIT_XDS_MAX_QUEUED_BYTES',
+  maxUnackedResponses: 'STRAIT_XDS_MAX_UNACKED',
+  stallTimeoutMs: 'STRAIT_XDS_STALL_TIMEOUT',
+  firstRequestTimeoutMs: 'STRAIT_XDS_FIRST_REQUEST_TIMEOUT',
+};
+/** How each limit is written: a count, a size in bytes (suffixes KiB, MiB), or a duration. */
+const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duration'>> = {
+  maxStreamsPerCredential: 'count',
+  maxStreamsPerConnection: 'count',
+  maxNamesPerRequest: 'count',
+  maxNamesPerStream: 'count',
+  maxNameBytes: 'bytes',
+  maxInitialVersions: 'count',
+  maxRequestBytes: 'bytes',
+  maxQueuedBytes: 'bytes',
+  maxUnackedResponses: 'count',
+  stallTimeoutMs: 'duration',
+  firstRequestTimeoutMs: 'duration',
+};
+
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15012';
 export const DEFAULT_ADMIN_ADDRESS = '127.0.0.1:15014';
@@ -33,6 +65,8 @@ export interface ControllerConfig {
   rootNamespace: string;
   certTtlMs: number;
   pushDebounceMs: number;
+  /** Per-peer xDS (and CA) limits; see README "Limits". */
+  xdsLimits: XdsLimits;
   operatorCa?: { certFile: string; keyFile: string; chainFile?: string };
 }
 
@@ -49,6 +83,8 @@ export interface ControllerFlags {
   caCert?: string;
   caKey?: string;
   caChain?: string;
+  /** xDS limits by XdsLimits key, as given on the command line. */
+  xdsLimits?: Partial<Record<keyof XdsLimits, string>>;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
@@ -74,6 +110,17 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
   const caChain = pick(flags.caChain, ENV_CA_CHAIN);
   if ((caCert === undefined) !== (caKey === undefined)) throw fail('--ca-cert and --ca-key go together: give both (an operator-provided root or intermediate) or neither (a generated root)');
   if (caChain && !caCert) throw fail('--ca-chain needs --ca-cert and --ca-key');
+  const xdsLimits = { ...DEFAULT_XDS_LIMITS };
+  for (const key of Object.keys(ENV_XDS_LIMITS) as (keyof XdsLimits)[]) {
+    const raw = pick(flags.xdsLimits?.[key], ENV_XDS_LIMITS[key]);
+    if (raw === undefined) continue;
+    const what = `${XDS_LIMIT_FLAGS[key]} / ${ENV_XDS_LIMITS[key]}`;
+    const unit = LIMIT_UNITS[key];
+    const value = unit === 'duration' ? parseDurationMs(raw) : unit === 'bytes' ? parseByteSize(raw) : /^\d+$/.test(raw.trim()) ? Number(raw) : undefined;
+    const form = unit === 'duration' ? 'a duration like 500ms or 30s' : unit === 'bytes' ? 'a size like 1024, 512KiB or 4MiB' : 'a whole number';
+    if (value === undefined || !Number.isSafeInteger(value) || value < 1) throw fail(`${what}: "${raw}" is not ${form} of at least 1`);
+    xdsLimits[key] = value;
+  }
   return {
     configDir: resolve(configDir),
     dataDir: resolve(dataDir),
@@ -83,6 +130,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
     rootNamespace: pick(flags.rootNamespace, ENV_ROOT_NAMESPACE) ?? DEFAULT_ROOT_NAMESPACE,
     certTtlMs: duration(pick(flags.certTtl, ENV_CERT_TTL), '--cert-ttl', DEFAULT_CERT_TTL_MS, MIN_CERT_TTL_MS),
     pushDebounceMs: duration(pick(flags.pushDebounce, ENV_PUSH_DEBOUNCE), '--push-debounce', DEFAULT_PUSH_DEBOUNCE_MS, 0),
+    xdsLimits,
     ...(caCert && caKey ? { operatorCa: { certFile: resolve(caCert), keyFile: resolve(caKey), ...(caChain ? { chainFile: resolve(caChain) } : {}) } } : {}),
   };
 }

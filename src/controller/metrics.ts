@@ -17,6 +17,10 @@ export class ControllerMetrics {
   readonly csrRefused: Counter<'reason'>;
   readonly configObjects: Gauge<'kind'>;
   readonly configRejected: Gauge;
+  readonly authRefused: Counter<'service' | 'reason'>;
+  readonly limitExceeded: Counter<'limit'>;
+  readonly stalls: Counter<'kind'>;
+  readonly stallDisconnects: Counter<'kind' | 'why'>;
 
   constructor() {
     const registers = [this.registry];
@@ -35,6 +39,16 @@ export class ControllerMetrics {
     this.csrRefused = new Counter({ name: 'strait_ca_refused_total', help: 'Certificate requests refused, by reason.', labelNames: ['reason'], registers });
     this.configObjects = new Gauge({ name: 'strait_config_objects', help: 'Valid config objects in force, by kind.', labelNames: ['kind'], registers });
     this.configRejected = new Gauge({ name: 'strait_config_rejected', help: 'Config documents currently rejected with an error.', registers });
+    this.authRefused = new Counter({
+      name: 'strait_auth_refused_total', help: 'xDS streams and CA calls refused at the door (credentials or what they may do), by service and reason.',
+      labelNames: ['service', 'reason'], registers,
+    });
+    this.limitExceeded = new Counter({ name: 'strait_xds_limit_exceeded_total', help: 'Streams or requests refused or ended for going over a limit, by limit.', labelNames: ['limit'], registers });
+    this.stalls = new Counter({ name: 'strait_xds_stalls_total', help: 'Times an xDS stream could not take pushes (unread bytes or unanswered responses) and its pushes were coalesced.', labelNames: ['kind'], registers });
+    this.stallDisconnects = new Counter({
+      name: 'strait_xds_stall_disconnects_total', help: 'xDS streams disconnected for stalling longer than --xds-stall-timeout, by what they did not do (unread, unanswered).',
+      labelNames: ['kind', 'why'], registers,
+    });
   }
 
   /** The adapter the xDS server reports through. */
@@ -48,6 +62,10 @@ export class ControllerMetrics {
       },
       acked: (typeUrl: string, latencyMs: number) => this.convergence.observe({ type: shortType(typeUrl) }, latencyMs / 1000),
       nacked: (typeUrl: string) => this.nacks.inc({ type: shortType(typeUrl) }),
+      limitExceeded: (limit: string) => this.limitExceeded.inc({ limit }),
+      refused: (reason: string) => this.authRefused.inc({ service: 'xds', reason }),
+      stalled: (kind: string) => this.stalls.inc({ kind }),
+      stallDisconnected: (kind: string, why: string) => this.stallDisconnects.inc({ kind, why }),
     };
   }
 }

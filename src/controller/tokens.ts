@@ -3,20 +3,34 @@ import { mkdir, readFile, writeFile, chmod } from 'node:fs/promises';
 import { join } from 'node:path';
 import { StraitError, errorMessage } from '../common/errors.js';
 
-/** Who a proxy says it is, from its gRPC metadata. */
-export type Caller = { type: 'node'; node: string } | { type: 'waypoint'; namespace: string; name: string };
+/**
+ * Who a caller says it is, from its gRPC metadata. `debug` is the operator's read-only xDS credential (any view, no
+ * certificates); it is never written to a file: `strait token --debug` prints it.
+ */
+export type Caller = { type: 'node'; node: string } | { type: 'waypoint'; namespace: string; name: string } | { type: 'debug' };
 
 export const HEADER_NODE = 'x-strait-node';
 export const HEADER_WAYPOINT = 'x-strait-waypoint';
+export const HEADER_DEBUG = 'x-strait-debug';
 const SECRET_FILE = 'bootstrap-secret';
 
 export function callerSubject(c: Caller): string {
-  return c.type === 'node' ? `node/${c.node}` : `waypoint/${c.namespace}/${c.name}`;
+  return c.type === 'node' ? `node/${c.node}` : c.type === 'waypoint' ? `waypoint/${c.namespace}/${c.name}` : 'debug';
 }
 
 /** File name under <dataDir>/tokens/ holding a caller's token. */
 export function tokenFileName(c: Caller): string {
-  return c.type === 'node' ? `node-${c.node}.token` : `waypoint-${c.namespace}-${c.name}.token`;
+  return c.type === 'node' ? `node-${c.node}.token` : c.type === 'waypoint' ? `waypoint-${c.namespace}-${c.name}.token` : 'debug.token';
+}
+
+/** A refused credential; `reason` is the metric label (strait_auth_refused_total{reason}). */
+export class CredentialError extends StraitError {
+  constructor(
+    readonly reason: 'no_token' | 'bad_caller' | 'wrong_token',
+    message: string,
+  ) {
+    super('STRAIT_ERR_AUTH_TOKEN', message);
+  }
 }
 
 /**
@@ -70,15 +84,18 @@ export class BootstrapTokens {
 /** Reads the caller and bearer token from gRPC metadata values; throws STRAIT_ERR_AUTH_TOKEN when absent or malformed. */
 export function callerFromHeaders(get: (key: string) => string | undefined): { caller: Caller; token: string } {
   const auth = get('authorization');
-  const m = auth ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
-  if (!m) throw new StraitError('STRAIT_ERR_AUTH_TOKEN', 'no bootstrap token: send metadata "authorization: Bearer <token>" (the token is in the controller\'s data directory under tokens/)');
+  const m = auth && auth.length <= 1024 ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
+  if (!m) throw new CredentialError('no_token', 'no bootstrap token: send metadata "authorization: Bearer <token>" (the token is in the controller\'s data directory under tokens/)');
   const node = get(HEADER_NODE);
   const wp = get(HEADER_WAYPOINT);
-  if (node && !wp) return { caller: { type: 'node', node }, token: m[1] };
-  if (wp && !node) {
+  const debug = get(HEADER_DEBUG);
+  const given = [node, wp, debug].filter((v) => v !== undefined).length;
+  if (given === 1 && node) return { caller: { type: 'node', node }, token: m[1] };
+  if (given === 1 && debug) return { caller: { type: 'debug' }, token: m[1] };
+  if (given === 1 && wp) {
     const [namespace, name, ...rest] = wp.split('/');
     if (namespace && name && rest.length === 0) return { caller: { type: 'waypoint', namespace, name }, token: m[1] };
-    throw new StraitError('STRAIT_ERR_AUTH_TOKEN', `metadata ${HEADER_WAYPOINT} must be "<namespace>/<name>", got "${wp}"`);
+    throw new CredentialError('bad_caller', `metadata ${HEADER_WAYPOINT} must be "<namespace>/<name>", got "${wp.slice(0, 100)}"`);
   }
-  throw new StraitError('STRAIT_ERR_AUTH_TOKEN', `say who is calling with exactly one of the metadata keys ${HEADER_NODE} or ${HEADER_WAYPOINT}`);
+  throw new CredentialError('bad_caller', `say who is calling with exactly one of the metadata keys ${HEADER_NODE}, ${HEADER_WAYPOINT} or ${HEADER_DEBUG}`);
 }

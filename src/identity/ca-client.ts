@@ -14,6 +14,12 @@ export interface CaClientOptions {
 }
 
 export const DEFAULT_CA_REQUEST_TIMEOUT_MS = 10_000;
+/** A CA answer is a short PEM chain (a few KiB); anything near this is not one. */
+export const MAX_CA_RESPONSE_BYTES = 1024 * 1024;
+/** Certificates in a chain (leaf, intermediates, root). */
+export const MAX_CA_CHAIN_LENGTH = 8;
+/** Bytes of one PEM certificate. */
+export const MAX_CA_CERT_PEM_BYTES = 64 * 1024;
 
 /** The proxies' side of the CA: CreateCertificate(csr, identity) → PEM chain (leaf first, root last). */
 export class CaClient {
@@ -21,7 +27,8 @@ export class CaClient {
 
   constructor(private readonly opts: CaClientOptions) {
     const Ctor = serviceOf(loadProto('ca.proto'), 'strait.ca.v1.CertificateService');
-    this.client = new Ctor(opts.address, opts.credentials, opts.channelOptions ?? {}) as never;
+    // A controller cannot make this process buffer more than one bounded answer per request.
+    this.client = new Ctor(opts.address, opts.credentials, { 'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES, ...opts.channelOptions }) as never;
   }
 
   createCertificate(csrPem: string, identity: string, validitySeconds = 0): Promise<string[]> {
@@ -34,8 +41,14 @@ export class CaClient {
         md,
         { deadline },
         (err: grpc.ServiceError | null, res: { cert_chain: string[] }) => {
-          if (err) reject(new StraitError(codeFor(err.code), `certificate for ${identity} refused by the CA at ${this.opts.address}: ${grpc.status[err.code]}: ${err.details}`, { cause: err }));
-          else resolve(res.cert_chain);
+          if (err) {
+            reject(new StraitError(codeFor(err.code), `certificate for ${identity} refused by the CA at ${this.opts.address}: ${grpc.status[err.code]}: ${err.details}`, { cause: err }));
+            return;
+          }
+          const chain = res.cert_chain ?? [];
+          const bad = chain.length === 0 || chain.length > MAX_CA_CHAIN_LENGTH ? `${chain.length} certificates (1 to ${MAX_CA_CHAIN_LENGTH} expected)` : chain.find((c) => c.length > MAX_CA_CERT_PEM_BYTES) ? `a certificate over ${MAX_CA_CERT_PEM_BYTES} bytes` : undefined;
+          if (bad) reject(new StraitError('STRAIT_ERR_CERT_INVALID', `the CA at ${this.opts.address} answered the request for ${identity} with ${bad}`));
+          else resolve(chain);
         },
       );
     });

@@ -68,7 +68,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
 
   const synced = new Set<string>();
   let xdsUp = false;
-  const xds = startZtunnelXds({ address: xdsAddress, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }) });
+  const xds = startZtunnelXds({
+    address: xdsAddress, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }),
+    limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
+  });
   xds.on('update', (type) => synced.add(type));
   xds.on('connected', () => { xdsUp = true; metrics.xdsConnected.set(1); log.info({ controller: xdsAddress }, 'connected to the controller'); });
   xds.on('disconnected', (err) => { xdsUp = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });

@@ -5,6 +5,8 @@ import { StraitError, errorMessage } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_EJECTION_BASE_MS, DEFAULT_EJECTION_MAX_MS } from './proxy/endpoint-health.js';
+import { parseByteSize } from '../common/byte-size.js';
+import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 
 export const ENV_NODE_NAME = 'STRAIT_NODE_NAME';
 export const ENV_XDS_ADDRESS = 'STRAIT_XDS_ADDRESS';
@@ -26,6 +28,7 @@ export const ENV_LISTEN_BACKLOG = 'STRAIT_LISTEN_BACKLOG';
 export const ENV_ENDPOINT_ATTEMPTS = 'STRAIT_ENDPOINT_ATTEMPTS';
 export const ENV_EJECTION_BASE = 'STRAIT_EJECTION_BASE';
 export const ENV_EJECTION_MAX = 'STRAIT_EJECTION_MAX';
+export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
 
 /**
  * Node options the ztunnel process should be started with (they size V8's heap, so they cannot be set from
@@ -125,6 +128,8 @@ export interface ZtunnelConfig {
   /** Passive ejection of endpoints that fail to connect: first period, and the cap of its doubling. */
   ejectionBaseMs: number;
   ejectionMaxMs: number;
+  /** Largest xDS response accepted (bytes); a larger one ends the stream before it is read in full. */
+  xdsMaxMessageBytes: number;
 }
 
 export interface ZtunnelFlags {
@@ -150,6 +155,7 @@ export interface ZtunnelFlags {
   endpointAttempts?: string;
   ejectionBase?: string;
   ejectionMax?: string;
+  xdsMaxMessageSize?: string;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
@@ -211,12 +217,16 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (poolIdleMs < 1 || poolIdleMs > MAX_TIMER_MS) throw fail(`--pool-idle: from 1ms to 24d (a timer's range)`);
   const gc = pick(flags.gc, ENV_GC) ?? 'atomic';
   if (!(GC_MODES as readonly string[]).includes(gc)) throw fail(`--gc: "${gc}" is not one of ${GC_MODES.join(', ')}`);
+  const maxMsgRaw = pick(flags.xdsMaxMessageSize, ENV_XDS_MAX_MESSAGE_SIZE);
+  const xdsMaxMessageBytes = maxMsgRaw === undefined ? DEFAULT_XDS_MAX_RECEIVE_BYTES : parseByteSize(maxMsgRaw);
+  if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
   return {
     ...(captureMark !== undefined ? { captureMark } : {}),
     ...(listenBacklog !== undefined ? { listenBacklog } : {}),
     endpointAttempts: int(pick(flags.endpointAttempts, ENV_ENDPOINT_ATTEMPTS), '--endpoint-attempts', DEFAULT_ENDPOINT_ATTEMPTS, 1, 10),
     ejectionBaseMs,
     ejectionMaxMs,
+    xdsMaxMessageBytes,
     gc: gc as GcMode,
     nodeName,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),

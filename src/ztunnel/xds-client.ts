@@ -2,7 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import { randomUUID } from 'node:crypto';
 import { StraitError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { XdsClient } from '../common/xds/index.js';
+import { XdsClient, type XdsClientLimits } from '../common/xds/index.js';
 import type { XdsUpdate } from '../common/xds/types.js';
 import {
   TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, type AuthorizationResource, type ServiceResource, type WorkloadResource,
@@ -50,6 +50,7 @@ function asAuthorization(name: string, b: unknown): AuthorizationResource {
 export function startZtunnelXds(opts: {
   address: string; credentials: grpc.ChannelCredentials; node: string; token: string; state: ZtunnelState; logger: Logger;
   channelOptions?: grpc.ChannelOptions;
+  limits?: Partial<XdsClientLimits>;
 }): XdsClient {
   const { state } = opts;
   const apply = <T>(parse: (name: string, body: unknown) => T, into: (added: T[], removed: string[]) => void) => (u: XdsUpdate) => {
@@ -63,6 +64,7 @@ export function startZtunnelXds(opts: {
     node: { id: `ztunnel~${opts.node}~${randomUUID()}`, kind: 'ztunnel', nodeName: opts.node },
     logger: opts.logger,
     ...(opts.channelOptions ? { channelOptions: opts.channelOptions } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
     subscriptions: [
       { typeUrl: TYPE_WORKLOAD, apply: apply(asWorkload, (a, r) => state.applyWorkloads(a, r)) },
       { typeUrl: TYPE_SERVICE, apply: apply(asService, (a, r) => state.applyServices(a, r)) },

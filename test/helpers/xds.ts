@@ -159,10 +159,12 @@ export class RawAdsStream {
   private waiter: ((r: WireDeltaResponse) => void) | undefined;
   received = 0;
 
-  constructor(address: string, metadata = new grpc.Metadata()) {
+  /** `ownConnection`: a channel of its own (grpc-js otherwise shares one connection per target). */
+  constructor(address: string, metadata = new grpc.Metadata(), credentials = grpc.credentials.createInsecure(), ownConnection = false) {
     const { Client } = loadXdsProto();
-    this.client = new Client(address, grpc.credentials.createInsecure(), {
+    this.client = new Client(address, credentials, {
       'grpc.max_receive_message_length': -1,
+      ...(ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {}),
     });
     const method = (this.client as unknown as Record<string, (md: grpc.Metadata) => typeof this.call>)[
       'DeltaAggregatedResources'

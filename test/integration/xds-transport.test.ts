@@ -36,12 +36,12 @@ function seed(source: MemoryViewSource, ...ns: string[]): void {
 
 async function setup(
   t: { after: (fn: () => unknown) => void },
-  opts: { debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate']; maxConcurrentInitialSyncs?: number; largeSyncResources?: number } = {},
+  opts: { debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate']; authorize?: Parameters<typeof startXds>[0]['authorize']; maxConcurrentInitialSyncs?: number; largeSyncResources?: number } = {},
 ): Promise<{ source: MemoryViewSource; server: RunningXds; metrics: RecordingMetrics }> {
   const source = new MemoryViewSource([T, T2]);
   const metrics = new RecordingMetrics();
   const server = await startXds({
-    source, metrics, debounceMs: opts.debounceMs ?? 20, authenticate: opts.authenticate,
+    source, metrics, debounceMs: opts.debounceMs ?? 20, authenticate: opts.authenticate, authorize: opts.authorize,
     ...(opts.maxConcurrentInitialSyncs !== undefined ? { maxConcurrentInitialSyncs: opts.maxConcurrentInitialSyncs } : {}),
     ...(opts.largeSyncResources !== undefined ? { largeSyncResources: opts.largeSyncResources } : {}),
   });
@@ -141,8 +141,14 @@ test('delivers the initial snapshot, then a change as a delta of only the change
     versionSent: String(source.generation()),
     versionAcked: String(source.generation()),
     lastAckedNonce: st.types[T]!.lastAckedNonce,
+    lastAckedAt: st.types[T]!.lastAckedAt,
     resourcesHeld: 2,
+    unanswered: 0,
+    coalesced: false,
   });
+  assert.equal(st.queuedBytes, 0);
+  assert.equal(st.stalledSince, null, 'a proxy that read and answered everything is not behind');
+  assert.equal(st.lastAckAt, st.types[T]!.lastAckedAt);
   assert.equal(metrics.connected, 1);
   assert.equal(metrics.pushes, 2);
   assert.equal(metrics.pushedResources, 3 + 2);
@@ -391,16 +397,19 @@ test('changes to one view are not pushed to streams of another view', async (t) 
 
 test('authentication refusals end the stream with UNAUTHENTICATED or PERMISSION_DENIED and the message', async (t) => {
   const { server, metrics } = await setup(t, {
-    authenticate: (md, proxy) => {
+    authenticate: (md) => {
       const token = md.get('authorization')[0];
       if (token !== 'Bearer good') throw new StraitError('STRAIT_ERR_AUTH_TOKEN', 'missing or wrong bootstrap token');
+      return { subject: 'node/node-a' };
+    },
+    authorize: (_principal, proxy) => {
       if (proxy.nodeName !== 'node-a') {
         throw new StraitError('STRAIT_ERR_IDENTITY_DENIED', `token of node-a may not subscribe as ${proxy.nodeName}`);
       }
     },
   });
+  // Refused when the stream opens, before it sends anything.
   const noToken = rawStream(t, server);
-  noToken.write({ node: wireNode(), type_url: T });
   assert.deepEqual(await noToken.ended, { code: grpc.status.UNAUTHENTICATED, details: 'missing or wrong bootstrap token' });
 
   const md = new grpc.Metadata();

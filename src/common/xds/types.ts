@@ -62,6 +62,14 @@ export interface XdsMetrics {
    */
   acked(typeUrl: string, latencyMs: number): void;
   nacked(typeUrl: string): void;
+  /** A stream or request went over a limit and was refused or ended (label: XdsLimitName). */
+  limitExceeded?(limit: string): void;
+  /** A stream was refused at its start or first request; `reason` e.g. no_token, wrong_token, wrong_node, wrong_kind. */
+  refused?(reason: string): void;
+  /** A stream stopped taking pushes in time (unread bytes or unanswered responses) and its pushes are being coalesced. */
+  stalled?(kind: ProxyKind): void;
+  /** A stalled stream was disconnected; `why`: unread (it did not read what was sent) or unanswered (no ACK/NACK). */
+  stallDisconnected?(kind: ProxyKind, why: 'unread' | 'unanswered'): void;
 }
 
 export interface NackInfo {
@@ -83,6 +91,12 @@ export interface TypeSyncStatus {
   lastNack?: NackInfo;
   /** Nonce of the latest response not yet ACKed or NACKed. */
   pendingNonce?: string;
+  /** Responses sent and not yet answered. */
+  unanswered: number;
+  /** ISO timestamp of the last ACK of this type. */
+  lastAckedAt?: string;
+  /** Pushes are being coalesced (the stream could not take them); the difference is sent when it can. */
+  coalesced: boolean;
 }
 
 /** One connected stream, as shown by /debug/syncz. */
@@ -92,6 +106,12 @@ export interface SyncStatus {
   /** ISO timestamp. */
   connectedAt: string;
   peer: string;
+  /** Bytes handed to the transport that the proxy has not read yet. */
+  queuedBytes: number;
+  /** ISO timestamp since when the proxy has had something unread or unanswered (null: caught up). */
+  stalledSince: string | null;
+  /** ISO timestamp of the last ACK on this stream (null: none yet). */
+  lastAckAt: string | null;
   types: Record<string, TypeSyncStatus>;
 }
 

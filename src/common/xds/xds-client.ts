@@ -7,6 +7,10 @@
  *   serves; it survives disconnects (proxies keep their last good config) and is sent back on reconnect as
  *   initial_resource_versions, so the controller sends only the difference.
  * - Each response is answered exactly once, in order: ACK if apply returned, NACK with its message if it threw.
+ * - What a controller can make it hold is bounded: a message over maxReceiveBytes ends the stream before it is
+ *   read in full (gRPC's receive limit), a response with too many resources or too long a name, or one that
+ *   would make a type hold more than maxResourcesHeld, is NACKed with the reason and not applied; requests the
+ *   controller does not read pile up to MAX_UNSENT_REQUESTS, then the stream is replaced.
  */
 import { EventEmitter } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
@@ -17,8 +21,23 @@ import { loadXdsProto, type WireDeltaRequest, type WireDeltaResponse } from './x
 
 export const DEFAULT_XDS_INITIAL_BACKOFF_MS = 200;
 export const DEFAULT_XDS_MAX_BACKOFF_MS = 10_000;
-/** Large enough for a full snapshot of a big mesh in one response (gRPC's default is 4 MiB). */
-export const DEFAULT_XDS_MAX_RECEIVE_BYTES = 256 * 1024 * 1024;
+/** Ten times a full Workload snapshot of a 10,000-pod mesh (about 5 MiB) in one response; gRPC's default is 4 MiB. */
+export const DEFAULT_XDS_MAX_RECEIVE_BYTES = 64 * 1024 * 1024;
+/** Resources (added + removed) in one response: 16 times a 10,000-pod mesh's largest type. */
+export const DEFAULT_XDS_MAX_RESOURCES_PER_RESPONSE = 160_000;
+/** Resources held per type, all responses together. */
+export const DEFAULT_XDS_MAX_RESOURCES_HELD = 160_000;
+/** Bytes of a resource name or version (Kubernetes names are at most 253 bytes; ours join two or three). */
+export const DEFAULT_XDS_MAX_NAME_BYTES = 1024;
+/** Requests (ACKs, subscriptions) written and not yet taken by the transport before the stream is replaced. */
+export const MAX_UNSENT_REQUESTS = 1_000;
+
+export interface XdsClientLimits {
+  maxReceiveBytes: number;
+  maxResourcesPerResponse: number;
+  maxResourcesHeld: number;
+  maxNameBytes: number;
+}
 
 export interface XdsSubscription {
   typeUrl: string;
@@ -40,6 +59,8 @@ export interface XdsClientOptions {
   logger?: Logger;
   /** Extra gRPC channel options (merged over Strait's defaults). */
   channelOptions?: grpc.ChannelOptions;
+  /** What a response may make the proxy hold (defaults DEFAULT_XDS_MAX_*). */
+  limits?: Partial<XdsClientLimits>;
 }
 
 export interface XdsClientEvents {
@@ -69,6 +90,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   private readonly subs = new Map<string, SubscriptionState>();
   private readonly initialBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly limits: XdsClientLimits;
   private client: grpc.Client | undefined;
   private call: DuplexCall | undefined;
   private reconnectTimer: NodeJS.Timeout | undefined;
@@ -104,6 +126,16 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     }
     this.opts = opts;
     this.log = opts.logger ?? silentLogger();
+    this.limits = {
+      maxReceiveBytes: DEFAULT_XDS_MAX_RECEIVE_BYTES,
+      maxResourcesPerResponse: DEFAULT_XDS_MAX_RESOURCES_PER_RESPONSE,
+      maxResourcesHeld: DEFAULT_XDS_MAX_RESOURCES_HELD,
+      maxNameBytes: DEFAULT_XDS_MAX_NAME_BYTES,
+      ...opts.limits,
+    };
+    for (const [k, v] of Object.entries(this.limits)) {
+      if (!Number.isInteger(v) || v < 1) throw new StraitError('STRAIT_ERR_CONFIG', `XdsClient limit ${k} must be an integer >= 1 (got ${v})`);
+    }
   }
 
   /** Opens the stream (and keeps reopening it until close()). */
@@ -112,7 +144,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.started = true;
     const { Client } = loadXdsProto();
     this.client = new Client(this.opts.address, this.opts.credentials, {
-      'grpc.max_receive_message_length': DEFAULT_XDS_MAX_RECEIVE_BYTES,
+      'grpc.max_receive_message_length': this.limits.maxReceiveBytes,
       'grpc.keepalive_time_ms': 30_000,
       'grpc.keepalive_timeout_ms': 10_000,
       ...this.opts.channelOptions,
@@ -215,7 +247,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       this.attempt = 0; // only a stream that delivers config resets the backoff
       this.onResponse(res);
     });
-    call.on('error', (err: grpc.ServiceError) => end(streamError(this.opts.address, err)));
+    call.on('error', (err: grpc.ServiceError) => end(streamError(this.opts.address, err, this.limits.maxReceiveBytes)));
     call.on('end', () =>
       end(new StraitError('STRAIT_ERR_XDS_CONNECT', `the controller at ${this.opts.address} ended the xDS stream`)),
     );
@@ -276,13 +308,47 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
 
   private write(req: Partial<WireDeltaRequest>): void {
     // Not connected: the next connect sends the whole subscription with what we hold.
-    this.call?.write(req);
+    const call = this.call;
+    if (!call) return;
+    call.write(req);
+    if (call.writableLength > MAX_UNSENT_REQUESTS) {
+      // The controller takes nothing we send (it stalls, or floods us faster than it reads our ACKs).
+      this.onStreamEnd(call, new StraitError('STRAIT_ERR_XDS_CONNECT', `the controller at ${this.opts.address} has not read this proxy's last ${call.writableLength} requests; reconnecting`));
+    }
+  }
+
+  /** Why a response must be refused before it is applied (too many resources, too long a name, too much held), or undefined. */
+  private overLimits(sub: SubscriptionState, res: WireDeltaResponse): string | undefined {
+    const l = this.limits;
+    const count = res.resources.length + res.removed_resources.length;
+    if (count > l.maxResourcesPerResponse) {
+      return `the response carries ${count} resources and removals; this proxy accepts at most ${l.maxResourcesPerResponse} per response`;
+    }
+    let adding = 0;
+    for (const r of res.resources) {
+      if (Buffer.byteLength(r.name, 'utf8') > l.maxNameBytes || Buffer.byteLength(r.version, 'utf8') > l.maxNameBytes) {
+        return `resource "${r.name.slice(0, 60)}…" has a name or version longer than ${l.maxNameBytes} bytes`;
+      }
+      if (!sub.held.has(r.name)) adding++;
+    }
+    for (const name of res.removed_resources) {
+      if (Buffer.byteLength(name, 'utf8') > l.maxNameBytes) return `removed name "${name.slice(0, 60)}…" is longer than ${l.maxNameBytes} bytes`;
+    }
+    if (sub.held.size + adding > l.maxResourcesHeld) {
+      return `applying it would hold ${sub.held.size + adding} resources of ${res.type_url}; this proxy holds at most ${l.maxResourcesHeld} per type`;
+    }
+    return undefined;
   }
 
   private onResponse(res: WireDeltaResponse): void {
     const sub = this.subs.get(res.type_url);
     if (!sub) {
       this.nack(res, new StraitError('STRAIT_ERR_XDS_PROTOCOL', `received type ${res.type_url}, which this proxy did not subscribe to`));
+      return;
+    }
+    const over = this.overLimits(sub, res);
+    if (over) {
+      this.nack(res, new StraitError('STRAIT_ERR_XDS_LIMIT', over));
       return;
     }
     let update: XdsUpdate;
@@ -313,15 +379,23 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
     this.write({
       type_url: res.type_url,
       response_nonce: res.nonce,
-      error_detail: { code: grpc.status.INVALID_ARGUMENT, message: err.message },
+      // The controller accepts NACK messages up to 64 KiB.
+      error_detail: { code: grpc.status.INVALID_ARGUMENT, message: err.message.slice(0, 16 * 1024) },
     });
     this.emit('nack', res.type_url, err, res.nonce);
   }
 }
 
-function streamError(address: string, err: grpc.ServiceError): StraitError {
+function streamError(address: string, err: grpc.ServiceError, maxReceiveBytes: number): StraitError {
   const code = grpc.status[err.code] ?? String(err.code);
   const details = err.details || err.message;
+  if (err.code === grpc.status.RESOURCE_EXHAUSTED && /Received message larger than max/.test(details)) {
+    return new StraitError(
+      'STRAIT_ERR_XDS_LIMIT',
+      `the controller at ${address} sent an xDS response larger than this proxy accepts (${details}; the limit is ${maxReceiveBytes} bytes: raise it with --xds-max-message-size)`,
+      { cause: err },
+    );
+  }
   if (err.code === grpc.status.UNAUTHENTICATED) {
     return new StraitError(
       'STRAIT_ERR_AUTH_TOKEN',

@@ -63,7 +63,7 @@ export interface XdsProto {
   packageDefinition: PackageDefinition;
   /** The service with proto-loader codecs in both directions (what clients use). */
   service: grpc.ServiceDefinition;
-  /** The same service, responses serialised by encodeDeltaResponse (what XdsServer registers). */
+  /** The same service, responses serialised by encodeDeltaResponse or passed through pre-encoded (what XdsServer registers). */
   serverService: grpc.ServiceDefinition;
   /** Generic client constructor for the service. */
   Client: grpc.ServiceClientConstructor;
@@ -83,7 +83,8 @@ export function loadXdsProto(): XdsProto {
   const serverService: grpc.ServiceDefinition = {
     [XDS_METHOD_NAME]: {
       ...method,
-      responseSerialize: (value: OutgoingDeltaResponse) => encodeDeltaResponse(value),
+      // The server encodes each response itself (to know its size before writing); plain objects still work.
+      responseSerialize: (value: OutgoingDeltaResponse | Buffer) => (Buffer.isBuffer(value) ? value : encodeDeltaResponse(value)),
     },
   };
   const Client = grpc.makeGenericClientConstructor(service, 'AggregatedDiscoveryService');

@@ -8,14 +8,22 @@
  *   everything for explicit subscriptions): no stream holds a copy of a snapshot.
  * - A snapshot is diffed against the previous one once per push round and each resource is encoded once
  *   (cached by ResourceEntry identity), however many streams receive it.
+ * - A stream never has more than limits.maxQueuedBytes (plus the one response that crossed it) waiting in the
+ *   transport, nor more than limits.maxUnackedResponses unanswered per type: while it cannot take a push, the
+ *   push is not queued but coalesced, and when it can, it gets one response with the difference between what
+ *   it holds (everything sent and not NACKed) and the current snapshot. An unanswered response is never assumed
+ *   applied; a stream stalled longer than limits.stallTimeoutMs is disconnected.
+ * - Credentials are checked when the stream opens (before any message); every refusal is counted and logged at
+ *   a bounded rate.
  */
 import * as grpc from '@grpc/grpc-js';
+import { constants as http2constants } from 'node:http2';
 import { StraitError, errorMessage, isStraitError } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { RateLimitedLog } from '../rate-limited-log.js';
 import { EMPTY_RESOURCE_SET, diffResourceSets, type ResourceDiff } from './resource-diff.js';
 import {
   PROXY_KINDS,
-  type NackInfo,
   type ProxyInfo,
   type ProxyKind,
   type ResourceEntry,
@@ -26,17 +34,33 @@ import {
   type XdsMetrics,
 } from './types.js';
 import {
+  XDS_LIMIT_FLAGS,
+  XdsLimitError,
+  checkRequest,
+  resolveXdsLimits,
+  type XdsLimitName,
+  type XdsLimits,
+} from './xds-limits.js';
+import {
+  XDS_METHOD_NAME,
+  encodeDeltaResponse,
   encodedResourceField,
   loadXdsProto,
-  type OutgoingDeltaResponse,
   type WireDeltaRequest,
 } from './xds-proto.js';
+import {
+  ProxyStream,
+  ResponseBuilder,
+  TypeState,
+  UNKNOWN_VERSION,
+  ViewState,
+  type DuplexCall,
+  type PendingResponse,
+} from './xds-stream.js';
 
 export const DEFAULT_XDS_DEBOUNCE_MS = 100;
 /** A steady stream of changes still pushes after this many debounce periods. */
 export const XDS_DEBOUNCE_MAX_FACTOR = 10;
-/** Responses a proxy may leave unanswered per type before the oldest are assumed applied. */
-const MAX_PENDING_RESPONSES = 64;
 /**
  * At most this many large initial syncs (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are unacknowledged at once; other
  * proxies' first subscriptions wait their turn. Each is encoded into its own buffer (megabytes for a big mesh), so
@@ -47,11 +71,32 @@ export const DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS = 32;
 export const DEFAULT_XDS_LARGE_SYNC_RESOURCES = 500;
 /** A slot whose response is not answered within this time is released anyway (a stuck proxy does not block others). */
 export const XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS = 10_000;
+/**
+ * The gRPC transport's own receive limit is this many times limits.maxRequestBytes: a message between the two is
+ * read and refused with a message naming the flag; a larger one is cut off by gRPC before it is read in full.
+ */
+export const XDS_TRANSPORT_RECEIVE_FACTOR = 2;
+/** "proxy connected" / "proxy disconnected" lines logged one by one per 10 s; the rest are summarised. */
+const CONNECTION_LOG_BURST = 20;
+/** Stall disconnections logged one by one per 10 s. */
+const STALL_LOG_BURST = 10;
+
+/** Who opened a stream, as established from its metadata at the start. */
+export interface XdsPrincipal {
+  /** Stable name of the credential (limits count streams per subject), e.g. "node/node-a". */
+  subject: string;
+}
 
 export interface XdsServerOptions {
   source: ViewSource;
-  /** Checks the stream's credentials once its node is known. Throw StraitError: STRAIT_ERR_AUTH_TOKEN → UNAUTHENTICATED, any other code → PERMISSION_DENIED. */
-  authenticate?: (metadata: grpc.Metadata, proxy: ProxyInfo) => void;
+  /**
+   * Checks the stream's credentials from its metadata when it opens, before any message. Throw a StraitError
+   * (optionally with a string `reason` property for the metric label): STRAIT_ERR_AUTH_TOKEN → UNAUTHENTICATED,
+   * any other code → PERMISSION_DENIED. Without it every stream is principal "anonymous".
+   */
+  authenticate?: (metadata: grpc.Metadata) => XdsPrincipal;
+  /** Checks that the principal may connect as the node its first request names (kind, node, waypoint); throw to refuse (PERMISSION_DENIED). */
+  authorize?: (principal: XdsPrincipal, proxy: ProxyInfo) => void;
   debounceMs?: number;
   logger?: Logger;
   metrics?: XdsMetrics;
@@ -59,128 +104,60 @@ export interface XdsServerOptions {
   maxConcurrentInitialSyncs?: number;
   /** Resources from which a first subscription counts as large (default DEFAULT_XDS_LARGE_SYNC_RESOURCES). */
   largeSyncResources?: number;
+  /** Per-peer limits (defaults: DEFAULT_XDS_LIMITS). */
+  limits?: Partial<XdsLimits>;
+  /** Where refusals are logged (shared with the CA, so both count into one summary); default: one of its own. */
+  refusalLog?: RateLimitedLog;
 }
 
-type DuplexCall = grpc.ServerDuplexStream<WireDeltaRequest, OutgoingDeltaResponse>;
-
-interface PendingResponse {
-  nonce: string;
-  systemVersion: string;
-  /** Timestamp of the config change that caused it; null for initial sync / subscribe responses. */
-  changedAt: number | null;
-  /** For every name in the response, what the proxy held before it (undefined: nothing). */
-  prev: Map<string, string | undefined>;
-  /** Holds an initial-sync slot until answered (or its timer fires). */
-  slot?: NodeJS.Timeout;
+/** What the request deserializer returns for a message over limits.maxRequestBytes. */
+class OversizedRequest {
+  constructor(readonly bytes: number) {}
 }
 
-/** What one stream holds of one type. */
-class TypeState {
-  subscribed: '*' | Set<string>;
-  /** Wildcard: the snapshot the proxy is in step with, apart from `delta`. Explicit: null. */
-  base: ResourceSet | null = null;
-  /** Wildcard: deviations from `base` (null: not held). Explicit: everything held. */
-  delta = new Map<string, string | null>();
-  pending: PendingResponse[] = [];
-  versionSent = '';
-  versionAcked = '';
-  lastAckedNonce: string | undefined;
-  lastNack: NackInfo | undefined;
+/** The reason label a refusal carries (a `reason` string property on the error), else a default. */
+function reasonOf(err: unknown, fallback: string): string {
+  const r = (err as { reason?: unknown } | null)?.reason;
+  return typeof r === 'string' && r ? r : fallback;
+}
 
-  constructor(
-    readonly typeUrl: string,
-    subscribed: '*' | Set<string>,
-  ) {
-    this.subscribed = subscribed;
-  }
-
-  isSubscribed(name: string): boolean {
-    return this.subscribed === '*' || this.subscribed.has(name);
-  }
-
-  held(name: string): string | undefined {
-    const d = this.delta.get(name);
-    if (d !== undefined) return d ?? undefined;
-    return this.base?.get(name)?.version;
-  }
-
-  setHeld(name: string, version: string | undefined): void {
-    if (this.base) {
-      if (this.base.get(name)?.version === version) this.delta.delete(name);
-      else this.delta.set(name, version ?? null);
-    } else if (version === undefined) {
-      this.delta.delete(name);
-    } else {
-      this.delta.set(name, version);
+/**
+ * Resets the HTTP/2 stream under a grpc-js server call. A stream whose peer does not read cannot be ended with a
+ * status (trailers wait behind the unread data), so the only way to free what it holds is RST_STREAM; the peer's
+ * grpc-js reports ENHANCE_YOUR_CALM as RESOURCE_EXHAUSTED. grpc-js has no public API for it: this walks its call
+ * chain to the http2 stream. Returns false if it found none (then the caller ends the call normally).
+ */
+function resetTransport(call: DuplexCall): boolean {
+  let c = (call as unknown as { call?: unknown }).call as Record<string, unknown> | undefined;
+  for (let i = 0; c && i < 8; i++) {
+    const s = c['stream'] as { close?: (code: number) => void; rstCode?: unknown } | undefined;
+    if (s && typeof s.close === 'function' && 'rstCode' in s) {
+      s.close(http2constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      return true;
     }
+    c = c['nextCall'] as Record<string, unknown> | undefined;
   }
-
-  /** Everything held, as a plain map (mode switches only: O(held)). */
-  heldMap(): Map<string, string> {
-    const out = new Map<string, string>();
-    if (this.base) for (const [name, e] of this.base) out.set(name, e.version);
-    for (const [name, v] of this.delta) {
-      if (v === null) out.delete(name);
-      else out.set(name, v);
-    }
-    return out;
-  }
-
-  heldCount(): number {
-    if (!this.base) return this.delta.size;
-    let n = this.base.size;
-    for (const [name, v] of this.delta) {
-      const inBase = this.base.has(name);
-      if (v === null && inBase) n--;
-      else if (v !== null && !inBase) n++;
-    }
-    return n;
-  }
-}
-
-class ProxyStream {
-  readonly types = new Map<string, TypeState>();
-  /** First requests per type waiting for an initial-sync slot (in arrival order, with what followed them). */
-  readonly deferred = new Map<string, WireDeltaRequest[]>();
-  /** Has had an initial-sync slot: its other large types go to the front of the queue, so proxies finish one by one. */
-  hadSlot = false;
-  readonly connectedAt = new Date();
-  closed = false;
-  constructor(
-    readonly call: DuplexCall,
-    readonly proxy: ProxyInfo,
-    readonly view: ViewState,
-    readonly allowedTypes: ReadonlySet<string>,
-    readonly peer: string,
-  ) {}
-}
-
-class ViewState {
-  readonly streams = new Set<ProxyStream>();
-  /** Last snapshot pushed to (or read for) this view, per type URL. */
-  readonly snapshots = new Map<string, ResourceSet>();
-  constructor(readonly key: string) {}
-}
-
-/** A response being assembled for one stream. */
-class ResponseBuilder {
-  readonly resources: Buffer[] = [];
-  readonly removed: string[] = [];
-  readonly prev = new Map<string, string | undefined>();
-  get size(): number {
-    return this.resources.length + this.removed.length;
-  }
+  return false;
 }
 
 export class XdsServer {
   private readonly source: ViewSource;
   private readonly authenticate: XdsServerOptions['authenticate'];
+  private readonly authorize: XdsServerOptions['authorize'];
   private readonly debounceMs: number;
   private readonly log: Logger;
   private readonly metrics: XdsMetrics | undefined;
+  readonly limits: XdsLimits;
+  private readonly refusals: RateLimitedLog;
+  private readonly connections: RateLimitedLog;
+  private readonly stalls: RateLimitedLog;
   private readonly views = new Map<string, ViewState>();
   private readonly streams = new Set<ProxyStream>();
+  /** Open streams (accepted or still waiting for their first request) per credential subject and per connection. */
+  private readonly perCredential = new Map<string, number>();
+  private readonly perConnection = new Map<string, number>();
   private readonly unsubscribe: () => void;
+  private readonly sweeper: NodeJS.Timeout;
   private nonceSeq = 0;
   private timer: NodeJS.Timeout | undefined;
   private burstStartedAt = 0;
@@ -204,21 +181,42 @@ export class XdsServer {
     if (!Number.isInteger(large) || large < 0) {
       throw new StraitError('STRAIT_ERR_CONFIG', `xDS largeSyncResources must be an integer >= 0 (got ${large})`);
     }
+    this.limits = resolveXdsLimits(opts.limits);
     this.maxInitialSyncs = maxInitial;
     this.largeSyncResources = large;
     this.source = opts.source;
     this.authenticate = opts.authenticate;
+    this.authorize = opts.authorize;
     this.debounceMs = debounceMs;
     this.log = opts.logger ?? silentLogger();
     this.metrics = opts.metrics;
+    this.refusals = opts.refusalLog ?? new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream refused', what: 'refused xDS streams' });
+    this.connections = new RateLimitedLog({ logger: this.log, level: 'info', msg: 'proxy connected', what: 'proxy connections and disconnections', burst: CONNECTION_LOG_BURST });
+    this.stalls = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream stalled; disconnecting it', what: 'stalled xDS streams disconnected', burst: STALL_LOG_BURST });
     this.unsubscribe = this.source.onChange((changedAt) => this.onSourceChange(changedAt));
+    this.sweeper = setInterval(() => this.sweepStalled(), Math.max(10, Math.min(1000, Math.floor(this.limits.stallTimeoutMs / 4))));
+    this.sweeper.unref();
   }
 
-  /** Registers the AggregatedDiscoveryService on a grpc server. */
+  /** Registers the AggregatedDiscoveryService on a grpc server (whose receive limit should be grpcReceiveLimit()). */
   addTo(server: grpc.Server): void {
-    server.addService(loadXdsProto().serverService, {
-      DeltaAggregatedResources: (call: DuplexCall) => this.handleStream(call),
-    });
+    const method = loadXdsProto().serverService[XDS_METHOD_NAME] as grpc.MethodDefinition<WireDeltaRequest, Buffer>;
+    const max = this.limits.maxRequestBytes;
+    const deserialize = method.requestDeserialize;
+    server.addService(
+      {
+        [XDS_METHOD_NAME]: {
+          ...method,
+          requestDeserialize: (buf: Buffer) => (buf.length > max ? (new OversizedRequest(buf.length) as unknown as WireDeltaRequest) : deserialize(buf)),
+        },
+      },
+      { DeltaAggregatedResources: (call: DuplexCall) => this.handleStream(call) },
+    );
+  }
+
+  /** The receive limit to give the gRPC server this service runs on ('grpc.max_receive_message_length'). */
+  grpcReceiveLimit(): number {
+    return this.limits.maxRequestBytes * XDS_TRANSPORT_RECEIVE_FACTOR;
   }
 
   /** Ends every stream with UNAVAILABLE (proxies reconnect and keep their config meanwhile). */
@@ -226,17 +224,21 @@ export class XdsServer {
     if (this.closed) return;
     this.closed = true;
     this.unsubscribe();
+    clearInterval(this.sweeper);
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const stream of [...this.streams]) {
-      this.endStream(stream.call, grpc.status.UNAVAILABLE, 'the xDS server is shutting down');
+      this.endStream(stream.call, grpc.status.UNAVAILABLE, 'the xDS server is shutting down', stream);
       this.detach(stream);
     }
+    this.connections.close();
+    this.stalls.close();
   }
 
   /** One entry per connected stream, for /debug/syncz. */
   status(): SyncStatus[] {
     const out: SyncStatus[] = [];
+    const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
     for (const stream of this.streams) {
       const types: Record<string, TypeSyncStatus> = {};
       for (const [typeUrl, ts] of stream.types) {
@@ -245,8 +247,11 @@ export class XdsServer {
           versionSent: ts.versionSent,
           versionAcked: ts.versionAcked,
           resourcesHeld: ts.heldCount(),
+          unanswered: ts.pending.length,
+          coalesced: ts.coalesced,
         };
         if (ts.lastAckedNonce !== undefined) t.lastAckedNonce = ts.lastAckedNonce;
+        if (ts.lastAckedAt !== undefined) t.lastAckedAt = iso(ts.lastAckedAt)!;
         if (ts.lastNack) t.lastNack = { ...ts.lastNack };
         const pending = ts.pending[ts.pending.length - 1];
         if (pending) t.pendingNonce = pending.nonce;
@@ -257,6 +262,9 @@ export class XdsServer {
         viewKey: stream.view.key,
         connectedAt: stream.connectedAt.toISOString(),
         peer: stream.peer,
+        queuedBytes: stream.queuedBytes,
+        stalledSince: iso(stream.behindSince()),
+        lastAckAt: iso(stream.lastAckAt),
         types,
       });
     }
@@ -270,20 +278,71 @@ export class XdsServer {
       this.endStream(call, grpc.status.UNAVAILABLE, 'the xDS server is shutting down');
       return;
     }
+    const peer = call.getPeer();
+    // Credentials first: a stream without valid ones is refused before it can send (or hold) anything.
+    let principal: XdsPrincipal = { subject: 'anonymous' };
+    if (this.authenticate) {
+      try {
+        principal = this.authenticate(call.metadata);
+      } catch (err) {
+        const code = isStraitError(err, 'STRAIT_ERR_AUTH_TOKEN') ? grpc.status.UNAUTHENTICATED : isStraitError(err) ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL;
+        this.refuse(call, code, errorMessage(err), reasonOf(err, 'unauthenticated'), { peer });
+        return;
+      }
+    }
+    const credStreams = this.perCredential.get(principal.subject) ?? 0;
+    if (credStreams >= this.limits.maxStreamsPerCredential) {
+      this.limitRefusal(call, new XdsLimitError('streams_per_credential', grpc.status.RESOURCE_EXHAUSTED,
+        `${principal.subject} already has ${credStreams} xDS streams open; the limit is ${this.limits.maxStreamsPerCredential} per credential (raise it with ${XDS_LIMIT_FLAGS.maxStreamsPerCredential})`), { peer, credential: principal.subject });
+      return;
+    }
+    const connStreams = this.perConnection.get(peer) ?? 0;
+    if (connStreams >= this.limits.maxStreamsPerConnection) {
+      this.limitRefusal(call, new XdsLimitError('streams_per_connection', grpc.status.RESOURCE_EXHAUSTED,
+        `the connection from ${peer} already carries ${connStreams} xDS streams; the limit is ${this.limits.maxStreamsPerConnection} per connection (raise it with ${XDS_LIMIT_FLAGS.maxStreamsPerConnection})`), { peer, credential: principal.subject });
+      return;
+    }
+    this.perCredential.set(principal.subject, credStreams + 1);
+    this.perConnection.set(peer, connStreams + 1);
+
     let stream: ProxyStream | undefined;
+    let released = false;
+    const firstRequestTimer = setTimeout(() => {
+      if (stream || released) return;
+      this.limitRefusal(call, new XdsLimitError('first_request_timeout', grpc.status.DEADLINE_EXCEEDED,
+        `no DeltaDiscoveryRequest within ${this.limits.firstRequestTimeoutMs} ms of opening the stream (raise it with ${XDS_LIMIT_FLAGS.firstRequestTimeoutMs})`), { peer, credential: principal.subject });
+    }, this.limits.firstRequestTimeoutMs);
+    firstRequestTimer.unref();
     const done = () => {
+      clearTimeout(firstRequestTimer);
+      if (!released) {
+        released = true;
+        const c = (this.perCredential.get(principal.subject) ?? 1) - 1;
+        if (c > 0) this.perCredential.set(principal.subject, c);
+        else this.perCredential.delete(principal.subject);
+        const k = (this.perConnection.get(peer) ?? 1) - 1;
+        if (k > 0) this.perConnection.set(peer, k);
+        else this.perConnection.delete(peer);
+      }
       if (stream) this.detach(stream);
     };
-    call.on('data', (req: WireDeltaRequest) => {
-      if (stream?.closed || call.writableEnded) return;
+    call.on('data', (req: WireDeltaRequest | OversizedRequest) => {
+      if (stream?.closed || call.writableEnded || released) return;
       try {
+        if (req instanceof OversizedRequest) {
+          throw new XdsLimitError('message_size', grpc.status.RESOURCE_EXHAUSTED,
+            `a DeltaDiscoveryRequest of ${req.bytes} bytes is over the limit of ${this.limits.maxRequestBytes} bytes (raise it with ${XDS_LIMIT_FLAGS.maxRequestBytes})`);
+        }
+        const violation = checkRequest(req, this.limits);
+        if (violation) throw violation;
         if (!stream) {
-          stream = this.accept(call, req);
+          clearTimeout(firstRequestTimer);
+          stream = this.accept(call, req, principal, peer);
           if (!stream) return;
         }
         this.handleRequest(stream, req);
       } catch (err) {
-        this.failStream(call, stream, err);
+        this.failStream(call, stream, err, { peer, credential: principal.subject });
       }
     });
     // The proxy half-closed: we are done too.
@@ -301,40 +360,26 @@ export class XdsServer {
   }
 
   /** Validates the first request of a stream; returns undefined after ending the stream on refusal. */
-  private accept(call: DuplexCall, req: WireDeltaRequest): ProxyStream | undefined {
+  private accept(call: DuplexCall, req: WireDeltaRequest, principal: XdsPrincipal, peer: string): ProxyStream | undefined {
     const node = req.node;
     if (!node || !node.id) {
-      this.endStream(
-        call,
-        grpc.status.INVALID_ARGUMENT,
-        'the first DeltaDiscoveryRequest of a stream must carry node (id, kind, node_name)',
-      );
+      this.endStream(call, grpc.status.INVALID_ARGUMENT, 'the first DeltaDiscoveryRequest of a stream must carry node (id, kind, node_name)');
       return undefined;
     }
     if (!(PROXY_KINDS as readonly string[]).includes(node.kind)) {
-      this.endStream(
-        call,
-        grpc.status.INVALID_ARGUMENT,
-        `node.kind "${node.kind}" is not one of ${PROXY_KINDS.join(', ')}`,
-      );
+      this.endStream(call, grpc.status.INVALID_ARGUMENT, `node.kind "${node.kind}" is not one of ${PROXY_KINDS.join(', ')}`);
       return undefined;
     }
     const proxy: ProxyInfo = { id: node.id, kind: node.kind as ProxyKind, nodeName: node.node_name };
     if (node.namespace) proxy.namespace = node.namespace;
     if (node.name) proxy.name = node.name;
-    const peer = call.getPeer();
 
-    if (this.authenticate) {
+    if (this.authorize) {
       try {
-        this.authenticate(call.metadata, proxy);
+        this.authorize(principal, proxy);
       } catch (err) {
-        const code = isStraitError(err, 'STRAIT_ERR_AUTH_TOKEN')
-          ? grpc.status.UNAUTHENTICATED
-          : isStraitError(err)
-            ? grpc.status.PERMISSION_DENIED
-            : grpc.status.INTERNAL;
-        this.log.warn({ proxy: proxy.id, peer, err: errorMessage(err) }, 'xDS stream refused by authentication');
-        this.endStream(call, code, errorMessage(err));
+        const code = isStraitError(err, 'STRAIT_ERR_AUTH_TOKEN') ? grpc.status.UNAUTHENTICATED : isStraitError(err) ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL;
+        this.refuse(call, code, errorMessage(err), reasonOf(err, 'denied'), { peer, credential: principal.subject, proxy: proxy.id, kind: proxy.kind });
         return undefined;
       }
     }
@@ -344,13 +389,8 @@ export class XdsServer {
       viewKey = this.source.viewKeyFor(proxy);
       allowed = new Set(this.source.typeUrlsFor(proxy));
     } catch (err) {
-      const code = isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL')
-        ? grpc.status.INVALID_ARGUMENT
-        : isStraitError(err)
-          ? grpc.status.PERMISSION_DENIED
-          : grpc.status.INTERNAL;
-      this.log.warn({ proxy: proxy.id, peer, err: errorMessage(err) }, 'xDS stream refused by the view source');
-      this.endStream(call, code, errorMessage(err));
+      const code = isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL') ? grpc.status.INVALID_ARGUMENT : isStraitError(err) ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL;
+      this.refuse(call, code, errorMessage(err), 'no_view', { peer, credential: principal.subject, proxy: proxy.id });
       return undefined;
     }
 
@@ -359,11 +399,11 @@ export class XdsServer {
       view = new ViewState(viewKey);
       this.views.set(viewKey, view);
     }
-    const stream = new ProxyStream(call, proxy, view, allowed, peer);
+    const stream = new ProxyStream(call, proxy, view, allowed, peer, principal.subject);
     view.streams.add(stream);
     this.streams.add(stream);
     this.metrics?.proxyConnected(proxy.kind);
-    this.log.info({ proxy: proxy.id, kind: proxy.kind, node: proxy.nodeName, viewKey, peer }, 'proxy connected');
+    this.connections.record('connected', { proxy: proxy.id, kind: proxy.kind, node: proxy.nodeName, viewKey, peer });
     // Headers now, so the client learns the stream was accepted before the first response.
     call.sendMetadata(new grpc.Metadata());
     return stream;
@@ -373,29 +413,73 @@ export class XdsServer {
     if (stream.closed) return;
     stream.closed = true;
     stream.deferred.clear();
-    for (const ts of stream.types.values()) for (const p of ts.pending) this.releaseSlot(p);
+    for (const ts of stream.types.values()) this.releaseSlot(ts);
     this.streams.delete(stream);
     stream.view.streams.delete(stream);
     if (stream.view.streams.size === 0) this.views.delete(stream.view.key);
     this.metrics?.proxyDisconnected(stream.proxy.kind);
-    this.log.info({ proxy: stream.proxy.id, viewKey: stream.view.key }, 'proxy disconnected');
+    this.connections.record('disconnected', { proxy: stream.proxy.id, viewKey: stream.view.key }, 'proxy disconnected');
   }
 
-  private endStream(call: DuplexCall, code: grpc.status, details: string): void {
+  /**
+   * Ends a call with a status. A stream with unread data cannot deliver a status (it would wait behind that data
+   * forever), so it is reset instead.
+   */
+  private endStream(call: DuplexCall, code: grpc.status, details: string, stream?: ProxyStream): void {
     if (call.destroyed || call.writableEnded) return;
+    if (stream && stream.queuedBytes > 0 && resetTransport(call)) return;
     const err = Object.assign(new Error(details), { code, details });
     call.emit('error', err);
   }
 
-  private failStream(call: DuplexCall, stream: ProxyStream | undefined, err: unknown): void {
-    if (isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL')) {
+  /** Refuses a stream at its door: counted by reason, logged at a bounded rate, ended with `code`. */
+  private refuse(call: DuplexCall, code: grpc.status, details: string, reason: string, fields: Record<string, unknown>): void {
+    this.metrics?.refused?.(reason);
+    this.refusals.record(reason, { ...fields, service: 'xds', status: grpc.status[code], err: details });
+    this.endStream(call, code, details);
+  }
+
+  private limitRefusal(call: DuplexCall, err: XdsLimitError, fields: Record<string, unknown>, stream?: ProxyStream): void {
+    this.metrics?.limitExceeded?.(err.limit);
+    this.refusals.record(err.limit, { ...fields, service: 'xds', proxy: stream?.proxy.id, status: grpc.status[err.status], err: err.message }, 'xDS stream ended: over a limit');
+    this.endStream(call, err.status, err.message, stream);
+  }
+
+  private failStream(call: DuplexCall, stream: ProxyStream | undefined, err: unknown, fields: Record<string, unknown> = {}): void {
+    if (err instanceof XdsLimitError) {
+      this.limitRefusal(call, err, { peer: stream?.peer, ...fields }, stream);
+    } else if (isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL')) {
       this.log.warn({ proxy: stream?.proxy.id, err: err.message }, 'xDS protocol error; ending the stream');
-      this.endStream(call, grpc.status.INVALID_ARGUMENT, err.message);
+      this.endStream(call, grpc.status.INVALID_ARGUMENT, err.message, stream);
     } else {
       this.log.error({ proxy: stream?.proxy.id, err }, 'xDS stream failed');
-      this.endStream(call, grpc.status.INTERNAL, errorMessage(err));
+      this.endStream(call, grpc.status.INTERNAL, errorMessage(err), stream);
     }
     if (stream) this.detach(stream);
+  }
+
+  /** Disconnects streams that have not read what they were sent, or not answered a response, for too long. */
+  private sweepStalled(): void {
+    const deadline = Date.now() - this.limits.stallTimeoutMs;
+    for (const stream of [...this.streams]) {
+      if (stream.closed) continue;
+      const writeAt = stream.oldestWriteAt();
+      const pending = stream.oldestPending();
+      let why: 'unread' | 'unanswered';
+      let reason: string;
+      if (writeAt !== undefined && writeAt < deadline) {
+        why = 'unread';
+        reason = `it has not read ${stream.queuedBytes} bytes sent ${Math.round((Date.now() - writeAt) / 1000)} s ago`;
+      } else if (pending && pending.p.sentAt < deadline) {
+        why = 'unanswered';
+        reason = `it has not answered response ${pending.p.nonce} (${pending.typeUrl}) sent ${Math.round((Date.now() - pending.p.sentAt) / 1000)} s ago`;
+      } else continue;
+      const details = `${stream.proxy.id} stalled: ${reason}; streams stalled longer than ${this.limits.stallTimeoutMs} ms are disconnected (${XDS_LIMIT_FLAGS.stallTimeoutMs})`;
+      this.metrics?.stallDisconnected?.(stream.proxy.kind, why);
+      this.stalls.record(why, { proxy: stream.proxy.id, kind: stream.proxy.kind, node: stream.proxy.nodeName, peer: stream.peer, queuedBytes: stream.queuedBytes, err: details });
+      this.endStream(stream.call, grpc.status.RESOURCE_EXHAUSTED, details, stream);
+      this.detach(stream);
+    }
   }
 
   // --- requests -----------------------------------------------------------------------------------------
@@ -413,11 +497,16 @@ export class XdsServer {
     }
     const waiting = stream.deferred.get(typeUrl);
     if (waiting) {
-      waiting.push(req); // handled in order once the first one gets its slot
+      // Handled in order once the first one gets its slot; bounded like everything a stream may make us hold.
+      if (waiting.length >= this.limits.maxUnackedResponses) {
+        throw new StraitError('STRAIT_ERR_XDS_PROTOCOL', `more than ${this.limits.maxUnackedResponses} requests for ${typeUrl} while its initial sync waits for a slot; wait for the first response`);
+      }
+      waiting.push(req);
       return;
     }
     const ts = stream.types.get(typeUrl);
     if (!ts) {
+      this.checkStreamNames(stream, req.resource_names_subscribe.length);
       if (this.mustWaitForSlot(stream, typeUrl)) {
         stream.deferred.set(typeUrl, [req]);
         // A proxy that already had its turn for another type is nearly in sync: finish it before starting others.
@@ -431,7 +520,18 @@ export class XdsServer {
     }
     if (req.response_nonce) this.settle(stream, ts, req);
     if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) {
+      this.checkStreamNames(stream, req.resource_names_subscribe.length);
       this.changeSubscription(stream, ts, req.resource_names_subscribe, req.resource_names_unsubscribe);
+    }
+    this.flushCoalesced(stream);
+  }
+
+  /** Explicit names a stream may hold, all types together (an upper bound: repeated names count twice here). */
+  private checkStreamNames(stream: ProxyStream, adding: number): void {
+    const total = stream.explicitNames() + adding;
+    if (total > this.limits.maxNamesPerStream) {
+      throw new XdsLimitError('names_per_stream', grpc.status.RESOURCE_EXHAUSTED,
+        `this stream would subscribe to ${total} resource names; the limit is ${this.limits.maxNamesPerStream} per stream (raise it with ${XDS_LIMIT_FLAGS.maxNamesPerStream}, or use a wildcard subscription)`);
     }
   }
 
@@ -443,23 +543,22 @@ export class XdsServer {
     stream.types.set(req.type_url, ts);
     const snapshot = this.viewSnapshot(stream.view, req.type_url);
     const initial = req.initial_resource_versions ?? {};
-    const out = new ResponseBuilder();
     if (wildcard) {
       for (const [name, version] of Object.entries(initial)) if (version) ts.delta.set(name, version);
-      this.collectWildcard(ts, snapshot, out);
     } else {
       for (const name of names) {
         const version = initial[name];
         if (version) ts.delta.set(name, version);
       }
-      this.collectNames(ts, snapshot, names, out);
     }
-    // Always answer the first request, even with nothing, so the proxy knows it is in sync.
-    const p = this.send(stream, ts, out, String(this.source.generation()), null);
-    if (out.size >= this.largeSyncResources) {
+    if (snapshot.size >= this.largeSyncResources) {
       stream.hadSlot = true;
-      this.takeSlot(p);
+      this.takeSlot(ts);
     }
+    // Always answer the first request, even with nothing, so the proxy knows it is in sync; if the stream cannot
+    // take it now, it goes out (computed then) as soon as it can.
+    this.markCoalesced(ts, null);
+    this.flushCoalesced(stream);
   }
 
   // --- initial-sync slots -------------------------------------------------------------------------------
@@ -469,16 +568,16 @@ export class XdsServer {
     return this.viewSnapshot(stream.view, typeUrl).size >= this.largeSyncResources;
   }
 
-  private takeSlot(p: PendingResponse): void {
+  private takeSlot(ts: TypeState): void {
     this.slotsInUse++;
-    p.slot = setTimeout(() => this.releaseSlot(p), XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS);
-    p.slot.unref();
+    ts.slot = setTimeout(() => this.releaseSlot(ts), XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS);
+    ts.slot.unref();
   }
 
-  private releaseSlot(p: PendingResponse): void {
-    if (p.slot === undefined) return;
-    clearTimeout(p.slot);
-    p.slot = undefined;
+  private releaseSlot(ts: TypeState): void {
+    if (ts.slot === undefined) return;
+    clearTimeout(ts.slot);
+    ts.slot = undefined;
     this.slotsInUse--;
     while (!this.closed && this.slotsInUse < this.maxInitialSyncs && this.slotQueue.length > 0) {
       const { stream, typeUrl } = this.slotQueue.shift()!;
@@ -504,8 +603,6 @@ export class XdsServer {
     subscribe: readonly string[],
     unsubscribe: readonly string[],
   ): void {
-    const snapshot = this.viewSnapshot(stream.view, ts.typeUrl);
-    const out = new ResponseBuilder();
     if (ts.subscribed === '*') {
       if (!unsubscribe.includes('*')) return; // names are already included in a wildcard subscription
       const held = ts.heldMap();
@@ -517,10 +614,10 @@ export class XdsServer {
         const v = held.get(name);
         if (v !== undefined) ts.delta.set(name, v);
       }
-      this.collectNames(ts, snapshot, keep, out);
+      this.pushNames(stream, ts, keep);
     } else if (subscribe.includes('*')) {
       ts.subscribed = '*';
-      this.collectWildcard(ts, snapshot, out);
+      this.markCoalesced(ts, null); // a full comparison, sent when the stream can take it
     } else {
       const explicit = ts.subscribed;
       for (const name of unsubscribe) {
@@ -534,8 +631,18 @@ export class XdsServer {
           added.push(name);
         }
       }
-      this.collectNames(ts, snapshot, added, out);
+      this.pushNames(stream, ts, added);
     }
+  }
+
+  /** Sends what differs for some names now, or leaves it to the next coalesced flush if the stream cannot take it. */
+  private pushNames(stream: ProxyStream, ts: TypeState, names: Iterable<string>): void {
+    if (ts.coalesced || !this.canSend(stream, ts)) {
+      this.markCoalesced(ts, null);
+      return;
+    }
+    const out = new ResponseBuilder();
+    this.collectNames(ts, this.viewSnapshot(stream.view, ts.typeUrl), names, out);
     if (out.size > 0) this.send(stream, ts, out, String(this.source.generation()), null);
   }
 
@@ -547,15 +654,31 @@ export class XdsServer {
       this.log.debug({ proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce }, 'ignoring an unknown or settled nonce');
       return;
     }
-    // Responses before this one that the proxy did not answer: it went past them, so they were applied.
-    for (const skipped of ts.pending.splice(0, idx)) this.releaseSlot(skipped);
+    const skipped = ts.pending.splice(0, idx);
     const p = ts.pending.shift()!;
-    this.releaseSlot(p);
+    if (p.initial || skipped.some((q) => q.initial)) this.releaseSlot(ts);
+    // Responses before this one that the proxy did not answer: what they carried is unknown (never assumed
+    // applied) unless the answered one set the same names; those names are compared again and resent.
+    if (skipped.length > 0) {
+      this.log.debug({ proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, skipped: skipped.length }, 'proxy answered a response but not the ones before it; resending what they carried');
+      for (const q of skipped) {
+        for (const name of q.prev.keys()) {
+          if (p.prev.has(name)) continue;
+          const later = ts.pending.find((r) => r.prev.has(name));
+          if (later) later.prev.set(name, UNKNOWN_VERSION);
+          else if (ts.isSubscribed(name)) ts.setHeld(name, UNKNOWN_VERSION);
+        }
+      }
+      this.markCoalesced(ts, null);
+    }
     const error = req.error_detail;
     if (!error) {
+      const now = Date.now();
       ts.versionAcked = p.systemVersion;
       ts.lastAckedNonce = nonce;
-      if (p.changedAt !== null) this.metrics?.acked(ts.typeUrl, Math.max(0, Date.now() - p.changedAt));
+      ts.lastAckedAt = now;
+      stream.lastAckAt = now;
+      if (p.changedAt !== null) this.metrics?.acked(ts.typeUrl, Math.max(0, now - p.changedAt));
       return;
     }
     const message = error.message || `NACK with code ${error.code} and no message`;
@@ -623,25 +746,78 @@ export class XdsServer {
     out.prev.set(entry.name, held);
   }
 
-  private send(
-    stream: ProxyStream,
-    ts: TypeState,
-    out: ResponseBuilder,
-    systemVersion: string,
-    changedAt: number | null,
-  ): PendingResponse {
+  // --- backpressure -------------------------------------------------------------------------------------
+
+  /** Whether a response for `ts` may be written now: the transport has taken what it was given and the type is not owed too many answers. */
+  private canSend(stream: ProxyStream, ts: TypeState): boolean {
+    return stream.queuedBytes < this.limits.maxQueuedBytes && ts.pending.length < this.limits.maxUnackedResponses;
+  }
+
+  /** Remembers that `ts` needs a full comparison once the stream can take it (the earliest change it carries). */
+  private markCoalesced(ts: TypeState, changedAt: number | null): void {
+    if (ts.coalescedSince === undefined) ts.coalescedSince = changedAt;
+    else if (changedAt !== null && (ts.coalescedSince === null || changedAt < ts.coalescedSince)) ts.coalescedSince = changedAt;
+  }
+
+  /**
+   * Sends every coalesced type the stream can take now: one response per type with the difference between what
+   * the proxy holds (sent and not NACKed) and the view's current snapshot.
+   */
+  private flushCoalesced(stream: ProxyStream): void {
+    if (stream.flushing || stream.closed) return;
+    stream.flushing = true;
+    try {
+      let waiting = false;
+      for (const ts of stream.types.values()) {
+        if (!ts.coalesced) continue;
+        if (!this.canSend(stream, ts)) {
+          // A first response waiting behind another type's initial sync is normal; a change that cannot go out is a stall.
+          if (!ts.owesFirstResponse) waiting = true;
+          continue;
+        }
+        const changedAt = ts.coalescedSince ?? null;
+        ts.coalescedSince = undefined;
+        const out = new ResponseBuilder();
+        const snapshot = this.viewSnapshot(stream.view, ts.typeUrl);
+        if (ts.subscribed === '*') this.collectWildcard(ts, snapshot, out);
+        else this.collectNames(ts, snapshot, ts.subscribed, out);
+        if (out.size > 0 || ts.owesFirstResponse) {
+          const p = this.send(stream, ts, out, String(this.source.generation()), changedAt);
+          if (ts.owesFirstResponse) {
+            ts.owesFirstResponse = false;
+            p.initial = true;
+          }
+        }
+      }
+      if (waiting && !stream.stalled) {
+        stream.stalled = true;
+        this.metrics?.stalled?.(stream.proxy.kind);
+        this.log.debug({ proxy: stream.proxy.id, queuedBytes: stream.queuedBytes }, 'xDS stream cannot take pushes now; coalescing them');
+      } else if (!waiting) {
+        stream.stalled = false;
+      }
+    } finally {
+      stream.flushing = false;
+    }
+  }
+
+  private send(stream: ProxyStream, ts: TypeState, out: ResponseBuilder, systemVersion: string, changedAt: number | null): PendingResponse {
     const nonce = (++this.nonceSeq).toString(36);
-    const response: OutgoingDeltaResponse = {
+    const encoded = encodeDeltaResponse({
       systemVersionInfo: systemVersion,
       typeUrl: ts.typeUrl,
       resources: out.resources,
       removed: out.removed,
       nonce,
-    };
-    stream.call.write(response);
-    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev };
+    });
+    const now = Date.now();
+    stream.noteWrite(encoded.length, now);
+    stream.call.write(encoded, () => {
+      stream.noteWritten();
+      if (!stream.closed && !stream.flushing) this.flushCoalesced(stream);
+    });
+    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev, sentAt: now, initial: false };
     ts.pending.push(p);
-    if (ts.pending.length > MAX_PENDING_RESPONSES) this.releaseSlot(ts.pending.shift()!);
     ts.versionSent = systemVersion;
     this.metrics?.pushed(ts.typeUrl, out.size);
     return p;
@@ -670,6 +846,7 @@ export class XdsServer {
     const started = Date.now();
     const systemVersion = String(this.source.generation());
     let responses = 0;
+    let coalesced = 0;
     for (const view of this.views.values()) {
       for (const [typeUrl, prev] of view.snapshots) {
         let next: ResourceSet;
@@ -686,6 +863,13 @@ export class XdsServer {
           const ts = stream.types.get(typeUrl);
           if (!ts || stream.closed) continue;
           try {
+            if (ts.coalesced || !this.canSend(stream, ts)) {
+              // Not queued: the difference from what it holds goes out in one response once it can take it.
+              this.markCoalesced(ts, changedAt);
+              this.flushCoalesced(stream);
+              coalesced++;
+              continue;
+            }
             if (this.pushDiff(stream, ts, prev, next, diff, systemVersion, changedAt)) responses++;
           } catch (err) {
             this.failStream(stream.call, stream, err);
@@ -693,7 +877,7 @@ export class XdsServer {
         }
       }
     }
-    this.log.debug({ systemVersion, responses, durationMs: Date.now() - started }, 'xDS push round');
+    this.log.debug({ systemVersion, responses, coalesced, durationMs: Date.now() - started }, 'xDS push round');
   }
 
   private pushDiff(
