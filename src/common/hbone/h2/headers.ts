@@ -83,7 +83,8 @@ export function checkRequest(list: HeaderList): { malformed: string } | RequestI
   }
   const contentLength = contentLengthOf(list);
   if (Number.isNaN(contentLength)) return { malformed: 'request: content-length is not a single non-negative integer' };
-  return contentLength === undefined ? {} : { contentLength };
+  // A CONNECT's DATA is the tunnel, not content (RFC 9110 §9.3.6): a content-length there bounds nothing.
+  return contentLength === undefined || method === 'CONNECT' ? {} : { contentLength };
 }
 
 const RESPONSE_PSEUDO = new Set([':status']);
