@@ -18,8 +18,8 @@ import { TestMesh, appPod, node } from '../helpers/mesh.js';
 import { tempDir } from '../helpers/procs.js';
 import { H2Peer } from '../helpers/h2-peer.js';
 
-const CLIENT = '127.0.114.1';
-const SERVER = '127.0.114.2';
+const CLIENT = '127.0.125.1';
+const SERVER = '127.0.125.2';
 /** Where the Rapid Reset streams ask to go: a port on the server pod's address that this test listens on. */
 const COUNTED_PORT = 9911;
 /** How much a flood may grow the ztunnel's resident memory (before the fix: +210 MB per million frames). */
@@ -27,8 +27,8 @@ const RSS_BOUND_BYTES = 40 * 1024 * 1024;
 
 const manifests = docs(
   namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
-  node('node-a', '127.0.104.1'),
-  node('node-b', '127.0.104.2'),
+  node('node-a', '127.0.105.1'),
+  node('node-b', '127.0.105.2'),
   appPod('apps', 'client', 'node-a', CLIENT, 'client'),
   appPod('apps', 'server', 'node-b', SERVER, 'server'),
 );
@@ -53,7 +53,7 @@ describe('HBONE under floods (real ztunnel, attacker with a valid mesh certifica
 
   before(async () => {
     writeFileSync(join(dir.path, 'mesh.yaml'), manifests);
-    mesh = await new TestMesh(dir.path, ['--controller-address', '127.0.104.254']).start();
+    mesh = await new TestMesh(dir.path, ['--controller-address', '127.0.105.254']).start();
     pid = mesh.state.nodes['node-b']!.pid;
     // The attacker holds a real certificate of the mesh: a client pod's identity, signed by the mesh root.
     const ca = await CertificateAuthority.loadOrCreate({ dataDir: mesh.dataDir.path });
