@@ -16,6 +16,8 @@ import fc from 'fast-check';
 const RUNS_ENV = process.env.FUZZ_RUNS;
 const SEED_ENV = process.env.FUZZ_SEED;
 const PATH_ENV = process.env.FUZZ_PATH;
+/** With FUZZ_PATH: the one property (by the name printed in its [fuzz] line) whose counterexample is replayed. */
+const PROPERTY_ENV = process.env.FUZZ_PROPERTY;
 
 /** The run count is FUZZ_RUNS when set (the long run), else the property's own short CI count. */
 export function isLongRun(): boolean {
@@ -40,16 +42,22 @@ const baseSeed = (() => {
 
 /**
  * fast-check parameters for one property: `ciRuns` in `npm test`, FUZZ_RUNS × `weight` in the long run (weight < 1
- * for properties whose inputs cost real sockets). Prints the seed; fast-check's failure report adds the path, and
- * FUZZ_SEED=<seed> FUZZ_PATH=<path> replays that one counterexample.
+ * for properties whose inputs cost real sockets). Prints the seed. To replay a failure: FUZZ_SEED=<seed>
+ * FUZZ_PROPERTY=<name> FUZZ_PATH=<path from the failure report> (and the FUZZ_RUNS of the run) replays that
+ * property's counterexample alone; the other properties then run a single input each.
  */
 export function fuzzParams<T>(name: string, ciRuns: number, extra: fc.Parameters<T> = {}, weight = 1): fc.Parameters<T> {
   const long = envRuns();
-  const numRuns = long === undefined ? ciRuns : Math.max(1, Math.round(long * weight));
+  let numRuns = long === undefined ? ciRuns : Math.max(1, Math.round(long * weight));
   const seed = baseSeed;
-  const replay = PATH_ENV !== undefined && PATH_ENV !== '' ? { path: PATH_ENV } : {};
-  process.stderr.write(`[fuzz] ${name}: seed=${seed} runs=${numRuns} (replay: FUZZ_SEED=${seed}${long === undefined ? '' : ` FUZZ_RUNS=${long}`})\n`);
-  return { numRuns, seed, ...replay, ...extra };
+  let replay = {};
+  if (PATH_ENV !== undefined && PATH_ENV !== '') {
+    if (PROPERTY_ENV === undefined || PROPERTY_ENV === '') throw new Error('FUZZ_PATH needs FUZZ_PROPERTY: the name of the property to replay, as in its [fuzz] line');
+    if (PROPERTY_ENV === name) replay = { path: PATH_ENV };
+    else numRuns = 1;
+  }
+  process.stderr.write(`[fuzz] ${name}: seed=${seed} runs=${numRuns} (replay a failure: FUZZ_SEED=${seed}${long === undefined ? '' : ` FUZZ_RUNS=${long}`} FUZZ_PROPERTY="${name}" FUZZ_PATH=<path>)\n`);
+  return { numRuns, seed, includeErrorInReport: true, ...replay, ...extra };
 }
 
 /** A node:test timeout for a property of `runs` inputs costing about `msPerRun` each (generous). */
