@@ -18,7 +18,7 @@
  *   has a 2 s budget (fast-check's per-run timeout);
  * and across a whole file: after the last input and a full GC, memory is within 32 MiB of what it was before.
  */
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { H2Connection, type H2Settings } from '../../src/common/hbone/h2/connection.js';
@@ -212,7 +212,6 @@ for (const role of ['server', 'client'] as const) {
       fullGc();
       baseline = memoryInUse();
     });
-    after(() => undefined);
 
     it('ends every generated session in a defined outcome', { timeout: testTimeoutMs(CI_RUNS.generated, PER_RUN_MS) }, async () => {
       const tally = new Tally();

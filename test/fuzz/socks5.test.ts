@@ -151,7 +151,7 @@ describe('fuzz: SOCKS5 handshake (acceptSocks5) over real sockets', () => {
     } else {
       assert.ok(isStraitError(r.err, 'STRAIT_ERR_SOCKS5'), `a failure is a StraitError STRAIT_ERR_SOCKS5, got ${String(r.err)}`);
       assert.ok(serverSide.destroyed || serverSide.writableEnded, 'after a failure the socket is ended or destroyed');
-      kind = `rejected: ${(r.err as Error).message.replace(/^(SOCKS5 )?client 127\.0\.0\.1:\d+ /, '').split(/[;(]| to | 0x/)[0]!.trim()}`;
+      kind = `rejected: ${(r.err as Error).message.replace(/^(SOCKS5 )?(client|handshake from) 127\.0\.0\.1:\d+ /, '').split(/[;(]| to | after | 0x/)[0]!.trim()}`;
     }
     if (!endAfter && client.writable) client.end();
     const closed = await Promise.race([clientClosed.then(() => true), delay(CLOSE_BOUND_MS).then(() => false)]);
