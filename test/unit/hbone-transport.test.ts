@@ -28,6 +28,7 @@ import {
   type WorkloadCert,
 } from '../../src/common/hbone/index.js';
 import { OPENSSL, tempDir } from '../helpers/identity-fixtures.js';
+import { H2Peer } from '../helpers/h2-peer.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const CART = 'spiffe://cluster.local/ns/shop/sa/cart';
@@ -563,6 +564,24 @@ describe('HBONE transport', () => {
     await assert.rejects(pool.connect(request(port)), expectCode('STRAIT_ERR_HBONE_CONNECT_TIMEOUT', /timed out after 200 ms; maybe a NetworkPolicy or firewall is blocking HBONE port/));
     assert.ok(Date.now() - started < 1500);
     assert.equal(pool.stats().connections, 0);
+  });
+
+  it('says why a peer reset the CONNECT before answering, from the RST_STREAM code', async () => {
+    const listener = await H2Peer.listen({ tls: { cert: certs.web.certChainPem, key: certs.web.keyPem } });
+    cleanups.push(() => listener.close());
+    const pool = newPool();
+    const hint: Array<[number, RegExp]> = [
+      [H2Code.PROTOCOL_ERROR, /RST_STREAM PROTOCOL_ERROR\); it found the CONNECT malformed/],
+      [H2Code.REFUSED_STREAM, /RST_STREAM REFUSED_STREAM\); it refused the stream without processing it/],
+    ];
+    for (const [code, message] of hint) {
+      const attempt = pool.connect(request(listener.port, { key: `k${code}`, address: { host: '127.0.0.1', port: listener.port } }));
+      const peer = await listener.accept();
+      await peer.handshake();
+      const h = await peer.nextFrame(1); // the CONNECT's HEADERS
+      peer.sendRstStream(h.streamId, code);
+      await assert.rejects(attempt, expectCode('STRAIT_ERR_HBONE_CONNECT', message));
+    }
   });
 
   it('times out a CONNECT that gets no answer', async () => {

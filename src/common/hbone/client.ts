@@ -127,6 +127,21 @@ const STATUS_HINTS: Record<number, string> = {
   504: 'the destination timed out connecting to the target',
 };
 
+/** Why a peer may reset a CONNECT before answering it, from its RST_STREAM code. */
+function earlyCloseHint(code: number | undefined): string {
+  switch (code) {
+    case H2Code.PROTOCOL_ERROR:
+      return 'it found the CONNECT malformed (is it an HBONE endpoint? HBONE sends only :method CONNECT and :authority, RFC 9113 §8.5)';
+    case H2Code.REFUSED_STREAM:
+      return 'it refused the stream without processing it (at its stream limit, or shutting down); the connection may be retried';
+    case H2Code.ENHANCE_YOUR_CALM:
+      return 'it says we went past one of its limits';
+    default:
+      // Under TLS 1.3 a refused client certificate shows only as the connection closing right after the handshake.
+      return 'it may have refused our client certificate (check both sides trust the same mesh root) or be shutting down';
+  }
+}
+
 function positiveInt(value: number, name: string, max: number): number {
   if (!Number.isInteger(value) || value < 1 || value > max) {
     throw new StraitError('STRAIT_ERR_CONFIG', `HbonePool: ${name} must be an integer in 1..${max}, got ${value}`);
@@ -447,10 +462,11 @@ export class HbonePool {
         earlyError = err;
       };
       const onEarlyClose = (): void => {
-        const detail = earlyError !== undefined ? errorMessage(earlyError) : `stream closed with code ${stream.rstCode ?? 'unknown'}`;
+        const code = stream.rstCode;
+        const detail = earlyError !== undefined ? errorMessage(earlyError) : `RST_STREAM ${code === undefined ? 'without a code' : codeName(code)}`;
         settle(new StraitError('STRAIT_ERR_HBONE_CONNECT',
-          `HBONE peer at ${c.address} closed the stream before answering CONNECT ${req.authority} (${detail}); ` +
-          'it may have refused our client certificate (check both sides trust the same mesh root) or be shutting down', earlyError ? { cause: earlyError } : undefined));
+          `HBONE peer at ${c.address} closed the stream before answering CONNECT ${req.authority} (${detail}); ${earlyCloseHint(code)}`,
+          earlyError ? { cause: earlyError } : undefined));
       };
       stream.on('error', onEarlyError);
       stream.once('close', onEarlyClose);
