@@ -167,6 +167,45 @@ describe('port 15008 with a valid mesh certificate', () => {
     assert.ok(grew < 64 * 1024 * 1024, `one connection made the ztunnel hold ${grew >> 20} MiB`);
   });
 
+  // Limit that should apply: tiny DATA frames cost the peer like useless frames (a budget on DATA frames far
+  // below a useful size), or they are coalesced before the write to the pod. Today each 1-byte DATA frame is
+  // one write to the pod's socket ("small chunks go out at once"), so 10 bytes on the wire buy a syscall.
+  it('FAILS: 10 MB of 1-byte DATA frames on one tunnel cost the ztunnel many times the CPU of 10 MB in 16 KiB frames', async (t) => {
+    const pid = zt.proc.child.pid!;
+    let received = 0;
+    const sink = net.createServer((s) => { s.on('error', () => undefined); s.on('data', (d: Buffer) => { received += d.length; }); });
+    await new Promise<void>((r) => sink.listen(8081, SERVER, () => r()));
+    try {
+      const run = async (frameBytes: number, total: number): Promise<{ cpu: number; ms: number }> => {
+        const p = await attacker();
+        p.sendHeaders(1, [[':method', 'CONNECT'], [':authority', `${SERVER}:8081`]]);
+        assert.equal((await p.response(1, 5000)).status, 200);
+        const start = received;
+        const cpu0 = cpuMsOf(pid);
+        const t0 = Date.now();
+        const one = frame(FrameType.DATA, 0, 1, Buffer.alloc(frameBytes, 0x63));
+        const perBatch = Math.max(1, Math.floor(65_536 / one.length));
+        const batch = Buffer.concat(Array.from({ length: perBatch }, () => one));
+        // Within the stream window (4 MiB, credited per 2 MiB consumed): at most 1 MiB ahead of what the pod got.
+        for (let sent = 0; sent < total && !p.closed; sent += perBatch * frameBytes) {
+          while (sent - (received - start) > 1024 * 1024 && !p.closed) await new Promise((r) => setTimeout(r, 2));
+          await p.sendRawPaced(batch);
+        }
+        const until = Date.now() + 60_000;
+        while (received - start < total && Date.now() < until && !p.closed) await new Promise((r) => setTimeout(r, 50));
+        const out = { cpu: cpuMsOf(pid) - cpu0, ms: Date.now() - t0 };
+        p.destroy();
+        return out;
+      };
+      const bulk = await run(16_384, 10_000_000);
+      const dribble = await run(1, 1_000_000);
+      t.diagnostic(`10 MB in 16 KiB frames: ztunnel CPU ${bulk.cpu} ms (${bulk.ms} ms); 1 MB in 1-byte frames (10 MB on the wire): CPU ${dribble.cpu} ms (${dribble.ms} ms)`);
+      assert.ok(dribble.cpu < 10 * Math.max(bulk.cpu, 50), `1-byte DATA frames: ${dribble.cpu} ms of CPU for 1 MB`);
+    } finally {
+      sink.close();
+    }
+  });
+
   // Limit that should apply: sessions per peer identity (or per source address), and a bound on what an idle
   // session may hold; today only the 10 min idle timeout ends them.
   it('FAILS: 400 sessions from one identity, each holding an unfinished 64 KiB header block, stay open and grow RSS', async (t) => {
