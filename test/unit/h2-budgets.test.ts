@@ -11,7 +11,7 @@ import { H2Connection, type GoawayInfo, type H2ConnectionOptions } from '../../s
 import type { H2Stream } from '../../src/common/hbone/h2/stream.js';
 import { Flag, FrameType, H2Code, frame } from '../../src/common/hbone/h2/frames.js';
 import type { H2Limits } from '../../src/common/hbone/h2/limits.js';
-import { H2Peer } from '../helpers/h2-peer.js';
+import { H2Peer, u32 } from '../helpers/h2-peer.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -87,6 +87,23 @@ describe('HTTP/2 budgets: frames that do no work', () => {
     }
     assert.equal(got, payload.length);
     assert.equal(goaways.length, 0, 'a receiver crediting every frame is not cut off');
+  });
+
+  it('earns no allowance from 1-byte DATA frames a peer makes us send by opening our window a byte at a time', async (t) => {
+    const { peer, goaways } = await serve({ maxUselessFramesPerWindow: 100, floodWindowMs: 60_000 }, (s) => {
+      s.respond({ ':status': 200 });
+      s.write(Buffer.alloc(1024 * 1024, 0x62)); // a download the peer drips out of us byte by byte
+    });
+    peer.sendSettings([[0x4, 0]]); // SETTINGS_INITIAL_WINDOW_SIZE = 0
+    await peer.nextFrame(FrameType.SETTINGS); // its ACK
+    peer.sendHeaders(1, CONNECT(), { endStream: false });
+    assert.equal((await peer.response(1)).status, 200);
+    const pair = Buffer.concat([frame(FrameType.WINDOW_UPDATE, 0, 1, u32(1)), frame(FrameType.PING, 0, 0, Buffer.alloc(8))]);
+    for (let i = 0; i < 50 && !peer.closed; i++) await peer.sendRawPaced(Buffer.concat(Array.from({ length: 100 }, () => pair)));
+    const g = await peer.goaway(3000);
+    t.diagnostic(`GOAWAY after ${peer.framesSeen(FrameType.PING).length} PING ACKs and ${peer.framesSeen(FrameType.DATA).length} 1-byte DATA frames`);
+    assert.equal(g.code, H2Code.ENHANCE_YOUR_CALM);
+    assert.equal(goaways[0]?.reason, 'useless_frames');
   });
 
   it('counts empty DATA frames that end nothing', async () => {

@@ -8,7 +8,7 @@
  * - backpressure: a source is paused while its destination holds RELAY_BUFFER_BYTES or more unwritten
  *   (bounded buffering), and resumed when that drains;
  * - bulk writes to sockets are coalesced: large chunks that arrive in one turn of the event loop leave in one
- *   write (cork until setImmediate);
+ *   write (cork until setImmediate), and the small DATA payloads of one HTTP/2 read leave in one write;
  * - nothing is left behind: the promise resolves after both streams are destroyed and have emitted 'close',
  *   with every listener this function added removed.
  * Net sockets are switched to allowHalfOpen (otherwise Node ends their write half as soon as the peer's FIN
@@ -119,6 +119,8 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
     const added: Array<[Duplex, string, (...args: unknown[]) => void]> = [];
     const sinks: H2Stream[] = [];
     let settled = false;
+    /** Per source side: writes what it has joined and not yet written (see pump). */
+    const flushPending: Record<Side, () => void> = { a: () => undefined, b: () => undefined };
 
     const on = <A extends unknown[]>(s: Duplex, event: string, fn: (...args: A) => void): void => {
       const listener = fn as unknown as (...args: unknown[]) => void;
@@ -175,6 +177,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
         return;
       }
       readDone[from] = true;
+      flushPending[from](); // small pieces of the last read go before the FIN
       streams[from === 'a' ? 'b' : 'a'].end();
       maybeDone();
     };
@@ -182,12 +185,28 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
     const pump = (from: Side, to: Side): void => {
       const src = streams[from];
       const dst = streams[to];
+      const fromH2 = src instanceof H2Stream;
       let paused = false;
       let corked = false;
       const uncork = (): void => {
         corked = false;
         if (!dst.destroyed) dst.uncork();
       };
+      // Small DATA payloads of one read (a peer may send thousands of tiny frames in one TLS record) are joined
+      // and written once, when the read is processed (a microtask): one write per read, not one per frame.
+      let small: Buffer[] = [];
+      let smallBytes = 0;
+      const flushSmall = (): void => {
+        if (small.length === 0) return;
+        const pieces = small;
+        small = [];
+        smallBytes = 0;
+        if (dst.destroyed || dst.writableEnded) return;
+        dst.write(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+        // move() may have held the peer's credit back counting these bytes; if the write left room, give it back.
+        if (fromH2 && (src as H2Stream).sinkBlocked && dst.writableLength < RELAY_BUFFER_BYTES) (src as H2Stream).sinkDrained();
+      };
+      flushPending[from] = flushSmall;
       /** Moves one chunk; false while `dst` holds RELAY_BUFFER_BYTES or more unwritten. */
       const move = (chunk: Buffer): boolean => {
         const n = chunk.length;
@@ -196,9 +215,16 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
         hooks?.onBytes?.(from === 'a' ? n : 0, from === 'a' ? 0 : n);
         // HTTP/2 streams take the chunk as DATA at once (their Writable would only add a layer).
         if (dst instanceof H2Stream && dst.writableLength === 0 && !dst.writableEnded) return dst.writeDirect(chunk, RELAY_BUFFER_BYTES);
+        if (fromH2 && n < COALESCE_MIN_BYTES) {
+          if (small.length === 0) queueMicrotask(flushSmall);
+          small.push(chunk);
+          smallBytes += n;
+          return dst.writableLength + smallBytes < RELAY_BUFFER_BYTES;
+        }
+        if (small.length > 0) flushSmall(); // keep the order
         // Bulk data that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
-        // leaves in one write; the check phase runs right after the I/O it batches. Small chunks (requests,
-        // interactive traffic) go out at once.
+        // leaves in one write; the check phase runs right after the I/O it batches. Small chunks from a socket
+        // (requests, interactive traffic) go out at once.
         if (!corked && n >= COALESCE_MIN_BYTES) {
           corked = true;
           dst.cork();

@@ -85,6 +85,12 @@ const MAX_STREAM_ID = 2 ** 31 - 1;
 const HEADER_NAME = /^:?[!#$%&'*+\-.^_`|~0-9a-z]+$/;
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const EMPTY = Buffer.alloc(0);
+/**
+ * Every this many bytes of DATA we send lets the peer send two more frames that do no work (its WINDOW_UPDATEs for
+ * the stream and the connection, a bandwidth-probing PING). Counted in bytes, not frames: a peer that opens our window
+ * a byte at a time makes us send 1-byte frames, and must not earn its allowance with them.
+ */
+const DATA_ALLOWANCE_BYTES = 8_192;
 
 const REASON_OF_CODE: Record<number, GoawayReason> = {
   [H2Code.PROTOCOL_ERROR]: 'protocol_error',
@@ -439,7 +445,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#sendWindow -= n;
     const size = Math.min(this.remoteSettings.maxFrameSize, RECORD_ALIGNED_PAYLOAD);
     const frames = n === 0 ? 1 : Math.ceil(n / size);
-    this.#flood.dataSent += frames;
+    this.#flood.dataSentBytes += n;
     if (n >= GATHER_MIN_BYTES) {
       // Large payloads are not copied into a new JavaScript buffer: the frame headers and slices of the chunk go
       // out as one gathered write (cork → writev), which the TLS layer joins in native memory. A fresh
@@ -618,7 +624,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #useless(): boolean {
     const f = this.#flood;
     f.roll(Date.now());
-    if (++f.useless <= this.limits.maxUselessFramesPerWindow + 2 * f.dataSent) return true;
+    if (++f.useless <= this.limits.maxUselessFramesPerWindow + 2 * Math.floor(f.dataSentBytes / DATA_ALLOWANCE_BYTES)) return true;
     this.#calm('useless_frames', `more than ${this.limits.maxUselessFramesPerWindow} frames that do no work (PING, SETTINGS, PRIORITY, WINDOW_UPDATE, empty DATA/CONTINUATION, ...) within ${this.limits.floodWindowMs} ms`);
     return false;
   }

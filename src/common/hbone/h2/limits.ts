@@ -13,8 +13,8 @@ export interface H2Limits {
   floodWindowMs: number;
   /**
    * Frames that do no useful work, per window: PING, SETTINGS, PRIORITY, WINDOW_UPDATE, RST_STREAM on closed
-   * streams, unknown frame types, empty DATA and CONTINUATION frames that end nothing. Two per DATA frame we
-   * sent in the window are added to the allowance (its receiver legitimately answers with WINDOW_UPDATEs for
+   * streams, unknown frame types, empty DATA and CONTINUATION frames that end nothing. Two per 8 KiB of DATA
+   * we sent in the window are added to the allowance (its receiver legitimately answers with WINDOW_UPDATEs for
    * the stream and the connection and, for bandwidth probing, PING).
    */
   maxUselessFramesPerWindow: number;
@@ -81,8 +81,8 @@ export type GoawayReason =
 export class FloodCounters {
   start = 0;
   useless = 0;
-  /** DATA frames we sent: each one lets the peer send two more "useless" frames (WINDOW_UPDATEs, PING). */
-  dataSent = 0;
+  /** Bytes of DATA we sent: each 8 KiB lets the peer send two more "useless" frames (WINDOW_UPDATEs, PING). */
+  dataSentBytes = 0;
   opened = 0;
   premature = 0;
   errorResets = 0;
@@ -94,7 +94,7 @@ export class FloodCounters {
     if (now - this.start < this.windowMs) return;
     this.start = now;
     this.useless = 0;
-    this.dataSent = 0;
+    this.dataSentBytes = 0;
     this.opened = 0;
     this.premature = 0;
     this.errorResets = 0;
