@@ -125,6 +125,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     logger: child({ part: 'hbone-server' }),
     maxConcurrentStreams: cfg.hboneMaxStreams,
     limits: { idleTimeoutMs: cfg.hboneIdleMs },
+    maxPendingHandshakes: cfg.hboneMaxHandshakes,
+    maxPendingHandshakesPerSource: cfg.hboneMaxHandshakesPerSource,
+    maxSessionsPerIdentity: cfg.hboneMaxSessionsPerIdentity,
+    onRefused: (reason) => metrics.hboneRefused.inc({ reason }),
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
 

@@ -5,6 +5,11 @@ import { StraitError, errorMessage } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_EJECTION_BASE_MS, DEFAULT_EJECTION_MAX_MS } from './proxy/endpoint-health.js';
+import {
+  DEFAULT_HBONE_MAX_PENDING_HANDSHAKES,
+  DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE,
+  DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY,
+} from '../common/hbone/server.js';
 import { parseByteSize } from '../common/byte-size.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 
@@ -20,6 +25,9 @@ export const ENV_POOL_IDLE = 'STRAIT_POOL_IDLE';
 export const ENV_POOL_MAX_STREAMS = 'STRAIT_POOL_MAX_STREAMS';
 export const ENV_HBONE_IDLE = 'STRAIT_HBONE_IDLE';
 export const ENV_HBONE_MAX_STREAMS = 'STRAIT_HBONE_MAX_STREAMS';
+export const ENV_HBONE_MAX_HANDSHAKES = 'STRAIT_HBONE_MAX_HANDSHAKES';
+export const ENV_HBONE_MAX_HANDSHAKES_PER_SOURCE = 'STRAIT_HBONE_MAX_HANDSHAKES_PER_SOURCE';
+export const ENV_HBONE_MAX_SESSIONS_PER_IDENTITY = 'STRAIT_HBONE_MAX_SESSIONS_PER_IDENTITY';
 export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
 export const ENV_CAPTURE_MARK = 'STRAIT_CAPTURE_MARK';
@@ -113,6 +121,10 @@ export interface ZtunnelConfig {
   /** Inbound (15008) HTTP/2 connections: closed after this long without streams; streams announced per connection. */
   hboneIdleMs: number;
   hboneMaxStreams: number;
+  /** Inbound connections between accept and verified TLS, in all and per source address; sessions per client identity. */
+  hboneMaxHandshakes: number;
+  hboneMaxHandshakesPerSource: number;
+  hboneMaxSessionsPerIdentity: number;
   certTtlMs: number;
   connectTimeoutMs: number;
   /**
@@ -147,6 +159,9 @@ export interface ZtunnelFlags {
   poolMaxStreams?: string;
   hboneIdle?: string;
   hboneMaxStreams?: string;
+  hboneMaxHandshakes?: string;
+  hboneMaxHandshakesPerSource?: string;
+  hboneMaxSessionsPerIdentity?: string;
   certTtl?: string;
   connectTimeout?: string;
   captureMark?: string;
@@ -240,6 +255,9 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     poolMaxStreams: int(pick(flags.poolMaxStreams, ENV_POOL_MAX_STREAMS), '--pool-max-streams', DEFAULT_POOL_MAX_STREAMS, 1, 10_000),
     hboneIdleMs,
     hboneMaxStreams: int(pick(flags.hboneMaxStreams, ENV_HBONE_MAX_STREAMS), '--hbone-max-streams', DEFAULT_HBONE_MAX_STREAMS, 1, 10_000),
+    hboneMaxHandshakes: int(pick(flags.hboneMaxHandshakes, ENV_HBONE_MAX_HANDSHAKES), '--hbone-max-handshakes', DEFAULT_HBONE_MAX_PENDING_HANDSHAKES, 1, 1_000_000),
+    hboneMaxHandshakesPerSource: int(pick(flags.hboneMaxHandshakesPerSource, ENV_HBONE_MAX_HANDSHAKES_PER_SOURCE), '--hbone-max-handshakes-per-source', DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE, 1, 1_000_000),
+    hboneMaxSessionsPerIdentity: int(pick(flags.hboneMaxSessionsPerIdentity, ENV_HBONE_MAX_SESSIONS_PER_IDENTITY), '--hbone-max-sessions-per-identity', DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY, 1, 1_000_000),
     certTtlMs: duration(pick(flags.certTtl, ENV_CERT_TTL), '--cert-ttl', DEFAULT_CERT_TTL_MS),
     connectTimeoutMs: duration(pick(flags.connectTimeout, ENV_CONNECT_TIMEOUT), '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_MS),
   };

@@ -65,6 +65,7 @@ export class ZtunnelMetrics {
   readonly xdsConnected: Gauge;
   readonly denied: Counter<'reason'>;
   readonly hboneGoaway: Counter<'reason' | 'side'>;
+  readonly hboneRefused: Counter<'reason'>;
   readonly endpointEjections: Counter;
   readonly endpointReadmissions: Counter;
   readonly endpointsEjected: Gauge;
@@ -90,6 +91,11 @@ export class ZtunnelMetrics {
       name: 'strait_hbone_goaway_total',
       help: 'GOAWAY frames sent on HBONE connections, by reason (a budget the peer went past, a protocol error, idle, drain) and side (server: inbound 15008, client: outbound pool).',
       labelNames: ['reason', 'side'], registers,
+    });
+    this.hboneRefused = new Counter({
+      name: 'strait_hbone_connections_refused_total',
+      help: 'Inbound HBONE connections closed before HTTP/2, by reason (pending_handshakes, pending_handshakes_per_source, handshake_timeout, handshake_failed, peer_refused).',
+      labelNames: ['reason'], registers,
     });
     this.endpointEjections = new Counter({ name: 'strait_ztunnel_endpoint_ejections_total', help: 'Service endpoints taken out of the pick after a failed connect (passive ejection).', registers });
     this.endpointReadmissions = new Counter({ name: 'strait_ztunnel_endpoint_readmissions_total', help: 'Ejected service endpoints put back in the pick.', registers });

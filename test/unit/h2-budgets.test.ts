@@ -184,6 +184,24 @@ describe('HTTP/2 budgets: resets', () => {
     assert.equal(goaways.length, 0);
   });
 
+  it('does not let refusals dilute Rapid Reset: 101 resets among 101 refused streams still end the connection', async () => {
+    let n = 0;
+    const { peer, goaways } = await serve({}, (s) => {
+      if (n++ % 2 === 0) s.respond({ ':status': 403 }, { endStream: true }); // refused; the others are never answered
+    });
+    for (let i = 0; i < 202; i++) peer.sendHeaders(2 * i + 1, CONNECT(), { endStream: false });
+    for (let i = 1; i < 202; i += 2) peer.sendRstStream(2 * i + 1, H2Code.CANCEL);
+    assert.equal((await peer.goaway()).code, H2Code.ENHANCE_YOUR_CALM);
+    assert.equal(goaways[0]?.reason, 'rapid_reset');
+  });
+
+  it('ends a connection on which it refused more than 1,000 streams in a window', async () => {
+    const { peer, goaways } = await serve({}, (s) => s.respond({ ':status': 400 }, { endStream: true }));
+    for (let i = 0; i < 1001; i++) peer.sendHeaders(2 * i + 1, CONNECT(), { endStream: true });
+    assert.equal((await peer.goaway(5000)).code, H2Code.ENHANCE_YOUR_CALM);
+    assert.equal(goaways[0]?.reason, 'refused_streams');
+  });
+
   it('ends a peer that makes us reset its streams (WINDOW_UPDATE of 0 on each, "MadeYouReset")', async () => {
     const { peer, goaways } = await serve({}, (s) => s.respond({ ':status': 200 }));
     for (let i = 0; i < 101; i++) peer.sendHeaders(2 * i + 1, CONNECT(), { endStream: false });
@@ -216,6 +234,27 @@ describe('HTTP/2 timeouts', () => {
     assert.equal(g.code, H2Code.SETTINGS_TIMEOUT);
     assert.ok(Date.now() - started >= 150, 'not before the timeout');
     assert.equal(goaways[0]?.reason, 'settings_timeout');
+  });
+
+  it('ends a connection whose header block is left unfinished (header_block_timeout)', async () => {
+    const { peer, goaways } = await serve({ settingsTimeoutMs: 300 });
+    peer.sendHeaders(1, CONNECT(), { endHeaders: false });
+    const started = Date.now();
+    assert.equal((await peer.goaway(3000)).code, H2Code.ENHANCE_YOUR_CALM);
+    assert.ok(Date.now() - started >= 250, 'not before the timeout');
+    assert.equal(goaways[0]?.reason, 'header_block_timeout');
+  });
+
+  it('closes a connection on which the peer never opens a stream after the first-stream timeout, not one that did', async () => {
+    const quiet = await serve({ firstStreamTimeoutMs: 300, idleTimeoutMs: 60_000 });
+    assert.equal((await quiet.peer.goaway(3000)).code, H2Code.NO_ERROR);
+    assert.equal(quiet.goaways[0]?.reason, 'idle');
+    const busy = await serve({ firstStreamTimeoutMs: 300, idleTimeoutMs: 60_000 }, (s) => s.respond({ ':status': 200 }));
+    busy.peer.sendHeaders(1, CONNECT(), { endStream: false });
+    await busy.peer.response(1);
+    busy.peer.sendRstStream(1, H2Code.CANCEL);
+    await new Promise((r) => setTimeout(r, 700));
+    assert.equal(busy.goaways.length, 0, 'after its first stream, the (longer) idle timeout applies');
   });
 
   it('closes a connection without streams after the idle timeout with GOAWAY(NO_ERROR), never while a stream is open', async () => {

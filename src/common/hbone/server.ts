@@ -19,6 +19,7 @@ import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { StraitError, bug, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { RateLimitedLog } from '../rate-limited-log.js';
 import { certificatesFromPem, tlsContextOptions } from '../../identity/index.js';
 import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
 import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-context-cache.js';
@@ -47,6 +48,16 @@ export const DEFAULT_HBONE_KEEPALIVE_DELAY_MS = 30_000;
 /** A server session without streams for this long is closed: twice the clients' pool idle (5 min, as Istio), so a
  *  client normally closes first and never races a GOAWAY with a new stream. */
 export const DEFAULT_HBONE_SERVER_IDLE_MS = 10 * 60_000;
+/** A client that opened no stream this long after its handshake is closed (clients connect to send a CONNECT). */
+export const DEFAULT_HBONE_FIRST_STREAM_TIMEOUT_MS = 30_000;
+/** TCP connections between accept and a verified TLS session, in all and from one source address. */
+export const DEFAULT_HBONE_MAX_PENDING_HANDSHAKES = 512;
+export const DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE = 128;
+/** HTTP/2 sessions one client identity may hold at once (a pool opens one per 100 streams). */
+export const DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY = 128;
+
+/** Why a connection was closed before it reached HTTP/2, as counted (`strait_hbone_connections_refused_total{reason}`). */
+export type HboneRefusedReason = 'pending_handshakes' | 'pending_handshakes_per_source' | 'handshake_timeout' | 'handshake_failed' | 'peer_refused';
 /** What a non-CONNECT request gets with its 405: HBONE is a tunnel, not a web server. */
 const NOT_CONNECT_BODY = 'This is an HBONE endpoint (HTTP/2 CONNECT over mutual TLS); it accepts only CONNECT.\n';
 
@@ -72,6 +83,13 @@ export interface HboneServerOptions {
   limits?: Partial<H2Limits>;
   /** Called for every GOAWAY this server sends, with why (for `strait_hbone_goaway_total{reason}`). */
   onGoaway?: (reason: GoawayReason) => void;
+  /** Called for every connection closed before HTTP/2, with why. */
+  onRefused?: (reason: HboneRefusedReason) => void;
+  /** Connections between accept and a verified TLS session: in all, and from one source address. */
+  maxPendingHandshakes?: number;
+  maxPendingHandshakesPerSource?: number;
+  /** HTTP/2 sessions one client identity may hold; the next one gets GOAWAY(ENHANCE_YOUR_CALM). */
+  maxSessionsPerIdentity?: number;
 }
 
 /** One CONNECT stream waiting for the owner's decision. */
@@ -123,6 +141,8 @@ interface PendingSocket {
   socket: net.Socket;
   localAddress: string;
   localPort: number;
+  /** The client's address, without port (the per-source handshake count). */
+  source: string;
   timer: NodeJS.Timeout;
 }
 
@@ -255,6 +275,17 @@ export class HboneServer {
   readonly #maxConcurrentStreams: number;
   readonly #limits: Partial<H2Limits>;
   readonly #onGoaway: ((reason: GoawayReason) => void) | undefined;
+  readonly #onRefused: ((reason: HboneRefusedReason) => void) | undefined;
+  readonly #maxPending: number;
+  readonly #maxPendingPerSource: number;
+  readonly #maxSessionsPerIdentity: number;
+  readonly #pendingBySource = new Map<string, number>();
+  readonly #sessionsByIdentity = new Map<string, number>();
+  /** Connections that never reach HTTP/2 are logged a few per 10 s, the rest in a summary: anyone can open them. */
+  readonly #refusals: RateLimitedLog;
+  /** GOAWAYs for a peer's misbehaviour, likewise (a peer can reconnect and misbehave again at TLS speed). */
+  readonly #calmLog: RateLimitedLog;
+  readonly #protocolLog: RateLimitedLog;
   /** "ip:port" of every accepted socket, for log lines written after Node let go of it. */
   readonly #remotes = new WeakMap<net.Socket, string>();
   /** A non-listening tls.Server per presented certificate (LRU, keyed by the certificate PEM). */
@@ -275,8 +306,23 @@ export class HboneServer {
     this.#log = opts.logger ?? silentLogger();
     this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
     this.#maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
-    this.#limits = checkH2Limits({ ...defaultH2Limits(), idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, ...opts.limits }, 'HboneServer');
+    this.#limits = checkH2Limits({
+      ...defaultH2Limits(), idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, firstStreamTimeoutMs: DEFAULT_HBONE_FIRST_STREAM_TIMEOUT_MS, ...opts.limits,
+    }, 'HboneServer');
     this.#onGoaway = opts.onGoaway;
+    this.#onRefused = opts.onRefused;
+    this.#maxPending = positiveInt(opts.maxPendingHandshakes ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES, 'maxPendingHandshakes', 2 ** 31 - 1);
+    this.#maxPendingPerSource = positiveInt(opts.maxPendingHandshakesPerSource ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE, 'maxPendingHandshakesPerSource', 2 ** 31 - 1);
+    this.#maxSessionsPerIdentity = positiveInt(opts.maxSessionsPerIdentity ?? DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY, 'maxSessionsPerIdentity', 2 ** 31 - 1);
+    this.#refusals = new RateLimitedLog({ logger: this.#log, level: 'info', msg: 'HBONE connection closed before HTTP/2', what: 'HBONE connections closed before HTTP/2', burst: 5 });
+    this.#calmLog = new RateLimitedLog({ logger: this.#log, level: 'warn', msg: 'HBONE client went past a limit; sent GOAWAY and closed the connection', what: 'HBONE connections closed for going past a limit', burst: 5 });
+    this.#protocolLog = new RateLimitedLog({ logger: this.#log, level: 'info', msg: 'HBONE client broke the HTTP/2 protocol; sent GOAWAY and closed the connection', what: 'HBONE connections closed for protocol errors', burst: 5 });
+  }
+
+  /** Counts and logs (at a bounded rate) a connection that did not reach HTTP/2. */
+  #refused(reason: HboneRefusedReason, fields: Record<string, unknown>, msg?: string): void {
+    this.#onRefused?.(reason);
+    this.#refusals.record(reason, fields, msg);
   }
 
   /** Listens on host:port (port 0: any free port); may be called once per address. Returns the bound address. */
@@ -332,17 +378,33 @@ export class HboneServer {
       socket.destroy();
       return;
     }
+    const source = normalizeIp(socket.remoteAddress ?? '?');
+    const remote = formatAuthority(source, socket.remotePort ?? 0);
+    const fromSource = this.#pendingBySource.get(source) ?? 0;
+    // Before TLS anyone may connect: what they hold (a socket, a descriptor, a handshake) is bounded per source and
+    // in all, so that they cannot take what the node's pods need.
+    if (this.#pending.size >= this.#maxPending || fromSource >= this.#maxPendingPerSource) {
+      const perSource = fromSource >= this.#maxPendingPerSource;
+      this.#refused(perSource ? 'pending_handshakes_per_source' : 'pending_handshakes', {
+        remote, local: formatAuthority(localAddress, localPort), pending: perSource ? fromSource : this.#pending.size,
+        limit: perSource ? this.#maxPendingPerSource : this.#maxPending,
+      }, 'HBONE connection refused: too many TLS handshakes in progress');
+      socket.on('error', () => undefined);
+      socket.destroy();
+      return;
+    }
     socket.setNoDelay(true);
     socket.setKeepAlive(true, DEFAULT_HBONE_KEEPALIVE_DELAY_MS);
     const tuple = tupleOf(socket);
-    const remote = formatAuthority(normalizeIp(socket.remoteAddress ?? '?'), socket.remotePort ?? 0);
     this.#remotes.set(socket, remote);
+    this.#pendingBySource.set(source, fromSource + 1);
     const pending: PendingSocket = {
       socket,
       localAddress,
       localPort,
+      source,
       timer: setTimeout(() => {
-        this.#log.info({ remote, local: formatAuthority(localAddress, localPort), timeoutMs: this.#handshakeTimeoutMs },
+        this.#refused('handshake_timeout', { remote, local: formatAuthority(localAddress, localPort), timeoutMs: this.#handshakeTimeoutMs },
           'HBONE connection did not complete its TLS handshake in time; closing it');
         socket.destroy();
       }, this.#handshakeTimeoutMs),
@@ -352,7 +414,7 @@ export class HboneServer {
     socket.once('close', () => {
       clearTimeout(pending.timer);
       if (this.#pending.get(tuple) === pending) {
-        this.#pending.delete(tuple);
+        this.#forgetPending(tuple, pending);
         this.#log.debug({ remote, local: formatAuthority(localAddress, localPort) },
           'HBONE connection closed before TLS completed (no certificate for the address, the client certificate was refused, or the client gave up)');
       }
@@ -372,6 +434,13 @@ export class HboneServer {
         this.#log.warn({ err: errorMessage(err), remote, local: formatAuthority(localAddress, localPort) }, 'cannot choose a certificate for an HBONE connection; closing it');
         socket.destroy();
       });
+  }
+
+  #forgetPending(tuple: string, p: PendingSocket): void {
+    this.#pending.delete(tuple);
+    const n = (this.#pendingBySource.get(p.source) ?? 1) - 1;
+    if (n <= 0) this.#pendingBySource.delete(p.source);
+    else this.#pendingBySource.set(p.source, n);
   }
 
   /** Number of CONNECT streams open (answered or not). */
@@ -402,6 +471,8 @@ export class HboneServer {
       p.socket.destroy();
     }
     this.#pending.clear();
+    this.#pendingBySource.clear();
+    for (const l of [this.#refusals, this.#calmLog, this.#protocolLog]) l.flush();
     for (const session of this.#sessions.keys()) session.destroy();
     this.#tlsServers.clear();
     await new Promise<void>((resolve) => setImmediate(resolve));
@@ -437,7 +508,7 @@ export class HboneServer {
       // A client chain that does not verify: Node sets authorizationError and drops the socket ("socket hang up").
       // By now the TLS socket may have let go of its handle: the address comes from the socket we accepted.
       const why = s.authorizationError ? `client certificate rejected: ${String(s.authorizationError)} (it must chain to the mesh root)` : errorMessage(err);
-      this.#log.info({ err: why, remote: this.#remoteOf(s) }, 'HBONE TLS handshake failed');
+      this.#refused('handshake_failed', { err: why, remote: this.#remoteOf(s) }, 'HBONE TLS handshake failed');
     });
     if (this.#tlsServers.size >= DEFAULT_SECURE_CONTEXT_CACHE_SIZE) this.#tlsServers.delete(this.#tlsServers.keys().next().value!);
     this.#tlsServers.set(key, server);
@@ -461,7 +532,7 @@ export class HboneServer {
       socket.destroy();
       return;
     }
-    this.#pending.delete(tuple);
+    this.#forgetPending(tuple, pending);
     clearTimeout(pending.timer);
     if (this.#closed || this.#draining) {
       socket.destroy();
@@ -484,7 +555,7 @@ export class HboneServer {
         localPort: pending.localPort,
       };
     } catch (err) {
-      this.#log.warn({ err: errorMessage(err), remote }, 'HBONE client certificate refused');
+      this.#refused('peer_refused', { err: errorMessage(err), remote }, 'HBONE client certificate refused');
       socket.destroy();
       return;
     }
@@ -498,6 +569,17 @@ export class HboneServer {
     this.#sessions.set(session, info);
     session.on('error', (err: Error) => this.#log.debug({ err: errorMessage(err), peer: info.peerIdentity }, 'HBONE session error'));
     session.on('goawaySent', (g: GoawayInfo) => this.#onGoawaySent(info, g));
+    const held = this.#sessionsByIdentity.get(info.peerIdentity) ?? 0;
+    this.#sessionsByIdentity.set(info.peerIdentity, held + 1);
+    session.once('close', () => {
+      const n = (this.#sessionsByIdentity.get(info.peerIdentity) ?? 1) - 1;
+      if (n <= 0) this.#sessionsByIdentity.delete(info.peerIdentity);
+      else this.#sessionsByIdentity.set(info.peerIdentity, n);
+    });
+    if (held >= this.#maxSessionsPerIdentity) {
+      session.calm('sessions_per_identity', `${info.peerIdentity} already holds ${held} HBONE sessions here (limit ${this.#maxSessionsPerIdentity})`);
+      return;
+    }
     session.on('malformed', (streamId: number, why: string) => this.#log.debug({ peer: info.peerIdentity, streamId, err: why }, 'HBONE request malformed; stream reset (PROTOCOL_ERROR)'));
     session.once('close', () => this.#sessions.delete(session));
     session.on('stream', (stream: H2Stream, headers: H2Headers) => this.#onStream(info, stream, headers));
@@ -508,8 +590,8 @@ export class HboneServer {
   #onGoawaySent(info: ConnectionInfo, g: GoawayInfo): void {
     this.#onGoaway?.(g.reason);
     const fields = { peer: info.peerIdentity, remote: formatAuthority(info.remoteAddress, info.remotePort), reason: g.reason, code: codeName(g.code), detail: g.message };
-    if (g.code === H2Code.ENHANCE_YOUR_CALM) this.#log.warn(fields, 'HBONE client went past a limit; sent GOAWAY and closed the connection');
-    else if (g.code !== H2Code.NO_ERROR) this.#log.info(fields, 'HBONE client broke the HTTP/2 protocol; sent GOAWAY and closed the connection');
+    if (g.code === H2Code.ENHANCE_YOUR_CALM) this.#calmLog.record(g.reason, fields);
+    else if (g.code !== H2Code.NO_ERROR) this.#protocolLog.record(g.reason, fields);
     else this.#log.debug(fields, 'HBONE connection closing (GOAWAY)');
   }
 
@@ -526,7 +608,7 @@ export class HboneServer {
     const authority = typeof rawAuthority === 'string' ? rawAuthority : '';
     const target = parseAuthority(authority);
     if (target === undefined) {
-      this.#log.info({ authority, peer: info.peerIdentity }, 'HBONE CONNECT with a malformed :authority');
+      this.#log.debug({ authority, peer: info.peerIdentity }, 'HBONE CONNECT with a malformed :authority (answered 400)');
       respondAndEnd(stream, 400, `malformed :authority "${authority}": HBONE expects ip:port or [ipv6]:port of the target`);
       return;
     }

@@ -147,6 +147,10 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   /** Until the peer acknowledged our first SETTINGS (and, as a server, sent its preface). */
   #settingsTimer: NodeJS.Timeout | undefined;
   #idleTimer: NodeJS.Timeout | undefined;
+  /** While a header block is unfinished. */
+  #blockTimer: NodeJS.Timeout | undefined;
+  /** The peer opened at least one stream (before that, limits.firstStreamTimeoutMs applies instead of idle). */
+  #everOpened = false;
   /** When a stream last opened or closed (idle timeout). */
   #lastStreamChange = Date.now();
 
@@ -204,7 +208,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       this.#fail(H2Code.SETTINGS_TIMEOUT, `the peer did not acknowledge our SETTINGS within ${this.limits.settingsTimeoutMs} ms`);
     }, this.limits.settingsTimeoutMs);
     this.#settingsTimer.unref();
-    if (this.limits.idleTimeoutMs > 0) this.#armIdle(this.limits.idleTimeoutMs);
+    if (this.#idleLimitMs() > 0) this.#armIdle(this.#idleLimitMs());
 
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('drain', () => this.#onDrain());
@@ -259,6 +263,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#maybeFinish();
   }
 
+  /** Ends the connection as past a limit the owner keeps (e.g. sessions per identity): GOAWAY(ENHANCE_YOUR_CALM). */
+  calm(reason: GoawayReason, message: string): void {
+    this.#calm(reason, message);
+  }
+
   /** Abrupt: every stream is aborted and the socket destroyed. */
   destroy(err?: Error): void {
     if (this.#destroyed) return;
@@ -274,6 +283,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
 
   sendHeaders(stream: H2Stream, headers: HeaderList, endStream: boolean): void {
     if (this.#destroyed) return;
+    if (this.role === 'server' && headers[0]?.[0] === ':status' && headers[0][1] >= '400' && !this.#countRefused()) return;
     const block = encodeHeaders(headers);
     const max = this.remoteSettings.maxFrameSize;
     const flags = endStream ? Flag.END_STREAM : 0;
@@ -369,6 +379,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #addStream(stream: H2Stream): void {
     this.#streams.set(stream.id, stream);
     this.#lastStreamChange = Date.now();
+    this.#everOpened = true;
   }
 
   /** Takes `stream` out of the open streams, remembering how it closed. */
@@ -567,8 +578,17 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #stopTimers(): void {
     if (this.#settingsTimer !== undefined) clearTimeout(this.#settingsTimer);
     if (this.#idleTimer !== undefined) clearTimeout(this.#idleTimer);
+    if (this.#blockTimer !== undefined) clearTimeout(this.#blockTimer);
     this.#settingsTimer = undefined;
     this.#idleTimer = undefined;
+    this.#blockTimer = undefined;
+  }
+
+  /** How long the connection may go without streams: shorter until the peer opened its first one. */
+  #idleLimitMs(): number {
+    const { idleTimeoutMs, firstStreamTimeoutMs } = this.limits;
+    if (this.#everOpened || firstStreamTimeoutMs === 0) return idleTimeoutMs;
+    return idleTimeoutMs === 0 ? firstStreamTimeoutMs : Math.min(idleTimeoutMs, firstStreamTimeoutMs);
   }
 
   /** One timer for the idle timeout, re-armed for what is left instead of per stream. */
@@ -576,7 +596,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#idleTimer = setTimeout(() => {
       this.#idleTimer = undefined;
       if (this.#destroyed || this.#goawaySent) return;
-      const idleMs = this.limits.idleTimeoutMs;
+      const idleMs = this.#idleLimitMs();
+      if (idleMs === 0) return;
       const quietFor = Date.now() - this.#lastStreamChange;
       if (this.#streams.size === 0 && quietFor >= idleMs) {
         this.close('idle');
@@ -930,6 +951,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     if (size > this.limits.maxHeaderBlockBytes) return this.#headerBlockTooLarge();
     if ((this.#fFlags & Flag.END_HEADERS) === 0) {
       this.#continuation = { streamId: id, endStream, selfDependent: parsed.selfDependent, fragments: [Buffer.from(parsed.fragment)], size };
+      // An honest peer sends a header block in one go; one left unfinished holds its bytes (and the connection).
+      this.#blockTimer = setTimeout(() => {
+        this.#calm('header_block_timeout', `a header block was left unfinished for ${this.limits.settingsTimeoutMs} ms`);
+      }, this.limits.settingsTimeoutMs);
+      this.#blockTimer.unref();
       return;
     }
     this.#onHeaderBlock(id, endStream, parsed.selfDependent, parsed.fragment);
@@ -946,6 +972,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     if (payload.length > 0) c.fragments.push(payload);
     if (!last) return;
     this.#continuation = undefined;
+    clearTimeout(this.#blockTimer);
+    this.#blockTimer = undefined;
     this.#onHeaderBlock(c.streamId, c.endStream, c.selfDependent, c.fragments.length === 1 ? c.fragments[0]! : Buffer.concat(c.fragments));
   }
 
@@ -1047,14 +1075,24 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#maybeFinish();
   }
 
+  /** We answer a stream with a refusal (4xx/5xx). False (and the connection failed) past the budget. */
+  #countRefused(): boolean {
+    const f = this.#flood;
+    f.roll(Date.now());
+    if (++f.refused <= this.limits.maxRefusedStreamsPerWindow) return true;
+    this.#calm('refused_streams', `more than ${this.limits.maxRefusedStreamsPerWindow} streams refused (answered 400 or above) within ${this.limits.floodWindowMs} ms`);
+    return false;
+  }
+
   /** The peer reset a stream before we answered it. False (and the connection failed) past the budget. */
   #prematureReset(): boolean {
     const f = this.#flood;
     f.roll(Date.now());
     f.premature++;
     // Only a peer that resets most of what it opens is cut off: a busy, honest one also cancels some streams.
-    if (f.premature <= this.limits.maxPrematureResetsPerWindow || f.premature * 2 <= f.opened) return true;
-    this.#calm('rapid_reset', `${f.premature} of the ${f.opened} streams opened within ${this.limits.floodWindowMs} ms were reset before they were answered`);
+    // Streams we refused do not count as honest ones: mixing cheap refusals with resets must not dilute the ratio.
+    if (f.premature <= this.limits.maxPrematureResetsPerWindow || f.premature * 2 <= f.opened - f.refused) return true;
+    this.#calm('rapid_reset', `${f.premature} of the ${f.opened - f.refused} streams opened (and not refused) within ${this.limits.floodWindowMs} ms were reset before they were answered`);
     return false;
   }
 

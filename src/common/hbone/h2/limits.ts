@@ -22,22 +22,28 @@ export interface H2Limits {
   maxPrematureResetsPerWindow: number;
   /** Streams we had to reset because the peer broke a rule on them ("MadeYouReset"), per window. */
   maxErrorResetsPerWindow: number;
+  /** Server side: streams we answered with a refusal (status 400 and above), per window. */
+  maxRefusedStreamsPerWindow: number;
   /** Replies (PING and SETTINGS ACKs, RST_STREAM) written while the socket does not drain. */
   maxQueuedControlFrames: number;
   /** Reading from the peer pauses while this much waits in our write buffer (it resumes at 'drain'). */
   maxWriteQueueBytes: number;
   /** A header block (HEADERS + CONTINUATION, 9 bytes counted per frame) may not be larger than this. */
   maxHeaderBlockBytes: number;
-  /** The peer must acknowledge our SETTINGS (and, as a server, send its preface) within this time. */
+  /** The peer must acknowledge our SETTINGS (and, as a server, send its preface) within this time, and finish a
+   *  header block (HEADERS + CONTINUATION) it started. */
   settingsTimeoutMs: number;
   /** A connection without streams for this long is closed with GOAWAY(NO_ERROR); 0 = never. */
   idleTimeoutMs: number;
+  /** A connection on which the peer never opened a stream is closed after this; 0 = only idleTimeoutMs applies. */
+  firstStreamTimeoutMs: number;
 }
 
 export const DEFAULT_H2_FLOOD_WINDOW_MS = 10_000;
 export const DEFAULT_H2_MAX_USELESS_FRAMES_PER_WINDOW = 1_000;
 export const DEFAULT_H2_MAX_PREMATURE_RESETS_PER_WINDOW = 100;
 export const DEFAULT_H2_MAX_ERROR_RESETS_PER_WINDOW = 100;
+export const DEFAULT_H2_MAX_REFUSED_STREAMS_PER_WINDOW = 1_000;
 export const DEFAULT_H2_MAX_QUEUED_CONTROL_FRAMES = 1_000;
 export const DEFAULT_H2_MAX_WRITE_QUEUE_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_H2_MAX_HEADER_LIST_BYTES = 64 * 1024;
@@ -49,11 +55,13 @@ export function defaultH2Limits(): H2Limits {
     maxUselessFramesPerWindow: DEFAULT_H2_MAX_USELESS_FRAMES_PER_WINDOW,
     maxPrematureResetsPerWindow: DEFAULT_H2_MAX_PREMATURE_RESETS_PER_WINDOW,
     maxErrorResetsPerWindow: DEFAULT_H2_MAX_ERROR_RESETS_PER_WINDOW,
+    maxRefusedStreamsPerWindow: DEFAULT_H2_MAX_REFUSED_STREAMS_PER_WINDOW,
     maxQueuedControlFrames: DEFAULT_H2_MAX_QUEUED_CONTROL_FRAMES,
     maxWriteQueueBytes: DEFAULT_H2_MAX_WRITE_QUEUE_BYTES,
     maxHeaderBlockBytes: DEFAULT_H2_MAX_HEADER_LIST_BYTES + 1024,
     settingsTimeoutMs: DEFAULT_H2_SETTINGS_TIMEOUT_MS,
     idleTimeoutMs: 0,
+    firstStreamTimeoutMs: 0,
   };
 }
 
@@ -62,6 +70,9 @@ export type GoawayReason =
   | 'useless_frames'
   | 'rapid_reset'
   | 'error_resets'
+  | 'refused_streams'
+  | 'header_block_timeout'
+  | 'sessions_per_identity'
   | 'control_queue'
   | 'header_block_size'
   | 'settings_timeout'
@@ -86,6 +97,7 @@ export class FloodCounters {
   opened = 0;
   premature = 0;
   errorResets = 0;
+  refused = 0;
 
   constructor(private readonly windowMs: number) {}
 
@@ -98,13 +110,14 @@ export class FloodCounters {
     this.opened = 0;
     this.premature = 0;
     this.errorResets = 0;
+    this.refused = 0;
   }
 }
 
 /** Rejects limits that cannot work, naming the field (bad options fail at start-up, not per connection). */
 export function checkH2Limits(limits: H2Limits, where: string): H2Limits {
   for (const [name, value] of Object.entries(limits) as Array<[keyof H2Limits, number]>) {
-    const min = name === 'idleTimeoutMs' ? 0 : 1;
+    const min = name === 'idleTimeoutMs' || name === 'firstStreamTimeoutMs' ? 0 : 1;
     if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
       throw new StraitError('STRAIT_ERR_CONFIG', `${where}: HTTP/2 limit ${name} must be a whole number from ${min} to ${2 ** 31 - 1} (milliseconds for times, about 24 days at most), got ${value}`);
     }

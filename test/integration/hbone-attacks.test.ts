@@ -1,6 +1,8 @@
-// Review of issues 8 and 13: what a peer can still make a real ztunnel's port 15008 do, past the budgets that
-// landed. Each case states the limit that should apply; the ones marked FAILS fail on main (review findings).
-// Addresses: 127.0.140.x/127.0.141.x (node, pods) and 127.0.142.x/127.0.143.x.
+/**
+ * Port 15008 of a real ztunnel against what an independent review threw at it after the first budgets landed:
+ * connections that never start TLS, refusals in bulk, tiny DATA frames, many sessions of one identity. Each case
+ * failed before its limit existed. Addresses: 127.0.140.x/127.0.141.x (node, pods) and 127.0.142.x/127.0.143.x.
+ */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -51,9 +53,9 @@ describe('port 15008 without any certificate: descriptors', () => {
     await app?.close();
   });
 
-  // Limit that should apply: connections that have not completed TLS are bounded (per source address and in
-  // total, well inside the fd reserve), so unauthenticated peers cannot take the descriptors pods need.
-  it('FAILS: 450 TCP connections to 15008 that never start TLS do not stop the node\'s pods from connecting', async (t) => {
+  // Connections that have not completed TLS are bounded per source address and in all (--hbone-max-handshakes*),
+  // so unauthenticated peers cannot take the descriptors pods need.
+  it('bounds connections that never start TLS per source address, so the node\'s pods still connect', async (t) => {
     const opened = await Promise.allSettled(Array.from({ length: 450 }, () => new Promise<net.Socket>((resolve, reject) => {
       const s = net.connect({ host: SERVER, port: 15008, localAddress: '127.0.140.200' });
       s.once('connect', () => resolve(s));
@@ -70,10 +72,11 @@ describe('port 15008 without any certificate: descriptors', () => {
     const lost = await zt.metric('strait_ztunnel_fd_exhausted_total').catch((err: Error) => err.message);
     t.diagnostic(`attacker: ${opened.filter((o) => o.status === 'fulfilled').length} connected, ${alive} still open after 0.5 s; ` +
       `ztunnel open fds ${fds}; pod connection ok=${r.ok} after ${took} ms; readiness probe: ${ready}; fd_exhausted ${lost}`);
-    await new Promise((r) => setTimeout(r, 10_500));
-    t.diagnostic(`after the 10 s handshake timeout: ${held.filter((s) => !s.destroyed).length} attacker connections open`);
     assert.ok(r.ok, 'a pod on the node can still open a connection');
     if ('socket' in r) r.socket.destroy();
+    // The attacker's side does not notice a close it never reads: count on the ztunnel's side.
+    const shed = await zt.metric('strait_hbone_connections_refused_total', 'reason="pending_handshakes_per_source"');
+    assert.ok(shed >= 450 - 128, `${shed} connections refused at once (limit 128 per source)`);
   });
 });
 
@@ -107,9 +110,9 @@ describe('port 15008 with a valid mesh certificate', () => {
     return p;
   };
 
-  // Limit that should apply: streams the server had to refuse (4xx) cost the peer like resets do: a budget per
-  // window ending in GOAWAY(ENHANCE_YOUR_CALM), and/or refusal access-log lines rate-limited per peer.
-  it('FAILS: 20,000 CONNECTs to a target that is not on the node, 100 at a time, each answered 400', async (t) => {
+  // Streams the ztunnel must refuse (4xx) cost the peer like resets do: a budget per window (1,000 per 10 s)
+  // ending in GOAWAY(ENHANCE_YOUR_CALM). Before it: 20,000 answered in 2 s, 20,000 access-log lines, no GOAWAY.
+  it('ends a flood of CONNECTs it must refuse (20,000 to a target not on the node) with GOAWAY after 1,000', async (t) => {
     const peer = await attacker();
     const pid = zt.proc.child.pid!;
     const cpu0 = cpuMsOf(pid);
@@ -138,8 +141,8 @@ describe('port 15008 with a valid mesh certificate', () => {
     const refused = lines.filter((l) => l.msg === 'connection refused').length;
     t.diagnostic(`${answered} CONNECTs answered in ${ms} ms (${Math.round(answered / (ms / 1000))}/s); ztunnel CPU ${Math.round(cpuMsOf(pid) - cpu0)} ms; ` +
       `${lines.length} log lines (${refused} "connection refused"); GOAWAY: ${peer.framesSeen(FrameType.GOAWAY).length}`);
-    assert.ok(peer.framesSeen(FrameType.GOAWAY).length > 0 || lines.length <= 200,
-      `no budget on refused streams: ${answered} answered, ${lines.length} log lines`);
+    assert.equal(peer.framesSeen(FrameType.GOAWAY).length, 1, `no budget on refused streams: ${answered} answered, ${lines.length} log lines`);
+    assert.ok(answered <= 1000, `${answered} refusals answered`);
   });
 
   // Measurement (passes on main): the connection window (16 MiB) is credited on arrival, so what one connection
@@ -167,10 +170,9 @@ describe('port 15008 with a valid mesh certificate', () => {
     assert.ok(grew < 64 * 1024 * 1024, `one connection made the ztunnel hold ${grew >> 20} MiB`);
   });
 
-  // Limit that should apply: tiny DATA frames cost the peer like useless frames (a budget on DATA frames far
-  // below a useful size), or they are coalesced before the write to the pod. Today each 1-byte DATA frame is
-  // one write to the pod's socket ("small chunks go out at once"), so 10 bytes on the wire buy a syscall.
-  it('FAILS: 10 MB of 1-byte DATA frames on one tunnel cost the ztunnel many times the CPU of 10 MB in 16 KiB frames', async (t) => {
+  // Tiny DATA frames of one read are joined into one write to the pod (before: one write, one syscall, per
+  // 1-byte frame: 4.9-5.2 s of ztunnel CPU for 10 MB on the wire).
+  it('costs at most 10x the CPU of bulk frames for a tunnel fed 1-byte DATA frames (10 MB on the wire)', async (t) => {
     const pid = zt.proc.child.pid!;
     let received = 0;
     const sink = net.createServer((s) => { s.on('error', () => undefined); s.on('data', (d: Buffer) => { received += d.length; }); });
@@ -206,29 +208,32 @@ describe('port 15008 with a valid mesh certificate', () => {
     }
   });
 
-  // Limit that should apply: sessions per peer identity (or per source address), and a bound on what an idle
-  // session may hold; today only the 10 min idle timeout ends them.
-  it('FAILS: 400 sessions from one identity, each holding an unfinished 64 KiB header block, stay open and grow RSS', async (t) => {
+  // Sessions per client identity are bounded (--hbone-max-sessions-per-identity, 128); an unfinished header block
+  // ends its session after 10 s (h2-budgets tests that with a short timeout). Before: all 400 stayed for 10 min.
+  it('bounds the sessions one identity may hold, each with an unfinished 64 KiB header block', async (t) => {
     const pid = zt.proc.child.pid!;
     const rss0 = rssOf(pid);
     const open: H2Peer[] = [];
+    let refused = 0;
     // Nearly the whole header-block allowance (64 KiB + 1 KiB, frame headers counted), never ended.
     const head = frame(FrameType.HEADERS, 0, 1, Buffer.alloc(16_000, 0x41));
     const cont = frame(FrameType.CONTINUATION, 0, 1, Buffer.alloc(16_000, 0x41));
     for (let i = 0; i < 400; i++) {
-      const p = await attacker();
+      const p = await attacker().catch(() => undefined);
+      if (p === undefined) {
+        refused++;
+        continue;
+      }
       p.sendRaw(Buffer.concat([head, cont, cont, cont]));
       open.push(p);
     }
     await new Promise((r) => setTimeout(r, 1000));
     const grew = rssOf(pid) - rss0;
     const stillOpen = open.filter((p) => !p.closed).length;
-    t.diagnostic(`${stillOpen} of 400 sessions still open after 1 s; ztunnel RSS +${(grew / 1048576).toFixed(1)} MiB (${Math.round(grew / 400 / 1024)} KiB per session)`);
-    const rss1 = rssOf(pid);
-    for (let i = 0; i < 400; i++) open.push(await attacker());
-    await new Promise((r) => setTimeout(r, 1000));
-    t.diagnostic(`400 more sessions that only did the handshake: RSS +${((rssOf(pid) - rss1) / 1048576).toFixed(1)} MiB`);
+    t.diagnostic(`${stillOpen} of 400 sessions still open after 1 s (${refused} refused at once); ztunnel RSS +${(grew / 1048576).toFixed(1)} MiB`);
     for (const p of open) p.destroy();
-    assert.ok(stillOpen < 400, 'one identity may hold any number of sessions');
+    assert.ok(stillOpen <= 128, `${stillOpen} sessions held by one identity`);
+    assert.ok(refused >= 400 - 128 - 5, `${refused} refused`);
+    assert.ok(grew < 40 * 1024 * 1024, `RSS grew ${grew >> 20} MiB`);
   });
 });
