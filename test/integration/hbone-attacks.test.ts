@@ -1,7 +1,7 @@
 /**
  * Port 15008 of a real ztunnel against what an independent review threw at it after the first budgets landed:
  * connections that never start TLS, refusals in bulk, tiny DATA frames, many sessions of one identity. Each case
- * failed before its limit existed. Addresses: 127.0.140.x/127.0.141.x (node, pods) and 127.0.142.x/127.0.143.x.
+ * failed before its limit existed. Addresses: 127.0.156.x/127.0.157.x (node, pods) and 127.0.158.x/127.0.159.x.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -33,9 +33,9 @@ async function meshCert(zt: ZtunnelNode, sa: string): Promise<{ cert: string[]; 
 }
 
 describe('port 15008 without any certificate: descriptors', () => {
-  const NODE = '127.0.140.1';
-  const CLIENT = '127.0.141.1';
-  const SERVER = '127.0.141.2';
+  const NODE = '127.0.156.1';
+  const CLIENT = '127.0.157.1';
+  const SERVER = '127.0.157.2';
   const zt = new ZtunnelNode('node-rv1', NODE, [
     namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
     pod('apps', 'client', { node: 'node-rv1', ip: CLIENT, sa: 'client', labels: { app: 'client' } }),
@@ -57,7 +57,7 @@ describe('port 15008 without any certificate: descriptors', () => {
   // so unauthenticated peers cannot take the descriptors pods need.
   it('bounds connections that never start TLS per source address, so the node\'s pods still connect', async (t) => {
     const opened = await Promise.allSettled(Array.from({ length: 450 }, () => new Promise<net.Socket>((resolve, reject) => {
-      const s = net.connect({ host: SERVER, port: 15008, localAddress: '127.0.140.200' });
+      const s = net.connect({ host: SERVER, port: 15008, localAddress: '127.0.156.200' });
       s.once('connect', () => resolve(s));
       s.once('error', reject);
       held.push(s);
@@ -81,9 +81,9 @@ describe('port 15008 without any certificate: descriptors', () => {
 });
 
 describe('port 15008 with a valid mesh certificate', () => {
-  const NODE = '127.0.142.1';
-  const CLIENT = '127.0.143.1';
-  const SERVER = '127.0.143.2';
+  const NODE = '127.0.158.1';
+  const CLIENT = '127.0.159.1';
+  const SERVER = '127.0.159.2';
   const zt = new ZtunnelNode('node-rv2', NODE, [
     namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
     pod('apps', 'client', { node: 'node-rv2', ip: CLIENT, sa: 'client', labels: { app: 'client' } }),
@@ -117,7 +117,7 @@ describe('port 15008 with a valid mesh certificate', () => {
     const pid = zt.proc.child.pid!;
     const cpu0 = cpuMsOf(pid);
     const lines0 = zt.proc.lines.length;
-    const block = encodeHeaders([[':method', 'CONNECT'], [':authority', '127.0.143.99:1']]);
+    const block = encodeHeaders([[':method', 'CONNECT'], [':authority', '127.0.159.99:1']]);
     const t0 = Date.now();
     let id = 1;
     let answered = 0;
