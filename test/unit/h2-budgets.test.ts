@@ -159,6 +159,48 @@ describe('HTTP/2 budgets: a peer that does not read', () => {
   });
 });
 
+describe('HTTP/2 budgets: streams whose destination does not read', () => {
+  it('holds at most maxHeldBytes for them: the connection window is no longer credited past it', async () => {
+    let delivered = 0;
+    let conn!: H2Connection;
+    const server = net.createServer((socket) => {
+      socket.on('error', () => undefined);
+      conn = new H2Connection(socket, {
+        role: 'server', settings: { initialWindowSize: 4 << 20, maxConcurrentStreams: 100 }, connectionWindow: 4 << 20,
+        limits: { maxHeldBytes: 1 << 20 },
+      });
+      conn.on('error', () => undefined);
+      conn.on('stream', (s: H2Stream) => {
+        s.on('error', () => undefined);
+        s.respond({ ':status': 200 });
+        s.setSink((chunk) => {
+          delivered += chunk.length;
+          return false; // a pod that never reads: full from the first byte
+        });
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    cleanups.push(() => server.close(), () => conn?.destroy());
+    await once(server, 'listening');
+    const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await once(socket, 'connect');
+    const client = new H2Connection(socket, { role: 'client' });
+    client.on('error', () => undefined);
+    cleanups.push(() => client.destroy());
+    // Ten streams, each allowed 4 MiB by its own window: 40 MiB the server would hold without the connection bound.
+    for (let i = 0; i < 10; i++) {
+      const st = client.request({ ':method': 'CONNECT', ':authority': `10.0.0.${i + 1}:80` });
+      st.on('error', () => undefined);
+      st.write(Buffer.alloc(4 << 20, 0x61));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    // held (1 MiB) + one connection window (4 MiB, the peer's credit when we stopped) + the first piece of each stream
+    assert.ok(delivered <= (1 << 20) + (4 << 20) + 10 * 16_384, `${delivered} bytes handed to destinations that never read`);
+    assert.ok(delivered >= 4 << 20, `the first connection window was used (${delivered})`);
+  });
+});
+
 describe('HTTP/2 budgets: resets', () => {
   it('ends Rapid Reset (every stream reset before its answer) past 100 resets', async () => {
     const { peer, goaways } = await serve({}); // streams are never answered

@@ -15,7 +15,8 @@
  * Invariants:
  * - only this class writes to the socket, and frames are written whole (never interleaved);
  * - the bytes in flight never exceed the peer's windows (connection and stream), and the peer is credited
- *   only for bytes a reader took (streams) or received (connection: per-stream windows bound the buffering);
+ *   only for bytes a reader took (streams) or received (connection), the latter only while the bytes held for
+ *   streams whose destination is full stay under limits.maxHeldBytes;
  * - every stream in #streams is open on the wire; a stream leaves it when it is closed or destroyed, and is
  *   then remembered in #closedStreams with how it closed;
  * - after a connection error nothing is read any more: GOAWAY is sent, every stream aborted, the socket ended.
@@ -126,6 +127,8 @@ export class H2Connection extends EventEmitter implements StreamOwner {
   #sendWindow = DEFAULT_WINDOW_BYTES;
   #recvWindow = DEFAULT_WINDOW_BYTES;
   #recvUnacked = 0;
+  /** Sum of the streams' heldBytes: while above limits.maxHeldBytes, connection-window credit is withheld. */
+  #held = 0;
   #nextStreamId: number;
   /** Highest stream id the peer opened (for GOAWAY). */
   #lastPeerStreamId = 0;
@@ -359,6 +362,23 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     this.#maybeFinish();
   }
 
+  sinkReleased(stream: H2Stream): void {
+    this.#held -= stream.heldBytes;
+    stream.heldBytes = 0;
+    this.#creditConnection();
+  }
+
+  /**
+   * Connection-window credit goes back as DATA arrives (per-stream windows bound each stream's buffering), once half
+   * the window is owed, unless streams whose destination is full already hold limits.maxHeldBytes.
+   */
+  #creditConnection(): void {
+    if (this.#recvUnacked < this.#connWindow / 2 || this.#held > this.limits.maxHeldBytes || this.#destroyed) return;
+    this.#write(this.#windowUpdate(0, this.#recvUnacked));
+    this.#recvWindow += this.#recvUnacked;
+    this.#recvUnacked = 0;
+  }
+
   streamRead(stream: H2Stream): void {
     if (stream.recvUnacked >= this.#localStreamWindow / 2 && !stream.remoteEnded && !this.#destroyed) {
       this.#write(this.#windowUpdate(stream.id, stream.recvUnacked));
@@ -384,6 +404,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
 
   /** Takes `stream` out of the open streams, remembering how it closed. */
   #removeStream(stream: H2Stream, how: ClosedHow): void {
+    if (stream.heldBytes > 0) {
+      this.#held -= stream.heldBytes;
+      stream.heldBytes = 0;
+      this.#creditConnection();
+    }
     if (this.#streams.get(stream.id) === stream) {
       this.#streams.delete(stream.id);
       this.#closedStreams.remember(stream.id, how);
@@ -786,11 +811,7 @@ export class H2Connection extends EventEmitter implements StreamOwner {
       return false;
     }
     this.#recvUnacked += length;
-    if (this.#recvUnacked >= this.#connWindow / 2) {
-      this.#write(this.#windowUpdate(0, this.#recvUnacked));
-      this.#recvWindow += this.#recvUnacked;
-      this.#recvUnacked = 0;
-    }
+    this.#creditConnection();
     const stream = this.#streams.get(id);
     this.#dataStream = undefined;
     if (stream === undefined) return this.#onClosedStreamFrame(id, 'DATA');
@@ -826,6 +847,11 @@ export class H2Connection extends EventEmitter implements StreamOwner {
     if (stream.destroyed || stream.readableEnded) return;
     const sink = stream.sink;
     if (sink !== undefined) {
+      if (stream.sinkBlocked) {
+        // The destination was already full: this piece waits in our memory until it drains.
+        stream.heldBytes += piece.length;
+        this.#held += piece.length;
+      }
       if (!sink(piece)) stream.sinkBlocked = true;
       else if (!stream.sinkBlocked) this.streamRead(stream);
       return;

@@ -28,6 +28,12 @@ export interface H2Limits {
   maxQueuedControlFrames: number;
   /** Reading from the peer pauses while this much waits in our write buffer (it resumes at 'drain'). */
   maxWriteQueueBytes: number;
+  /**
+   * DATA handed to streams whose destination was already full (a pod that does not read) counts as held; while
+   * the connection holds more than this, the peer gets no connection-window credit, so it cannot make us hold
+   * every stream's window at once (100 streams x 4 MiB).
+   */
+  maxHeldBytes: number;
   /** A header block (HEADERS + CONTINUATION, 9 bytes counted per frame) may not be larger than this. */
   maxHeaderBlockBytes: number;
   /** The peer must acknowledge our SETTINGS (and, as a server, send its preface) within this time, and finish a
@@ -46,6 +52,7 @@ export const DEFAULT_H2_MAX_ERROR_RESETS_PER_WINDOW = 100;
 export const DEFAULT_H2_MAX_REFUSED_STREAMS_PER_WINDOW = 1_000;
 export const DEFAULT_H2_MAX_QUEUED_CONTROL_FRAMES = 1_000;
 export const DEFAULT_H2_MAX_WRITE_QUEUE_BYTES = 16 * 1024 * 1024;
+export const DEFAULT_H2_MAX_HELD_BYTES = 16 * 1024 * 1024;
 export const DEFAULT_H2_MAX_HEADER_LIST_BYTES = 64 * 1024;
 export const DEFAULT_H2_SETTINGS_TIMEOUT_MS = 10_000;
 
@@ -58,6 +65,7 @@ export function defaultH2Limits(): H2Limits {
     maxRefusedStreamsPerWindow: DEFAULT_H2_MAX_REFUSED_STREAMS_PER_WINDOW,
     maxQueuedControlFrames: DEFAULT_H2_MAX_QUEUED_CONTROL_FRAMES,
     maxWriteQueueBytes: DEFAULT_H2_MAX_WRITE_QUEUE_BYTES,
+    maxHeldBytes: DEFAULT_H2_MAX_HELD_BYTES,
     maxHeaderBlockBytes: DEFAULT_H2_MAX_HEADER_LIST_BYTES + 1024,
     settingsTimeoutMs: DEFAULT_H2_SETTINGS_TIMEOUT_MS,
     idleTimeoutMs: 0,

@@ -23,6 +23,8 @@ export interface StreamOwner {
   writeDirect(stream: H2Stream, chunk: Buffer, budget: number): boolean;
   /** The reader took data: return flow-control credit if enough is owed. */
   streamRead(stream: H2Stream): void;
+  /** The sink's destination drained: what was delivered to it while it was full no longer counts as held. */
+  sinkReleased(stream: H2Stream): void;
   /** The stream is destroyed: forget it. */
   streamDestroyed(stream: H2Stream): void;
 }
@@ -67,6 +69,8 @@ export class H2Stream extends Duplex {
    */
   sink: ((chunk: Buffer) => boolean) | undefined = undefined;
   sinkBlocked = false;
+  /** Bytes handed to the sink after it reported full, until it drains (the connection bounds their sum). */
+  heldBytes = 0;
   /** writeDirect() returned false: 'drain' is emitted once the queue and the socket have room again. */
   wantDrain = false;
   readonly #owner: StreamOwner;
@@ -115,6 +119,7 @@ export class H2Stream extends Duplex {
   /** The sink's destination drained: credit the peer again. */
   sinkDrained(): void {
     this.sinkBlocked = false;
+    if (this.heldBytes > 0) this.#owner.sinkReleased(this);
     if (this.recvUnacked > 0) this.#owner.streamRead(this);
   }
 
