@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { AdminServer } from '../common/admin.js';
 import { errorMessage } from '../common/errors.js';
-import { HbonePool, HboneServer } from '../common/hbone/index.js';
+import { HbonePool, HboneServer } from '../hbone/index.js';
 import type { Logger, LogLevel } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';

@@ -12,7 +12,7 @@ import http2 from 'node:http2';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { HboneServer, relay, type HboneInboundRequest, type WorkloadCert } from '../../src/common/hbone/index.js';
+import { HboneServer, relay, type HboneInboundRequest, type WorkloadCert } from '../../src/hbone/index.js';
 import { tempDir } from '../helpers/identity-fixtures.js';
 import { GREETING, type ServerTarget } from './case.js';
 

@@ -18,7 +18,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { HbonePool, HboneRefusedError, HboneServer, relay, type WorkloadCert } from '../../src/common/hbone/index.js';
+import { HbonePool, HboneRefusedError, HboneServer, relay, type WorkloadCert } from '../../src/hbone/index.js';
 import { socks5Connect } from '../../src/demo/socks5-client.js';
 import { eventually } from '../helpers/controller.js';
 import { docs, namespace } from '../helpers/manifests.js';

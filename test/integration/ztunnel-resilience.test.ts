@@ -5,7 +5,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HboneServer } from '../../src/common/hbone/index.js';
+import { HboneServer } from '../../src/hbone/index.js';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
 import { eventually } from '../helpers/controller.js';
 import { docs, namespace, service } from '../helpers/manifests.js';

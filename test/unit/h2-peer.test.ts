@@ -10,7 +10,7 @@ import tls from 'node:tls';
 import { join } from 'node:path';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
 import { tempDir } from '../helpers/identity-fixtures.js';
-import { FrameType, H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
+import { FrameType, H2Code, Setting } from '../../src/hbone/h2/frames.js';
 import { H2Peer, H2PeerClosedError, H2PeerTimeoutError, headerValue } from '../helpers/h2-peer.js';
 
 const cleanups: Array<() => unknown> = [];

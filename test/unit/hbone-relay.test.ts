@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import http2 from 'node:http2';
 import { Duplex, PassThrough } from 'node:stream';
-import { relay, RELAY_BUFFER_BYTES } from '../../src/common/hbone/relay.js';
+import { relay, RELAY_BUFFER_BYTES } from '../../src/hbone/relay.js';
 
 /** A connected pair of TCP sockets on 127.0.0.1: [client side, server side]. */
 async function socketPair(server: net.Server): Promise<[net.Socket, net.Socket]> {

@@ -1,8 +1,8 @@
 /**
  * HBONE end to end over real sockets: HbonePool → HboneServer → accept() → relay → a TCP target.
  */
-import type { H2Stream } from '../../src/common/hbone/h2/stream.js';
-import { H2Code } from '../../src/common/hbone/h2/frames.js';
+import type { H2Stream } from '../../src/hbone/h2/stream.js';
+import { H2Code } from '../../src/hbone/h2/frames.js';
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -26,7 +26,7 @@ import {
   type HbonePoolOptions,
   type HboneServerOptions,
   type WorkloadCert,
-} from '../../src/common/hbone/index.js';
+} from '../../src/hbone/index.js';
 import { OPENSSL, tempDir } from '../helpers/identity-fixtures.js';
 import { H2Peer } from '../helpers/h2-peer.js';
 

@@ -4,7 +4,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { StraitError } from '../../src/common/errors.js';
-import { HboneRefusedError } from '../../src/common/hbone/client.js';
+import { HboneRefusedError } from '../../src/hbone/client.js';
 import type { ServiceResource, WorkloadResource } from '../../src/common/xds/resources.js';
 import { EndpointHealth, failureBlame } from '../../src/ztunnel/proxy/endpoint-health.js';
 import { buildRequest, endpointKey, roundRobin, type HboneRequest } from '../../src/ztunnel/proxy/request.js';

@@ -1,7 +1,7 @@
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { relay } from '../../common/hbone/index.js';
+import { relay } from '../../hbone/index.js';
 import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
 import type { ConnectionAttrs } from '../authz.js';
 import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';

@@ -6,7 +6,7 @@
 import net from 'node:net';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { HboneInboundRequest } from '../../common/hbone/index.js';
+import type { HboneInboundRequest } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import { authorize, effectiveMtlsMode, type AuthzDecision, type ConnectionAttrs } from '../authz.js';
 import { normalizeIp, type ZtunnelState } from '../state/state.js';

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
 import { bug, errorMessage, isStraitError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { HbonePool } from '../../common/hbone/index.js';
+import type { HbonePool } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import type { ZtunnelIdentities } from '../identities.js';
 import type { ZtunnelState } from '../state/state.js';
