@@ -8,7 +8,7 @@ import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatProblem, type Problem } from '../common/model/types.js';
 import { formatHostPort, type HostPort } from '../common/net.js';
-import { XdsServer, type XdsPrincipal } from '../common/xds/index.js';
+import { XdsServer, type XdsPrincipal } from './xds/xds-server.js';
 import { RateLimitedLog } from '../common/rate-limited-log.js';
 import type { ProxyInfo } from '../common/xds/types.js';
 import { mkdir, writeFile } from 'node:fs/promises';

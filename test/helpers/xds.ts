@@ -4,7 +4,6 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
-  XdsServer,
   loadXdsProto,
   type ProxyInfo,
   type ResourceEntry,
@@ -13,8 +12,8 @@ import {
   type WireDeltaRequest,
   type WireDeltaResponse,
   type XdsMetrics,
-  type XdsServerOptions,
 } from '../../src/common/xds/index.js';
+import { XdsServer, type XdsServerOptions } from '../../src/controller/xds/xds-server.js';
 
 /**
  * Views keyed by string; copy-on-write snapshots that reuse unchanged ResourceEntry objects, like the real

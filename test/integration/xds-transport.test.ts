@@ -7,11 +7,11 @@ import { StraitError, isStraitError } from '../../src/common/errors.js';
 import {
   TYPE_URL_PREFIX,
   XdsClient,
-  XdsServer,
   type WireDeltaResponse,
   type XdsClientOptions,
   type XdsUpdate,
 } from '../../src/common/xds/index.js';
+import { XdsServer } from '../../src/controller/xds/xds-server.js';
 import {
   MemoryViewSource,
   RawAdsStream,
