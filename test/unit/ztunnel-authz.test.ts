@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import {
   authorize, effectiveMtlsMode, parseCidr, parseIp, policyApplies,
   type AuthzTarget, type ConnectionAttrs,
-} from '../../src/ztunnel/authz.js';
+} from '../../src/dataplane/policy/authz.js';
 import type { AuthorizationResource, L4Match, L4Rule } from '../../src/common/xds/resources.js';
 import type { MtlsMode } from '../../src/common/model/types.js';
 

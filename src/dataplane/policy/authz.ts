@@ -16,8 +16,8 @@
  * Invariant: resources are immutable once received (the xDS client replaces objects, it never edits them); the
  * compiled form of each rule list is cached in a WeakMap keyed by that list, so nothing is re-parsed per connection.
  */
-import type { AuthorizationResource, L4Match, L4Rule } from '../common/xds/resources.js';
-import type { MtlsMode } from '../common/model/types.js';
+import type { AuthorizationResource, L4Match, L4Rule } from '../../common/xds/resources.js';
+import type { MtlsMode } from '../../common/model/types.js';
 
 export interface ConnectionAttrs {
   /** SPIFFE id of the peer ("spiffe://td/ns/x/sa/y"); undefined for plaintext (no principal). */
