@@ -3,7 +3,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { relay } from '../../hbone/index.js';
 import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
-import type { ConnectionAttrs } from '../../dataplane/policy/authz.js';
+import type { ConnectionAttrs } from '../../dataplane/policy/authorize.js';
 import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';
 
 export type Direction = 'inbound' | 'outbound' | 'inbound-plaintext';

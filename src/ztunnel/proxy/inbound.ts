@@ -8,7 +8,8 @@ import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { HboneInboundRequest } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
-import { authorize, effectiveMtlsMode, type AuthzDecision, type ConnectionAttrs } from '../../dataplane/policy/authz.js';
+import { authorize, type AuthzDecision, type ConnectionAttrs } from '../../dataplane/policy/authorize.js';
+import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
 import { normalizeIp, type ZtunnelState } from '../state/state.js';
 import type { ConnectionTracker, Direction } from './connections.js';
 

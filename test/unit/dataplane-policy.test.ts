@@ -1,9 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  authorize, effectiveMtlsMode, parseCidr, parseIp, policyApplies,
-  type AuthzTarget, type ConnectionAttrs,
-} from '../../src/dataplane/policy/authz.js';
+import { authorize, policyApplies, type AuthzTarget, type ConnectionAttrs } from '../../src/dataplane/policy/authorize.js';
+import { parseCidr, parseIp } from '../../src/dataplane/policy/ip-blocks.js';
+import { effectiveMtlsMode } from '../../src/dataplane/policy/peer-authentication.js';
 import type { AuthorizationResource, L4Match, L4Rule } from '../../src/common/xds/resources.js';
 import type { MtlsMode } from '../../src/common/model/types.js';
 
