@@ -17,7 +17,7 @@
  * compiled form of each rule list is cached in a WeakMap keyed by that list, so nothing is re-parsed per connection.
  */
 import type { AuthorizationResource, L4Match, L4Rule } from '../../common/xds/resources.js';
-import { cidrContains, parseCidrCached, parseIpCached, type Cidr, type ParsedIp } from './ip-blocks.js';
+import { IpBlocks } from './ip-blocks.js';
 
 export interface ConnectionAttrs {
   /** SPIFFE id of the peer ("spiffe://td/ns/x/sa/y"); undefined for plaintext (no principal). */
@@ -137,25 +137,17 @@ class ConnContext {
   /** "ns/sa" of the source identity. */
   readonly serviceAccount: string | undefined;
   readonly destinationPort: number;
-  private srcIp: ParsedIp | null | undefined;
-  private dstIp: ParsedIp | null | undefined;
+  readonly sourceIp: string;
+  readonly destinationIp: string;
 
-  constructor(private readonly conn: ConnectionAttrs) {
+  constructor(conn: ConnectionAttrs) {
     const id = conn.sourceIdentity ? parseIdentity(conn.sourceIdentity) : undefined;
     this.principal = id?.principal;
     this.namespace = id?.namespace;
     this.serviceAccount = id?.serviceAccount;
     this.destinationPort = conn.destinationPort;
-  }
-
-  get sourceIp(): ParsedIp | null {
-    if (this.srcIp === undefined) this.srcIp = parseIpCached(this.conn.sourceIp);
-    return this.srcIp;
-  }
-
-  get destinationIp(): ParsedIp | null {
-    if (this.dstIp === undefined) this.dstIp = parseIpCached(this.conn.destinationIp);
-    return this.dstIp;
+    this.sourceIp = conn.sourceIp;
+    this.destinationIp = conn.destinationIp;
   }
 }
 
@@ -196,9 +188,9 @@ type ConditionKind = 'source.ip' | 'source.namespace' | 'source.principal' | 'de
 
 interface CompiledCondition {
   kind: ConditionKind;
-  /** Compiled per kind: StringMatcher[] | Cidr[] | Set<number>. */
-  values?: StringMatcher[] | Cidr[] | PortSet;
-  notValues?: StringMatcher[] | Cidr[] | PortSet;
+  /** Compiled per kind: StringMatcher[] | IpBlocks | Set<number>. */
+  values?: StringMatcher[] | IpBlocks | PortSet;
+  notValues?: StringMatcher[] | IpBlocks | PortSet;
 }
 
 interface CompiledMatch {
@@ -208,8 +200,8 @@ interface CompiledMatch {
   notNamespaces?: StringMatcher[];
   serviceAccounts?: Set<string>;
   notServiceAccounts?: Set<string>;
-  ipBlocks?: Cidr[];
-  notIpBlocks?: Cidr[];
+  ipBlocks?: IpBlocks;
+  notIpBlocks?: IpBlocks;
   ports?: PortSet;
   notPorts?: PortSet;
   when?: CompiledCondition[];
@@ -254,8 +246,8 @@ function compileMatch(m: L4Match): CompiledMatch {
   if (nonEmpty(m.notNamespaces)) out.notNamespaces = m.notNamespaces.map(compileString);
   if (nonEmpty(m.serviceAccounts)) out.serviceAccounts = new Set(m.serviceAccounts);
   if (nonEmpty(m.notServiceAccounts)) out.notServiceAccounts = new Set(m.notServiceAccounts);
-  if (nonEmpty(m.ipBlocks)) out.ipBlocks = compileCidrs(m.ipBlocks);
-  if (nonEmpty(m.notIpBlocks)) out.notIpBlocks = compileCidrs(m.notIpBlocks);
+  if (nonEmpty(m.ipBlocks)) out.ipBlocks = compileBlocks(m.ipBlocks);
+  if (nonEmpty(m.notIpBlocks)) out.notIpBlocks = compileBlocks(m.notIpBlocks);
   if (nonEmpty(m.ports)) out.ports = compilePorts(m.ports);
   if (nonEmpty(m.notPorts)) out.notPorts = compilePorts(m.notPorts);
   if (m.when && m.when.length > 0) out.when = m.when.map(compileCondition);
@@ -282,20 +274,15 @@ function compilePorts(ports: string[]): PortSet {
 }
 
 /** Invalid blocks are left out: they never match (so an invalid ipBlocks-only entry matches nothing). */
-function compileCidrs(blocks: string[]): Cidr[] {
-  const out: Cidr[] = [];
-  for (const b of blocks) {
-    const c = parseCidrCached(b);
-    if (c) out.push(c);
-  }
-  return out;
+function compileBlocks(blocks: string[]): IpBlocks {
+  return new IpBlocks(blocks);
 }
 
 function compileCondition(c: { key: string; values?: string[]; notValues?: string[] }): CompiledCondition {
   let kind: ConditionKind;
-  let compile: (v: string[]) => StringMatcher[] | Cidr[] | PortSet;
+  let compile: (v: string[]) => StringMatcher[] | IpBlocks | PortSet;
   switch (c.key) {
-    case 'source.ip': case 'destination.ip': kind = c.key; compile = compileCidrs; break;
+    case 'source.ip': case 'destination.ip': kind = c.key; compile = compileBlocks; break;
     case 'source.namespace': case 'source.principal': kind = c.key; compile = (v) => v.map(compileString); break;
     case 'destination.port': kind = c.key; compile = compilePorts; break;
     default: return { kind: 'unknown' };
@@ -322,8 +309,8 @@ function matchMatches(m: CompiledMatch, ctx: ConnContext): boolean {
   if (m.notNamespaces && anyString(m.notNamespaces, ctx.namespace)) return false;
   if (m.serviceAccounts && !(ctx.serviceAccount !== undefined && m.serviceAccounts.has(ctx.serviceAccount))) return false;
   if (m.notServiceAccounts && ctx.serviceAccount !== undefined && m.notServiceAccounts.has(ctx.serviceAccount)) return false;
-  if (m.ipBlocks && !anyCidr(m.ipBlocks, ctx.sourceIp)) return false;
-  if (m.notIpBlocks && anyCidr(m.notIpBlocks, ctx.sourceIp)) return false;
+  if (m.ipBlocks && !inBlocks(m.ipBlocks, ctx.sourceIp)) return false;
+  if (m.notIpBlocks && inBlocks(m.notIpBlocks, ctx.sourceIp)) return false;
   if (m.ports && !m.ports.has(ctx.destinationPort)) return false;
   if (m.notPorts && m.notPorts.has(ctx.destinationPort)) return false;
   if (m.when && !m.when.every((c) => conditionMatches(c, ctx))) return false;
@@ -331,10 +318,10 @@ function matchMatches(m: CompiledMatch, ctx: ConnContext): boolean {
 }
 
 function conditionMatches(c: CompiledCondition, ctx: ConnContext): boolean {
-  let test: (v: StringMatcher[] | Cidr[] | PortSet) => boolean;
+  let test: (v: StringMatcher[] | IpBlocks | PortSet) => boolean;
   switch (c.kind) {
-    case 'source.ip': test = (v) => anyCidr(v as Cidr[], ctx.sourceIp); break;
-    case 'destination.ip': test = (v) => anyCidr(v as Cidr[], ctx.destinationIp); break;
+    case 'source.ip': test = (v) => inBlocks(v as IpBlocks, ctx.sourceIp); break;
+    case 'destination.ip': test = (v) => inBlocks(v as IpBlocks, ctx.destinationIp); break;
     case 'source.namespace': test = (v) => anyString(v as StringMatcher[], ctx.namespace); break;
     case 'source.principal': test = (v) => anyString(v as StringMatcher[], ctx.principal); break;
     case 'destination.port': test = (v) => (v as PortSet).has(ctx.destinationPort); break;
@@ -359,8 +346,7 @@ function anyString(matchers: StringMatcher[], s: string | undefined): boolean {
   return false;
 }
 
-function anyCidr(blocks: Cidr[], ip: ParsedIp | null): boolean {
-  if (!ip) return false;
-  for (const b of blocks) if (cidrContains(b, ip)) return true;
-  return false;
+/** `ip` falls in one of `blocks` (an unparsable address in none). */
+function inBlocks(blocks: IpBlocks, ip: string): boolean {
+  return blocks.has(ip);
 }
