@@ -8,7 +8,7 @@ import { AdminServer } from '../common/admin.js';
 import { errorMessage } from '../common/errors.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
 import type { Logger, LogLevel } from '../common/log.js';
-import { formatHostPort } from '../common/net.js';
+import { formatHostPort, normalizeIp } from '../common/net.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';
 import { CaClient } from '../identity/ca-client.js';
 import { X509Certificate } from 'node:crypto';
@@ -25,14 +25,14 @@ import { Ejector } from './proxy/ejector.js';
 import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
 import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
-import { ZtunnelState, normalizeIp } from './state/state.js';
+import { ProxyState } from '../dataplane/state/proxy-state.js';
 import { startZtunnelXds } from './xds-client.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
 export const CONTROLLER_TLS_NAME = 'strait-controller';
 
 export interface RunningZtunnel {
-  state: ZtunnelState;
+  state: ProxyState;
   /** Resolves when the ztunnel has stopped (after close(), drain() or /quitquitquit). */
   stopped: Promise<void>;
   /**
@@ -56,7 +56,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
   if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
   const metrics = new ZtunnelMetrics();
-  const state = new ZtunnelState();
+  const state = new ProxyState();
   const tracker = new ConnectionTracker(child({ access: true }), metrics);
   const credentials = grpc.credentials.createSsl(Buffer.from(cfg.rootCertPem));
   const xdsAddress = formatHostPort(cfg.xdsAddress);

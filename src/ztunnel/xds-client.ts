@@ -7,7 +7,7 @@ import type { XdsUpdate } from '../common/xds/types.js';
 import {
   TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, type AuthorizationResource, type ServiceResource, type WorkloadResource,
 } from '../common/xds/resources.js';
-import type { ZtunnelState } from './state/state.js';
+import type { ProxyState } from '../dataplane/state/proxy-state.js';
 
 /** Rejects a malformed resource body: the whole response is NACKed with this message. */
 function check(cond: unknown, type: string, name: string, what: string): asserts cond {
@@ -48,7 +48,7 @@ function asAuthorization(name: string, b: unknown): AuthorizationResource {
  * response to the state, NACKing malformed ones (the state then keeps what it had).
  */
 export function startZtunnelXds(opts: {
-  address: string; credentials: grpc.ChannelCredentials; node: string; token: string; state: ZtunnelState; logger: Logger;
+  address: string; credentials: grpc.ChannelCredentials; node: string; token: string; state: ProxyState; logger: Logger;
   channelOptions?: grpc.ChannelOptions;
   limits?: Partial<XdsClientLimits>;
 }): XdsClient {

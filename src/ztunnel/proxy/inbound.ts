@@ -10,7 +10,8 @@ import type { HboneInboundRequest } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import { authorize, type AuthzDecision, type ConnectionAttrs } from '../../dataplane/policy/authorize.js';
 import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
-import { normalizeIp, type ZtunnelState } from '../state/state.js';
+import { normalizeIp } from '../../common/net.js';
+import type { ProxyState } from '../../dataplane/state/proxy-state.js';
 import type { ConnectionTracker, Direction } from './connections.js';
 
 /**
@@ -50,7 +51,7 @@ export function connectWith(open: () => net.Socket, host: string, port: number, 
 }
 
 export interface InboundDeps {
-  state: ZtunnelState;
+  state: ProxyState;
   node: string;
   tracker: ConnectionTracker;
   log: Logger;

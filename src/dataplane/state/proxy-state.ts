@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
+import { normalizeIp } from '../../common/net.js';
 import type { AuthorizationResource, ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
 
 export interface StateEvents {
@@ -9,17 +9,12 @@ export interface StateEvents {
   policies: [];
 }
 
-/** Strips an IPv4-mapped IPv6 prefix so "::ffff:127.0.0.5" and "127.0.0.5" are one address. */
-export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
-}
-
 /**
  * The ztunnel's view of the mesh: workloads, services and policies from the controller.
  * Invariants: only the xDS client calls the `apply*` methods (one writer); every index is rebuilt from the
  * primary maps in the same call, so readers never see an index disagree with its map.
  */
-export class ZtunnelState extends EventEmitter<StateEvents> {
+export class ProxyState extends EventEmitter<StateEvents> {
   readonly workloads = new Map<string, WorkloadResource>();
   readonly services = new Map<string, ServiceResource>();
   readonly policies = new Map<string, AuthorizationResource>();
