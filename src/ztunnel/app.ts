@@ -26,7 +26,7 @@ import { InboundHandler, connectWith, plainConnector, type TargetConnector } fro
 import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { ProxyState } from '../dataplane/state/proxy-state.js';
-import { startZtunnelXds } from './xds-client.js';
+import { startStateSync } from '../dataplane/state/state-sync.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
 export const CONTROLLER_TLS_NAME = 'strait-controller';
@@ -68,7 +68,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
 
   const synced = new Set<string>();
   let xdsUp = false;
-  const xds = startZtunnelXds({
+  const xds = startStateSync({
     address: xdsAddress, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }),
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
   });
