@@ -19,7 +19,7 @@ import { ZtunnelIdentities } from './identities.js';
 import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
 import { Listeners, kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
-import { ConnectionTracker } from './proxy/connections.js';
+import { ConnectionTracker } from '../dataplane/connections.js';
 import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
 import { Ejector } from './proxy/ejector.js';
 import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
@@ -57,7 +57,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
   const metrics = new ZtunnelMetrics();
   const state = new ProxyState();
-  const tracker = new ConnectionTracker(child({ access: true }), metrics);
+  const tracker = new ConnectionTracker(child({ access: true }), metrics.tcp);
   const credentials = grpc.credentials.createSsl(Buffer.from(cfg.rootCertPem));
   const xdsAddress = formatHostPort(cfg.xdsAddress);
   // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS

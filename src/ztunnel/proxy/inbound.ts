@@ -12,7 +12,7 @@ import { authorize, type AuthzDecision, type ConnectionAttrs } from '../../datap
 import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
 import { normalizeIp } from '../../common/net.js';
 import type { ProxyState } from '../../dataplane/state/proxy-state.js';
-import type { ConnectionTracker, Direction } from './connections.js';
+import type { ConnectionTracker, Direction } from '../../dataplane/connections.js';
 
 /**
  * Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). An aborted `signal`

@@ -12,7 +12,7 @@ import type { HbonePool } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import type { ZtunnelIdentities } from '../identities.js';
 import type { ProxyState } from '../../dataplane/state/proxy-state.js';
-import type { ConnectionTracker } from './connections.js';
+import type { ConnectionTracker } from '../../dataplane/connections.js';
 import { failureBlame } from './endpoint-health.js';
 import type { TargetConnector } from './inbound.js';
 import { buildRequest, type EndpointPicker, type HboneRequest, type OutboundTarget, type Passthrough, type RefusalCode } from './request.js';

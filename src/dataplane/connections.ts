@@ -1,10 +1,10 @@
 import type { Duplex } from 'node:stream';
-import { errorMessage } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import { relay } from '../../hbone/index.js';
-import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
-import type { ConnectionAttrs } from '../../dataplane/policy/authorize.js';
-import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { relay } from '../hbone/index.js';
+import type { ServiceResource, WorkloadResource } from '../common/xds/resources.js';
+import type { ConnectionAttrs } from './policy/authorize.js';
+import { tcpLabels, type TcpMetrics } from './tcp-metrics.js';
 
 export type Direction = 'inbound' | 'outbound' | 'inbound-plaintext';
 
@@ -43,7 +43,7 @@ export class ConnectionTracker {
   finishedCount = 0;
   private readonly liveBy: Record<Direction, number> = { inbound: 0, outbound: 0, 'inbound-plaintext': 0 };
 
-  constructor(private readonly access: Logger, private readonly metrics: ZtunnelMetrics) {}
+  constructor(private readonly access: Logger, private readonly metrics: TcpMetrics) {}
 
   open(c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv'>): TrackedConnection {
     const conn: TrackedConnection = { ...c, id: this.nextId++, startedAt: Date.now(), bytesSent: 0, bytesRecv: 0 };
