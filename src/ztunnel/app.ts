@@ -22,7 +22,8 @@ import { ZtunnelMetrics } from './metrics.js';
 import { ConnectionTracker } from '../dataplane/connections.js';
 import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
 import { Ejector } from './proxy/ejector.js';
-import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
+import { InboundHandler } from './proxy/inbound.js';
+import { UpstreamConnector } from '../dataplane/connector.js';
 import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { ProxyState } from '../dataplane/state/proxy-state.js';
@@ -81,24 +82,11 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   // Under capture the ztunnel's own sockets to pods carry the mark the iptables rules skip; otherwise they would be
   // redirected straight back to the ztunnel.
   const mark = cfg.captureMark;
-  const dial: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
-  // Every socket the ztunnel opens to a pod (or outside the mesh) is counted until it closes, for the fd guard.
-  const upstreams = new Set<net.Socket>();
-  let dialing = 0;
-  const connector: TargetConnector = async (host, port, timeoutMs, signal) => {
-    dialing++;
-    try {
-      const s = await dial(host, port, timeoutMs, signal);
-      upstreams.add(s);
-      s.once('close', () => upstreams.delete(s));
-      return s;
-    } catch (err) {
-      fd.observe('connect', err);
-      throw err;
-    } finally {
-      dialing--;
-    }
-  };
+  const upstream = new UpstreamConnector({
+    ...(mark === undefined ? {} : { open: (host: string, port: number) => connectMarked({ host, port }, mark) }),
+    onError: (err) => fd.observe('connect', err),
+  });
+  const connector = upstream.connect;
   const pool = new HbonePool({
     rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs,
     logger: child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
@@ -137,8 +125,8 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
   const fd = new FdGuard({
     limits: fdLimits, metrics, log: child({ part: 'fd' }),
-    counted: () => listeners.open + dialing + upstreams.size + pool.stats().connections,
-    expected: () => Math.max(0, settingUp() - dialing),
+    counted: () => listeners.open + upstream.dialing + upstream.open + pool.stats().connections,
+    expected: () => Math.max(0, settingUp() - upstream.dialing),
   });
   const listen = (port: number, what: string, onSocket: (s: net.Socket) => void) => listeners.listen(cfg.listenAddress, port, what, onSocket);
   const captured = (s: net.Socket, what: string) => {

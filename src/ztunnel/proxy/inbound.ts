@@ -13,42 +13,7 @@ import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js
 import { normalizeIp } from '../../common/net.js';
 import type { ProxyState } from '../../dataplane/state/proxy-state.js';
 import type { ConnectionTracker, Direction } from '../../dataplane/connections.js';
-
-/**
- * Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). An aborted `signal`
- * (the client gave up on the stream) destroys the socket and rejects with code ABORT_ERR.
- */
-export type TargetConnector = (host: string, port: number, timeoutMs: number, signal?: AbortSignal) => Promise<net.Socket>;
-
-export const plainConnector: TargetConnector = (host, port, timeoutMs, signal) => connectWith(() => net.connect({ host, port }), host, port, timeoutMs, signal);
-
-/** Connects with `open` (a plain or a marked socket), failing after `timeoutMs` or when `signal` aborts. */
-export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
-      return;
-    }
-    const s = open();
-    const done = (): void => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onAbort = (): void => {
-      done();
-      s.destroy();
-      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
-    };
-    const t = setTimeout(() => {
-      done();
-      s.destroy();
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    s.once('connect', () => { done(); s.setNoDelay(true); resolve(s); });
-    s.once('error', (err) => { done(); reject(err); });
-  });
-}
+import type { TargetConnector } from '../../dataplane/connector.js';
 
 export interface InboundDeps {
   state: ProxyState;

@@ -14,7 +14,7 @@ import type { ZtunnelIdentities } from '../identities.js';
 import type { ProxyState } from '../../dataplane/state/proxy-state.js';
 import type { ConnectionTracker } from '../../dataplane/connections.js';
 import { failureBlame } from './endpoint-health.js';
-import type { TargetConnector } from './inbound.js';
+import type { TargetConnector } from '../../dataplane/connector.js';
 import { buildRequest, type EndpointPicker, type HboneRequest, type OutboundTarget, type Passthrough, type RefusalCode } from './request.js';
 
 /** How the caller tells its client the outcome before bytes flow (SOCKS5 reply; nothing for captured sockets). */
