@@ -10,11 +10,27 @@ export interface StateEvents {
 }
 
 /**
- * The ztunnel's view of the mesh: workloads, services and policies from the controller.
- * Invariants: only the xDS client calls the `apply*` methods (one writer); every index is rebuilt from the
+ * What every reader of the proxy state sees: lookups and change events, no writes (STYLE: one writer of state).
+ */
+export interface ProxyStateView {
+  readonly workloads: ReadonlyMap<string, WorkloadResource>;
+  readonly services: ReadonlyMap<string, ServiceResource>;
+  readonly policies: ReadonlyMap<string, AuthorizationResource>;
+  workloadByAddress(ip: string): WorkloadResource | undefined;
+  serviceByVip(ip: string): ServiceResource | undefined;
+  /** "name.ns.svc.cluster.local", "name.ns.svc" or "name.ns" (a trailing dot is ignored). */
+  serviceByHostname(host: string): ServiceResource | undefined;
+  /** Enrolled workloads scheduled on `node`. */
+  localWorkloads(node: string): WorkloadResource[];
+  on(event: keyof StateEvents, listener: () => void): unknown;
+}
+
+/**
+ * A proxy's view of the mesh: workloads, services and policies from the controller.
+ * Invariants: only startStateSync (state-sync.ts) calls the `apply*` methods (one writer); every index is rebuilt from the
  * primary maps in the same call, so readers never see an index disagree with its map.
  */
-export class ProxyState extends EventEmitter<StateEvents> {
+export class ProxyState extends EventEmitter<StateEvents> implements ProxyStateView {
   readonly workloads = new Map<string, WorkloadResource>();
   readonly services = new Map<string, ServiceResource>();
   readonly policies = new Map<string, AuthorizationResource>();

@@ -11,12 +11,12 @@ import type { WorkloadResource } from '../../common/xds/resources.js';
 import { authorize, type AuthzDecision, type ConnectionAttrs } from '../../dataplane/policy/authorize.js';
 import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
 import { normalizeIp } from '../../common/net.js';
-import type { ProxyState } from '../../dataplane/state/proxy-state.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { ConnectionTracker, Direction } from '../../dataplane/connections.js';
 import type { TargetConnector } from '../../dataplane/connector.js';
 
 export interface InboundDeps {
-  state: ProxyState;
+  state: ProxyStateView;
   node: string;
   tracker: ConnectionTracker;
   log: Logger;

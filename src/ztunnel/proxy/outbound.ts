@@ -11,7 +11,7 @@ import type { Logger } from '../../common/log.js';
 import type { HbonePool } from '../../hbone/index.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
 import type { ZtunnelIdentities } from '../identities.js';
-import type { ProxyState } from '../../dataplane/state/proxy-state.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { ConnectionTracker } from '../../dataplane/connections.js';
 import { failureBlame } from './endpoint-health.js';
 import type { TargetConnector } from '../../dataplane/connector.js';
@@ -36,7 +36,7 @@ export interface EndpointOutcomes {
 export type FdExhaustionSink = (op: 'connect', err: unknown) => void;
 
 export interface OutboundDeps {
-  state: ProxyState;
+  state: ProxyStateView;
   node: string;
   tracker: ConnectionTracker;
   identities: ZtunnelIdentities;

@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { ServiceResource, WaypointRef, WorkloadResource } from '../../common/xds/resources.js';
 import { normalizeIp } from '../../common/net.js';
-import type { ProxyState } from '../../dataplane/state/proxy-state.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 
 export const HBONE_PORT = 15008;
 
@@ -124,7 +124,7 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
  * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
  * - anything else → plain TCP passthrough.
  */
-export function buildRequest(state: ProxyState, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
+export function buildRequest(state: ProxyStateView, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
   const source = state.workloadByAddress(sourceAddress);
   if (!source || source.protocol !== 'HBONE') {
     return { kind: 'refuse', code: 'unknown-source', message: `no enrolled workload has address ${normalizeIp(sourceAddress)}; only pods in the mesh may send through the ztunnel (is the pod's namespace labelled istio.io/dataplane-mode=ambient?)` };
