@@ -37,8 +37,6 @@ export class ProxyState extends EventEmitter<StateEvents> implements ProxyStateV
   private byAddress = new Map<string, WorkloadResource>();
   private byVip = new Map<string, ServiceResource>();
   private byHost = new Map<string, ServiceResource>();
-  /** Bumped on every policy change; connections remember the generation they were checked against. */
-  policyGeneration = 0;
 
   applyWorkloads(added: WorkloadResource[], removed: string[]): void {
     for (const name of removed) this.workloads.delete(name);
@@ -66,7 +64,6 @@ export class ProxyState extends EventEmitter<StateEvents> implements ProxyStateV
   applyPolicies(added: { name: string; body: AuthorizationResource }[], removed: string[]): void {
     for (const name of removed) this.policies.delete(name);
     for (const p of added) this.policies.set(p.name, p.body);
-    this.policyGeneration++;
     this.emit('policies');
   }
 

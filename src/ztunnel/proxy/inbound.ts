@@ -22,7 +22,6 @@ export interface InboundDeps {
   log: Logger;
   connect: TargetConnector;
   connectTimeoutMs: number;
-  rootNamespace?: string;
 }
 
 type Check = { ok: true; workload: WorkloadResource; decision: AuthzDecision } | { ok: false; status: number; reason: string; code: string; workload?: WorkloadResource };
@@ -42,7 +41,7 @@ export class InboundHandler {
       return { ok: false, status: 401, code: 'waypoint_required', workload: w, reason: `workload ${w.uid} is bound to waypoint ${w.waypoint.namespace}/${w.waypoint.name}; only ${w.waypoint.identity} may connect to it directly` };
     }
     if (!peerIdentity) {
-      const mode = effectiveMtlsMode(this.d.state.policies.values(), { namespace: w.namespace, labels: w.labels }, targetPort, this.rootOpt());
+      const mode = effectiveMtlsMode(this.d.state.policies.values(), { namespace: w.namespace, labels: w.labels }, targetPort);
       if (mode === 'STRICT') {
         return { ok: false, status: 401, code: 'mtls_required', workload: w, reason: `plaintext to ${w.uid} port ${targetPort} refused: PeerAuthentication requires mTLS (STRICT)` };
       }
@@ -123,7 +122,7 @@ export class InboundHandler {
       const w = this.d.state.workloadByAddress(attrs.destinationIp);
       let denied: string | undefined;
       if (!conn.mtls && w) {
-        const mode = effectiveMtlsMode(this.d.state.policies.values(), target, attrs.destinationPort, this.rootOpt());
+        const mode = effectiveMtlsMode(this.d.state.policies.values(), target, attrs.destinationPort);
         if (mode === 'STRICT') denied = 'PeerAuthentication now requires mTLS (STRICT)';
       }
       if (!denied) {
@@ -135,9 +134,5 @@ export class InboundHandler {
         conn.close(`closed by policy change: ${denied}`);
       }
     }
-  }
-
-  private rootOpt() {
-    return this.d.rootNamespace ? { rootNamespace: this.d.rootNamespace } : undefined;
   }
 }
