@@ -6,6 +6,7 @@ import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_EJECTION_BASE_MS, DEFAULT_EJECTION_MAX_MS } from './proxy/endpoint-health.js';
 import { parseByteSize } from '../common/byte-size.js';
+import { HBONE_PORT } from '../hbone/wire.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 
 export const ENV_NODE_NAME = 'STRAIT_NODE_NAME';
@@ -49,7 +50,8 @@ export const GC_MODES: readonly GcMode[] = ['atomic', 'incremental'];
 
 export const PORT_OUTBOUND = 15001;
 export const PORT_INBOUND_PLAINTEXT = 15006;
-export const PORT_HBONE = 15008;
+/** 15008: HBONE's own port, defined in hbone/wire.ts. */
+export const PORT_HBONE = HBONE_PORT;
 export const PORT_SOCKS5 = 15080;
 export const PORT_ADMIN = 15000;
 export const PORT_METRICS = 15020;

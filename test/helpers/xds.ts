@@ -233,15 +233,6 @@ export function wireNode(p: Partial<ProxyInfo> = {}): WireDeltaRequest['node'] {
   };
 }
 
-/** Polls `cond` until it is true (or throws after timeoutMs). */
-export async function waitFor(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
 export function bodyOf(r: { body: Buffer }): unknown {
   return JSON.parse(r.body.toString('utf8'));
 }

@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { XdsClient, type WireDeltaResponse } from '../../src/common/xds/index.js';
 import { TYPE_AUTHORIZATION, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { generateMesh, type GeneratedMesh } from '../../bench/lib/controller-mesh.js';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
-import { tempDir } from '../helpers/procs.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
+
 import { ADS_PATH, RawGrpcCall } from '../helpers/raw-grpc.js';
 import { metricValue } from '../helpers/metrics.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 // Long enough for the changes below on a busy 2-core machine; the two tests run side by side to keep the file short.
 const STALL_TIMEOUT_MS = 10_000;

@@ -4,10 +4,9 @@
  */
 import { isIP } from 'node:net';
 import type { ServiceResource, WaypointRef, WorkloadResource } from '../../common/xds/resources.js';
-import { normalizeIp } from '../../common/net.js';
+import { formatHostPort, normalizeIp } from '../../common/net.js';
+import { HBONE_PORT } from '../../hbone/wire.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
-
-export const HBONE_PORT = 15008;
 
 export interface OutboundTarget {
   /** An IP literal (captured original destination, SOCKS5 IP) or a host name (SOCKS5 domain). */
@@ -76,7 +75,7 @@ export interface EndpointChoice {
 }
 
 export function endpointKey(workload: string, address: string, port: number): string {
-  return `${workload}@${hostPort(address, port)}`;
+  return `${workload}@${formatHostPort({ host: address, port })}`;
 }
 
 export function roundRobin(): EndpointPicker {
@@ -88,18 +87,14 @@ export function roundRobin(): EndpointPicker {
   };
 }
 
-function hostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host: string; port: number }, dst: Pick<HboneRequest, 'dstService' | 'dstWorkload'>): OutboundDecision {
   if (!wp.address) {
-    return { kind: 'refuse', code: 'waypoint-unready', message: `destination ${hostPort(original.host, original.port)} is bound to waypoint ${wp.namespace}/${wp.name}, which has no address yet (is the waypoint deployed and ready?)` };
+    return { kind: 'refuse', code: 'waypoint-unready', message: `destination ${formatHostPort(original)} is bound to waypoint ${wp.namespace}/${wp.name}, which has no address yet (is the waypoint deployed and ready?)` };
   }
   return {
     kind: 'hbone', source, originalDestination: original,
     actualDestination: { host: wp.address, port: HBONE_PORT },
-    authority: hostPort(original.host, original.port),
+    authority: formatHostPort(original),
     expectedPeerSans: [wp.identity], waypoint: wp, ...dst,
   };
 }
@@ -111,7 +106,7 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
   return {
     kind: 'hbone', source, originalDestination: { host: address, port },
     actualDestination: { host: address, port: HBONE_PORT },
-    authority: hostPort(address, port),
+    authority: formatHostPort({ host: address, port }),
     expectedPeerSans: [w.identity], ...dst,
   };
 }
