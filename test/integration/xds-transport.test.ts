@@ -304,8 +304,11 @@ test('an explicit subscription gets only its names; subscribe and unsubscribe ch
   assert.deepEqual(first.added.map((e) => e.name), ['a']);
 
   source.set(VIEW, T, 'b', { v: 2 });
-  await new Promise((r) => setTimeout(r, 150));
-  assert.equal(c.updates.length, 1, 'b is not subscribed');
+  // A change to a subscribed name after it: once that arrives, a push of b would have arrived too (same or earlier).
+  source.set(VIEW, T, 'missing', { sentinel: 1 });
+  const sentinel = await c.nextUpdate();
+  assert.deepEqual(sentinel.added.map((e) => e.name), ['missing']);
+  assert.equal(c.updates.length, 2, 'b is not subscribed');
 
   c.client.subscribe(T, ['b']);
   const sub = await c.nextUpdate();
@@ -324,8 +327,9 @@ test('an explicit subscription gets only its names; subscribe and unsubscribe ch
     return Array.isArray(s) && s.join() === 'b,missing';
   });
   source.set(VIEW, T, 'a', { v: 4 });
-  await new Promise((r) => setTimeout(r, 150));
-  assert.equal(c.updates.length, 5, 'a is no longer pushed');
+  source.set(VIEW, T, 'missing', { sentinel: 2 });
+  assert.deepEqual((await c.nextUpdate()).added.map((e) => e.name), ['missing'], 'a is no longer pushed');
+  assert.equal(c.updates.length, 7, 'a is no longer pushed');
   assert.equal(server.xds.status()[0]!.types[T]!.resourcesHeld, 2);
 });
 
@@ -353,11 +357,14 @@ test('a burst of 50 changes is coalesced into few pushes that end in the final s
     await new Promise((r) => setTimeout(r, 2));
   }
   await eventually(() => [...Array(10).keys()].every((i) => c.client.held(T).get(`r${i}`) === source.version(VIEW, T, `r${i}`)));
-  await new Promise((r) => setTimeout(r, 100));
-  const pushes = c.updates.length - 1;
+  // A last change after the burst: once it arrives alone, nothing of the burst is still on its way.
+  source.set(VIEW, T, 'sentinel', { after: 'burst' });
+  await eventually(() => c.updates.at(-1)?.added.some((e) => e.name === 'sentinel'));
+  assert.deepEqual(c.updates.at(-1)!.added.map((e) => e.name), ['sentinel']);
+  const pushes = c.updates.length - 2;
   assert.ok(pushes >= 1 && pushes <= 3, `${pushes} pushes for 50 changes`);
-  assert.equal(metrics.pushes, 1 + pushes);
-  const last = c.updates.at(-1)!;
+  assert.equal(metrics.pushes, 1 + pushes + 1);
+  const last = c.updates.at(-2)!;
   assert.ok(last.added.every((e) => e.version === source.version(VIEW, T, e.name)));
 });
 

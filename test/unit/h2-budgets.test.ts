@@ -115,7 +115,8 @@ describe('HTTP/2 budgets: a peer that does not read', () => {
     for (let i = 0; i < 100 && !conn.destroyed && !peer.closed; i++) {
       await peer.sendRawPaced(batch);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    const until = Date.now() + 3000;
+    while (goaways.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     assert.equal(goaways[0]?.reason, 'control_queue');
     assert.equal(goaways[0]?.code, H2Code.ENHANCE_YOUR_CALM);
   });

@@ -111,7 +111,9 @@ describe('relay', () => {
     const done = relay(a, b);
     const chunk = Buffer.alloc(64 * 1024);
     for (let i = 0; i < 50; i++) a.write(chunk);
-    await new Promise((r) => setTimeout(r, 20));
+    // The relay pauses `a` once b holds its budget; then nothing more moves until the consumer is released.
+    const until = Date.now() + 2000;
+    while (!a.isPaused() && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
     // Only a bounded amount entered b's buffer (the relay's budget plus the chunk that crossed it); the rest
     // waits in a, which is paused.
     assert.ok(b.writableLength <= RELAY_BUFFER_BYTES + chunk.length, `b buffered ${b.writableLength} bytes`);
