@@ -2,10 +2,9 @@
  * The ztunnel process (DESIGN §2, §6): the only place its concrete classes are wired together. Nothing here
  * decides anything: each part is built, handed what it needs, and started.
  */
-import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
-import tls from 'node:tls';
 import { errorMessage } from '../common/errors.js';
+import { tls13ChannelCredentials } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';
@@ -53,7 +52,7 @@ export interface RunningZtunnel {
 
 /** The controller link: xDS (the state's one writer), the CA, and the certificates of the local pods. */
 function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger) {
-  const credentials = grpc.credentials.createSsl(Buffer.from(cfg.rootCertPem));
+  const credentials = tls13ChannelCredentials(cfg.rootCertPem);
   const address = formatHostPort(cfg.xdsAddress);
   // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
   // name its serving certificate carries.
@@ -135,7 +134,6 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
 }
 
 export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<RunningZtunnel> {
-  tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const logs = new LogLevels(log);
   // First, so that everything after runs under it: the soft fd limit raised to the hard one.
   const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
