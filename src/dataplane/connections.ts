@@ -4,6 +4,7 @@ import type { Logger } from '../common/log.js';
 import { relay } from '../hbone/index.js';
 import type { ServiceResource, WorkloadResource } from '../common/xds/resources.js';
 import type { ConnectionAttrs } from './policy/authorize.js';
+import { outcome, type OutcomeCode } from './outcomes.js';
 import { tcpLabels, type TcpMetrics } from './tcp-metrics.js';
 
 export type Direction = 'inbound' | 'outbound' | 'inbound-plaintext';
@@ -104,13 +105,17 @@ export class ConnectionTracker {
     this.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
   }
 
-  /** A connection refused before it was proxied: access log + denial counter, no open/close counters. */
-  refused(c: { direction: Direction; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: ServiceResource }, reason: string, code: string): void {
+  /**
+   * A connection refused before it was proxied (or whose upstream could not be opened): access log + denial
+   * counter, no open/close counters. `code` is the outcome (dataplane/outcomes.ts): the line's `reason` and the
+   * counter's label; `message` says what exactly, `hint` what to check.
+   */
+  refused(c: { direction: Direction; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: ServiceResource }, message: string, code: OutcomeCode): void {
     this.metrics.denied.inc({ reason: code });
     this.access.info({
       'src.addr': c.srcAddress, 'src.workload': c.src?.name, 'src.namespace': c.src?.namespace, 'src.identity': c.srcIdentity,
       'dst.addr': c.dstAddress, 'dst.service': c.dstService?.hostname, 'dst.workload': c.dst?.name, 'dst.namespace': c.dst?.namespace, 'dst.identity': c.dstIdentity,
-      direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, error: reason,
+      direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, reason: code, error: message, hint: outcome(code).hint,
     }, 'connection refused');
   }
 

@@ -4,12 +4,14 @@
  */
 import type net from 'node:net';
 import type { OutboundResponder } from './outbound.js';
+import { outcome } from '../../dataplane/outcomes.js';
 import { SOCKS5_REPLY, type Socks5Request } from './socks5.js';
 
 export function socksResponder(req: Pick<Socks5Request, 'reply'>): OutboundResponder {
   return {
     connected: (bind) => req.reply(SOCKS5_REPLY.SUCCEEDED, bind),
-    refused: (kind) => req.reply(kind === 'not-allowed' ? SOCKS5_REPLY.NOT_ALLOWED : kind === 'refused' ? SOCKS5_REPLY.CONNECTION_REFUSED : kind === 'unreachable' ? SOCKS5_REPLY.HOST_UNREACHABLE : SOCKS5_REPLY.GENERAL_FAILURE),
+    // The reply for each outcome is in the one table (dataplane/outcomes.ts, docs/errors.md).
+    refused: (code) => req.reply(outcome(code).socks5),
   };
 }
 
