@@ -28,7 +28,9 @@ export interface TrackedConnection {
   authz?: { attrs: ConnectionAttrs; target: { namespace: string; labels: Record<string, string> } };
   /** Ends the connection (both sides) with a reason that the access log records. */
   close(reason: string): void;
+  /** Bytes of the response: upstream → client (Istio's istio_tcp_sent_bytes_total). */
   bytesSent: number;
+  /** Bytes of the request: client → upstream (Istio's istio_tcp_received_bytes_total). */
   bytesRecv: number;
 }
 
@@ -84,7 +86,8 @@ export class ConnectionTracker {
 
   /**
    * Relays `client` <-> `upstream` as one tracked connection: opened now, finished (metrics + access log) when both
-   * directions are done. bytes_sent counts client → upstream, bytes_recv upstream → client. A policy re-check may
+   * directions are done. As Istio counts them, bytes_sent is the response (upstream → client) and bytes_recv the
+   * request (client → upstream), the same in the access log and the metrics, for both reporters. A policy re-check may
    * close it; the reason then becomes the access log's error.
    */
   async proxy(client: Duplex, upstream: Duplex, c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv' | 'close'>): Promise<void> {
@@ -100,8 +103,8 @@ export class ConnectionTracker {
       },
     });
     const r = await relay(client, upstream);
-    conn.bytesSent = r.aToB;
-    conn.bytesRecv = r.bToA;
+    conn.bytesSent = r.bToA;
+    conn.bytesRecv = r.aToB;
     this.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
   }
 

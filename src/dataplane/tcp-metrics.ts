@@ -68,8 +68,8 @@ export class TcpMetrics {
     const labelNames = [...TCP_LABELS];
     this.opened = new Counter({ name: 'istio_tcp_connections_opened_total', help: 'TCP connections opened.', labelNames, registers });
     this.closed = new Counter({ name: 'istio_tcp_connections_closed_total', help: 'TCP connections closed.', labelNames, registers });
-    this.sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent towards the destination during TCP connections.', labelNames, registers });
-    this.received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received from the destination during TCP connections.', labelNames, registers });
+    this.sent = new Counter({ name: 'istio_tcp_sent_bytes_total', help: 'Bytes sent during the response of TCP connections (server to client).', labelNames, registers });
+    this.received = new Counter({ name: 'istio_tcp_received_bytes_total', help: 'Bytes received during the request of TCP connections (client to server).', labelNames, registers });
     this.activeConnections = new Gauge({ name: `strait_${component}_active_connections`, help: 'Connections being proxied now.', labelNames: ['direction'], registers });
     this.denied = new Counter({ name: `strait_${component}_connections_denied_total`, help: 'Connections refused, by reason.', labelNames: ['reason'], registers });
   }
