@@ -13,6 +13,11 @@ export const HBONE_ALPN = 'h2';
 export const HEADER_FORWARDED = 'forwarded';
 export const HEADER_BAGGAGE = 'baggage';
 export const HEADER_TRACEPARENT = 'traceparent';
+/**
+ * Strait's own: the service address (VIP:port) the source's application asked for, when the source ztunnel sent
+ * the connection to one of that service's endpoints; the destination names the service from it.
+ */
+export const HEADER_ORIGINAL_DST = 'x-strait-original-dst';
 /** A human reason on a refusal (non-200 answer). */
 export const HEADER_REASON = 'x-strait-reason';
 /** Longest reason we put on the wire; longer ones are cut. */

@@ -19,6 +19,8 @@ export interface InboundArrival {
   remoteAddress: string;
   /** HBONE: the `forwarded` source address. Trusted only when it is the very workload whose identity connected. */
   forwardedFor?: string;
+  /** HBONE: the service address the source asked for (x-strait-original-dst), naming the service. */
+  originalDestination?: HostPort;
 }
 
 /** What both ends are, as far as the state knows them (for the access log and the metrics' labels). */
@@ -48,7 +50,8 @@ export function decideInbound(state: ProxyStateView, node: string, a: InboundArr
   if (!w || w.protocol !== 'HBONE' || w.node !== node) {
     return { kind: 'refuse', code: 'unknown_target', reason: `${formatHostPort(a.target)} is not an enrolled workload on node ${node}`, ...peers, ...(w ? { workload: w } : {}) };
   }
-  const known = { ...peers, workload: w };
+  const service = serviceOfTarget(state, w, a.target.port, a.originalDestination);
+  const known = { ...peers, workload: w, ...(service ? { service } : {}) };
   if (w.waypoint && a.peerIdentity !== w.waypoint.identity) {
     return { kind: 'refuse', code: 'waypoint_required', reason: `workload ${w.uid} is bound to waypoint ${w.waypoint.namespace}/${w.waypoint.name}; only ${w.waypoint.identity} may connect to it directly`, ...known };
   }
@@ -73,4 +76,23 @@ function inboundPeers(state: ProxyStateView, a: InboundArrival): InboundPeers {
   const claimed = fwd ? state.workloadByAddress(fwd) : undefined;
   if (fwd && claimed?.identity === a.peerIdentity) return { sourceIp: fwd, source: claimed };
   return { sourceIp: remote };
+}
+
+/**
+ * The service a connection to `w` port `port` was for, as the source named it: the service of the original
+ * destination the source sent, if `w` is one of its endpoints on that port; otherwise the first service of `w`
+ * that maps one of its ports to `port`. Undefined when `w` serves that port for no service (direct pod traffic).
+ */
+export function serviceOfTarget(state: ProxyStateView, w: WorkloadResource, port: number, original?: HostPort): ServiceResource | undefined {
+  const servesPort = (s: ServiceResource, servicePort?: number) => s.endpoints.some((e) => e.workload === w.uid
+    && (servicePort === undefined ? Object.values(e.ports).includes(port) : e.ports[String(servicePort)] === port));
+  if (original) {
+    const named = state.serviceByVip(original.host);
+    if (named && servesPort(named, original.port)) return named;
+  }
+  for (const key of w.services) {
+    const s = state.services.get(key);
+    if (s && servesPort(s)) return s;
+  }
+  return undefined;
 }

@@ -15,6 +15,7 @@ import { authorize } from '../../dataplane/policy/authorize.js';
 import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { HboneInboundRequest } from '../../hbone/index.js';
+import { HEADER_ORIGINAL_DST, parseAuthority } from '../../hbone/wire.js';
 import { decideInbound, type InboundDecision } from './inbound-decision.js';
 
 export interface InboundDeps {
@@ -37,9 +38,11 @@ export class InboundHandler {
   /** An HBONE CONNECT that reached 15008. */
   async handleHbone(req: HboneInboundRequest): Promise<void> {
     const target = { host: req.targetHost, port: req.targetPort };
+    const original = req.headers[HEADER_ORIGINAL_DST];
+    const originalDestination = typeof original === 'string' ? parseAuthority(original) : undefined;
     const decision = decideInbound(this.d.state, this.d.node, {
       target, peerIdentity: req.peerIdentity, remoteAddress: req.remoteAddress,
-      ...(req.forwardedFor ? { forwardedFor: req.forwardedFor } : {}),
+      ...(req.forwardedFor ? { forwardedFor: req.forwardedFor } : {}), ...(originalDestination ? { originalDestination } : {}),
     });
     const base = this.base('inbound', decision, target, req.peerIdentity);
     if (decision.kind === 'refuse') {

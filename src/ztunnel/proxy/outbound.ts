@@ -15,7 +15,7 @@ import type { TargetConnector } from '../../dataplane/connector.js';
 import { outcome, outcomeOfConnectError, type OutcomeCode } from '../../dataplane/outcomes.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { HbonePool } from '../../hbone/index.js';
-import { formatForwarded } from '../../hbone/wire.js';
+import { HEADER_ORIGINAL_DST, formatForwarded } from '../../hbone/wire.js';
 import type { ZtunnelIdentities } from '../identities.js';
 import { buildRequest, type EndpointPicker, type HboneRequest, type OutboundTarget, type Passthrough } from './request.js';
 
@@ -135,6 +135,7 @@ export class OutboundHandler {
     } catch (err) {
       return { ok: false, err, reason: `no certificate for ${source.identity}: ${errorMessage(err)}`, code: 'no_certificate', dstAddress, ...expected };
     }
+    const viaService = decision.dstService !== undefined && !decision.waypoint && decision.originalDestination.host !== decision.actualDestination.host;
     try {
       const res = await this.d.pool.connect({
         key: `${source.identity}|${decision.expectedPeerSans.join(',')}|${formatHostPort(decision.actualDestination)}`,
@@ -143,7 +144,10 @@ export class OutboundHandler {
         cert: { keyPem: cert.keyPem, certChainPem: cert.certChainPem },
         expectedPeerSans: decision.expectedPeerSans,
         authority: decision.authority,
-        headers: { forwarded: formatForwarded(normalizeIp(sourceAddress)), baggage: baggage(source), traceparent: traceparent() },
+        headers: {
+          forwarded: formatForwarded(normalizeIp(sourceAddress)), baggage: baggage(source), traceparent: traceparent(),
+          ...(viaService ? { [HEADER_ORIGINAL_DST]: formatHostPort(decision.originalDestination) } : {}),
+        },
       });
       return { ok: true, upstream: res.stream, bind: { host: '0.0.0.0', port: 0 }, dstAddress, dstIdentity: res.peerIdentity, mtls: true };
     } catch (err) {

@@ -49,7 +49,7 @@ export interface PickedEndpoint {
 export interface HboneRequest {
   kind: 'hbone';
   source: WorkloadResource;
-  /** What the application asked for (VIP:port or pod:port). */
+  /** What the application asked for: the service's VIP:port when it asked for a service, else pod:port. */
   originalDestination: { host: string; port: number };
   /** Where the HBONE (mTLS) connection goes: a pod address or a waypoint, port 15008. */
   actualDestination: { host: string; port: number };
@@ -105,12 +105,12 @@ function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host
   };
 }
 
-/** To a workload address directly (not through a service). */
-function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint): OutboundDecision {
+/** To a workload: directly, or as the endpoint picked for a service the application asked for at `original`. */
+function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint, original?: { host: string; port: number }): OutboundDecision {
   const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}), ...(endpoint ? { endpoint } : {}) };
   if (w.protocol !== 'HBONE') return { kind: 'passthrough', source, actualDestination: { host: address, port }, ...dst };
   return {
-    kind: 'hbone', source, originalDestination: { host: address, port },
+    kind: 'hbone', source, originalDestination: original ?? { host: address, port },
     actualDestination: { host: address, port: HBONE_PORT },
     authority: formatHostPort({ host: address, port }),
     expectedPeerSans: [w.identity], ...dst,
@@ -167,7 +167,7 @@ export function buildRequest(state: ProxyStateView, node: string, sourceAddress:
     const endpoint: PickedEndpoint = { key, untried: untried.length - 1 };
     const w = state.workloads.get(ep.workload);
     if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc, endpoint };
-    return toWorkload(source, w, ep.address, port, svc, endpoint);
+    return toWorkload(source, w, ep.address, port, svc, endpoint, vip ? { host: vip, port: target.port } : undefined);
   }
   const w = state.workloadByAddress(ip!);
   if (!w) return { kind: 'passthrough', source, actualDestination: { host: ip!, port: target.port } };
