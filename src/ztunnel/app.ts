@@ -133,7 +133,9 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
   return { upstream, pool, inbound, ejector, outbound, hbone };
 }
 
-export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<RunningZtunnel> {
+export async function startZtunnel(cfg: ZtunnelConfig, given: Logger): Promise<RunningZtunnel> {
+  // Every line names the node once: bound here unless the caller's logger already binds it (the CLI's does).
+  const log = 'node' in given.bindings() ? given : given.child({ node: cfg.nodeName });
   const logs = new LogLevels(log);
   // First, so that everything after runs under it: the soft fd limit raised to the hard one.
   const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
@@ -198,6 +200,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
   const { admin } = await runtime.listen();
 
   fd.sample(); // everything the ztunnel opens at start is open now
-  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  log.info({ address: cfg.listenAddress, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }
