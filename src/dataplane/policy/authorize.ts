@@ -70,7 +70,8 @@ function selectorMatches(selector: Record<string, string>, labels: Record<string
  * Decides one inbound connection to `target`. `policies` may hold every resource the ztunnel knows; entries of
  * type 'peerauthn' and policies that do not apply to `target` are skipped. Rule indices in reasons are indices of
  * the L4 rules (ALLOW rules that needed L7 were dropped by the controller, so they may differ from the spec's).
- * When several DENY (or ALLOW) policies match, the first in iteration order is reported.
+ * When several DENY (or ALLOW) policies match, the first in iteration order is reported. A denial because no ALLOW
+ * policy matched names the ALLOW rules the controller dropped for needing L7 (as ambient does), with what to do.
  */
 export function authorize(policies: Iterable<AuthorizationResource>, target: AuthzTarget, conn: ConnectionAttrs): AuthzDecision {
   const ctx = new ConnContext(conn);
@@ -79,6 +80,8 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   let allowBy: string | undefined;
   let allowRule = -1;
   let allowApplicable: string[] | undefined;
+  /** Notes of applicable ALLOW policies about rules dropped for needing L7 (they could not match here). */
+  const dropped: string[] = [];
   const audited: string[] = [];
 
   for (const p of policies) {
@@ -92,6 +95,7 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
         break;
       case 'ALLOW':
         (allowApplicable ??= []).push(keyOf(p));
+        for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
         if (allowBy === undefined && denyBy === undefined) {
           const i = firstMatchingRule(p.rules, ctx);
           if (i >= 0) { allowBy = keyOf(p); allowRule = i; }
@@ -113,7 +117,9 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   if (allowBy !== undefined) {
     return { allowed: true, policy: allowBy, reason: `allowed by ALLOW policy ${allowBy} (rules[${allowRule}])`, audited };
   }
-  return { allowed: false, reason: `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`, audited };
+  const why = `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`;
+  if (dropped.length === 0) return { allowed: false, reason: why, audited };
+  return { allowed: false, reason: `${why}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
 }
 
 function keyOf(p: { namespace: string; name: string }): string {
