@@ -184,3 +184,37 @@ describe('decideInbound: whether an arrival on node-b reaches its pod', () => {
     assert.deepEqual(d.kind === 'allow' && d.authz.audited, ['apps/watch']);
   });
 });
+
+describe('the service both ends name', () => {
+  const state = stateWith();
+  const at = (o: Partial<InboundArrival>) => decideInbound(state, 'node-b', { target: { host: '10.0.1.1', port: 8080 }, peerIdentity: id('apps', 'client'), remoteAddress: '10.1.0.1', ...o });
+
+  it('the source sends the service VIP:port it resolved along with the endpoint it picked', () => {
+    const d = buildRequest(state, 'node-a', '10.0.0.1', { host: 'web.apps.svc.cluster.local', port: 80 }, { pick: () => 0 });
+    assert.equal(d.kind, 'hbone');
+    assert.deepEqual(d.kind === 'hbone' && d.originalDestination, { host: '10.96.0.10', port: 80 });
+  });
+
+  it('the destination names the service of the original destination when the target serves it on that port', () => {
+    assert.equal(at({ originalDestination: { host: '10.96.0.10', port: 80 } }).service?.name, 'web');
+  });
+
+  it('without one (or with one the target does not serve), it names the target\'s service for that port', () => {
+    assert.equal(at({}).service?.name, 'web');
+    assert.equal(at({ originalDestination: { host: '10.96.0.20', port: 5432 } }).service?.name, 'web', 'db does not select web-1');
+  });
+
+  it('names no service for a port no service of the target maps to', () => {
+    assert.equal(at({ target: { host: '10.0.1.1', port: 9999 } }).service, undefined);
+  });
+});
+
+describe('a denial caused by an ALLOW rule dropped for needing L7', () => {
+  it('says which rule was dropped and what to do', () => {
+    const getOnly = allow('get-only', [], ['rules[0] dropped: to[0].operation.methods need a waypoint (an ALLOW rule with L7 fields never matches at L4)']);
+    const d = decideInbound(stateWith([getOnly]), 'node-b', { target: { host: '10.0.1.1', port: 8080 }, peerIdentity: id('apps', 'client'), remoteAddress: '10.1.0.1' });
+    assert.equal(d.kind, 'refuse');
+    assert.equal(d.kind === 'refuse' && d.code, 'policy_denied');
+    assert.match(d.kind === 'refuse' ? d.reason : '', /no ALLOW policy matched \(apps\/get-only\); apps\/get-only rules\[0\] dropped: to\[0\]\.operation\.methods need a waypoint .*; bind a waypoint to the destination \(istio\.io\/use-waypoint\)/);
+  });
+});
