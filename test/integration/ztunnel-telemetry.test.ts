@@ -6,6 +6,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { docs, namespace, service, waypoint } from '../helpers/manifests.js';
 import { TestMesh, appPod, node, policy } from '../helpers/mesh.js';
@@ -113,5 +114,15 @@ describe('ztunnel telemetry, both ends', () => {
     assert.match(String(line.error), /no ALLOW policy matched \(apps\/get-only\)/);
     assert.match(String(line.error), /apps\/get-only rules\[0\] dropped: to\[0\]\.operation\.methods need a waypoint/);
     assert.match(String(line.error), /bind a waypoint/);
+  });
+
+  it('shows the node\'s cores and memory in /config_dump', async () => {
+    const dump = await mesh.configDump('node-a');
+    assert.equal(dump.nodeInfo.cpus.logical, os.cpus().length);
+    assert.ok(dump.nodeInfo.cpus.physical >= 1 && dump.nodeInfo.cpus.physical <= dump.nodeInfo.cpus.logical);
+    assert.equal(dump.nodeInfo.memory.totalBytes, os.totalmem());
+    assert.ok(dump.nodeInfo.memory.availableBytes > 0 && dump.nodeInfo.memory.availableBytes <= dump.nodeInfo.memory.totalBytes);
+    assert.equal(dump.nodeInfo.os.kernel, os.release());
+    assert.equal(dump.nodeInfo.hostname, os.hostname());
   });
 });

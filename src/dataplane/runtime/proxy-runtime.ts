@@ -1,6 +1,6 @@
 /**
  * What every proxy process serves besides traffic (DESIGN §2): admin on 15000 (`/config_dump`, `/connections`,
- * `/logging`, `/quitquitquit`), Prometheus `/metrics` on 15020 and readiness `/healthz/ready` on 15021, with the
+ * `/logging`, `/quitquitquit`; the config dump with the machine's facts), Prometheus `/metrics` on 15020 and readiness `/healthz/ready` on 15021, with the
  * drain behind `/quitquitquit`. The proxy supplies what only it knows (its config dump, its metrics, why it is not
  * ready); the runtime answers, and is not ready while draining.
  */
@@ -8,6 +8,7 @@ import { AdminServer } from '../../common/admin.js';
 import type { HostPort } from '../../common/net.js';
 import type { Logger } from '../../common/log.js';
 import type { Drain } from './drain.js';
+import { NodeFacts } from './node-facts.js';
 import type { LogLevels } from './log-levels.js';
 
 export interface ProxyRuntimeOptions {
@@ -18,7 +19,7 @@ export interface ProxyRuntimeOptions {
   logLevels: LogLevels;
   drain: Drain;
   drainMs: number;
-  /** The body of GET /config_dump. */
+  /** The body of GET /config_dump; the runtime adds `nodeInfo` (the machine's cores, memory, OS). */
   configDump(): Promise<Record<string, unknown>>;
   /** The body of GET /connections. */
   connections(): Record<string, unknown>;
@@ -32,11 +33,15 @@ export class ProxyRuntime {
   private readonly admin: AdminServer;
   private readonly metrics: AdminServer;
   private readonly ready: AdminServer;
+  private readonly facts = new NodeFacts();
 
   constructor(private readonly o: ProxyRuntimeOptions) {
     const child = (part: string): Logger => o.logLevels.child({ part });
     this.admin = new AdminServer({
-      '/config_dump': async () => ({ status: 200, body: await o.configDump() }),
+      '/config_dump': async () => {
+        const [dump, nodeInfo] = await Promise.all([o.configDump(), this.facts.read()]);
+        return { status: 200, body: { ...dump, nodeInfo } };
+      },
       '/connections': async () => ({ status: 200, body: o.connections() }),
       '/logging': o.logLevels.route(),
       '/quitquitquit': { POST: async () => { void o.drain.start(); return { status: 200, body: { draining: true, drainMs: o.drainMs } }; } },
