@@ -25,7 +25,7 @@ import { once } from 'node:events';
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../src/identity/index.js';
-import { HbonePool, HboneServer, relay, type WorkloadCert } from '../src/common/hbone/index.js';
+import { HbonePool, HboneServer, relay, type WorkloadCert } from '../src/hbone/index.js';
 
 const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
 const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';

@@ -26,7 +26,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEFAULT_XDS_DEBOUNCE_MS } from '../src/common/xds/index.js';
+import { DEFAULT_XDS_DEBOUNCE_MS } from '../src/controller/xds/xds-server.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../src/common/xds/resources.js';
 import { measureBreakdown } from './lib/controller-breakdown.js';
 import { FULL_MESH, generateMesh, type GeneratedMesh } from './lib/controller-mesh.js';

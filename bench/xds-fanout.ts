@@ -15,13 +15,13 @@ import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import {
   XdsClient,
-  XdsServer,
   loadXdsProto,
   type ResourceEntry,
   type ViewSource,
   type WireDeltaResponse,
   type XdsMetrics,
 } from '../src/common/xds/index.js';
+import { XdsServer } from '../src/controller/xds/xds-server.js';
 
 const TYPE = 'type.strait.dev/Workload';
 const VIEW = 'ztunnel';

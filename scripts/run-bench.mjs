@@ -1,12 +1,14 @@
-// Runs the benchmarks (compiled to dist/bench/) one after another. Each writes bench/results/<name>.json and
-// prints its own table; nothing here times anything. Usage: npm run bench [-- name ...]
+// Runs the benchmarks (compiled to dist/bench/) one after another: every bench/<name>.ts, in name order, or the
+// ones named. Each prints its own table (datapath, propagation and signing also write bench/results/<name>.json);
+// nothing here times anything.
+// Usage: npm run bench [-- name ...]
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
-const all = ['signing', 'propagation', 'datapath'];
+const all = readdirSync(join(root, 'dist/bench')).filter((f) => f.endsWith('.js')).map((f) => f.slice(0, -3)).sort();
 const wanted = process.argv.slice(2).length ? process.argv.slice(2) : all;
 mkdirSync(join(root, 'bench/results'), { recursive: true });
 let failed = 0;

@@ -1,7 +1,7 @@
 import { Command } from 'commander';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { parseConfig, DEFAULT_ADMIN_ADDRESS, DEFAULT_XDS_ADDRESS, ENV_XDS_LIMITS, type ControllerFlags } from '../controller/config.js';
-import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../common/xds/xds-limits.js';
+import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../controller/xds/xds-limits.js';
 
 /** Help text of each limit flag (README "Limits" has the full table). */
 const LIMIT_HELP: Record<keyof XdsLimits, [string, string]> = {

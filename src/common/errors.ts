@@ -19,7 +19,6 @@ export const ERROR_CODES = {
   STRAIT_ERR_AUTH_TOKEN: 'A proxy presented a missing or wrong bootstrap token.',
   STRAIT_ERR_IDENTITY_DENIED: 'A node asked for an identity that has no pod scheduled on it.',
   STRAIT_ERR_XDS_PROTOCOL: 'An xDS peer sent a message that breaks the protocol (unknown type, bad nonce, malformed body).',
-  STRAIT_ERR_XDS_NACK: 'A proxy rejected a configuration push (NACK).',
   STRAIT_ERR_XDS_CONNECT: 'The controller could not be reached over xDS.',
   STRAIT_ERR_XDS_LIMIT: 'An xDS peer went over a limit (streams per credential or connection, names per request or stream, name length, initial versions, message size, resources per response) or stalled; only that stream was ended or that response NACKed. The message names the flag that raises the limit.',
   STRAIT_ERR_LISTEN: 'A listener could not bind its address (port in use or address not local).',

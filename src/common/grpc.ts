@@ -1,6 +1,7 @@
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { existsSync } from 'node:fs';
+import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { bug } from './errors.js';
 
@@ -44,4 +45,29 @@ export function serviceOf(pkg: grpc.GrpcObject, dotted: string): grpc.ServiceCli
 export function metadataValue(md: grpc.Metadata, key: string): string | undefined {
   const v = md.get(key)[0];
   return v === undefined ? undefined : typeof v === 'string' ? v : v.toString('utf8');
+}
+
+/**
+ * Channel (client) credentials that trust `rootPem` and speak TLS 1.3 only. grpc-js takes no TLS version option,
+ * but keeps the secure context it is given, so the version is set there (never via tls.DEFAULT_MIN_VERSION, which
+ * would change every TLS socket of the process).
+ */
+export function tls13ChannelCredentials(rootPem: string): grpc.ChannelCredentials {
+  return grpc.credentials.createFromSecureContext(tls.createSecureContext({ ca: rootPem, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' }));
+}
+
+/** Server credentials of grpc-js with TLS 1.3 as the only version (its createSsl has no option for it). */
+class Tls13ServerCredentials extends grpc.ServerCredentials {
+  constructor(context: tls.SecureContextOptions) {
+    super({ requestCert: false }, { ...context, minVersion: 'TLSv1.3', maxVersion: 'TLSv1.3' });
+  }
+
+  _equals(other: grpc.ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
+/** Server credentials: this key and chain, client certificates not asked for, TLS 1.3 only. */
+export function tls13ServerCredentials(o: { rootPem: string; keyPem: string; certChainPem: string }): grpc.ServerCredentials {
+  return new Tls13ServerCredentials({ ca: o.rootPem, key: o.keyPem, cert: o.certChainPem });
 }

@@ -15,6 +15,11 @@ export function parseHostPort(value: string, what: string): HostPort {
   return { host: m[1], port };
 }
 
+/** Strips an IPv4-mapped IPv6 prefix so "::ffff:127.0.0.5" and "127.0.0.5" are one address. */
+export function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+}
+
 export function formatHostPort(hp: HostPort): string {
   return isIP(hp.host) === 6 ? `[${hp.host}]:${hp.port}` : `${hp.host}:${hp.port}`;
 }

@@ -3,12 +3,12 @@
  * The only place concrete controller classes are put together.
  */
 import * as grpc from '@grpc/grpc-js';
-import tls from 'node:tls';
+import { tls13ServerCredentials } from '../common/grpc.js';
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatProblem, type Problem } from '../common/model/types.js';
 import { formatHostPort, type HostPort } from '../common/net.js';
-import { XdsServer, type XdsPrincipal } from '../common/xds/index.js';
+import { XdsServer, type XdsPrincipal } from './xds/xds-server.js';
 import { RateLimitedLog } from '../common/rate-limited-log.js';
 import type { ProxyInfo } from '../common/xds/types.js';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -60,8 +60,6 @@ function describeProxy(p: ProxyInfo): string {
 }
 
 export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
-  // TLS 1.3 only, for every TLS server this process opens (grpc-js takes no per-server minimum).
-  tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
   const metrics = new ControllerMetrics();
   const ca = await CertificateAuthority.loadOrCreate({
     dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
@@ -139,11 +137,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   });
   xds.addTo(grpcServer);
   caServer.addTo(grpcServer);
-  const creds = grpc.ServerCredentials.createSsl(
-    Buffer.from(ca.rootCertPem),
-    [{ private_key: Buffer.from(serving.keyPem), cert_chain: Buffer.from(serving.certChainPem.join('')) }],
-    false,
-  );
+  const creds = tls13ServerCredentials({ rootPem: ca.rootCertPem, keyPem: serving.keyPem, certChainPem: serving.certChainPem.join('') });
   const xdsPort = await new Promise<number>((resolve, reject) => {
     grpcServer.bindAsync(formatHostPort(cfg.xdsAddress), creds, (err, port) => (err ? reject(err) : resolve(port)));
   }).catch((err) => {

@@ -3,7 +3,7 @@ import { StraitError } from '../common/errors.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { parseByteSize } from '../common/byte-size.js';
-import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../common/xds/xds-limits.js';
+import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from './xds/xds-limits.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
 export const ENV_DATA_DIR = 'STRAIT_DATA_DIR';

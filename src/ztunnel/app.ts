@@ -1,38 +1,44 @@
 /**
- * The ztunnel process (DESIGN §2, §6): the only place its concrete classes are wired together.
+ * The ztunnel process (DESIGN §2, §6): the only place its concrete classes are wired together. Nothing here
+ * decides anything: each part is built, handed what it needs, and started.
  */
-import * as grpc from '@grpc/grpc-js';
 import net from 'node:net';
-import tls from 'node:tls';
-import { AdminServer } from '../common/admin.js';
 import { errorMessage } from '../common/errors.js';
-import { HbonePool, HboneServer } from '../common/hbone/index.js';
-import type { Logger, LogLevel } from '../common/log.js';
+import { tls13ChannelCredentials } from '../common/grpc.js';
+import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';
+import { ConnectionTracker } from '../dataplane/connections.js';
+import { UpstreamConnector } from '../dataplane/connector.js';
+import { Drain } from '../dataplane/runtime/drain.js';
+import { LogLevels } from '../dataplane/runtime/log-levels.js';
+import { ProxyRuntime } from '../dataplane/runtime/proxy-runtime.js';
+import { ProxyState } from '../dataplane/state/proxy-state.js';
+import { startStateSync } from '../dataplane/state/state-sync.js';
+import { HbonePool, HboneServer } from '../hbone/index.js';
 import { CaClient } from '../identity/ca-client.js';
-import { X509Certificate } from 'node:crypto';
-import { acceptSocks5, SOCKS5_REPLY } from './proxy/socks5.js';
-import { connectMarked, originalDestination, raiseNofileLimit } from './capture/original-dst.js';
+import { connectMarked, raiseNofileLimit } from './capture/original-dst.js';
 import type { ZtunnelConfig } from './config.js';
-import { ZtunnelIdentities } from './identities.js';
+import { ztunnelConfigDump } from './config-dump.js';
 import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
+import { ZtunnelIdentities } from './identities.js';
 import { Listeners, kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
-import { ConnectionTracker } from './proxy/connections.js';
-import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
+import { PodListeners } from './pod-listeners.js';
 import { Ejector } from './proxy/ejector.js';
-import { InboundHandler, connectWith, plainConnector, type TargetConnector } from './proxy/inbound.js';
-import { OutboundHandler, type OutboundResponder } from './proxy/outbound.js';
+import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
+import { InboundHandler } from './proxy/inbound.js';
+import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
-import { ZtunnelState, normalizeIp } from './state/state.js';
-import { startZtunnelXds } from './xds-client.js';
+import { openTrafficPorts } from './traffic-ports.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
 export const CONTROLLER_TLS_NAME = 'strait-controller';
 
+const CONFIG_TYPES = [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION] as const;
+
 export interface RunningZtunnel {
-  state: ZtunnelState;
+  state: ProxyState;
   /** Resolves when the ztunnel has stopped (after close(), drain() or /quitquitquit). */
   stopped: Promise<void>;
   /**
@@ -44,74 +50,71 @@ export interface RunningZtunnel {
   close(): Promise<void>;
 }
 
-export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<RunningZtunnel> {
-  tls.DEFAULT_MIN_VERSION = 'TLSv1.3';
-  const loggers: Logger[] = [log];
-  const child = (bindings: Record<string, unknown>) => {
-    const l = log.child(bindings);
-    loggers.push(l);
-    return l;
-  };
-  // First, so that everything after runs under it: the soft fd limit raised to the hard one.
-  const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
-  if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
-  const metrics = new ZtunnelMetrics();
-  const state = new ZtunnelState();
-  const tracker = new ConnectionTracker(child({ access: true }), metrics);
-  const credentials = grpc.credentials.createSsl(Buffer.from(cfg.rootCertPem));
-  const xdsAddress = formatHostPort(cfg.xdsAddress);
+/** The controller link: xDS (the state's one writer), the CA, and the certificates of the local pods. */
+function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger) {
+  const credentials = tls13ChannelCredentials(cfg.rootCertPem);
+  const address = formatHostPort(cfg.xdsAddress);
   // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
   // name its serving certificate carries.
   const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
-  const ca = new CaClient({ address: xdsAddress, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-node': cfg.nodeName }) });
-  const identities = new ZtunnelIdentities(state, cfg.nodeName, ca, child({ part: 'certs' }), Math.floor(cfg.certTtlMs / 1000), metrics);
-
+  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-node': cfg.nodeName }) });
+  const identities = new ZtunnelIdentities(state, cfg.nodeName, ca, logs.child({ part: 'certs' }), Math.floor(cfg.certTtlMs / 1000), metrics);
   const synced = new Set<string>();
-  let xdsUp = false;
-  const xds = startZtunnelXds({
-    address: xdsAddress, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: child({ part: 'xds' }),
+  let connected = false;
+  const xds = startStateSync({
+    address, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: logs.child({ part: 'xds' }),
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
   });
   xds.on('update', (type) => synced.add(type));
-  xds.on('connected', () => { xdsUp = true; metrics.xdsConnected.set(1); log.info({ controller: xdsAddress }, 'connected to the controller'); });
-  xds.on('disconnected', (err) => { xdsUp = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
+  xds.on('connected', () => { connected = true; metrics.xdsConnected.set(1); log.info({ controller: address }, 'connected to the controller'); });
+  xds.on('disconnected', (err) => { connected = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
   xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
   xds.start();
+  return {
+    identities,
+    status: () => ({ address, connected }),
+    readiness: () => {
+      const waiting = CONFIG_TYPES.filter((t) => !synced.has(t));
+      const certsReady = identities.allReady();
+      return { ready: waiting.length === 0 && certsReady, detail: { config: waiting.map((t) => `waiting for ${t}`), certificates: certsReady ? 'ok' : 'waiting for workload certificates' } };
+    },
+    close: () => { xds.close(); identities.close(); ca.close(); },
+  };
+}
 
+interface DataPathParts {
+  state: ProxyState;
+  tracker: ConnectionTracker;
+  identities: ZtunnelIdentities;
+  metrics: ZtunnelMetrics;
+  logs: LogLevels;
+  log: Logger;
+  /** The fd guard, built after the data path (it counts the data path's sockets). */
+  fd: () => FdGuard;
+}
+
+/** The pool, the upstream connector, the inbound and outbound handlers and the HBONE server. */
+function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
+  const { state, tracker, identities, metrics, logs, log } = p;
   // Under capture the ztunnel's own sockets to pods carry the mark the iptables rules skip; otherwise they would be
   // redirected straight back to the ztunnel.
   const mark = cfg.captureMark;
-  const dial: TargetConnector = mark === undefined ? plainConnector : (host, port, timeoutMs, signal) => connectWith(() => connectMarked({ host, port }, mark), host, port, timeoutMs, signal);
-  // Every socket the ztunnel opens to a pod (or outside the mesh) is counted until it closes, for the fd guard.
-  const upstreams = new Set<net.Socket>();
-  let dialing = 0;
-  const connector: TargetConnector = async (host, port, timeoutMs, signal) => {
-    dialing++;
-    try {
-      const s = await dial(host, port, timeoutMs, signal);
-      upstreams.add(s);
-      s.once('close', () => upstreams.delete(s));
-      return s;
-    } catch (err) {
-      fd.observe('connect', err);
-      throw err;
-    } finally {
-      dialing--;
-    }
-  };
+  const upstream = new UpstreamConnector({
+    ...(mark === undefined ? {} : { open: (host: string, port: number) => connectMarked({ host, port }, mark) }),
+    onError: (err) => p.fd().observe('connect', err),
+  });
   const pool = new HbonePool({
     rootPem: cfg.rootCertPem, maxStreamsPerConnection: cfg.poolMaxStreams, idleTimeoutMs: cfg.poolIdleMs, connectTimeoutMs: cfg.connectTimeoutMs,
-    logger: child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
+    logger: logs.child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
   });
-  const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: child({ part: 'inbound' }), connect: connector, connectTimeoutMs: cfg.connectTimeoutMs });
-  const ejector = new Ejector({ baseMs: cfg.ejectionBaseMs, maxMs: cfg.ejectionMaxMs, maxEntries: DEFAULT_EJECTION_MAX_ENTRIES }, metrics, child({ part: 'endpoints' }));
+  const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: logs.child({ part: 'inbound' }), connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs });
+  const ejector = new Ejector({ baseMs: cfg.ejectionBaseMs, maxMs: cfg.ejectionMaxMs, maxEntries: DEFAULT_EJECTION_MAX_ENTRIES }, metrics, logs.child({ part: 'endpoints' }));
   const outbound = new OutboundHandler({
-    state, node: cfg.nodeName, tracker, identities, pool, connect: connector, connectTimeoutMs: cfg.connectTimeoutMs,
+    state, node: cfg.nodeName, tracker, identities, pool, connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs,
     pick: roundRobin(), endpoints: ejector, maxAttempts: cfg.endpointAttempts,
-    onFdExhausted: (op, err) => fd.observe(op, err),
-    localAddress: cfg.listenAddress, log: child({ part: 'outbound' }),
+    onFdExhausted: (op, err) => p.fd().observe(op, err),
+    localAddress: cfg.listenAddress, log: logs.child({ part: 'outbound' }),
   });
-
   const hbone = new HboneServer({
     rootPem: cfg.rootCertPem,
     // Present the certificate of the pod whose address was dialled (DESIGN §6): never the node's.
@@ -122,7 +125,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
       return { keyPem: c.keyPem, certChainPem: c.certChainPem };
     },
     onConnect: (req) => void inbound.handleHbone(req).catch((err) => log.error({ err: errorMessage(err) }, 'BUG: inbound handler failed')),
-    logger: child({ part: 'hbone-server' }),
+    logger: logs.child({ part: 'hbone-server' }),
     maxConcurrentStreams: cfg.hboneMaxStreams,
     limits: { idleTimeoutMs: cfg.hboneIdleMs },
     maxPendingHandshakes: cfg.hboneMaxHandshakes,
@@ -131,180 +134,76 @@ export async function startZtunnel(cfg: ZtunnelConfig, log: Logger): Promise<Run
     onRefused: (reason) => metrics.hboneRefused.inc({ reason }),
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
+  return { upstream, pool, inbound, ejector, outbound, hbone };
+}
 
-  // ---- listeners ----
+export async function startZtunnel(cfg: ZtunnelConfig, given: Logger): Promise<RunningZtunnel> {
+  // Every line names the node once: bound here unless the caller's logger already binds it (the CLI's does).
+  const log = 'node' in given.bindings() ? given : given.child({ node: cfg.nodeName });
+  const logs = new LogLevels(log);
+  // First, so that everything after runs under it: the soft fd limit raised to the hard one.
+  const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
+  if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
+  const metrics = new ZtunnelMetrics();
+  const state = new ProxyState();
+  const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);
+  const controller = connectController(cfg, state, metrics, logs, log);
+  const { identities } = controller;
+  const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
+
+  // ---- listeners and the file-descriptor guard ----
   const backlog = cfg.listenBacklog ?? kernelListenBacklog();
-  const listeners = new Listeners({ backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: child({ part: 'listeners' }) });
+  const listeners = new Listeners({ backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: logs.child({ part: 'listeners' }) });
   // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
   // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
   const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
     + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
-  const fd = new FdGuard({
-    limits: fdLimits, metrics, log: child({ part: 'fd' }),
-    counted: () => listeners.open + dialing + upstreams.size + pool.stats().connections,
-    expected: () => Math.max(0, settingUp() - dialing),
+  const fd: FdGuard = new FdGuard({
+    limits: fdLimits, metrics, log: logs.child({ part: 'fd' }),
+    counted: () => listeners.open + upstream.dialing + upstream.open + pool.stats().connections,
+    expected: () => Math.max(0, settingUp() - upstream.dialing),
   });
-  const listen = (port: number, what: string, onSocket: (s: net.Socket) => void) => listeners.listen(cfg.listenAddress, port, what, onSocket);
-  const captured = (s: net.Socket, what: string) => {
-    try {
-      return originalDestination(s);
-    } catch (err) {
-      log.warn({ listener: what, 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'connection without an original destination refused (in the local mesh, use SOCKS5 on 15080)');
-      s.resetAndDestroy();
-      return undefined;
-    }
-  };
-  const socksResponder = (reply: (code: number, bind?: { host: string; port: number }) => void): OutboundResponder => ({
-    connected: (bind) => reply(SOCKS5_REPLY.SUCCEEDED, bind),
-    refused: (kind) => reply(kind === 'not-allowed' ? SOCKS5_REPLY.NOT_ALLOWED : kind === 'refused' ? SOCKS5_REPLY.CONNECTION_REFUSED : kind === 'unreachable' ? SOCKS5_REPLY.HOST_UNREACHABLE : SOCKS5_REPLY.GENERAL_FAILURE),
-  });
-  const captureResponder = (s: net.Socket): OutboundResponder => ({ connected: () => undefined, refused: () => s.resetAndDestroy() });
+  await openTrafficPorts({ address: cfg.listenAddress, ports: cfg.ports, listeners, outbound, inbound, hbone, log });
+  if (cfg.localPodListeners) {
+    new PodListeners({ state, node: cfg.nodeName, listeners, port: cfg.ports.hbone, onSocket: (s, a, p) => hbone.handleSocket(s, a, p), log }).follow();
+  }
 
-  await listen(cfg.ports.socks5, 'SOCKS5', (s) => {
-    acceptSocks5(s).then(
-      (req) => outbound.handle(req.socket, s.remoteAddress ?? '', { host: req.target.host, port: req.target.port }, socksResponder((c, b) => req.reply(c, b))),
-      (err) => log.debug({ 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'SOCKS5 handshake failed'),
-    ).catch((err) => log.error({ err: errorMessage(err) }, 'BUG: SOCKS5 outbound failed'));
-  });
-  await listen(cfg.ports.outbound, 'outbound capture', (s) => {
-    const orig = captured(s, 'outbound');
-    if (orig) void outbound.handle(s, s.remoteAddress ?? '', orig, captureResponder(s));
-  });
-  await listen(cfg.ports.inboundPlaintext, 'inbound plaintext', (s) => {
-    const orig = captured(s, 'inbound-plaintext');
-    if (orig) void inbound.handlePlaintext(s, orig);
-  });
-  await listeners.listen(cfg.listenAddress, cfg.ports.hbone, 'HBONE (node)', (s) => {
-    const orig = captured(s, 'hbone');
-    if (orig) hbone.handleSocket(s, orig.host, orig.port);
-  }, { hbone: true });
-
-  // Local mesh: one HBONE listener per local pod address, presenting that pod's certificate.
-  const podListeners = new Set<string>();
-  const syncPodListeners = async () => {
-    if (!cfg.localPodListeners) return;
-    const want = new Set(state.localWorkloads(cfg.nodeName).flatMap((w) => w.addresses));
-    for (const addr of want) {
-      if (podListeners.has(addr)) continue;
-      podListeners.add(addr);
-      try {
-        await listeners.listen(addr, cfg.ports.hbone, 'HBONE (pod)', (s) => hbone.handleSocket(s, normalizeIp(s.localAddress ?? addr), s.localPort ?? cfg.ports.hbone), { hbone: true });
-        log.info({ address: `${addr}:${cfg.ports.hbone}` }, 'HBONE listener for local pod');
-      } catch (err) {
-        podListeners.delete(addr);
-        log.error({ address: addr, err: errorMessage(err) }, 'cannot listen for a local pod (is the address on this machine?)');
-      }
-    }
-    for (const addr of [...podListeners]) {
-      if (want.has(addr)) continue;
-      podListeners.delete(addr);
-      listeners.close(addr, cfg.ports.hbone);
-    }
-  };
-  let podSync = Promise.resolve();
-  state.on('workloads', () => { podSync = podSync.then(syncPodListeners); });
-
-  // ---- admin, metrics, readiness ----
-  let draining = false;
-  const isReady = () => !draining && [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].every((t) => synced.has(t)) && identities.allReady();
-  let quitting: Promise<void> | undefined;
-  let resolveStopped!: () => void;
-  const stopped = new Promise<void>((r) => (resolveStopped = r));
-
-  const admin = new AdminServer({
-    '/config_dump': async () => ({
-      status: 200,
-      body: {
-        node: cfg.nodeName,
-        controller: { address: xdsAddress, connected: xdsUp },
-        workloads: [...state.workloads.values()],
-        services: [...state.services.values()],
-        policies: [...state.policies.entries()].map(([key, p]) => ({ key, ...p })),
-        certificates: identities.list().map((c) => {
-          const leaf = new X509Certificate(c.certChainPem[0]);
-          return { identity: c.identity.toString(), notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(), serial: leaf.serialNumber, issuer: leaf.issuer, chainLength: c.certChainPem.length };
-        }),
-        connections: { live: tracker.live.size },
-        listeners: listeners.list(),
-        fileDescriptors: fd.snapshot(),
-        ejectedEndpoints: ejector.health.snapshot().map((e) => ({ endpoint: e.endpoint, until: new Date(e.until).toISOString(), ejections: e.ejections })),
-        drainMs: cfg.drainMs,
-      },
-    }),
-    '/connections': async () => ({ status: 200, body: { node: cfg.nodeName, connections: tracker.snapshot() } }),
-    '/logging': {
-      GET: async () => ({ status: 200, body: { level: log.level } }),
-      POST: async (_req, url) => {
-        const level = url.searchParams.get('level') as LogLevel | null;
-        const levels: string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-        if (!level || !levels.includes(level)) return { status: 400, body: { error: `give ?level= one of ${levels.join(', ')}` } };
-        for (const l of loggers) l.level = level;
-        log.info({ level }, 'log level changed');
-        return { status: 200, body: { level } };
-      },
+  // ---- admin, metrics, readiness, drain ----
+  const drain = new Drain({
+    drainMs: cfg.drainMs, log,
+    live: () => ({ connections: tracker.live.size, accepting: listeners.waiting, hbone_streams: hbone.activeStreams() }),
+    tracked: () => ({ live: tracker.live.size, finished: tracker.finishedCount }),
+    stopAccepting: () => { listeners.stopAccepting(); hbone.drain(); },
+    closeAll: async () => {
+      listeners.stopAccepting();
+      for (const c of tracker.live.values()) c.close('ztunnel shutting down');
+      listeners.destroyAll();
+      await hbone.close();
+      pool.close();
+      ejector.close();
+      fd.close();
+      controller.close();
+      await runtime.close();
     },
-    '/quitquitquit': { POST: async () => { void quit(); return { status: 200, body: { draining: true, drainMs: cfg.drainMs } }; } },
-  }, child({ part: 'admin' }));
-  const metricsServer = new AdminServer({
-    '/metrics': async () => {
+  });
+  const runtime = new ProxyRuntime({
+    address: cfg.listenAddress, ports: cfg.ports, backlog, logLevels: logs, drain, drainMs: cfg.drainMs,
+    configDump: async () => ztunnelConfigDump({
+      node: cfg.nodeName, controller: controller.status, state, identities,
+      liveConnections: () => tracker.live.size, listeners, fd, endpoints: ejector.health, drainMs: cfg.drainMs,
+    }),
+    connections: () => ({ node: cfg.nodeName, connections: tracker.snapshot() }),
+    metrics: async () => {
       const ps = pool.stats();
       metrics.hbonePoolConnections.set(ps.connections);
       metrics.hboneHandshakes.set(ps.handshakes);
-      return { status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
+      return { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     },
-  }, child({ part: 'metrics' }));
-  const readyServer = new AdminServer({
-    '/healthz/ready': async () => (isReady() ? { status: 200, body: 'ready\n', contentType: 'text/plain' } : {
-      status: 503,
-      body: { ready: false, ...(draining ? { draining: true } : {}), config: [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION].filter((t) => !synced.has(t)).map((t) => `waiting for ${t}`), certificates: identities.allReady() ? 'ok' : 'waiting for workload certificates' },
-    }),
-  }, child({ part: 'ready' }));
-  const adminAddr = await admin.listen(cfg.listenAddress, cfg.ports.admin, backlog);
-  await metricsServer.listen(cfg.listenAddress, cfg.ports.metrics, backlog);
-  await readyServer.listen(cfg.listenAddress, cfg.ports.ready, backlog);
-
-  /** Closes everything; resolves `stopped` only after `last` (the drain's closing line) has run. */
-  const close = async (last?: () => void) => {
-    xds.close();
-    listeners.stopAccepting();
-    for (const c of tracker.live.values()) c.close('ztunnel shutting down');
-    listeners.destroyAll();
-    await hbone.close();
-    pool.close();
-    ejector.close();
-    fd.close();
-    identities.close();
-    ca.close();
-    await Promise.all([admin.close(), metricsServer.close(), readyServer.close()]);
-    last?.();
-    resolveStopped();
-  };
-
-  /**
-   * Drain (SIGTERM, SIGINT, /quitquitquit): stop accepting (the kernel refuses new connections), let connections
-   * finish for drainMs, then close the rest and stop. Connections still being set up (a SOCKS5 handshake, an HBONE
-   * CONNECT awaiting its answer) count as live.
-   */
-  const quit = () => {
-    quitting ??= (async () => {
-      draining = true;
-      const startedAt = Date.now();
-      const finishedBefore = tracker.finishedCount;
-      const live = () => tracker.live.size + listeners.waiting + hbone.activeStreams();
-      log.info({ drain_ms: cfg.drainMs, connections: tracker.live.size, accepting: listeners.waiting, hbone_streams: hbone.activeStreams() }, 'drain started: no longer accepting; live connections may finish');
-      listeners.stopAccepting();
-      hbone.drain();
-      const until = startedAt + cfg.drainMs;
-      while (live() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      const remaining = tracker.live.size;
-      const completed = tracker.finishedCount - finishedBefore;
-      if (live() > 0) log.warn({ remaining, drain_ms: cfg.drainMs }, 'drain period over; closing the remaining connections');
-      await close(() => log.info({ completed, closed: remaining, duration_ms: Date.now() - startedAt }, 'drain finished; stopped'));
-    })();
-    return quitting;
-  };
+    readiness: controller.readiness,
+  });
+  const { admin } = await runtime.listen();
 
   fd.sample(); // everything the ztunnel opens at start is open now
-  log.info({ node: cfg.nodeName, address: cfg.listenAddress, admin: formatHostPort(adminAddr), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
-  return { state, stopped, drain: quit, close: () => quitting ?? (quitting = close()) };
+  log.info({ address: cfg.listenAddress, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }

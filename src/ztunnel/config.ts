@@ -9,8 +9,9 @@ import {
   DEFAULT_HBONE_MAX_PENDING_HANDSHAKES,
   DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE,
   DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY,
-} from '../common/hbone/server.js';
+} from '../hbone/server.js';
 import { parseByteSize } from '../common/byte-size.js';
+import { HBONE_PORT } from '../hbone/wire.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 
 export const ENV_NODE_NAME = 'STRAIT_NODE_NAME';
@@ -57,7 +58,8 @@ export const GC_MODES: readonly GcMode[] = ['atomic', 'incremental'];
 
 export const PORT_OUTBOUND = 15001;
 export const PORT_INBOUND_PLAINTEXT = 15006;
-export const PORT_HBONE = 15008;
+/** 15008: HBONE's own port, defined in hbone/wire.ts. */
+export const PORT_HBONE = HBONE_PORT;
 export const PORT_SOCKS5 = 15080;
 export const PORT_ADMIN = 15000;
 export const PORT_METRICS = 15020;

@@ -12,7 +12,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from '../common/log.js';
 import type { ZtunnelMetrics } from './metrics.js';
-import { errnoCodes } from './proxy/endpoint-health.js';
+import { errnoCodes } from '../dataplane/outcomes.js';
 import type { NofileLimit } from './capture/original-dst.js';
 
 export type FdOp = 'accept' | 'connect';

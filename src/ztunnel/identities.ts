@@ -2,7 +2,7 @@ import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
 import { CertStore, SpiffeId, createKeyAndCsr, type Cert } from '../identity/index.js';
 import type { CaClient } from '../identity/ca-client.js';
-import type { ZtunnelState } from './state/state.js';
+import type { ProxyStateView } from '../dataplane/state/proxy-state.js';
 import type { ZtunnelMetrics } from './metrics.js';
 
 /**
@@ -15,7 +15,7 @@ export class ZtunnelIdentities {
   private wanted = new Set<string>();
 
   constructor(
-    private readonly state: ZtunnelState,
+    private readonly state: ProxyStateView,
     private readonly node: string,
     ca: CaClient,
     private readonly log: Logger,

@@ -11,9 +11,9 @@ import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { formatHostPort } from '../common/net.js';
+import { formatHostPort, normalizeIp } from '../common/net.js';
 import type { FdGuard } from './fd-guard.js';
-import { normalizeIp } from './state/state.js';
+
 
 /** At most one log line per listener per this long for accept errors that are not fd exhaustion. */
 const ERROR_LOG_INTERVAL_MS = 10_000;

@@ -8,8 +8,8 @@
  * the suite these cases are modelled on in one respect: a GOAWAY or RST_STREAM with a different code fails (the
  * suite keeps waiting and passes if the connection then closes; such failures are marked `lenient`).
  */
-import type { HeaderList } from '../../src/common/hbone/h2/hpack.js';
-import { FrameType, Flag, codeName } from '../../src/common/hbone/h2/frames.js';
+import type { HeaderList } from '../../src/hbone/h2/hpack.js';
+import { FrameType, Flag, codeName } from '../../src/hbone/h2/frames.js';
 import {
   H2Peer,
   H2PeerClosedError,

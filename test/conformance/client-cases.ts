@@ -3,8 +3,8 @@
  * what RFC 9113 says the client must do about it. Each case names the outcome on the wire (what the client
  * sends back) and what the caller must see (an error, or the response), never a hang.
  */
-import { Flag, FrameType, H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
-import { encodeHeaders, type HeaderList } from '../../src/common/hbone/h2/hpack.js';
+import { Flag, FrameType, H2Code, Setting } from '../../src/hbone/h2/frames.js';
+import { encodeHeaders, type HeaderList } from '../../src/hbone/h2/hpack.js';
 import type { H2Peer } from '../helpers/h2-peer.js';
 import { u32 } from '../helpers/h2-peer.js';
 import type { Area } from './case.js';

@@ -10,10 +10,10 @@
 import net from 'node:net';
 import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
-import { FrameType, H2Code, codeName } from '../../src/common/hbone/h2/frames.js';
-import { H2Connection } from '../../src/common/hbone/h2/connection.js';
-import type { H2Headers, H2Stream } from '../../src/common/hbone/h2/stream.js';
-import { HbonePool } from '../../src/common/hbone/index.js';
+import { FrameType, H2Code, codeName } from '../../src/hbone/h2/frames.js';
+import { H2Connection } from '../../src/hbone/h2/connection.js';
+import type { H2Headers, H2Stream } from '../../src/hbone/h2/stream.js';
+import { HbonePool } from '../../src/hbone/index.js';
 import { H2Peer, H2PeerClosedError, H2PeerTimeoutError, describeFrame, type PeerEvent } from '../helpers/h2-peer.js';
 import { connectionError, streamError, watch, type Verdict, type Watcher } from './case.js';
 import { CLIENT_CASES, type ClientCase } from './client-cases.js';

@@ -3,8 +3,8 @@
  * all a CONNECT-only server serves, and field validity (RFC 9113 §8.2.1, §8.2.2), for ordinary requests and for
  * CONNECT, whose headers (forwarded, baggage, ...) a proxy passes on.
  */
-import { FrameType, H2Code } from '../../src/common/hbone/h2/frames.js';
-import type { HeaderList } from '../../src/common/hbone/h2/hpack.js';
+import { FrameType, H2Code } from '../../src/hbone/h2/frames.js';
+import type { HeaderList } from '../../src/hbone/h2/hpack.js';
 import { headerValue } from '../helpers/h2-peer.js';
 import {
   GREETING,

@@ -2,8 +2,8 @@
  * Server role, "generic" group: a conforming server accepts every ordinary use of each frame type and each HPACK
  * representation (RFC 9113 §3–§8, RFC 7541 §6). Numbering follows h2spec's generic group.
  */
-import { FrameType, H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
-import { encodeHeaders as encode } from '../../src/common/hbone/h2/hpack.js';
+import { FrameType, H2Code, Setting } from '../../src/hbone/h2/frames.js';
+import { encodeHeaders as encode } from '../../src/hbone/h2/hpack.js';
 import {
   connectionClose,
   dataFrame,

@@ -2,8 +2,8 @@
  * Server role, "hpack" group: RFC 7541 decoding errors, each a connection error COMPRESSION_ERROR
  * (RFC 9113 §4.3). Numbering follows h2spec's hpack group.
  */
-import { H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
-import { encodeHeaders } from '../../src/common/hbone/h2/hpack.js';
+import { H2Code, Setting } from '../../src/hbone/h2/frames.js';
+import { encodeHeaders } from '../../src/hbone/h2/hpack.js';
 import { connectionError, type CaseContext, type ServerCase } from './case.js';
 import { serverCase } from './define.js';
 

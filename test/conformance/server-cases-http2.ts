@@ -2,8 +2,8 @@
  * Server role, "http2" group: each MUST of RFC 9113 that a server can be tested for from the wire, in h2spec's
  * numbering (RFC 7540 section numbers; `rfc` names the RFC 9113 section that now holds the rule).
  */
-import { Flag, FrameType, H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
-import { encodeHeaders } from '../../src/common/hbone/h2/hpack.js';
+import { Flag, FrameType, H2Code, Setting } from '../../src/hbone/h2/frames.js';
+import { encodeHeaders } from '../../src/hbone/h2/hpack.js';
 import {
   connectionClose,
   connectionError,

@@ -12,9 +12,10 @@ import http2 from 'node:http2';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { HboneServer, relay, type HboneInboundRequest, type WorkloadCert } from '../../src/common/hbone/index.js';
-import { tempDir } from '../helpers/identity-fixtures.js';
+import { HboneServer, relay, type HboneInboundRequest, type WorkloadCert } from '../../src/hbone/index.js';
+
 import { GREETING, type ServerTarget } from './case.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 export const SERVER_ID = 'spiffe://cluster.local/ns/conformance/sa/server';
 export const CLIENT_ID = 'spiffe://cluster.local/ns/conformance/sa/client';
@@ -28,13 +29,13 @@ export interface MeshCerts {
 
 /** A mesh CA in a temporary directory, and a server and a client certificate from it. */
 export async function makeMeshCerts(): Promise<MeshCerts> {
-  const dir = await tempDir('h2-conformance');
+  const dir = tempDir('h2-conformance');
   const ca = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'ca') });
   const issue = async (id: string): Promise<WorkloadCert> => {
     const { keyPem, csrPem } = await createKeyAndCsr();
     return { keyPem, certChainPem: ca.signWorkload(csrPem, SpiffeId.parse(id)).certChainPem };
   };
-  return { rootPem: ca.rootCertPem, server: await issue(SERVER_ID), client: await issue(CLIENT_ID), cleanup: dir.cleanup };
+  return { rootPem: ca.rootCertPem, server: await issue(SERVER_ID), client: await issue(CLIENT_ID), cleanup: async () => dir.remove() };
 }
 
 export interface Running {

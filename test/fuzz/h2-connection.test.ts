@@ -21,9 +21,9 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { H2Connection, type H2Settings } from '../../src/common/hbone/h2/connection.js';
-import { CONNECTION_PREFACE, FrameType, H2Code, codeName } from '../../src/common/hbone/h2/frames.js';
-import type { H2Headers, H2Stream } from '../../src/common/hbone/h2/stream.js';
+import { H2Connection, type H2Settings } from '../../src/hbone/h2/connection.js';
+import { CONNECTION_PREFACE, FrameType, H2Code, codeName } from '../../src/hbone/h2/frames.js';
+import type { H2Headers, H2Stream } from '../../src/hbone/h2/stream.js';
 import { H2_ERROR_CODES, randomFramesArb, sessionArb } from './h2-corpus.js';
 import {
   MemorySocket,

@@ -5,8 +5,8 @@
  * mutations can edit frame-header fields.
  */
 import fc from 'fast-check';
-import { CONNECTION_PREFACE, Flag, FrameType, H2Code, Setting, frame } from '../../src/common/hbone/h2/frames.js';
-import { STATIC_TABLE, encodeHeaders, type HeaderList } from '../../src/common/hbone/h2/hpack.js';
+import { CONNECTION_PREFACE, Flag, FrameType, H2Code, Setting, frame } from '../../src/hbone/h2/frames.js';
+import { STATIC_TABLE, encodeHeaders, type HeaderList } from '../../src/hbone/h2/hpack.js';
 import type { Sample } from './kit.js';
 
 // ---- HPACK, test side -----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 /**
- * Fuzzing HBONE's CONNECT parsing (src/common/hbone/wire.ts): `parseAuthority`, `parseForwardedFor` and
+ * Fuzzing HBONE's CONNECT parsing (src/hbone/wire.ts): `parseAuthority`, `parseForwardedFor` and
  * `sanitizeReason` are total (never throw, whatever a peer puts in a header) and agree with their formatters.
  */
 import { describe, it } from 'node:test';
@@ -13,8 +13,8 @@ import {
   parseAuthority,
   parseForwardedFor,
   sanitizeReason,
-} from '../../src/common/hbone/wire.js';
-import { HpackDecoder, encodeHeaders } from '../../src/common/hbone/h2/hpack.js';
+} from '../../src/hbone/wire.js';
+import { HpackDecoder, encodeHeaders } from '../../src/hbone/h2/hpack.js';
 import { latin1Arb } from './h2-corpus.js';
 import { fuzzParams, testTimeoutMs } from './kit.js';
 

@@ -10,7 +10,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { HpackDecoder, HpackError, encodeHeaders, huffmanDecode, huffmanLength, type HeaderList } from '../../src/common/hbone/h2/hpack.js';
+import { HpackDecoder, HpackError, encodeHeaders, huffmanDecode, huffmanLength, type HeaderList } from '../../src/hbone/h2/hpack.js';
 import { ModelEncoder, headerNameArb, hpackOpArb, latin1Arb, type HpackOp } from './h2-corpus.js';
 import { fuzzParams, mutate, byteMutationArb, testTimeoutMs } from './kit.js';
 

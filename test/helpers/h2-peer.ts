@@ -28,8 +28,8 @@ import {
   FrameType,
   codeName,
   frame,
-} from '../../src/common/hbone/h2/frames.js';
-import { HpackDecoder, encodeHeaders, type HeaderList } from '../../src/common/hbone/h2/hpack.js';
+} from '../../src/hbone/h2/frames.js';
+import { HpackDecoder, encodeHeaders, type HeaderList } from '../../src/hbone/h2/hpack.js';
 
 export const DEFAULT_WAIT_MS = 2000;
 

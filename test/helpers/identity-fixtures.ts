@@ -22,11 +22,6 @@ export function openssl(args: string[], cwd?: string): string {
   }
 }
 
-export async function tempDir(prefix: string): Promise<{ path: string; cleanup: () => Promise<void> }> {
-  const path = await mkdtemp(join(tmpdir(), `strait-${prefix}-`));
-  return { path, cleanup: () => rm(path, { recursive: true, force: true }) };
-}
-
 export interface OperatorCaFixture {
   rootCert: string;
   rootKey: string;

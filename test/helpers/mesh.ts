@@ -1,7 +1,9 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from './controller.js';
-import { StraitProcess, run, tempDir } from './procs.js';
+
+import { StraitProcess, run } from './procs.js';
+import { tempDir } from './temp-dir.js';
+import { eventually } from './eventually.js';
 
 export interface MeshStateFile {
   rootCert: string;

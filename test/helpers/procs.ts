@@ -56,12 +56,6 @@ export class StraitProcess {
   }
 }
 
-/** A temporary directory removed by the returned cleanup. */
-export function tempDir(prefix: string): { path: string; remove: () => void } {
-  const path = mkdtempSync(join(tmpdir(), `strait-${prefix}-`));
-  return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
-}
-
 /** Run a command to completion, capturing output. */
 export async function run(cmd: string, args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const child = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });

@@ -4,7 +4,6 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import {
-  XdsServer,
   loadXdsProto,
   type ProxyInfo,
   type ResourceEntry,
@@ -13,8 +12,8 @@ import {
   type WireDeltaRequest,
   type WireDeltaResponse,
   type XdsMetrics,
-  type XdsServerOptions,
 } from '../../src/common/xds/index.js';
+import { XdsServer, type XdsServerOptions } from '../../src/controller/xds/xds-server.js';
 
 /**
  * Views keyed by string; copy-on-write snapshots that reuse unchanged ResourceEntry objects, like the real
@@ -232,15 +231,6 @@ export function wireNode(p: Partial<ProxyInfo> = {}): WireDeltaRequest['node'] {
     namespace: p.namespace ?? '',
     name: p.name ?? '',
   };
-}
-
-/** Polls `cond` until it is true (or throws after timeoutMs). */
-export async function waitFor(cond: () => boolean, timeoutMs = 3000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 export function bodyOf(r: { body: Buffer }): unknown {

@@ -4,9 +4,11 @@ import net from 'node:net';
 import { join } from 'node:path';
 import { socks5Connect } from '../../src/demo/socks5-client.js';
 import { ZTUNNEL_NODE_OPTIONS } from '../../src/ztunnel/config.js';
-import { eventually, startController, type ControllerHandle } from './controller.js';
+import { startController, type ControllerHandle } from './controller.js';
 import { docs } from './manifests.js';
-import { STRAIT_BIN, StraitProcess, tempDir } from './procs.js';
+import { STRAIT_BIN, StraitProcess } from './procs.js';
+import { tempDir } from './temp-dir.js';
+import { eventually } from './eventually.js';
 
 /**
  * A real controller (file source) and one real `strait ztunnel` process for one node, started by the test itself

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { docs, namespace } from '../helpers/manifests.js';
-import { STRAIT_BIN, run, tempDir } from '../helpers/procs.js';
+import { STRAIT_BIN, run } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const strait = (...args: string[]) => run(process.execPath, [STRAIT_BIN, ...args]);
 

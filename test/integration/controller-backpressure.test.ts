@@ -9,10 +9,12 @@ import { join } from 'node:path';
 import { XdsClient, type WireDeltaResponse } from '../../src/common/xds/index.js';
 import { TYPE_AUTHORIZATION, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { generateMesh, type GeneratedMesh } from '../../bench/lib/controller-mesh.js';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
-import { tempDir } from '../helpers/procs.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
+
 import { ADS_PATH, RawGrpcCall } from '../helpers/raw-grpc.js';
 import { metricValue } from '../helpers/metrics.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 // Long enough for the changes below on a busy 2-core machine; the two tests run side by side to keep the file short.
 const STALL_TIMEOUT_MS = 10_000;
@@ -100,7 +102,11 @@ describe('controller under proxies that stop reading or answering', { concurrenc
     resumer.call.writeAds({ type_url: TYPE_WORKLOAD, response_nonce: resumer.call.messages[0]!.nonce });
     await resumer.call.waitForMessages(2, 5000);
     resumer.call.writeAds({ type_url: TYPE_WORKLOAD, response_nonce: resumer.call.messages[1]!.nonce });
-    await new Promise((r) => setTimeout(r, 400));
+    // Once the controller has every response answered and nothing coalesced, it has nothing more to send.
+    await eventually(async () => {
+      const t = (await syncz()).find((x) => x.proxy.id === resumer.id)?.types[TYPE_WORKLOAD];
+      return t?.unanswered === 0 && t.coalesced === false;
+    }, 5000, 'the resumer answered everything');
     assert.equal(resumer.call.messages.length, 2, 'in-flight snapshot + one coalesced difference');
     const held = new Map<string, any>();
     for (const m of resumer.call.messages as WireDeltaResponse[]) {
@@ -141,7 +147,8 @@ describe('controller under proxies that stop reading or answering', { concurrenc
       const marker = mesh.writeEditVariant(i % 2 === 0 ? 'b' : 'a');
       await eventually(() => seen.find((s) => s.type === TYPE_AUTHORIZATION && s.at >= t0 && JSON.stringify(s.u.added).includes(marker)), 5000, `edit ${i} at the healthy proxy`);
     }
-    await new Promise((r) => setTimeout(r, 200));
+    // The controller has taken every edit (the healthy proxy saw them all): it holds the rest back as one difference.
+    await eventually(async () => (await syncz()).find((x) => x.proxy.id === quiet.id)?.types[TYPE_AUTHORIZATION].coalesced === true, 5000, 'pushes to the quiet proxy coalesced');
     // Limit 3: the initial response plus two pushes (b, a); the other three changes (b, a, b) wait as one difference.
     assert.equal(quiet.call.messages.length, 3);
     const p = (await syncz()).find((x) => x.proxy.id === quiet.id);
@@ -154,7 +161,10 @@ describe('controller under proxies that stop reading or answering', { concurrenc
     assert.deepEqual(diff.resources.map((r) => r.name), [mesh.editTarget.resourceName]);
     assert.match(diff.resources[0]!.body.toString('utf8'), /\/sa\/edit-b/, 'the difference carries the last edit');
     quiet.call.writeAds({ type_url: TYPE_AUTHORIZATION, response_nonce: diff.nonce });
-    await new Promise((r) => setTimeout(r, 200));
+    await eventually(async () => {
+      const t = (await syncz()).find((x) => x.proxy.id === quiet.id)?.types[TYPE_AUTHORIZATION];
+      return t?.unanswered === 0 && t.coalesced === false;
+    }, 5000, 'the quiet proxy answered everything');
     assert.equal(quiet.call.messages.length, 4);
 
     // The one that never answers is ended once its oldest response is older than the stall timeout.

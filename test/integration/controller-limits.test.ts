@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { TYPE_AUTHORIZATION, TYPE_ROUTE, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { CaClient } from '../../src/identity/ca-client.js';
 import { createKeyAndCsr } from '../../src/identity/index.js';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
 import { docs, namespace, pod, service, waypoint } from '../helpers/manifests.js';
 import { metricValue } from '../helpers/metrics.js';
-import { run, tempDir, STRAIT_BIN } from '../helpers/procs.js';
+import { run, STRAIT_BIN } from '../helpers/procs.js';
 import { RawGrpcCall } from '../helpers/raw-grpc.js';
 import { RawAdsStream, wireNode, type StreamEnd } from '../helpers/xds.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const NODES = ['node-a', 'node-b', 'node-c', 'node-d'];
 const mesh = docs(

@@ -8,9 +8,11 @@ import type { XdsUpdate } from '../../src/common/xds/types.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { CaClient } from '../../src/identity/ca-client.js';
 import { createKeyAndCsr } from '../../src/identity/index.js';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
 import { docs, namespace, pod, service } from '../helpers/manifests.js';
-import { run, tempDir } from '../helpers/procs.js';
+import { run } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const mesh = docs(
   namespace('shop', { 'istio.io/dataplane-mode': 'ambient' }),

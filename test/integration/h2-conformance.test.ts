@@ -8,7 +8,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { codeName } from '../../src/common/hbone/h2/frames.js';
+import { codeName } from '../../src/hbone/h2/frames.js';
 import { countResults, runServerCase, runServerCases, SERVER_CASES } from '../conformance/runner.js';
 import { CLIENT_CASES } from '../conformance/client-cases.js';
 import { CLIENT_MODES, runClientCase } from '../conformance/client-runner.js';

@@ -10,13 +10,15 @@ import { once } from 'node:events';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { Flag, FrameType, H2Code, frame } from '../../src/common/hbone/h2/frames.js';
-import { encodeHeaders } from '../../src/common/hbone/h2/hpack.js';
-import { eventually } from '../helpers/controller.js';
+import { Flag, FrameType, H2Code, frame } from '../../src/hbone/h2/frames.js';
+import { encodeHeaders } from '../../src/hbone/h2/hpack.js';
+
 import { docs, namespace } from '../helpers/manifests.js';
 import { TestMesh, appPod, node } from '../helpers/mesh.js';
-import { tempDir } from '../helpers/procs.js';
+
 import { H2Peer } from '../helpers/h2-peer.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const CLIENT = '127.0.125.1';
 const SERVER = '127.0.125.2';

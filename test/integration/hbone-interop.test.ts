@@ -18,14 +18,16 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { HbonePool, HboneRefusedError, HboneServer, relay, type WorkloadCert } from '../../src/common/hbone/index.js';
+import { HbonePool, HboneRefusedError, HboneServer, relay, type WorkloadCert } from '../../src/hbone/index.js';
 import { socks5Connect } from '../../src/demo/socks5-client.js';
-import { eventually } from '../helpers/controller.js';
+
 import { docs, namespace } from '../helpers/manifests.js';
 import { TestMesh, appPod, node } from '../helpers/mesh.js';
 import { requireOrSkip } from '../helpers/netns.js';
 import { PEERS_DIR, PeerProcess, issuePemFiles, nghttpUnavailable, pythonH2, runCommand, type PemFiles } from '../helpers/peers.js';
-import { tempDir } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
+
 
 const ID = (ns: string, sa: string) => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
 const CLIENT = '127.0.114.1'; // node-a

@@ -4,11 +4,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from '../helpers/controller.js';
+
 import { docs } from '../helpers/manifests.js';
 import { TestMesh, appPod } from '../helpers/mesh.js';
-import { tempDir } from '../helpers/procs.js';
+
 import { ZTUNNEL_NODE_OPTIONS } from '../../src/ztunnel/config.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const DEMO = new URL('../../../examples/demo/', import.meta.url).pathname;
 

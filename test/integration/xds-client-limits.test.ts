@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { StraitError, isStraitError } from '../../src/common/errors.js';
 import { TYPE_URL_PREFIX, XdsClient, encodeDeltaResponse, encodedResourceField, loadXdsProto, type XdsClientLimits } from '../../src/common/xds/index.js';
-import { MemoryViewSource, startXds, waitFor } from '../helpers/xds.js';
+import { MemoryViewSource, startXds } from '../helpers/xds.js';
+import { eventually } from '../helpers/eventually.js';
 
 const T = `${TYPE_URL_PREFIX}Workload`;
 const VIEW = 'debug';
@@ -35,18 +36,18 @@ test('NACKs a response with more resources than it accepts per response, naming 
   const { source, server, client, applied, nacks } = await setup(t, { maxResourcesPerResponse: 100 });
   source.setMany(VIEW, T, many(150), false);
   client.start();
-  await waitFor(() => nacks.length === 1, 3000, 'NACK');
+  await eventually(() => nacks.length === 1, 3000, 'NACK');
   assert.equal(nacks[0], 'the response carries 150 resources and removals; this proxy accepts at most 100 per response');
   assert.equal(applied.length, 0);
   assert.equal(client.held(T).size, 0);
-  await waitFor(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined, 2000, 'NACK at the server');
+  await eventually(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined, 2000, 'NACK at the server');
 });
 
 test('NACKs a resource whose name is longer than it accepts', async (t) => {
   const { source, client, nacks } = await setup(t, { maxNameBytes: 256 });
   source.setMany(VIEW, T, [['ok', {}], ['n'.repeat(2000), {}]], false);
   client.start();
-  await waitFor(() => nacks.length === 1, 3000, 'NACK');
+  await eventually(() => nacks.length === 1, 3000, 'NACK');
   assert.match(nacks[0]!, /^resource "n{60}…" has a name or version longer than 256 bytes$/);
   assert.equal(client.held(T).size, 0);
 });
@@ -55,9 +56,9 @@ test('NACKs the response that would make a type hold more than its limit, keepin
   const { source, client, nacks } = await setup(t, { maxResourcesHeld: 100 });
   source.setMany(VIEW, T, many(80), false);
   client.start();
-  await waitFor(() => client.held(T).size === 80, 3000, 'first 80');
+  await eventually(() => client.held(T).size === 80, 3000, 'first 80');
   source.setMany(VIEW, T, many(30, 'more'));
-  await waitFor(() => nacks.length === 1, 3000, 'NACK');
+  await eventually(() => nacks.length === 1, 3000, 'NACK');
   assert.equal(nacks[0], `applying it would hold 110 resources of ${T}; this proxy holds at most 100 per type`);
   assert.equal(client.held(T).size, 80);
 });
@@ -66,7 +67,7 @@ test('a response over its receive limit ends the stream unread, with an error na
   const { source, client, errors, applied } = await setup(t, { maxReceiveBytes: 64 * 1024 });
   source.setMany(VIEW, T, many(400, 'big', { pad: 'x'.repeat(500) }), false);
   client.start();
-  await waitFor(() => errors.length >= 1, 3000, 'stream error');
+  await eventually(() => errors.length >= 1, 3000, 'stream error');
   assert.ok(isStraitError(errors[0], 'STRAIT_ERR_XDS_LIMIT'), errors[0]!.message);
   assert.match(errors[0]!.message, /sent an xDS response larger than this proxy accepts \(Received message larger than max \(\d+ vs 65536\); the limit is 65536 bytes: raise it with --xds-max-message-size\)/);
   assert.equal(applied.length, 0);
@@ -102,7 +103,7 @@ test('a controller that floods responses and never reads the ACKs gets its strea
   client.on('disconnected', (e) => errors.push(e));
   t.after(() => client.close());
   client.start();
-  await waitFor(() => errors.length >= 1, 10_000, 'stream replaced');
+  await eventually(() => errors.length >= 1, 10_000, 'stream replaced');
   assert.match(errors[0]!.message, /has not read this proxy's last \d+ requests; reconnecting/);
   assert.equal(streams, 1);
 });

@@ -7,21 +7,21 @@ import { StraitError, isStraitError } from '../../src/common/errors.js';
 import {
   TYPE_URL_PREFIX,
   XdsClient,
-  XdsServer,
   type WireDeltaResponse,
   type XdsClientOptions,
   type XdsUpdate,
 } from '../../src/common/xds/index.js';
+import { XdsServer } from '../../src/controller/xds/xds-server.js';
 import {
   MemoryViewSource,
   RawAdsStream,
   RecordingMetrics,
   bodyOf,
   startXds,
-  waitFor,
   wireNode,
   type RunningXds,
 } from '../helpers/xds.js';
+import { eventually } from '../helpers/eventually.js';
 
 const T = `${TYPE_URL_PREFIX}Workload`;
 const T2 = `${TYPE_URL_PREFIX}Service`;
@@ -118,7 +118,7 @@ test('delivers the initial snapshot, then a change as a delta of only the change
   assert.deepEqual(first.removed, []);
   assert.deepEqual(first.added.find((e) => e.name === 'a')!.body, { name: 'a' });
   assert.equal(first.systemVersion, String(source.generation()));
-  await waitFor(() => server.xds.status()[0]?.types[T]?.versionAcked === String(source.generation()), 2000, 'ACK');
+  await eventually(() => server.xds.status()[0]?.types[T]?.versionAcked === String(source.generation()), 2000, 'ACK');
 
   source.set(VIEW, T, 'b', { name: 'b', changed: true });
   source.delete(VIEW, T, 'c');
@@ -130,7 +130,7 @@ test('delivers the initial snapshot, then a change as a delta of only the change
     [['a', source.version(VIEW, T, 'a')], ['b', source.version(VIEW, T, 'b')]],
   );
 
-  await waitFor(() => metrics.acks.length === 1, 2000, 'ACK of the push');
+  await eventually(() => metrics.acks.length === 1, 2000, 'ACK of the push');
   const [st] = server.xds.status();
   assert.ok(st);
   assert.equal(st.proxy.id, 'debug~node-a~1');
@@ -169,7 +169,7 @@ test('a proxy that already holds resources receives only those it lacks or holds
   assert.deepEqual(r.removed_resources, ['z']);
   assert.equal(r.system_version_info, String(source.generation()));
   s.ack(r);
-  await waitFor(() => server.xds.status()[0]?.types[T]?.versionAcked === r.system_version_info);
+  await eventually(() => server.xds.status()[0]?.types[T]?.versionAcked === r.system_version_info);
   assert.equal(server.xds.status()[0]!.types[T]!.resourcesHeld, 3);
 });
 
@@ -198,7 +198,7 @@ test('a NACK is recorded in status() and the rejected resource is not resent unt
   const r2 = await s.next();
   assert.deepEqual(names(r2), ['x']);
   s.nack(r2, 'x: port must be a number');
-  await waitFor(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined, 2000, 'NACK recorded');
+  await eventually(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined, 2000, 'NACK recorded');
   const st = server.xds.status()[0]!.types[T]!;
   assert.equal(st.lastNack!.nonce, r2.nonce);
   assert.equal(st.lastNack!.message, 'x: port must be a number');
@@ -222,7 +222,7 @@ test('a NACK is recorded in status() and the rejected resource is not resent unt
   assert.deepEqual(names(r4), ['x']);
   assert.deepEqual(bodyOf(r4.resources[0]!), { bad: false });
   s.ack(r4);
-  await waitFor(() => server.xds.status()[0]?.types[T]?.versionAcked === r4.system_version_info);
+  await eventually(() => server.xds.status()[0]?.types[T]?.versionAcked === r4.system_version_info);
   assert.equal(server.xds.status()[0]!.types[T]!.resourcesHeld, 3);
   assert.equal(server.xds.status()[0]!.types[T]!.lastNack!.nonce, r2.nonce, 'the last NACK stays visible');
 });
@@ -237,7 +237,7 @@ test('a NACK of a changed resource rolls the server back to the version the prox
   source.set(VIEW, T, 'a', { v: 2 });
   const r2 = await s.next();
   s.nack(r2, 'rejected');
-  await waitFor(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined);
+  await eventually(() => server.xds.status()[0]?.types[T]?.lastNack !== undefined);
   s.close();
 
   // The same proxy reconnects holding a@v1: it must receive a@v2 again (the server did not count it as held).
@@ -260,7 +260,7 @@ test('XdsClient NACKs a response its apply rejects and keeps holding its previou
   const [typeUrl, err] = await nacked;
   assert.equal(typeUrl, T);
   assert.equal(err.message, 'bad resource');
-  await waitFor(() => server.xds.status()[0]?.types[T]?.lastNack?.message === 'bad resource');
+  await eventually(() => server.xds.status()[0]?.types[T]?.lastNack?.message === 'bad resource');
   assert.equal(c.client.held(T).get('a'), aV1);
 });
 
@@ -273,7 +273,7 @@ test('a reconnecting XdsClient sends what it holds and its first response carrie
   const c = startClient(t, server.address);
   const first = await c.nextUpdate();
   assert.equal(first.added.length, 3);
-  await waitFor(() => server.xds.status()[0]?.types[T]?.versionAcked !== '');
+  await eventually(() => server.xds.status()[0]?.types[T]?.versionAcked !== '');
 
   const disconnected = new Promise<StraitError>((resolve) => c.client.once('disconnected', resolve));
   await server.close();
@@ -304,8 +304,11 @@ test('an explicit subscription gets only its names; subscribe and unsubscribe ch
   assert.deepEqual(first.added.map((e) => e.name), ['a']);
 
   source.set(VIEW, T, 'b', { v: 2 });
-  await new Promise((r) => setTimeout(r, 150));
-  assert.equal(c.updates.length, 1, 'b is not subscribed');
+  // A change to a subscribed name after it: once that arrives, a push of b would have arrived too (same or earlier).
+  source.set(VIEW, T, 'missing', { sentinel: 1 });
+  const sentinel = await c.nextUpdate();
+  assert.deepEqual(sentinel.added.map((e) => e.name), ['missing']);
+  assert.equal(c.updates.length, 2, 'b is not subscribed');
 
   c.client.subscribe(T, ['b']);
   const sub = await c.nextUpdate();
@@ -319,13 +322,14 @@ test('an explicit subscription gets only its names; subscribe and unsubscribe ch
   c.client.unsubscribe(T, ['a']);
   const dropped = await c.nextUpdate();
   assert.deepEqual(dropped.removed, ['a'], 'apply learns that a is dropped');
-  await waitFor(() => {
+  await eventually(() => {
     const s = server.xds.status()[0]?.types[T]?.subscribed;
     return Array.isArray(s) && s.join() === 'b,missing';
   });
   source.set(VIEW, T, 'a', { v: 4 });
-  await new Promise((r) => setTimeout(r, 150));
-  assert.equal(c.updates.length, 5, 'a is no longer pushed');
+  source.set(VIEW, T, 'missing', { sentinel: 2 });
+  assert.deepEqual((await c.nextUpdate()).added.map((e) => e.name), ['missing'], 'a is no longer pushed');
+  assert.equal(c.updates.length, 7, 'a is no longer pushed');
   assert.equal(server.xds.status()[0]!.types[T]!.resourcesHeld, 2);
 });
 
@@ -336,7 +340,7 @@ test('a wildcard subscription can be narrowed by unsubscribing "*"', async (t) =
   s.write({ node: wireNode(), type_url: T, resource_names_subscribe: ['*'] });
   s.ack(await s.next());
   s.write({ type_url: T, resource_names_unsubscribe: ['*'], resource_names_subscribe: ['b'] });
-  await waitFor(() => Array.isArray(server.xds.status()[0]?.types[T]?.subscribed));
+  await eventually(() => Array.isArray(server.xds.status()[0]?.types[T]?.subscribed));
   source.set(VIEW, T, 'a', { v: 2 });
   source.set(VIEW, T, 'b', { v: 2 });
   const r = await s.next();
@@ -352,12 +356,15 @@ test('a burst of 50 changes is coalesced into few pushes that end in the final s
     source.set(VIEW, T, `r${i % 10}`, { i });
     await new Promise((r) => setTimeout(r, 2));
   }
-  await waitFor(() => [...Array(10).keys()].every((i) => c.client.held(T).get(`r${i}`) === source.version(VIEW, T, `r${i}`)));
-  await new Promise((r) => setTimeout(r, 100));
-  const pushes = c.updates.length - 1;
+  await eventually(() => [...Array(10).keys()].every((i) => c.client.held(T).get(`r${i}`) === source.version(VIEW, T, `r${i}`)));
+  // A last change after the burst: once it arrives alone, nothing of the burst is still on its way.
+  source.set(VIEW, T, 'sentinel', { after: 'burst' });
+  await eventually(() => c.updates.at(-1)?.added.some((e) => e.name === 'sentinel'));
+  assert.deepEqual(c.updates.at(-1)!.added.map((e) => e.name), ['sentinel']);
+  const pushes = c.updates.length - 2;
   assert.ok(pushes >= 1 && pushes <= 3, `${pushes} pushes for 50 changes`);
-  assert.equal(metrics.pushes, 1 + pushes);
-  const last = c.updates.at(-1)!;
+  assert.equal(metrics.pushes, 1 + pushes + 1);
+  const last = c.updates.at(-2)!;
   assert.ok(last.added.every((e) => e.version === source.version(VIEW, T, e.name)));
 });
 
@@ -429,7 +436,7 @@ test('authentication refusals end the stream with UNAUTHENTICATED or PERMISSION_
   const c = startClient(t, server.address, { metadata: () => ({ authorization: 'Bearer bad' }) });
   const errors: StraitError[] = [];
   c.client.on('disconnected', (e) => errors.push(e));
-  await waitFor(() => errors.length >= 2, 3000, 'two refused attempts');
+  await eventually(() => errors.length >= 2, 3000, 'two refused attempts');
   assert.ok(isStraitError(errors[0], 'STRAIT_ERR_AUTH_TOKEN'), errors[0]!.message);
   assert.equal((errors[0]!.cause as grpc.ServiceError).code, grpc.status.UNAUTHENTICATED);
 });

@@ -77,7 +77,8 @@ describe('ztunnel drain on SIGTERM', () => {
     zt.proc.child.kill('SIGTERM');
     // Each busy connection keeps sending for 1 s after the signal, then half-closes; the app echoes everything.
     const talks = busy.map((s) => converse(s, 10, 100));
-    await new Promise((r) => setTimeout(r, 300));
+    // The listeners close right after this line is written.
+    await zt.proc.waitFor((l) => l.msg?.startsWith('drain started') === true, 2_000, 'drain started');
 
     // New connections are refused by the kernel: the listener is closed, nothing half-answers.
     await assert.rejects(zt.connect(CLIENT, VIP, 80, 2_000), /ECONNREFUSED/);

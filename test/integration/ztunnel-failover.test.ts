@@ -6,9 +6,10 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { eventually } from '../helpers/controller.js';
+
 import { namespace, pod, service } from '../helpers/manifests.js';
 import { ZtunnelNode } from '../helpers/ztunnel.js';
+import { eventually } from '../helpers/eventually.js';
 
 const NODE = '127.0.133.1';
 const CLIENT = '127.0.134.1';

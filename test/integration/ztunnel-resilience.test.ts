@@ -5,12 +5,14 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { HboneServer } from '../../src/common/hbone/index.js';
+import { HboneServer } from '../../src/hbone/index.js';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { eventually } from '../helpers/controller.js';
+
 import { docs, namespace, service } from '../helpers/manifests.js';
 import { TestMesh, appPod, node, policy } from '../helpers/mesh.js';
-import { StraitProcess, tempDir } from '../helpers/procs.js';
+import { StraitProcess } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const ID = (ns: string, sa: string) => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
 

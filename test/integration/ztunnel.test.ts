@@ -6,11 +6,13 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { writeFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from '../helpers/controller.js';
+
 import { docs, namespace, service } from '../helpers/manifests.js';
 import { TestMesh, appPod, node, policy } from '../helpers/mesh.js';
-import { run, tempDir } from '../helpers/procs.js';
+import { run } from '../helpers/procs.js';
 import { socks5Connect } from '../../src/demo/socks5-client.js';
+import { tempDir } from '../helpers/temp-dir.js';
+import { eventually } from '../helpers/eventually.js';
 
 const CLIENT = '127.0.111.1';
 const SERVER = '127.0.111.2';

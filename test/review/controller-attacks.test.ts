@@ -9,7 +9,7 @@ import { createKeyAndCsr } from '../../src/identity/index.js';
 import { CaClient } from '../../src/identity/ca-client.js';
 import { startController, type ControllerHandle } from '../helpers/controller.js';
 import { docs, namespace, pod } from '../helpers/manifests.js';
-import { tempDir } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { ADS_PATH, grpcFrame } from '../helpers/raw-grpc.js';
 import { XDS_METHOD_NAME, loadXdsProto } from '../../src/common/xds/index.js';
 import * as grpc from '@grpc/grpc-js';

@@ -12,8 +12,9 @@ import { join } from 'node:path';
 import { XdsClient } from '../../src/common/xds/index.js';
 import { TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { generateMesh, type GeneratedMesh } from '../../bench/lib/controller-mesh.js';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
-import { tempDir } from '../helpers/procs.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
+import { eventually } from '../helpers/eventually.js';
+import { tempDir } from '../helpers/temp-dir.js';
 import { ADS_PATH, RawGrpcCall } from '../helpers/raw-grpc.js';
 
 describe('initial-sync slots under one hostile node token (review)', () => {

@@ -2,9 +2,10 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { refuseIdentity } from '../../src/controller/ca-server.js';
 import { BootstrapTokens } from '../../src/controller/tokens.js';
-import { tempDir } from '../helpers/identity-fixtures.js';
+
 import { SpiffeId } from '../../src/identity/index.js';
 import { docs, objectsOf, pod, waypoint } from '../helpers/manifests.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const objects = objectsOf(docs(
   pod('shop', 'web-1', { node: 'node-a', sa: 'web' }),
@@ -34,7 +35,7 @@ describe('which caller may hold which identity', () => {
 
 describe('bootstrap tokens', () => {
   it('accepts only the caller\'s own token, also once that caller is remembered', async () => {
-    const dir = await tempDir('tokens');
+    const dir = tempDir('tokens');
     try {
       const tokens = await BootstrapTokens.loadOrCreate(dir.path);
       const a = { type: 'node', node: 'node-a' } as const;
@@ -55,7 +56,7 @@ describe('bootstrap tokens', () => {
       // Another controller on the same data directory issues the same tokens.
       assert.equal((await BootstrapTokens.loadOrCreate(dir.path)).verify(a, tokenA), true);
     } finally {
-      await dir.cleanup();
+      dir.remove();
     }
   });
 });

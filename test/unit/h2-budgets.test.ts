@@ -1,5 +1,5 @@
 /**
- * HBONE's HTTP/2 budgets and timeouts (src/common/hbone/h2/limits.ts), one at a time, against a raw peer on real
+ * HBONE's HTTP/2 budgets and timeouts (src/hbone/h2/limits.ts), one at a time, against a raw peer on real
  * sockets: what an honest peer may do stays allowed, what a hostile one does ends its connection only, with
  * the right GOAWAY and the reason the owner logs and counts. Both roles.
  */
@@ -7,10 +7,10 @@ import { afterEach, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
-import { H2Connection, type GoawayInfo, type H2ConnectionOptions } from '../../src/common/hbone/h2/connection.js';
-import type { H2Stream } from '../../src/common/hbone/h2/stream.js';
-import { Flag, FrameType, H2Code, frame } from '../../src/common/hbone/h2/frames.js';
-import type { H2Limits } from '../../src/common/hbone/h2/limits.js';
+import { H2Connection, type GoawayInfo, type H2ConnectionOptions } from '../../src/hbone/h2/connection.js';
+import type { H2Stream } from '../../src/hbone/h2/stream.js';
+import { Flag, FrameType, H2Code, frame } from '../../src/hbone/h2/frames.js';
+import type { H2Limits } from '../../src/hbone/h2/limits.js';
 import { H2Peer, u32 } from '../helpers/h2-peer.js';
 
 const cleanups: Array<() => unknown> = [];
@@ -132,7 +132,8 @@ describe('HTTP/2 budgets: a peer that does not read', () => {
     for (let i = 0; i < 100 && !conn.destroyed && !peer.closed; i++) {
       await peer.sendRawPaced(batch);
     }
-    await new Promise((r) => setTimeout(r, 100));
+    const until = Date.now() + 3000;
+    while (goaways.length === 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
     assert.equal(goaways[0]?.reason, 'control_queue');
     assert.equal(goaways[0]?.code, H2Code.ENHANCE_YOUR_CALM);
   });

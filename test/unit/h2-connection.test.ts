@@ -1,5 +1,5 @@
 /**
- * HBONE's own HTTP/2 (src/common/hbone/h2) against node:http2 (nghttp2) on real sockets, both ways round:
+ * HBONE's own HTTP/2 (src/hbone/h2) against node:http2 (nghttp2) on real sockets, both ways round:
  * if either side got framing, HPACK, flow control or stream life-cycle wrong, nghttp2 would say so.
  */
 import { describe, it, afterEach } from 'node:test';
@@ -9,11 +9,11 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { H2Connection } from '../../src/common/hbone/h2/connection.js';
-import type { H2Stream, H2Headers } from '../../src/common/hbone/h2/stream.js';
-import { HpackDecoder, encodeHeaders, huffmanDecode } from '../../src/common/hbone/h2/hpack.js';
-import { H2Code } from '../../src/common/hbone/h2/frames.js';
-import { relay } from '../../src/common/hbone/relay.js';
+import { H2Connection } from '../../src/hbone/h2/connection.js';
+import type { H2Stream, H2Headers } from '../../src/hbone/h2/stream.js';
+import { HpackDecoder, encodeHeaders, huffmanDecode } from '../../src/hbone/h2/hpack.js';
+import { H2Code } from '../../src/hbone/h2/frames.js';
+import { relay } from '../../src/hbone/relay.js';
 
 const cleanups: Array<() => void> = [];
 afterEach(() => {

@@ -4,8 +4,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkRequest, checkResponse, checkTrailers } from '../../src/common/hbone/h2/headers.js';
-import type { HeaderList } from '../../src/common/hbone/h2/hpack.js';
+import { checkRequest, checkResponse, checkTrailers } from '../../src/hbone/h2/headers.js';
+import type { HeaderList } from '../../src/hbone/h2/hpack.js';
 
 const CONNECT: HeaderList = [[':method', 'CONNECT'], [':authority', '10.0.0.5:8080']];
 const GET: HeaderList = [[':method', 'GET'], [':scheme', 'https'], [':path', '/'], [':authority', 'web']];

@@ -9,9 +9,10 @@ import type net from 'node:net';
 import tls from 'node:tls';
 import { join } from 'node:path';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
-import { tempDir } from '../helpers/identity-fixtures.js';
-import { FrameType, H2Code, Setting } from '../../src/common/hbone/h2/frames.js';
+
+import { FrameType, H2Code, Setting } from '../../src/hbone/h2/frames.js';
 import { H2Peer, H2PeerClosedError, H2PeerTimeoutError, headerValue } from '../helpers/h2-peer.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const cleanups: Array<() => unknown> = [];
 afterEach(async () => {
@@ -115,8 +116,8 @@ describe('h2-peer (raw HTTP/2 test peer)', () => {
   });
 
   it('connects over TLS with a client certificate and ALPN h2 to node:http2\'s secure server', async () => {
-    const dir = await tempDir('h2-peer');
-    cleanups.push(() => dir.cleanup());
+    const dir = tempDir('h2-peer');
+    cleanups.push(() => dir.remove());
     const ca = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'ca') });
     const issue = async (id: string): Promise<{ key: string; cert: string[] }> => {
       const { keyPem, csrPem } = await createKeyAndCsr();

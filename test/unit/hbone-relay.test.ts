@@ -4,7 +4,11 @@ import { once } from 'node:events';
 import net from 'node:net';
 import http2 from 'node:http2';
 import { Duplex, PassThrough } from 'node:stream';
-import { relay, RELAY_BUFFER_BYTES } from '../../src/common/hbone/relay.js';
+import { H2Connection } from '../../src/hbone/h2/connection.js';
+import type { H2Stream } from '../../src/hbone/h2/stream.js';
+import { relay, RELAY_BUFFER_BYTES } from '../../src/hbone/relay.js';
+
+const h2Servers: net.Server[] = [];
 
 /** A connected pair of TCP sockets on 127.0.0.1: [client side, server side]. */
 async function socketPair(server: net.Server): Promise<[net.Socket, net.Socket]> {
@@ -107,7 +111,9 @@ describe('relay', () => {
     const done = relay(a, b);
     const chunk = Buffer.alloc(64 * 1024);
     for (let i = 0; i < 50; i++) a.write(chunk);
-    await new Promise((r) => setTimeout(r, 20));
+    // The relay pauses `a` once b holds its budget; then nothing more moves until the consumer is released.
+    const until = Date.now() + 2000;
+    while (!a.isPaused() && Date.now() < until) await new Promise((r) => setTimeout(r, 1));
     // Only a bounded amount entered b's buffer (the relay's budget plus the chunk that crossed it); the rest
     // waits in a, which is paused.
     assert.ok(b.writableLength <= RELAY_BUFFER_BYTES + chunk.length, `b buffered ${b.writableLength} bytes`);
@@ -134,12 +140,20 @@ describe('relay', () => {
   });
 
   it('resets an HTTP/2 stream with RST_STREAM(CANCEL) when the socket side fails', async () => {
-    const h2 = http2.createServer();
-    const serverStream = new Promise<http2.ServerHttp2Stream>((resolve) => h2.on('stream', (s) => resolve(s)));
-    h2.listen(0, '127.0.0.1');
-    await once(h2, 'listening');
-    const session = http2.connect(`http://127.0.0.1:${(h2.address() as net.AddressInfo).port}`);
-    const clientStream = session.request({ ':method': 'POST', ':path': '/' }, { endStream: false });
+    // The HBONE side is our own HTTP/2 (what relay() gets in the proxies); the peer is node:http2 (nghttp2).
+    let conn: H2Connection | undefined;
+    const serverStream = new Promise<H2Stream>((resolve) => {
+      const h2 = net.createServer((socket) => {
+        conn = new H2Connection(socket, { role: 'server' });
+        conn.on('error', () => undefined);
+        conn.on('stream', (st: H2Stream) => resolve(st));
+      });
+      h2.listen(0, '127.0.0.1');
+      h2Servers.push(h2);
+    });
+    await once(h2Servers[h2Servers.length - 1]!, 'listening');
+    const session = http2.connect(`http://127.0.0.1:${(h2Servers[h2Servers.length - 1]!.address() as net.AddressInfo).port}`);
+    const clientStream = session.request({ ':method': 'CONNECT', ':authority': '10.0.0.5:8080' }, { endStream: false });
     const s = await serverStream;
     s.respond({ ':status': 200 });
     const [sockA, sockB] = await socketPair(server);
@@ -152,6 +166,7 @@ describe('relay', () => {
     if (!clientStream.closed) await once(clientStream, 'close');
     assert.equal(clientStream.rstCode, http2.constants.NGHTTP2_CANCEL);
     session.close();
-    h2.close();
+    conn?.destroy();
+    for (const h of h2Servers.splice(0)) h.close();
   });
 });

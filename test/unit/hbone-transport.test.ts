@@ -1,8 +1,8 @@
 /**
  * HBONE end to end over real sockets: HbonePool → HboneServer → accept() → relay → a TCP target.
  */
-import type { H2Stream } from '../../src/common/hbone/h2/stream.js';
-import { H2Code } from '../../src/common/hbone/h2/frames.js';
+import type { H2Stream } from '../../src/hbone/h2/stream.js';
+import { H2Code } from '../../src/hbone/h2/frames.js';
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
@@ -26,9 +26,10 @@ import {
   type HbonePoolOptions,
   type HboneServerOptions,
   type WorkloadCert,
-} from '../../src/common/hbone/index.js';
-import { OPENSSL, tempDir } from '../helpers/identity-fixtures.js';
+} from '../../src/hbone/index.js';
+import { OPENSSL } from '../helpers/identity-fixtures.js';
 import { H2Peer } from '../helpers/h2-peer.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const WEB = 'spiffe://cluster.local/ns/shop/sa/web';
 const CART = 'spiffe://cluster.local/ns/shop/sa/cart';
@@ -100,7 +101,7 @@ function connectAndRelay(req: HboneInboundRequest): void {
 }
 
 describe('HBONE transport', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   let ca: CertificateAuthority;
   let otherCa: CertificateAuthority;
   let certs: Record<'web' | 'cart' | 'frontend' | 'evil' | 'foreignWeb' | 'foreignFrontend', WorkloadCert>;
@@ -110,7 +111,7 @@ describe('HBONE transport', () => {
   const cleanups: Array<() => unknown> = [];
 
   before(async () => {
-    dir = await tempDir('hbone');
+    dir = tempDir('hbone');
     ca = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'mesh') });
     otherCa = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'other') });
     certs = {
@@ -135,7 +136,7 @@ describe('HBONE transport', () => {
 
   after(async () => {
     echo.close();
-    await dir.cleanup();
+    dir.remove();
   });
 
   async function startServer(opts: Partial<HboneServerOptions> = {}, host = '127.0.0.1'): Promise<{ server: HboneServer; port: number; requests: HboneInboundRequest[] }> {

@@ -7,7 +7,7 @@ import {
   parseAuthority,
   parseForwardedFor,
   sanitizeReason,
-} from '../../src/common/hbone/wire.js';
+} from '../../src/hbone/wire.js';
 
 describe('HBONE :authority', () => {
   it('accepts ip:port and [ipv6]:port', () => {

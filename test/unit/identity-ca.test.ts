@@ -14,7 +14,8 @@ import {
   spiffeIdOf,
   verifyPeer,
 } from '../../src/identity/index.js';
-import { handMadeCsrPem, makeOperatorCa, openssl, tempDir, tlv } from '../helpers/identity-fixtures.js';
+import { handMadeCsrPem, makeOperatorCa, openssl, tlv } from '../helpers/identity-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const WEB = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/web');
 
@@ -29,11 +30,11 @@ async function writeChain(dir: string, name: string, chain: string[]): Promise<{
 }
 
 describe('CertificateAuthority with its own root', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   before(async () => {
-    dir = await tempDir('ca');
+    dir = tempDir('ca');
   });
-  after(() => dir.cleanup());
+  after(() => dir.remove());
 
   it('creates the root once (key 0600, cert 0644, dir 0700) and reuses it on the next load', async () => {
     const dataDir = join(dir.path, 'data');
@@ -220,11 +221,11 @@ describe('CertificateAuthority with its own root', () => {
 });
 
 describe('CertificateAuthority with an operator-provided CA', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   before(async () => {
-    dir = await tempDir('opca');
+    dir = tempDir('opca');
   });
-  after(() => dir.cleanup());
+  after(() => dir.remove());
 
   it('signs with an operator root (SEC1 EC key); the root is the mesh root', async () => {
     const op = await makeOperatorCa(dir.path);

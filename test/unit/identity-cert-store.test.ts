@@ -11,7 +11,8 @@ import {
   type RotationFailedEvent,
 } from '../../src/identity/index.js';
 import { isStraitError } from '../../src/common/errors.js';
-import { FakeClock, tempDir } from '../helpers/identity-fixtures.js';
+import { FakeClock } from '../helpers/identity-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const T0 = Date.UTC(2033, 0, 1, 0, 0, 0);
 const SECOND = 1000;
@@ -22,18 +23,18 @@ const WEB = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/web');
 const API = SpiffeId.parse('spiffe://cluster.local/ns/default/sa/api');
 
 describe('CertStore', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   let ca: CertificateAuthority;
   let material: { keyPem: string; csrPem: string };
   /** The clock of the test running now; the CA reads it too, so issued certificates live in fake time. */
   let clock = new FakeClock(T0);
 
   before(async () => {
-    dir = await tempDir('certstore');
+    dir = tempDir('certstore');
     ca = await CertificateAuthority.loadOrCreate({ dataDir: dir.path, now: () => clock.now(), backdateMs: 0, workloadTtlMs: HOUR });
     material = await createKeyAndCsr();
   });
-  after(() => dir.cleanup());
+  after(() => dir.remove());
 
   interface Harness {
     store: CertStore;

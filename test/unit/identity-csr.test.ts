@@ -5,7 +5,8 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SpiffeId, createKeyAndCsr, parseCsr } from '../../src/identity/index.js';
 import { generateKeyPairSync } from 'node:crypto';
-import { handMadeCsrPem, openssl, tempDir, tlv } from '../helpers/identity-fixtures.js';
+import { handMadeCsrPem, openssl, tlv } from '../helpers/identity-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 function pemToDer(pem: string): Buffer {
   return Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
@@ -20,11 +21,11 @@ function derToPem(label: string, der: Buffer): string {
 }
 
 describe('createKeyAndCsr / parseCsr', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   before(async () => {
-    dir = await tempDir('csr');
+    dir = tempDir('csr');
   });
-  after(() => dir.cleanup());
+  after(() => dir.remove());
 
   it('makes an EC P-256 PKCS#8 key and a CSR that openssl verifies', async () => {
     const { keyPem, csrPem } = await createKeyAndCsr();

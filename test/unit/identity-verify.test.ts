@@ -16,7 +16,8 @@ import {
   verifyPeer,
 } from '../../src/identity/index.js';
 import { isStraitError } from '../../src/common/errors.js';
-import { makeOperatorCa, openssl, tempDir } from '../helpers/identity-fixtures.js';
+import { makeOperatorCa, openssl } from '../helpers/identity-fixtures.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const CLIENT = SpiffeId.parse('spiffe://cluster.local/ns/shop/sa/frontend');
 const SERVER = SpiffeId.parse('spiffe://cluster.local/ns/shop/sa/checkout');
@@ -36,17 +37,17 @@ function peerError(message: string | RegExp) {
 }
 
 describe('verifyPeer', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   let ca: CertificateAuthority;
   let otherCa: CertificateAuthority;
   let otherDomainCa: CertificateAuthority;
   before(async () => {
-    dir = await tempDir('verify');
+    dir = tempDir('verify');
     ca = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'mesh') });
     otherCa = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'other') });
     otherDomainCa = await CertificateAuthority.loadOrCreate({ dataDir: join(dir.path, 'td'), trustDomain: 'other.local' });
   });
-  after(() => dir.cleanup());
+  after(() => dir.remove());
 
   it('accepts a peer whose chain leads to the mesh root and whose id is expected', async () => {
     const { certChainPem } = await issue(ca, SERVER);
@@ -164,16 +165,16 @@ describe('verifyPeer', () => {
 });
 
 describe('mesh TLS', () => {
-  let dir: { path: string; cleanup: () => Promise<void> };
+  let dir: { path: string; remove: () => void };
   let ca: CertificateAuthority;
   let server: tls.Server | undefined;
   before(async () => {
-    dir = await tempDir('tls');
+    dir = tempDir('tls');
     ca = await CertificateAuthority.loadOrCreate({ dataDir: dir.path });
   });
   after(async () => {
     if (server !== undefined) await new Promise((resolve) => server!.close(resolve));
-    await dir.cleanup();
+    dir.remove();
   });
 
   it('completes a real TLS 1.3 mutual handshake on 127.0.0.1 and both sides verify the other\'s SPIFFE id', async () => {

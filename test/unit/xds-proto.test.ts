@@ -1,7 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  diffResourceSets,
   encodeDeltaResponse,
   encodedResourceField,
   loadXdsProto,
@@ -9,6 +8,7 @@ import {
   type ResourceEntry,
   type WireDeltaResponse,
 } from '../../src/common/xds/index.js';
+import { diffResourceSets } from '../../src/controller/xds/resource-diff.js';
 
 function decode(buf: Buffer): WireDeltaResponse {
   const method = loadXdsProto().service['DeltaAggregatedResources']!;

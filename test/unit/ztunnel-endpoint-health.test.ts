@@ -4,11 +4,11 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { StraitError } from '../../src/common/errors.js';
-import { HboneRefusedError } from '../../src/common/hbone/client.js';
+import { HboneRefusedError } from '../../src/hbone/client.js';
 import type { ServiceResource, WorkloadResource } from '../../src/common/xds/resources.js';
 import { EndpointHealth, failureBlame } from '../../src/ztunnel/proxy/endpoint-health.js';
 import { buildRequest, endpointKey, roundRobin, type HboneRequest } from '../../src/ztunnel/proxy/request.js';
-import { ZtunnelState } from '../../src/ztunnel/state/state.js';
+import { ProxyState } from '../../src/dataplane/state/proxy-state.js';
 
 const policy = { baseMs: 1_000, maxMs: 8_000, maxEntries: 100 };
 
@@ -113,7 +113,7 @@ describe('the endpoint pick', () => {
     uid: `apps/${name}`, name, namespace: 'apps', node: 'node-a', serviceAccount: name, identity: `spiffe://cluster.local/ns/apps/sa/${name}`,
     addresses: [ip], labels: { app: name }, protocol: 'HBONE', healthy: true, canonicalName: name, canonicalRevision: 'latest', namedPorts: {}, services: [],
   });
-  const state = new ZtunnelState();
+  const state = new ProxyState();
   state.applyWorkloads([workload('client', '10.0.0.1'), workload('s1', '10.0.1.1'), workload('s2', '10.0.1.2'), workload('s3', '10.0.1.3')], []);
   const svc: ServiceResource = {
     name: 'server', namespace: 'apps', hostname: 'server.apps.svc.cluster.local', vips: ['10.96.0.1'], ports: [{ port: 80, targetPort: 8080 }],

@@ -100,7 +100,9 @@ describe('the fd guard', () => {
     }
   });
 
-  it('summarises losses in at most one line per interval, then goes quiet', async () => {
+  it('summarises losses in at most one line per interval, then goes quiet', async (t) => {
+    // The guard's own interval timer, driven by the test: "then quiet" is checked over 2.5 intervals without a sleep.
+    t.mock.timers.enable({ apis: ['setInterval'] });
     const metrics = new ZtunnelMetrics();
     const { log, lines } = capture();
     const guard = new FdGuard({ limits: { soft: 1000, hard: 1000, source: 'setrlimit' }, metrics, log, counted: () => 0, countOpen: () => 10, summaryIntervalMs: 100 });
@@ -110,11 +112,11 @@ describe('the fd guard', () => {
       for (let i = 0; i < 50; i++) guard.observe('connect', emfile);
       assert.equal(guard.observe('connect', new Error('other')), false);
       assert.equal(lines.length, 1);
-      await new Promise((r) => setTimeout(r, 150));
+      t.mock.timers.tick(150);
       assert.equal(lines.length, 2, 'one summary line for the 50 that followed');
       assert.equal(lines[1]!.connect_failed, 50);
       assert.deepEqual(lines[1]!.by_reason, { 'connect/emfile': 50 });
-      await new Promise((r) => setTimeout(r, 250));
+      t.mock.timers.tick(250);
       assert.equal(lines.length, 2, 'nothing more while nothing is lost');
       assert.match(await metrics.registry.metrics(), /strait_ztunnel_fd_exhausted_total\{op="connect",reason="emfile"\} 50/);
     } finally {

@@ -1,5 +1,4 @@
 export * from './types.js';
-export { diffResourceSets, EMPTY_RESOURCE_SET, type ResourceDiff } from './resource-diff.js';
 export {
   loadXdsProto,
   encodeDeltaResponse,
@@ -14,24 +13,6 @@ export {
   type WireErrorDetail,
   type OutgoingDeltaResponse,
 } from './xds-proto.js';
-export {
-  XdsServer,
-  DEFAULT_XDS_DEBOUNCE_MS,
-  XDS_DEBOUNCE_MAX_FACTOR,
-  DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS,
-  DEFAULT_XDS_LARGE_SYNC_RESOURCES,
-  XDS_TRANSPORT_RECEIVE_FACTOR,
-  type XdsServerOptions,
-  type XdsPrincipal,
-} from './xds-server.js';
-export {
-  DEFAULT_XDS_LIMITS,
-  XDS_LIMIT_FLAGS,
-  XdsLimitError,
-  resolveXdsLimits,
-  type XdsLimits,
-  type XdsLimitName,
-} from './xds-limits.js';
 export {
   XdsClient,
   DEFAULT_XDS_INITIAL_BACKOFF_MS,

@@ -6,6 +6,7 @@
  * An endpoint that fails is ejected for `baseMs`; each further ejection without a success in between doubles
  * that, up to `maxMs`. When the time is up it is readmitted (back in the pick); one success forgets its history.
  */
+import { outcome, outcomeOfConnectError, type OutcomeBlame } from '../../dataplane/outcomes.js';
 
 export interface EjectionPolicy {
   /** First ejection period. */
@@ -16,37 +17,14 @@ export interface EjectionPolicy {
   maxEntries: number;
 }
 
-/** Errno codes of a process out of file descriptors: the fault is here, not at the endpoint. */
-export const FD_EXHAUSTION_CODES: readonly string[] = ['EMFILE', 'ENFILE'];
-/** Errno codes of a peer that is not there (or went away during the handshake). */
-const UNREACHABLE_CODES: readonly string[] = ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'EPIPE'];
-
-/** The errno `code`s along an error's `cause` chain (outermost first). */
-export function errnoCodes(err: unknown): string[] {
-  const out: string[] = [];
-  for (let e = err, depth = 0; e && typeof e === 'object' && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === 'string' && /^E[A-Z]+$/.test(code)) out.push(code);
-  }
-  return out;
-}
-
 /**
  * Whose fault is a failed connect? `endpoint`: the endpoint (or its node's ztunnel) is not there or cannot reach
  * its application — try another, eject this one. `local`: this process is out of file descriptors — no other
  * endpoint would do better. `other`: policy, identity or configuration — retrying elsewhere would hide it.
+ * Read from the one table of connection outcomes (dataplane/outcomes.ts).
  */
-export function failureBlame(err: unknown): 'endpoint' | 'local' | 'other' {
-  const codes = errnoCodes(err);
-  if (codes.some((c) => FD_EXHAUSTION_CODES.includes(c))) return 'local';
-  const code = (err as { code?: unknown } | undefined)?.code;
-  if (code === 'STRAIT_ERR_HBONE_REFUSED') {
-    const status = (err as { status?: unknown }).status;
-    return status === 503 || status === 504 ? 'endpoint' : 'other';
-  }
-  if (code === 'STRAIT_ERR_HBONE_CONNECT' || code === 'STRAIT_ERR_HBONE_CONNECT_TIMEOUT') return 'endpoint';
-  if (codes.some((c) => UNREACHABLE_CODES.includes(c))) return 'endpoint';
-  return 'other';
+export function failureBlame(err: unknown): OutcomeBlame {
+  return outcome(outcomeOfConnectError(err)).blame;
 }
 
 export const DEFAULT_EJECTION_BASE_MS = 5_000;

@@ -1,151 +1,85 @@
 /**
- * Inbound: HBONE (15008) and plaintext (15006) arrivals for this node's pods. Decide (target, waypoint rule,
- * peer authentication, L4 authorization), then do (connect to the pod, answer, relay). Live connections are
- * re-checked when policy changes and closed if now denied.
+ * Inbound: HBONE (15008) and plaintext (15006) arrivals for this node's pods. decideInbound (inbound-decision.ts)
+ * decides; this file does: connect to the pod, answer, relay. Live connections are re-checked when policy changes
+ * and closed if now denied.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { HboneInboundRequest } from '../../common/hbone/index.js';
+import { formatHostPort, normalizeIp, type HostPort } from '../../common/net.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
-import { authorize, effectiveMtlsMode, type AuthzDecision, type ConnectionAttrs } from '../authz.js';
-import { normalizeIp, type ZtunnelState } from '../state/state.js';
-import type { ConnectionTracker, Direction } from './connections.js';
-
-/**
- * Opens the TCP connection from the ztunnel to a local pod (under capture: a marked socket). An aborted `signal`
- * (the client gave up on the stream) destroys the socket and rejects with code ABORT_ERR.
- */
-export type TargetConnector = (host: string, port: number, timeoutMs: number, signal?: AbortSignal) => Promise<net.Socket>;
-
-export const plainConnector: TargetConnector = (host, port, timeoutMs, signal) => connectWith(() => net.connect({ host, port }), host, port, timeoutMs, signal);
-
-/** Connects with `open` (a plain or a marked socket), failing after `timeoutMs` or when `signal` aborts. */
-export function connectWith(open: () => net.Socket, host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<net.Socket> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) {
-      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
-      return;
-    }
-    const s = open();
-    const done = (): void => {
-      clearTimeout(t);
-      signal?.removeEventListener('abort', onAbort);
-    };
-    const onAbort = (): void => {
-      done();
-      s.destroy();
-      reject(Object.assign(new Error(`connect to ${host}:${port} cancelled: the client gave up`), { code: 'ABORT_ERR' }));
-    };
-    const t = setTimeout(() => {
-      done();
-      s.destroy();
-      reject(Object.assign(new Error(`connect to ${host}:${port} timed out after ${timeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, timeoutMs);
-    signal?.addEventListener('abort', onAbort, { once: true });
-    s.once('connect', () => { done(); s.setNoDelay(true); resolve(s); });
-    s.once('error', (err) => { done(); reject(err); });
-  });
-}
+import type { ConnectionTracker, Direction } from '../../dataplane/connections.js';
+import type { TargetConnector } from '../../dataplane/connector.js';
+import { outcome, outcomeOfConnectError, type OutcomeCode } from '../../dataplane/outcomes.js';
+import { authorize } from '../../dataplane/policy/authorize.js';
+import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
+import type { HboneInboundRequest } from '../../hbone/index.js';
+import { HEADER_ORIGINAL_DST, parseAuthority } from '../../hbone/wire.js';
+import { decideInbound, type InboundDecision } from './inbound-decision.js';
 
 export interface InboundDeps {
-  state: ZtunnelState;
+  state: ProxyStateView;
   node: string;
   tracker: ConnectionTracker;
   log: Logger;
   connect: TargetConnector;
   connectTimeoutMs: number;
-  rootNamespace?: string;
 }
 
-type Check = { ok: true; workload: WorkloadResource; decision: AuthzDecision } | { ok: false; status: number; reason: string; code: string; workload?: WorkloadResource };
+/** What one refused or failed arrival tells the access log. */
+type Refused = { code: OutcomeCode; reason: string };
 
 export class InboundHandler {
   constructor(private readonly d: InboundDeps) {
     d.state.on('policies', () => this.recheck());
   }
 
-  /** The decision for one arrival; pure over the state. */
-  decide(targetHost: string, targetPort: number, peerIdentity: string | undefined, sourceIp: string): Check {
-    const w = this.d.state.workloadByAddress(targetHost);
-    if (!w || w.protocol !== 'HBONE' || w.node !== this.d.node) {
-      return { ok: false, status: 400, code: 'unknown_target', reason: `${targetHost}:${targetPort} is not an enrolled workload on node ${this.d.node}`, ...(w ? { workload: w } : {}) };
-    }
-    if (w.waypoint && peerIdentity !== w.waypoint.identity) {
-      return { ok: false, status: 401, code: 'waypoint_required', workload: w, reason: `workload ${w.uid} is bound to waypoint ${w.waypoint.namespace}/${w.waypoint.name}; only ${w.waypoint.identity} may connect to it directly` };
-    }
-    if (!peerIdentity) {
-      const mode = effectiveMtlsMode(this.d.state.policies.values(), { namespace: w.namespace, labels: w.labels }, targetPort, this.rootOpt());
-      if (mode === 'STRICT') {
-        return { ok: false, status: 401, code: 'mtls_required', workload: w, reason: `plaintext to ${w.uid} port ${targetPort} refused: PeerAuthentication requires mTLS (STRICT)` };
-      }
-    }
-    const attrs: ConnectionAttrs = { ...(peerIdentity ? { sourceIdentity: peerIdentity } : {}), sourceIp, destinationIp: targetHost, destinationPort: targetPort };
-    const decision = authorize(this.d.state.policies.values(), { namespace: w.namespace, labels: w.labels }, attrs);
-    if (!decision.allowed) return { ok: false, status: 403, code: 'policy_denied', workload: w, reason: decision.reason };
-    return { ok: true, workload: w, decision };
-  }
-
   /** An HBONE CONNECT that reached 15008. */
   async handleHbone(req: HboneInboundRequest): Promise<void> {
-    const peer = req.peerIdentity;
-    // Trust the forwarded source address only when it belongs to the very workload whose identity connected.
-    const fwd = req.forwardedFor ? normalizeIp(req.forwardedFor) : undefined;
-    const srcWorkload = fwd ? this.d.state.workloadByAddress(fwd) : undefined;
-    const sourceIp = fwd && srcWorkload?.identity === peer ? fwd : normalizeIp(req.remoteAddress);
-    const src = srcWorkload?.identity === peer ? srcWorkload : undefined;
-    const check = this.decide(req.targetHost, req.targetPort, peer, sourceIp);
-    const base = { direction: 'inbound' as Direction, srcAddress: sourceIp, dstAddress: `${req.targetHost}:${req.targetPort}`, src, srcIdentity: peer };
-    if (!check.ok) {
-      this.d.tracker.refused({ ...base, dst: check.workload, dstIdentity: check.workload?.identity }, check.reason, check.code);
-      req.reject(check.status, check.reason);
+    const target = { host: req.targetHost, port: req.targetPort };
+    const original = req.headers[HEADER_ORIGINAL_DST];
+    const originalDestination = typeof original === 'string' ? parseAuthority(original) : undefined;
+    const decision = decideInbound(this.d.state, this.d.node, {
+      target, peerIdentity: req.peerIdentity, remoteAddress: req.remoteAddress,
+      ...(req.forwardedFor ? { forwardedFor: req.forwardedFor } : {}), ...(originalDestination ? { originalDestination } : {}),
+    });
+    const base = this.base('inbound', decision, target, req.peerIdentity);
+    if (decision.kind === 'refuse') {
+      this.d.tracker.refused(base, decision.reason, decision.code);
+      req.reject(outcome(decision.code).hboneStatus ?? 400, decision.reason);
       return;
     }
-    if (check.decision.audited.length) this.d.log.info({ audited: check.decision.audited, 'src.identity': peer, 'dst.workload': check.workload.uid }, 'AUDIT policy matched');
-    let upstream: net.Socket;
-    try {
-      upstream = await this.d.connect(req.targetHost, req.targetPort, this.d.connectTimeoutMs, req.signal);
-    } catch (err) {
-      if (req.signal.aborted) return; // the client reset the stream while we dialled: nobody to answer, nothing to log
-      const timedOut = (err as NodeJS.ErrnoException).code === 'ETIMEDOUT';
-      const reason = `cannot reach ${req.targetHost}:${req.targetPort} in pod ${check.workload.uid}: ${errorMessage(err)} (is the application listening on its pod address?)`;
-      this.d.tracker.refused({ ...base, dst: check.workload, dstIdentity: check.workload.identity }, reason, timedOut ? 'connect_timeout' : 'connect_failed');
-      req.reject(timedOut ? 504 : 503, reason);
+    if (decision.authz.audited.length) this.d.log.info({ audited: decision.authz.audited, 'src.identity': req.peerIdentity, 'dst.workload': decision.workload.uid }, 'AUDIT policy matched');
+    const upstream = await this.dial(decision.workload, target, req.signal);
+    if ('code' in upstream) {
+      if (!req.signal.aborted) { // else the client reset the stream while we dialled: nobody to answer, nothing to log
+        this.d.tracker.refused(base, upstream.reason, upstream.code);
+        req.reject(outcome(upstream.code).hboneStatus ?? 503, upstream.reason);
+      }
       return;
     }
     const stream = req.accept();
-    await this.d.tracker.proxy(stream, upstream, {
-      upstreamLocal: `${upstream.localAddress}:${upstream.localPort}`,
-      ...base, dst: check.workload, dstIdentity: check.workload.identity, mtls: true,
-      authz: { attrs: { sourceIdentity: peer, sourceIp, destinationIp: req.targetHost, destinationPort: req.targetPort }, target: { namespace: check.workload.namespace, labels: check.workload.labels } },
-    });
+    await this.d.tracker.proxy(stream, upstream, { ...base, upstreamLocal: formatHostPort({ host: upstream.localAddress ?? '', port: upstream.localPort ?? 0 }), mtls: true, authz: this.recheckable(decision) });
   }
 
   /** A plaintext connection that reached 15006 (original destination from capture). */
   async handlePlaintext(socket: net.Socket, original: { host: string; port: number }): Promise<void> {
-    const sourceIp = normalizeIp(socket.remoteAddress ?? '');
-    const targetHost = normalizeIp(original.host);
-    const check = this.decide(targetHost, original.port, undefined, sourceIp);
-    const src = this.d.state.workloadByAddress(sourceIp);
-    const base = { direction: 'inbound-plaintext' as Direction, srcAddress: sourceIp, dstAddress: `${targetHost}:${original.port}`, src };
-    if (!check.ok) {
-      this.d.tracker.refused({ ...base, dst: check.workload, dstIdentity: check.workload?.identity }, check.reason, check.code);
+    const target = { host: normalizeIp(original.host), port: original.port };
+    const decision = decideInbound(this.d.state, this.d.node, { target, remoteAddress: socket.remoteAddress ?? '' });
+    const base = this.base('inbound-plaintext', decision, target);
+    if (decision.kind === 'refuse') {
+      this.d.tracker.refused(base, decision.reason, decision.code);
       socket.resetAndDestroy();
       return;
     }
-    let upstream: net.Socket;
-    try {
-      upstream = await this.d.connect(targetHost, original.port, this.d.connectTimeoutMs);
-    } catch (err) {
-      this.d.tracker.refused({ ...base, dst: check.workload }, `cannot reach ${targetHost}:${original.port}: ${errorMessage(err)}`, 'connect_failed');
+    const upstream = await this.dial(decision.workload, target);
+    if ('code' in upstream) {
+      this.d.tracker.refused(base, upstream.reason, upstream.code);
       socket.resetAndDestroy();
       return;
     }
-    await this.d.tracker.proxy(socket, upstream, {
-      upstreamLocal: `${upstream.localAddress}:${upstream.localPort}`,
-      ...base, dst: check.workload, dstIdentity: check.workload.identity, mtls: false,
-      authz: { attrs: { sourceIp, destinationIp: targetHost, destinationPort: original.port }, target: { namespace: check.workload.namespace, labels: check.workload.labels } },
-    });
+    await this.d.tracker.proxy(socket, upstream, { ...base, upstreamLocal: formatHostPort({ host: upstream.localAddress ?? '', port: upstream.localPort ?? 0 }), mtls: false, authz: this.recheckable(decision) });
   }
 
   /** Policy changed: close every live inbound connection the new policy denies, saying why. */
@@ -156,7 +90,7 @@ export class InboundHandler {
       const w = this.d.state.workloadByAddress(attrs.destinationIp);
       let denied: string | undefined;
       if (!conn.mtls && w) {
-        const mode = effectiveMtlsMode(this.d.state.policies.values(), target, attrs.destinationPort, this.rootOpt());
+        const mode = effectiveMtlsMode(this.d.state.policies.values(), target, attrs.destinationPort);
         if (mode === 'STRICT') denied = 'PeerAuthentication now requires mTLS (STRICT)';
       }
       if (!denied) {
@@ -170,7 +104,26 @@ export class InboundHandler {
     }
   }
 
-  private rootOpt() {
-    return this.d.rootNamespace ? { rootNamespace: this.d.rootNamespace } : undefined;
+  /** The access log's view of both ends. */
+  private base(direction: Direction, d: InboundDecision, target: HostPort, peerIdentity?: string) {
+    return {
+      direction, srcAddress: d.sourceIp, dstAddress: formatHostPort(target),
+      ...(d.source ? { src: d.source } : {}), ...(peerIdentity ? { srcIdentity: peerIdentity } : {}),
+      ...(d.workload ? { dst: d.workload, dstIdentity: d.workload.identity } : {}), ...(d.service ? { dstService: d.service } : {}),
+    };
+  }
+
+  private recheckable(d: Extract<InboundDecision, { kind: 'allow' }>) {
+    return { attrs: d.attrs, target: { namespace: d.workload.namespace, labels: d.workload.labels } };
+  }
+
+  /** Connects to the pod; a failure comes back as what the access log and the CONNECT answer say. */
+  private async dial(w: WorkloadResource, target: HostPort, signal?: AbortSignal): Promise<net.Socket | Refused> {
+    try {
+      return await this.d.connect(target.host, target.port, this.d.connectTimeoutMs, signal);
+    } catch (err) {
+      const code = outcomeOfConnectError(err);
+      return { code, reason: `cannot reach ${formatHostPort(target)} in pod ${w.uid}: ${errorMessage(err)} (is the application listening on its pod address?)` };
+    }
   }
 }

@@ -6,21 +6,23 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { bug, errorMessage, isStraitError } from '../../common/errors.js';
+import { bug, errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { HbonePool } from '../../common/hbone/index.js';
-import type { WorkloadResource } from '../../common/xds/resources.js';
+import { formatHostPort, normalizeIp } from '../../common/net.js';
+import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
+import type { ConnectionTracker } from '../../dataplane/connections.js';
+import type { TargetConnector } from '../../dataplane/connector.js';
+import { outcome, outcomeOfConnectError, type OutcomeCode } from '../../dataplane/outcomes.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
+import type { HbonePool } from '../../hbone/index.js';
+import { HEADER_ORIGINAL_DST, formatForwarded } from '../../hbone/wire.js';
 import type { ZtunnelIdentities } from '../identities.js';
-import type { ZtunnelState } from '../state/state.js';
-import type { ConnectionTracker } from './connections.js';
-import { failureBlame } from './endpoint-health.js';
-import type { TargetConnector } from './inbound.js';
-import { buildRequest, type EndpointPicker, type HboneRequest, type OutboundTarget, type Passthrough, type RefusalCode } from './request.js';
+import { buildRequest, type EndpointPicker, type HboneRequest, type OutboundTarget, type Passthrough } from './request.js';
 
-/** How the caller tells its client the outcome before bytes flow (SOCKS5 reply; nothing for captured sockets). */
+/** How the caller tells its client the outcome before bytes flow (SOCKS5 reply; a reset for captured sockets). */
 export interface OutboundResponder {
   connected(bind: { host: string; port: number }): void;
-  refused(kind: 'not-allowed' | 'unreachable' | 'refused' | 'failure', reason: string): void;
+  refused(code: OutcomeCode, reason: string): void;
 }
 
 /** What the outbound path tells about, and asks of, endpoint health (ejector.ts keeps the clock, logs and metrics). */
@@ -36,7 +38,7 @@ export interface EndpointOutcomes {
 export type FdExhaustionSink = (op: 'connect', err: unknown) => void;
 
 export interface OutboundDeps {
-  state: ZtunnelState;
+  state: ProxyStateView;
   node: string;
   tracker: ConnectionTracker;
   identities: ZtunnelIdentities;
@@ -53,15 +55,6 @@ export interface OutboundDeps {
   log: Logger;
 }
 
-const REFUSAL_KIND: Record<RefusalCode, 'not-allowed' | 'unreachable'> = {
-  'unknown-source': 'not-allowed',
-  'source-not-local': 'not-allowed',
-  'unknown-host': 'unreachable',
-  'no-endpoint': 'unreachable',
-  'no-port': 'unreachable',
-  'waypoint-unready': 'unreachable',
-};
-
 function baggage(w: WorkloadResource): string {
   return `k8s.namespace.name=${w.namespace},k8s.pod.name=${w.name},service.name=${w.canonicalName},service.version=${w.canonicalRevision}`;
 }
@@ -72,37 +65,44 @@ function traceparent(): string {
 
 type Attempt =
   | { ok: true; upstream: Duplex; bind: { host: string; port: number }; dstAddress: string; dstIdentity?: string; mtls: boolean }
-  | { ok: false; err: unknown; reason: string; code: string; kind: 'not-allowed' | 'unreachable' | 'refused' | 'failure'; dstAddress: string; dstIdentity?: string };
+  | { ok: false; err: unknown; reason: string; code: OutcomeCode; dstAddress: string; dstIdentity?: string };
+
+/** What the access log knows of both ends once a decision named them. */
+type Ends = { src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstService?: ServiceResource };
+
+function endsOf(d: { source?: WorkloadResource; dstWorkload?: WorkloadResource; dstService?: ServiceResource }): Ends {
+  return {
+    ...(d.source ? { src: d.source, srcIdentity: d.source.identity } : {}),
+    ...(d.dstWorkload ? { dst: d.dstWorkload } : {}), ...(d.dstService ? { dstService: d.dstService } : {}),
+  };
+}
 
 export class OutboundHandler {
   constructor(private readonly d: OutboundDeps) {}
 
   async handle(client: Duplex, sourceAddress: string, target: OutboundTarget, respond: OutboundResponder): Promise<void> {
     const tried = new Set<string>();
-    let failure: Extract<Attempt, { ok: false }> | undefined;
-    let base: { direction: 'outbound'; srcAddress: string; src?: WorkloadResource; srcIdentity?: string } = { direction: 'outbound', srcAddress: sourceAddress };
+    let failure: (Extract<Attempt, { ok: false }> & { ends: Ends }) | undefined;
     for (let attempt = 1; ; attempt++) {
       const decision = buildRequest(this.d.state, this.d.node, sourceAddress, target, { pick: this.d.pick, ejected: (k) => this.d.endpoints.isEjected(k), tried });
       if (decision.kind === 'refuse') {
         if (failure) break; // every endpoint failed (the endpoints changed under us): report the last failure
-        this.d.tracker.refused({ direction: 'outbound', srcAddress: sourceAddress, dstAddress: `${target.host}:${target.port}` }, decision.message, decision.code.replace(/-/g, '_'));
-        respond.refused(REFUSAL_KIND[decision.code], decision.message);
+        this.d.tracker.refused({ direction: 'outbound', srcAddress: sourceAddress, dstAddress: formatHostPort(target), ...endsOf(decision) }, decision.message, decision.code);
+        respond.refused(decision.code, decision.message);
         return;
       }
-      const { source } = decision;
-      base = { direction: 'outbound', srcAddress: sourceAddress, src: source, srcIdentity: source.identity };
+      const ends = endsOf(decision);
       const r = decision.kind === 'passthrough' ? await this.connectTcp(decision) : await this.connectHbone(decision, sourceAddress);
-      const dst = { dst: decision.dstWorkload, dstService: decision.dstService };
       if (r.ok) {
         if (decision.endpoint) this.d.endpoints.succeeded(decision.endpoint.key);
         respond.connected(r.bind);
-        await this.d.tracker.proxy(client, r.upstream, { ...base, ...dst, dstAddress: r.dstAddress, ...(r.dstIdentity ? { dstIdentity: r.dstIdentity } : {}), mtls: r.mtls });
+        await this.d.tracker.proxy(client, r.upstream, { direction: 'outbound', srcAddress: sourceAddress, ...ends, dstAddress: r.dstAddress, ...(r.dstIdentity ? { dstIdentity: r.dstIdentity } : {}), mtls: r.mtls });
         return;
       }
-      failure = r;
-      const blame = failureBlame(r.err);
+      failure = { ...r, ends };
+      const blame = outcome(r.code).blame;
       // TCP connects go through the injected connector, which reports its own; the pool's are reported here.
-      if (blame === 'local' && decision.kind === 'hbone') this.d.onFdExhausted?.('connect', r.err);
+      if (r.code === 'fd_exhausted' && decision.kind === 'hbone') this.d.onFdExhausted?.('connect', r.err);
       if (!decision.endpoint || blame !== 'endpoint') break;
       this.d.endpoints.failed(decision.endpoint.key, r.reason);
       tried.add(decision.endpoint.key);
@@ -111,46 +111,47 @@ export class OutboundHandler {
       this.d.log.debug({ 'src.addr': sourceAddress, endpoint: decision.endpoint.key, err: r.reason, attempt }, 'endpoint unreachable; trying another');
     }
     if (!failure) throw bug('outbound attempt loop ended without a failure to report');
-    this.d.tracker.refused({ ...base, dstAddress: failure.dstAddress, ...(failure.dstIdentity ? { dstIdentity: failure.dstIdentity } : {}) }, failure.reason, failure.code);
-    respond.refused(failure.kind, failure.reason);
+    this.d.tracker.refused({ direction: 'outbound', srcAddress: sourceAddress, ...failure.ends, dstAddress: failure.dstAddress, ...(failure.dstIdentity ? { dstIdentity: failure.dstIdentity } : {}) }, failure.reason, failure.code);
+    respond.refused(failure.code, failure.reason);
   }
 
   private async connectTcp(decision: Passthrough): Promise<Attempt> {
-    const { host, port } = decision.actualDestination;
-    const dstAddress = `${host}:${port}`;
+    const dstAddress = formatHostPort(decision.actualDestination);
     try {
-      const upstream = await this.d.connect(host, port, this.d.connectTimeoutMs);
+      const upstream = await this.d.connect(decision.actualDestination.host, decision.actualDestination.port, this.d.connectTimeoutMs);
       return { ok: true, upstream, bind: { host: upstream.localAddress ?? '0.0.0.0', port: upstream.localPort ?? 0 }, dstAddress, mtls: false };
     } catch (err) {
-      const reason = `cannot reach ${dstAddress} (outside the mesh): ${errorMessage(err)}`;
-      const local = failureBlame(err) === 'local';
-      return { ok: false, err, reason, code: local ? 'fd_exhausted' : 'connect_failed', dstAddress, kind: (err as NodeJS.ErrnoException).code === 'ECONNREFUSED' ? 'refused' : 'unreachable' };
+      return { ok: false, err, reason: `cannot reach ${dstAddress} (outside the mesh): ${errorMessage(err)}`, code: outcomeOfConnectError(err), dstAddress };
     }
   }
 
   private async connectHbone(decision: HboneRequest, sourceAddress: string): Promise<Attempt> {
     const { source } = decision;
-    const hostPort = `${decision.actualDestination.host}:${decision.actualDestination.port}`;
+    const dstAddress = decision.authority;
+    const expected = decision.expectedPeerSans[0] ? { dstIdentity: decision.expectedPeerSans[0] } : {};
+    let cert: { keyPem: string; certChainPem: string[] };
     try {
-      const cert = await this.d.identities.get(source.identity);
+      cert = await this.d.identities.get(source.identity);
+    } catch (err) {
+      return { ok: false, err, reason: `no certificate for ${source.identity}: ${errorMessage(err)}`, code: 'no_certificate', dstAddress, ...expected };
+    }
+    const viaService = decision.dstService !== undefined && !decision.waypoint && decision.originalDestination.host !== decision.actualDestination.host;
+    try {
       const res = await this.d.pool.connect({
-        key: `${source.identity}|${decision.expectedPeerSans.join(',')}|${hostPort}`,
+        key: `${source.identity}|${decision.expectedPeerSans.join(',')}|${formatHostPort(decision.actualDestination)}`,
         address: decision.actualDestination,
         ...(this.d.localAddress ? { localAddress: this.d.localAddress } : {}),
         cert: { keyPem: cert.keyPem, certChainPem: cert.certChainPem },
         expectedPeerSans: decision.expectedPeerSans,
         authority: decision.authority,
-        headers: { forwarded: `for="${sourceAddress.includes(':') ? `[${sourceAddress}]` : sourceAddress}"`, baggage: baggage(source), traceparent: traceparent() },
+        headers: {
+          forwarded: formatForwarded(normalizeIp(sourceAddress)), baggage: baggage(source), traceparent: traceparent(),
+          ...(viaService ? { [HEADER_ORIGINAL_DST]: formatHostPort(decision.originalDestination) } : {}),
+        },
       });
-      return { ok: true, upstream: res.stream, bind: { host: '0.0.0.0', port: 0 }, dstAddress: decision.authority, dstIdentity: res.peerIdentity, mtls: true };
+      return { ok: true, upstream: res.stream, bind: { host: '0.0.0.0', port: 0 }, dstAddress, dstIdentity: res.peerIdentity, mtls: true };
     } catch (err) {
-      const status = (err as { status?: number }).status;
-      const local = failureBlame(err) === 'local';
-      return {
-        ok: false, err, reason: errorMessage(err), dstAddress: decision.authority, ...(decision.expectedPeerSans[0] ? { dstIdentity: decision.expectedPeerSans[0] } : {}),
-        code: local ? 'fd_exhausted' : isStraitError(err) ? err.code.replace('STRAIT_ERR_', '').toLowerCase() : 'hbone_failed',
-        kind: status === 401 || status === 403 ? 'not-allowed' : status === 503 ? 'refused' : 'unreachable',
-      };
+      return { ok: false, err, reason: errorMessage(err), code: outcomeOfConnectError(err), dstAddress, ...expected };
     }
   }
 }

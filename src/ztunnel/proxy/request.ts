@@ -4,9 +4,10 @@
  */
 import { isIP } from 'node:net';
 import type { ServiceResource, WaypointRef, WorkloadResource } from '../../common/xds/resources.js';
-import { normalizeIp, type ZtunnelState } from '../state/state.js';
-
-export const HBONE_PORT = 15008;
+import type { OutcomeCode } from '../../dataplane/outcomes.js';
+import { formatHostPort, normalizeIp } from '../../common/net.js';
+import { HBONE_PORT } from '../../hbone/wire.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 
 export interface OutboundTarget {
   /** An IP literal (captured original destination, SOCKS5 IP) or a host name (SOCKS5 domain). */
@@ -14,12 +15,17 @@ export interface OutboundTarget {
   port: number;
 }
 
-export type RefusalCode = 'unknown-source' | 'source-not-local' | 'unknown-host' | 'no-endpoint' | 'no-port' | 'waypoint-unready';
+/** The outcomes (dataplane/outcomes.ts) the outbound decision itself can give. */
+export type RefusalCode = Extract<OutcomeCode, 'unknown_source' | 'source_not_local' | 'no_endpoint' | 'no_port' | 'waypoint_unready'>;
 
 export interface Refusal {
   kind: 'refuse';
   code: RefusalCode;
   message: string;
+  /** The source workload, once it is known (every refusal but unknown_source). */
+  source?: WorkloadResource;
+  dstService?: ServiceResource;
+  dstWorkload?: WorkloadResource;
 }
 
 export interface Passthrough {
@@ -43,7 +49,7 @@ export interface PickedEndpoint {
 export interface HboneRequest {
   kind: 'hbone';
   source: WorkloadResource;
-  /** What the application asked for (VIP:port or pod:port). */
+  /** What the application asked for: the service's VIP:port when it asked for a service, else pod:port. */
   originalDestination: { host: string; port: number };
   /** Where the HBONE (mTLS) connection goes: a pod address or a waypoint, port 15008. */
   actualDestination: { host: string; port: number };
@@ -75,7 +81,7 @@ export interface EndpointChoice {
 }
 
 export function endpointKey(workload: string, address: string, port: number): string {
-  return `${workload}@${hostPort(address, port)}`;
+  return `${workload}@${formatHostPort({ host: address, port })}`;
 }
 
 export function roundRobin(): EndpointPicker {
@@ -87,30 +93,26 @@ export function roundRobin(): EndpointPicker {
   };
 }
 
-function hostPort(host: string, port: number): string {
-  return isIP(host) === 6 ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
 function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host: string; port: number }, dst: Pick<HboneRequest, 'dstService' | 'dstWorkload'>): OutboundDecision {
   if (!wp.address) {
-    return { kind: 'refuse', code: 'waypoint-unready', message: `destination ${hostPort(original.host, original.port)} is bound to waypoint ${wp.namespace}/${wp.name}, which has no address yet (is the waypoint deployed and ready?)` };
+    return { kind: 'refuse', code: 'waypoint_unready', message: `destination ${formatHostPort(original)} is bound to waypoint ${wp.namespace}/${wp.name}, which has no address yet (is the waypoint deployed and ready?)`, source, ...dst };
   }
   return {
     kind: 'hbone', source, originalDestination: original,
     actualDestination: { host: wp.address, port: HBONE_PORT },
-    authority: hostPort(original.host, original.port),
+    authority: formatHostPort(original),
     expectedPeerSans: [wp.identity], waypoint: wp, ...dst,
   };
 }
 
-/** To a workload address directly (not through a service). */
-function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint): OutboundDecision {
+/** To a workload: directly, or as the endpoint picked for a service the application asked for at `original`. */
+function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint, original?: { host: string; port: number }): OutboundDecision {
   const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}), ...(endpoint ? { endpoint } : {}) };
   if (w.protocol !== 'HBONE') return { kind: 'passthrough', source, actualDestination: { host: address, port }, ...dst };
   return {
-    kind: 'hbone', source, originalDestination: { host: address, port },
+    kind: 'hbone', source, originalDestination: original ?? { host: address, port },
     actualDestination: { host: address, port: HBONE_PORT },
-    authority: hostPort(address, port),
+    authority: formatHostPort({ host: address, port }),
     expectedPeerSans: [w.identity], ...dst,
   };
 }
@@ -123,13 +125,13 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
  * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
  * - anything else → plain TCP passthrough.
  */
-export function buildRequest(state: ZtunnelState, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
+export function buildRequest(state: ProxyStateView, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
   const source = state.workloadByAddress(sourceAddress);
   if (!source || source.protocol !== 'HBONE') {
-    return { kind: 'refuse', code: 'unknown-source', message: `no enrolled workload has address ${normalizeIp(sourceAddress)}; only pods in the mesh may send through the ztunnel (is the pod's namespace labelled istio.io/dataplane-mode=ambient?)` };
+    return { kind: 'refuse', code: 'unknown_source', message: `no enrolled workload has address ${normalizeIp(sourceAddress)}; only pods in the mesh may send through the ztunnel (is the pod's namespace labelled istio.io/dataplane-mode=ambient?)` };
   }
   if (source.node !== node) {
-    return { kind: 'refuse', code: 'source-not-local', message: `workload ${source.uid} (${normalizeIp(sourceAddress)}) runs on node ${source.node}, not on ${node}; it must use its own node's ztunnel` };
+    return { kind: 'refuse', code: 'source_not_local', message: `workload ${source.uid} (${normalizeIp(sourceAddress)}) runs on node ${source.node}, not on ${node}; it must use its own node's ztunnel`, source };
   }
   let svc: ServiceResource | undefined;
   let ip: string | undefined;
@@ -144,20 +146,20 @@ export function buildRequest(state: ZtunnelState, node: string, sourceAddress: s
     const svcKey = `${svc.namespace}/${svc.name}`;
     const vip = ip ?? svc.vips[0];
     if (!svc.ports.some((p) => p.port === target.port)) {
-      return { kind: 'refuse', code: 'no-port', message: `service ${svcKey} has no port ${target.port} (ports: ${svc.ports.map((p) => p.port).join(', ') || 'none'})` };
+      return { kind: 'refuse', code: 'no_port', message: `service ${svcKey} has no port ${target.port} (ports: ${svc.ports.map((p) => p.port).join(', ') || 'none'})`, source, dstService: svc };
     }
     if (svc.waypoint && source.waypointFor === undefined) {
-      if (!vip) return { kind: 'refuse', code: 'waypoint-unready', message: `service ${svcKey} is bound to waypoint ${svc.waypoint.namespace}/${svc.waypoint.name} but has no VIP to address it by` };
+      if (!vip) return { kind: 'refuse', code: 'waypoint_unready', message: `service ${svcKey} is bound to waypoint ${svc.waypoint.namespace}/${svc.waypoint.name} but has no VIP to address it by`, source, dstService: svc };
       return viaWaypoint(source, svc.waypoint, { host: vip, port: target.port }, { dstService: svc });
     }
     const ready = svc.endpoints.filter((e) => e.healthy && e.ports[String(target.port)] !== undefined);
     if (ready.length === 0) {
-      return { kind: 'refuse', code: 'no-endpoint', message: `service ${svcKey} has no ready endpoint for port ${target.port}` };
+      return { kind: 'refuse', code: 'no_endpoint', message: `service ${svcKey} has no ready endpoint for port ${target.port}`, source, dstService: svc };
     }
     const keyed = ready.map((e) => ({ e, port: e.ports[String(target.port)]!, key: endpointKey(e.workload, e.address, e.ports[String(target.port)]!) }));
     const untried = choice.tried?.size ? keyed.filter((c) => !choice.tried!.has(c.key)) : keyed;
     if (untried.length === 0) {
-      return { kind: 'refuse', code: 'no-endpoint', message: `service ${svcKey}: none of its ${ready.length} ready endpoint(s) for port ${target.port} could be reached` };
+      return { kind: 'refuse', code: 'no_endpoint', message: `service ${svcKey}: none of its ${ready.length} ready endpoint(s) for port ${target.port} could be reached`, source, dstService: svc };
     }
     const admitted = choice.ejected ? untried.filter((c) => !choice.ejected!(c.key)) : untried;
     const from = admitted.length > 0 ? admitted : untried;
@@ -165,7 +167,7 @@ export function buildRequest(state: ZtunnelState, node: string, sourceAddress: s
     const endpoint: PickedEndpoint = { key, untried: untried.length - 1 };
     const w = state.workloads.get(ep.workload);
     if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc, endpoint };
-    return toWorkload(source, w, ep.address, port, svc, endpoint);
+    return toWorkload(source, w, ep.address, port, svc, endpoint, vip ? { host: vip, port: target.port } : undefined);
   }
   const w = state.workloadByAddress(ip!);
   if (!w) return { kind: 'passthrough', source, actualDestination: { host: ip!, port: target.port } };

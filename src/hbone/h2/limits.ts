@@ -6,7 +6,7 @@
  * The rate budgets count per fixed window (`floodWindowMs`), reset lazily when an event arrives after the
  * window ended: no timer, and nothing at all on the DATA hot path.
  */
-import { StraitError } from '../../errors.js';
+import { StraitError } from '../../common/errors.js';
 
 export interface H2Limits {
   /** Length of the window the rate budgets below count in. */

@@ -4,7 +4,7 @@
  * old one ages out.
  */
 import tls from 'node:tls';
-import { tlsContextOptions } from '../../identity/index.js';
+import { tlsContextOptions } from '../identity/index.js';
 
 export interface WorkloadCert {
   keyPem: string;

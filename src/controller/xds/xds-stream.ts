@@ -3,8 +3,8 @@
  * transport has not yet taken. The push logic lives in xds-server.ts.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { NackInfo, ProxyInfo, ResourceSet } from './types.js';
-import type { OutgoingDeltaResponse, WireDeltaRequest } from './xds-proto.js';
+import type { NackInfo, ProxyInfo, ResourceSet } from '../../common/xds/types.js';
+import type { OutgoingDeltaResponse, WireDeltaRequest } from '../../common/xds/xds-proto.js';
 
 export type DuplexCall = grpc.ServerDuplexStream<WireDeltaRequest, OutgoingDeltaResponse | Buffer>;
 

@@ -4,8 +4,8 @@
  * room to spare; each limit names the controller flag that raises it, so a refusal says how to fix it.
  */
 import * as grpc from '@grpc/grpc-js';
-import { StraitError } from '../errors.js';
-import type { WireDeltaRequest } from './xds-proto.js';
+import { StraitError } from '../../common/errors.js';
+import type { WireDeltaRequest } from '../../common/xds/xds-proto.js';
 
 export interface XdsLimits {
   /** Streams open at once per credential (node or waypoint token). */

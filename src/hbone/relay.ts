@@ -4,7 +4,7 @@
  * - half-close: when one side ends (FIN / END_STREAM), the other side's write half is ended and the opposite
  *   direction keeps flowing until it ends too;
  * - a failure (error, reset, or closing before both of its halves are done) on one side resets the other:
- *   RST_STREAM(CANCEL) for an HTTP/2 stream, a TCP RST for a socket, destroy() otherwise;
+ *   RST_STREAM(CANCEL) for an HBONE (H2Stream) stream, a TCP RST for a socket, destroy() otherwise;
  * - backpressure: a source is paused while its destination holds RELAY_BUFFER_BYTES or more unwritten
  *   (bounded buffering), and resumed when that drains;
  * - bulk writes to sockets are coalesced: large chunks that arrive in one turn of the event loop leave in one
@@ -15,7 +15,6 @@
  * arrives, and half-closed connections lose their replies).
  */
 import net from 'node:net';
-import http2 from 'node:http2';
 import type { Duplex } from 'node:stream';
 import { H2Stream } from './h2/stream.js';
 import { H2Code, codeName } from './h2/frames.js';
@@ -52,20 +51,10 @@ interface StreamState {
   _writableState?: { closeEmitted?: boolean; emitClose?: boolean; finished?: boolean };
 }
 
-/** An http2 stream (client or server side): it has a session and an RST-capable close(code). */
-function isHttp2Stream(s: Duplex): s is http2.Http2Stream & Duplex {
-  return 'session' in s && 'rstCode' in s && typeof (s as Partial<http2.Http2Stream>).close === 'function';
-}
-
 /** Ends `s` abruptly so that its peer sees a reset rather than a clean end. */
 export function resetStream(s: Duplex): void {
   if (s instanceof H2Stream) {
     if (!s.wireClosed && !s.destroyed) s.close(H2Code.CANCEL);
-    else s.destroy();
-    return;
-  }
-  if (isHttp2Stream(s)) {
-    if (!s.closed && !s.destroyed) s.close(http2.constants.NGHTTP2_CANCEL);
     else s.destroy();
     return;
   }
@@ -80,23 +69,12 @@ export function resetStream(s: Duplex): void {
   s.destroy();
 }
 
-const RST_NAMES: Record<number, string> = Object.fromEntries(
-  Object.entries(http2.constants).filter(([name]) => /^NGHTTP2_(NO_ERROR|PROTOCOL_ERROR|INTERNAL_ERROR|FLOW_CONTROL_ERROR|SETTINGS_TIMEOUT|STREAM_CLOSED|FRAME_SIZE_ERROR|REFUSED_STREAM|CANCEL|COMPRESSION_ERROR|CONNECT_ERROR|ENHANCE_YOUR_CALM|INADEQUATE_SECURITY|HTTP_1_1_REQUIRED)$/.test(name))
-    .map(([name, code]) => [code as number, name]),
-);
-
 /** For an HTTP/2 stream closed with RST_STREAM (any code but NO_ERROR): the error to report; else undefined. */
 function resetError(side: Side, s: Duplex): Error | undefined {
-  if (s instanceof H2Stream) {
-    const code = s.rstCode;
-    if (!s.aborted && (!s.wireClosed || code === undefined || code === H2Code.NO_ERROR)) return undefined;
-    const name = code === undefined ? 'connection lost' : codeName(code);
-    return Object.assign(new Error(`relay side ${side}: HTTP/2 stream reset (RST_STREAM ${name})`), { code: 'ERR_HTTP2_STREAM_RESET', rstCode: code });
-  }
-  if (!isHttp2Stream(s)) return undefined;
+  if (!(s instanceof H2Stream)) return undefined;
   const code = s.rstCode;
-  if (!s.aborted && (!s.closed || code === undefined || code === http2.constants.NGHTTP2_NO_ERROR)) return undefined;
-  const name = code === undefined ? 'unknown code' : (RST_NAMES[code] ?? `code ${code}`);
+  if (!s.aborted && (!s.wireClosed || code === undefined || code === H2Code.NO_ERROR)) return undefined;
+  const name = code === undefined ? 'connection lost' : codeName(code);
   return Object.assign(new Error(`relay side ${side}: HTTP/2 stream reset (RST_STREAM ${name})`), { code: 'ERR_HTTP2_STREAM_RESET', rstCode: code });
 }
 
@@ -253,12 +231,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
           }
         });
       }
-      on(src, 'end', () => {
-        // Node ends an HTTP/2 stream's readable side also when the peer RESETS it, and says so (rstCode, 'aborted')
-        // only a moment later: look again once the current I/O is processed before passing the end on as a FIN.
-        if (isHttp2Stream(src)) setImmediate(() => endOf(from));
-        else endOf(from);
-      });
+      on(src, 'end', () => endOf(from));
       on(dst, 'finish', () => {
         writeDone[to] = true;
         maybeDone();
@@ -276,7 +249,7 @@ export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayRe
           fail(side, reset);
           return;
         }
-        if (isHttp2Stream(s) || s instanceof H2Stream) {
+        if (s instanceof H2Stream) {
           // Closed cleanly (both END_STREAMs exchanged, code NO_ERROR), possibly just before the deferred 'end'
           // or the 'finish' we wait for.
           if (s.readableEnded) endOf(side);

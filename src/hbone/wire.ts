@@ -5,11 +5,19 @@
  * Pure helpers only: no sockets here.
  */
 import { isIPv4, isIPv6 } from 'node:net';
+import { formatHostPort } from '../common/net.js';
 
+/** The port every HBONE peer (ztunnel, waypoint) answers on (DESIGN §2). */
+export const HBONE_PORT = 15008;
 export const HBONE_ALPN = 'h2';
 export const HEADER_FORWARDED = 'forwarded';
 export const HEADER_BAGGAGE = 'baggage';
 export const HEADER_TRACEPARENT = 'traceparent';
+/**
+ * Strait's own: the service address (VIP:port) the source's application asked for, when the source ztunnel sent
+ * the connection to one of that service's endpoints; the destination names the service from it.
+ */
+export const HEADER_ORIGINAL_DST = 'x-strait-original-dst';
 /** A human reason on a refusal (non-200 answer). */
 export const HEADER_REASON = 'x-strait-reason';
 /** Longest reason we put on the wire; longer ones are cut. */
@@ -40,9 +48,9 @@ export function parseAuthority(authority: string): HboneTarget | undefined {
   return { host, port };
 }
 
-/** "10.0.0.1:80" or "[fd00::1]:80". */
+/** "10.0.0.1:80" or "[fd00::1]:80" (common/net.ts formats it; this is HBONE's name for it). */
 export function formatAuthority(host: string, port: number): string {
-  return isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+  return formatHostPort({ host, port });
 }
 
 /** The `forwarded` header value for a source address: `for="10.0.0.1"` or `for="[fd00::1]"`. */

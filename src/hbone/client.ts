@@ -13,10 +13,10 @@
  */
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { StraitError, bug, errorMessage } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { certificatesFromPem } from '../../identity/index.js';
-import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
+import { StraitError, bug, errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import { certificatesFromPem } from '../identity/index.js';
+import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { SecureContextCache, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo, type H2RemoteSettings } from './h2/connection.js';

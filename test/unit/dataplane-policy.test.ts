@@ -1,9 +1,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  authorize, effectiveMtlsMode, parseCidr, parseIp, policyApplies,
-  type AuthzTarget, type ConnectionAttrs,
-} from '../../src/ztunnel/authz.js';
+import { authorize, policyApplies, type AuthzTarget, type ConnectionAttrs } from '../../src/dataplane/policy/authorize.js';
+import { IpBlocks, parseIpAddress, parseIpBlock } from '../../src/dataplane/policy/ip-blocks.js';
+import { effectiveMtlsMode } from '../../src/dataplane/policy/peer-authentication.js';
 import type { AuthorizationResource, L4Match, L4Rule } from '../../src/common/xds/resources.js';
 import type { MtlsMode } from '../../src/common/model/types.js';
 
@@ -522,32 +521,38 @@ describe('authorize: caching', () => {
 
 // ---------- address parsing ----------
 
-describe('parseIp / parseCidr', () => {
+describe('parseIpAddress / parseIpBlock / IpBlocks (net.BlockList)', () => {
   it('parses valid addresses', () => {
-    assert.deepEqual(parseIp('1.2.3.4'), { v4: true, w: [0, 0, 0, 0x01020304] });
-    assert.deepEqual(parseIp('::ffff:1.2.3.4'), { v4: true, w: [0, 0, 0, 0x01020304] });
-    assert.deepEqual(parseIp('::'), { v4: false, w: [0, 0, 0, 0] });
-    assert.deepEqual(parseIp('::1'), { v4: false, w: [0, 0, 0, 1] });
-    assert.deepEqual(parseIp('2001:db8::'), { v4: false, w: [0x20010db8, 0, 0, 0] });
-    assert.deepEqual(parseIp('64:ff9b::1.2.3.4'), { v4: false, w: [0x0064ff9b, 0, 0, 0x01020304] });
-    assert.deepEqual(parseIp('1:2:3:4:5:6:7:8'), { v4: false, w: [0x00010002, 0x00030004, 0x00050006, 0x00070008] });
+    assert.deepEqual(parseIpAddress('1.2.3.4'), { family: 'ipv4', address: '1.2.3.4' });
+    assert.deepEqual(parseIpAddress('::ffff:1.2.3.4'), { family: 'ipv4', address: '1.2.3.4' });
+    assert.deepEqual(parseIpAddress('::'), { family: 'ipv6', address: '::' });
+    assert.deepEqual(parseIpAddress('::1'), { family: 'ipv6', address: '::1' });
+    assert.deepEqual(parseIpAddress('2001:db8::'), { family: 'ipv6', address: '2001:db8::' });
+    assert.deepEqual(parseIpAddress('64:ff9b::1.2.3.4'), { family: 'ipv6', address: '64:ff9b::102:304' });
+    assert.deepEqual(parseIpAddress('1:2:3:4:5:6:7:8'), { family: 'ipv6', address: '1:2:3:4:5:6:7:8' });
   });
 
   it('rejects invalid addresses', () => {
     for (const bad of ['', '1.2.3', '1.2.3.4.5', '256.1.1.1', '01.2.3.4', '1.2.3.-1', '1::2::3', 'gggg::', '1:2:3:4:5:6:7', '1:2:3:4:5:6:7:8:9', '1:2:3:4::5:6:7:8', '12345::', '1.2.3.4::']) {
-      assert.equal(parseIp(bad), null, bad);
+      assert.equal(parseIpAddress(bad), null, bad);
     }
   });
 
   it('parses CIDRs and rejects bad prefixes', () => {
-    assert.deepEqual(parseCidr('10.1.2.3/8'), { v4: true, w: [0, 0, 0, 0x0a000000], prefix: 8 });
-    assert.deepEqual(parseCidr('10.1.2.3'), { v4: true, w: [0, 0, 0, 0x0a010203], prefix: 32 });
-    assert.deepEqual(parseCidr('2001:db8:ffff::/33'), { v4: false, w: [0x20010db8, 0x80000000, 0, 0], prefix: 33 });
-    assert.deepEqual(parseCidr('::ffff:10.0.0.0/104'), { v4: true, w: [0, 0, 0, 0x0a000000], prefix: 8 });
-    assert.equal(parseCidr('10.0.0.0/33'), null);
-    assert.equal(parseCidr('::/129'), null);
-    assert.equal(parseCidr('10.0.0.0/'), null);
-    assert.equal(parseCidr('10.0.0.0/x'), null);
+    // Host bits never count: 10.1.2.3/8 is 10.0.0.0/8.
+    assert.deepEqual(parseIpBlock('10.1.2.3/8'), { family: 'ipv4', address: '10.1.2.3', prefix: 8 });
+    assert.equal(new IpBlocks(['10.1.2.3/8']).has('10.200.0.1'), true);
+    assert.equal(new IpBlocks(['10.1.2.3/8']).has('11.0.0.1'), false);
+    assert.deepEqual(parseIpBlock('10.1.2.3'), { family: 'ipv4', address: '10.1.2.3', prefix: 32 });
+    assert.deepEqual(parseIpBlock('2001:db8:ffff::/33'), { family: 'ipv6', address: '2001:db8:ffff::', prefix: 33 });
+    assert.equal(new IpBlocks(['2001:db8:ffff::/33']).has('2001:db8:8000::1'), true);
+    assert.equal(new IpBlocks(['2001:db8:ffff::/33']).has('2001:db8:7fff::1'), false);
+    assert.deepEqual(parseIpBlock('::ffff:10.0.0.0/104'), { family: 'ipv4', address: '10.0.0.0', prefix: 8 });
+    assert.equal(new IpBlocks(['::ffff:10.0.0.0/104']).has('10.9.9.9'), true);
+    assert.equal(parseIpBlock('10.0.0.0/33'), null);
+    assert.equal(parseIpBlock('::/129'), null);
+    assert.equal(parseIpBlock('10.0.0.0/'), null);
+    assert.equal(parseIpBlock('10.0.0.0/x'), null);
   });
 });
 

@@ -1,10 +1,11 @@
 import type { Duplex } from 'node:stream';
-import { errorMessage } from '../../common/errors.js';
-import type { Logger } from '../../common/log.js';
-import { relay } from '../../common/hbone/index.js';
-import type { ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
-import type { ConnectionAttrs } from '../authz.js';
-import { tcpLabels, type ZtunnelMetrics } from '../metrics.js';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { relay } from '../hbone/index.js';
+import type { ServiceResource, WorkloadResource } from '../common/xds/resources.js';
+import type { ConnectionAttrs } from './policy/authorize.js';
+import { outcome, type OutcomeCode } from './outcomes.js';
+import { tcpLabels, type TcpMetrics } from './tcp-metrics.js';
 
 export type Direction = 'inbound' | 'outbound' | 'inbound-plaintext';
 
@@ -27,7 +28,9 @@ export interface TrackedConnection {
   authz?: { attrs: ConnectionAttrs; target: { namespace: string; labels: Record<string, string> } };
   /** Ends the connection (both sides) with a reason that the access log records. */
   close(reason: string): void;
+  /** Bytes of the response: upstream → client (Istio's istio_tcp_sent_bytes_total). */
   bytesSent: number;
+  /** Bytes of the request: client → upstream (Istio's istio_tcp_received_bytes_total). */
   bytesRecv: number;
 }
 
@@ -43,7 +46,7 @@ export class ConnectionTracker {
   finishedCount = 0;
   private readonly liveBy: Record<Direction, number> = { inbound: 0, outbound: 0, 'inbound-plaintext': 0 };
 
-  constructor(private readonly access: Logger, private readonly metrics: ZtunnelMetrics) {}
+  constructor(private readonly access: Logger, private readonly metrics: TcpMetrics) {}
 
   open(c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv'>): TrackedConnection {
     const conn: TrackedConnection = { ...c, id: this.nextId++, startedAt: Date.now(), bytesSent: 0, bytesRecv: 0 };
@@ -83,7 +86,8 @@ export class ConnectionTracker {
 
   /**
    * Relays `client` <-> `upstream` as one tracked connection: opened now, finished (metrics + access log) when both
-   * directions are done. bytes_sent counts client → upstream, bytes_recv upstream → client. A policy re-check may
+   * directions are done. As Istio counts them, bytes_sent is the response (upstream → client) and bytes_recv the
+   * request (client → upstream), the same in the access log and the metrics, for both reporters. A policy re-check may
    * close it; the reason then becomes the access log's error.
    */
   async proxy(client: Duplex, upstream: Duplex, c: Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv' | 'close'>): Promise<void> {
@@ -99,18 +103,22 @@ export class ConnectionTracker {
       },
     });
     const r = await relay(client, upstream);
-    conn.bytesSent = r.aToB;
-    conn.bytesRecv = r.bToA;
+    conn.bytesSent = r.bToA;
+    conn.bytesRecv = r.aToB;
     this.finish(conn, closeReason ?? (r.error ? errorMessage(r.error) : undefined));
   }
 
-  /** A connection refused before it was proxied: access log + denial counter, no open/close counters. */
-  refused(c: { direction: Direction; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: ServiceResource }, reason: string, code: string): void {
+  /**
+   * A connection refused before it was proxied (or whose upstream could not be opened): access log + denial
+   * counter, no open/close counters. `code` is the outcome (dataplane/outcomes.ts): the line's `reason` and the
+   * counter's label; `message` says what exactly, `hint` what to check.
+   */
+  refused(c: { direction: Direction; srcAddress: string; dstAddress: string; src?: WorkloadResource; srcIdentity?: string; dst?: WorkloadResource; dstIdentity?: string; dstService?: ServiceResource }, message: string, code: OutcomeCode): void {
     this.metrics.denied.inc({ reason: code });
     this.access.info({
       'src.addr': c.srcAddress, 'src.workload': c.src?.name, 'src.namespace': c.src?.namespace, 'src.identity': c.srcIdentity,
       'dst.addr': c.dstAddress, 'dst.service': c.dstService?.hostname, 'dst.workload': c.dst?.name, 'dst.namespace': c.dst?.namespace, 'dst.identity': c.dstIdentity,
-      direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, error: reason,
+      direction: c.direction, bytes_sent: 0, bytes_recv: 0, duration_ms: 0, reason: code, error: message, hint: outcome(code).hint,
     }, 'connection refused');
   }
 

@@ -18,9 +18,9 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { constants as http2constants } from 'node:http2';
-import { StraitError, errorMessage, isStraitError } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { RateLimitedLog } from '../rate-limited-log.js';
+import { StraitError, errorMessage, isStraitError } from '../../common/errors.js';
+import { silentLogger, type Logger } from '../../common/log.js';
+import { RateLimitedLog } from '../../common/rate-limited-log.js';
 import { EMPTY_RESOURCE_SET, diffResourceSets, type ResourceDiff } from './resource-diff.js';
 import {
   PROXY_KINDS,
@@ -32,7 +32,7 @@ import {
   type TypeSyncStatus,
   type ViewSource,
   type XdsMetrics,
-} from './types.js';
+} from '../../common/xds/types.js';
 import {
   XDS_LIMIT_FLAGS,
   XdsLimitError,
@@ -47,7 +47,7 @@ import {
   encodedResourceField,
   loadXdsProto,
   type WireDeltaRequest,
-} from './xds-proto.js';
+} from '../../common/xds/xds-proto.js';
 import {
   ProxyStream,
   ResponseBuilder,

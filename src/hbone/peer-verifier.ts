@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
-import { peerCertificateChain, verifyPeer } from '../../identity/index.js';
+import { peerCertificateChain, verifyPeer } from '../identity/index.js';
 
 export const DEFAULT_PEER_CACHE_SIZE = 4096;
 

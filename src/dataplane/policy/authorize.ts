@@ -1,5 +1,5 @@
 /**
- * The ztunnel's L4 authorization and peer-authentication decisions: pure functions over the
+ * L4 authorization (Istio's AuthorizationPolicy as ambient's ztunnel applies it): pure functions over the
  * `AuthorizationResource`s the controller sends (see src/controller/views.ts `toZtunnelAuthz`), no I/O.
  *
  * Semantics are Istio's (AuthorizationPolicy and PeerAuthentication references, as ambient's ztunnel applies them):
@@ -16,8 +16,8 @@
  * Invariant: resources are immutable once received (the xDS client replaces objects, it never edits them); the
  * compiled form of each rule list is cached in a WeakMap keyed by that list, so nothing is re-parsed per connection.
  */
-import type { AuthorizationResource, L4Match, L4Rule } from '../common/xds/resources.js';
-import type { MtlsMode } from '../common/model/types.js';
+import type { AuthorizationResource, L4Match, L4Rule } from '../../common/xds/resources.js';
+import { IpBlocks } from './ip-blocks.js';
 
 export interface ConnectionAttrs {
   /** SPIFFE id of the peer ("spiffe://td/ns/x/sa/y"); undefined for plaintext (no principal). */
@@ -42,10 +42,6 @@ export interface AuthzDecision {
   /** "ns/name" of the AUDIT policies that matched (for logs). */
   audited: string[];
 }
-
-export type EffectiveMtls = 'STRICT' | 'PERMISSIVE' | 'DISABLE';
-
-type PeerAuthnPolicy = Extract<AuthorizationResource, { type: 'peerauthn' }>;
 
 // ---------- applicability ----------
 
@@ -74,7 +70,8 @@ function selectorMatches(selector: Record<string, string>, labels: Record<string
  * Decides one inbound connection to `target`. `policies` may hold every resource the ztunnel knows; entries of
  * type 'peerauthn' and policies that do not apply to `target` are skipped. Rule indices in reasons are indices of
  * the L4 rules (ALLOW rules that needed L7 were dropped by the controller, so they may differ from the spec's).
- * When several DENY (or ALLOW) policies match, the first in iteration order is reported.
+ * When several DENY (or ALLOW) policies match, the first in iteration order is reported. A denial because no ALLOW
+ * policy matched names the ALLOW rules the controller dropped for needing L7 (as ambient does), with what to do.
  */
 export function authorize(policies: Iterable<AuthorizationResource>, target: AuthzTarget, conn: ConnectionAttrs): AuthzDecision {
   const ctx = new ConnContext(conn);
@@ -83,6 +80,8 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   let allowBy: string | undefined;
   let allowRule = -1;
   let allowApplicable: string[] | undefined;
+  /** Notes of applicable ALLOW policies about rules dropped for needing L7 (they could not match here). */
+  const dropped: string[] = [];
   const audited: string[] = [];
 
   for (const p of policies) {
@@ -96,6 +95,7 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
         break;
       case 'ALLOW':
         (allowApplicable ??= []).push(keyOf(p));
+        for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
         if (allowBy === undefined && denyBy === undefined) {
           const i = firstMatchingRule(p.rules, ctx);
           if (i >= 0) { allowBy = keyOf(p); allowRule = i; }
@@ -117,7 +117,9 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   if (allowBy !== undefined) {
     return { allowed: true, policy: allowBy, reason: `allowed by ALLOW policy ${allowBy} (rules[${allowRule}])`, audited };
   }
-  return { allowed: false, reason: `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`, audited };
+  const why = `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`;
+  if (dropped.length === 0) return { allowed: false, reason: why, audited };
+  return { allowed: false, reason: `${why}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
 }
 
 function keyOf(p: { namespace: string; name: string }): string {
@@ -141,25 +143,17 @@ class ConnContext {
   /** "ns/sa" of the source identity. */
   readonly serviceAccount: string | undefined;
   readonly destinationPort: number;
-  private srcIp: ParsedIp | null | undefined;
-  private dstIp: ParsedIp | null | undefined;
+  readonly sourceIp: string;
+  readonly destinationIp: string;
 
-  constructor(private readonly conn: ConnectionAttrs) {
+  constructor(conn: ConnectionAttrs) {
     const id = conn.sourceIdentity ? parseIdentity(conn.sourceIdentity) : undefined;
     this.principal = id?.principal;
     this.namespace = id?.namespace;
     this.serviceAccount = id?.serviceAccount;
     this.destinationPort = conn.destinationPort;
-  }
-
-  get sourceIp(): ParsedIp | null {
-    if (this.srcIp === undefined) this.srcIp = parseIpCached(this.conn.sourceIp);
-    return this.srcIp;
-  }
-
-  get destinationIp(): ParsedIp | null {
-    if (this.dstIp === undefined) this.dstIp = parseIpCached(this.conn.destinationIp);
-    return this.dstIp;
+    this.sourceIp = conn.sourceIp;
+    this.destinationIp = conn.destinationIp;
   }
 }
 
@@ -200,9 +194,9 @@ type ConditionKind = 'source.ip' | 'source.namespace' | 'source.principal' | 'de
 
 interface CompiledCondition {
   kind: ConditionKind;
-  /** Compiled per kind: StringMatcher[] | Cidr[] | Set<number>. */
-  values?: StringMatcher[] | Cidr[] | PortSet;
-  notValues?: StringMatcher[] | Cidr[] | PortSet;
+  /** Compiled per kind: StringMatcher[] | IpBlocks | Set<number>. */
+  values?: StringMatcher[] | IpBlocks | PortSet;
+  notValues?: StringMatcher[] | IpBlocks | PortSet;
 }
 
 interface CompiledMatch {
@@ -212,8 +206,8 @@ interface CompiledMatch {
   notNamespaces?: StringMatcher[];
   serviceAccounts?: Set<string>;
   notServiceAccounts?: Set<string>;
-  ipBlocks?: Cidr[];
-  notIpBlocks?: Cidr[];
+  ipBlocks?: IpBlocks;
+  notIpBlocks?: IpBlocks;
   ports?: PortSet;
   notPorts?: PortSet;
   when?: CompiledCondition[];
@@ -258,8 +252,8 @@ function compileMatch(m: L4Match): CompiledMatch {
   if (nonEmpty(m.notNamespaces)) out.notNamespaces = m.notNamespaces.map(compileString);
   if (nonEmpty(m.serviceAccounts)) out.serviceAccounts = new Set(m.serviceAccounts);
   if (nonEmpty(m.notServiceAccounts)) out.notServiceAccounts = new Set(m.notServiceAccounts);
-  if (nonEmpty(m.ipBlocks)) out.ipBlocks = compileCidrs(m.ipBlocks);
-  if (nonEmpty(m.notIpBlocks)) out.notIpBlocks = compileCidrs(m.notIpBlocks);
+  if (nonEmpty(m.ipBlocks)) out.ipBlocks = compileBlocks(m.ipBlocks);
+  if (nonEmpty(m.notIpBlocks)) out.notIpBlocks = compileBlocks(m.notIpBlocks);
   if (nonEmpty(m.ports)) out.ports = compilePorts(m.ports);
   if (nonEmpty(m.notPorts)) out.notPorts = compilePorts(m.notPorts);
   if (m.when && m.when.length > 0) out.when = m.when.map(compileCondition);
@@ -286,20 +280,15 @@ function compilePorts(ports: string[]): PortSet {
 }
 
 /** Invalid blocks are left out: they never match (so an invalid ipBlocks-only entry matches nothing). */
-function compileCidrs(blocks: string[]): Cidr[] {
-  const out: Cidr[] = [];
-  for (const b of blocks) {
-    const c = parseCidrCached(b);
-    if (c) out.push(c);
-  }
-  return out;
+function compileBlocks(blocks: string[]): IpBlocks {
+  return new IpBlocks(blocks);
 }
 
 function compileCondition(c: { key: string; values?: string[]; notValues?: string[] }): CompiledCondition {
   let kind: ConditionKind;
-  let compile: (v: string[]) => StringMatcher[] | Cidr[] | PortSet;
+  let compile: (v: string[]) => StringMatcher[] | IpBlocks | PortSet;
   switch (c.key) {
-    case 'source.ip': case 'destination.ip': kind = c.key; compile = compileCidrs; break;
+    case 'source.ip': case 'destination.ip': kind = c.key; compile = compileBlocks; break;
     case 'source.namespace': case 'source.principal': kind = c.key; compile = (v) => v.map(compileString); break;
     case 'destination.port': kind = c.key; compile = compilePorts; break;
     default: return { kind: 'unknown' };
@@ -326,8 +315,8 @@ function matchMatches(m: CompiledMatch, ctx: ConnContext): boolean {
   if (m.notNamespaces && anyString(m.notNamespaces, ctx.namespace)) return false;
   if (m.serviceAccounts && !(ctx.serviceAccount !== undefined && m.serviceAccounts.has(ctx.serviceAccount))) return false;
   if (m.notServiceAccounts && ctx.serviceAccount !== undefined && m.notServiceAccounts.has(ctx.serviceAccount)) return false;
-  if (m.ipBlocks && !anyCidr(m.ipBlocks, ctx.sourceIp)) return false;
-  if (m.notIpBlocks && anyCidr(m.notIpBlocks, ctx.sourceIp)) return false;
+  if (m.ipBlocks && !inBlocks(m.ipBlocks, ctx.sourceIp)) return false;
+  if (m.notIpBlocks && inBlocks(m.notIpBlocks, ctx.sourceIp)) return false;
   if (m.ports && !m.ports.has(ctx.destinationPort)) return false;
   if (m.notPorts && m.notPorts.has(ctx.destinationPort)) return false;
   if (m.when && !m.when.every((c) => conditionMatches(c, ctx))) return false;
@@ -335,10 +324,10 @@ function matchMatches(m: CompiledMatch, ctx: ConnContext): boolean {
 }
 
 function conditionMatches(c: CompiledCondition, ctx: ConnContext): boolean {
-  let test: (v: StringMatcher[] | Cidr[] | PortSet) => boolean;
+  let test: (v: StringMatcher[] | IpBlocks | PortSet) => boolean;
   switch (c.kind) {
-    case 'source.ip': test = (v) => anyCidr(v as Cidr[], ctx.sourceIp); break;
-    case 'destination.ip': test = (v) => anyCidr(v as Cidr[], ctx.destinationIp); break;
+    case 'source.ip': test = (v) => inBlocks(v as IpBlocks, ctx.sourceIp); break;
+    case 'destination.ip': test = (v) => inBlocks(v as IpBlocks, ctx.destinationIp); break;
     case 'source.namespace': test = (v) => anyString(v as StringMatcher[], ctx.namespace); break;
     case 'source.principal': test = (v) => anyString(v as StringMatcher[], ctx.principal); break;
     case 'destination.port': test = (v) => (v as PortSet).has(ctx.destinationPort); break;
@@ -363,210 +352,7 @@ function anyString(matchers: StringMatcher[], s: string | undefined): boolean {
   return false;
 }
 
-function anyCidr(blocks: Cidr[], ip: ParsedIp | null): boolean {
-  if (!ip) return false;
-  for (const b of blocks) if (cidrContains(b, ip)) return true;
-  return false;
-}
-
-// ---------- IP addresses and CIDR blocks ----------
-
-/**
- * An address as four 32-bit words (IPv4 uses only w[3]). IPv4-mapped IPv6 addresses (::ffff:a.b.c.d) are
- * stored as IPv4, so "10.0.0.0/8" matches a dual-stack socket's "::ffff:10.1.2.3". IPv4 and IPv6 blocks never
- * match the other family (as in Envoy/ztunnel): "::/0" does not match 10.1.2.3 nor its mapped form.
- */
-export interface ParsedIp { v4: boolean; w: [number, number, number, number] }
-export interface Cidr { v4: boolean; w: [number, number, number, number]; prefix: number }
-
-const ipCache = new Map<string, ParsedIp | null>();
-const cidrCache = new Map<string, Cidr | null>();
-
-function parseIpCached(s: string): ParsedIp | null {
-  let ip = ipCache.get(s);
-  if (ip === undefined) {
-    ip = parseIp(s);
-    if (ipCache.size >= CACHE_MAX_ENTRIES) ipCache.clear();
-    ipCache.set(s, ip);
-  }
-  return ip;
-}
-
-function parseCidrCached(s: string): Cidr | null {
-  let c = cidrCache.get(s);
-  if (c === undefined) {
-    c = parseCidr(s);
-    if (cidrCache.size >= CACHE_MAX_ENTRIES) cidrCache.clear();
-    cidrCache.set(s, c);
-  }
-  return c;
-}
-
-/** Parses an IPv4 or IPv6 address (zone id dropped); null when invalid. Exported for tests. */
-export function parseIp(s: string): ParsedIp | null {
-  if (s.includes(':')) {
-    const w = parseIpv6(s);
-    if (!w) return null;
-    if (w[0] === 0 && w[1] === 0 && w[2] === 0xffff) return { v4: true, w: [0, 0, 0, w[3]] };
-    return { v4: false, w };
-  }
-  const v4 = parseIpv4(s);
-  return v4 === null ? null : { v4: true, w: [0, 0, 0, v4] };
-}
-
-/** "a.b.c.d" or "a.b.c.d/n", "x::y" or "x::y/n"; host bits are cleared. Null when invalid. Exported for tests. */
-export function parseCidr(s: string): Cidr | null {
-  const slash = s.indexOf('/');
-  const addr = parseIp(slash < 0 ? s : s.slice(0, slash));
-  if (!addr) return null;
-  const mapped = addr.v4 && s.includes(':');
-  const maxPrefix = addr.v4 && !mapped ? 32 : 128;
-  let prefix = maxPrefix;
-  if (slash >= 0) {
-    const p = s.slice(slash + 1);
-    if (!/^\d{1,3}$/.test(p)) return null;
-    prefix = Number(p);
-    if (prefix > maxPrefix) return null;
-  }
-  let v4 = addr.v4;
-  const w: [number, number, number, number] = [...addr.w];
-  if (mapped) {
-    // ::ffff:a.b.c.d/n is the IPv4 block a.b.c.d/(n-96); a shorter prefix reaches beyond the mapped range
-    // and stays an IPv6 block.
-    if (prefix >= 96) prefix -= 96;
-    else { v4 = false; w[2] = 0xffff; }
-  }
-  const base = v4 ? 96 : 0;
-  for (let i = 0; i < 4; i++) w[i] = (w[i]! & wordMask(base + prefix - i * 32)) >>> 0;
-  return { v4, w, prefix };
-}
-
-/** Mask for the word covering bits [i*32, i*32+32) given `bits` prefix bits left counted from that word's start. */
-function wordMask(bits: number): number {
-  if (bits >= 32) return 0xffffffff;
-  if (bits <= 0) return 0;
-  return (0xffffffff << (32 - bits)) >>> 0;
-}
-
-function cidrContains(c: Cidr, ip: ParsedIp): boolean {
-  if (c.v4 !== ip.v4) return false;
-  const base = c.v4 ? 96 : 0;
-  for (let i = c.v4 ? 3 : 0; i < 4; i++) {
-    const m = wordMask(base + c.prefix - i * 32);
-    if (m === 0) return true;
-    if (((ip.w[i]! & m) >>> 0) !== c.w[i]) return false;
-  }
-  return true;
-}
-
-function parseIpv4(s: string): number | null {
-  const parts = s.split('.');
-  if (parts.length !== 4) return null;
-  let n = 0;
-  for (const p of parts) {
-    if (!/^(0|[1-9]\d{0,2})$/.test(p)) return null;
-    const v = Number(p);
-    if (v > 255) return null;
-    n = n * 256 + v;
-  }
-  return n >>> 0;
-}
-
-function parseIpv6(input: string): [number, number, number, number] | null {
-  let s = input;
-  const zone = s.indexOf('%');
-  if (zone >= 0) s = s.slice(0, zone);
-  const halves = s.split('::');
-  if (halves.length > 2) return null;
-  const groups = (part: string): number[] | null => {
-    if (part === '') return [];
-    const out: number[] = [];
-    const items = part.split(':');
-    for (let i = 0; i < items.length; i++) {
-      const g = items[i]!;
-      if (i === items.length - 1 && g.includes('.')) {
-        const v4 = parseIpv4(g);
-        if (v4 === null) return null;
-        out.push(v4 >>> 16, v4 & 0xffff);
-      } else {
-        if (!/^[0-9a-fA-F]{1,4}$/.test(g)) return null;
-        out.push(parseInt(g, 16));
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0]!);
-  if (!head) return null;
-  let all: number[];
-  if (halves.length === 2) {
-    const tail = groups(halves[1]!);
-    if (!tail) return null;
-    // A dotted IPv4 part may only end the address.
-    if (halves[0]!.includes('.')) return null;
-    const missing = 8 - head.length - tail.length;
-    if (missing < 1) return null;
-    all = [...head, ...new Array<number>(missing).fill(0), ...tail];
-  } else {
-    all = head;
-    if (all.length !== 8) return null;
-  }
-  return [
-    ((all[0]! << 16) | all[1]!) >>> 0,
-    ((all[2]! << 16) | all[3]!) >>> 0,
-    ((all[4]! << 16) | all[5]!) >>> 0,
-    ((all[6]! << 16) | all[7]!) >>> 0,
-  ];
-}
-
-// ---------- peer authentication ----------
-
-/**
- * The mTLS mode for inbound connections to `target` on `port` (the workload's own port), as Istio composes
- * PeerAuthentications: one policy per level is chosen — workload (selector, same namespace) over namespace over
- * global (root namespace, no selector) — each level's mode overrides the levels above unless it is UNSET;
- * port-level modes apply only from the workload-level policy (UNSET there inherits the workload's mode);
- * nothing set → PERMISSIVE.
- *
- * Istio picks the oldest policy when several apply at one level; resources carry no timestamps, so here the
- * smallest "namespace/name" (plain string order) wins, deterministically.
- *
- * Istio ignores PeerAuthentications with a selector in the root namespace; the resource marks them scope
- * 'workload' like any other, so pass `opts.rootNamespace` to have them ignored too (without it they apply to
- * matching workloads of the root namespace only).
- */
-export function effectiveMtlsMode(
-  policies: Iterable<AuthorizationResource>, target: AuthzTarget, port: number, opts: { rootNamespace?: string } = {},
-): EffectiveMtls {
-  let global: PeerAuthnPolicy | undefined;
-  let namespace: PeerAuthnPolicy | undefined;
-  let workload: PeerAuthnPolicy | undefined;
-  for (const p of policies) {
-    if (p.type !== 'peerauthn') continue;
-    switch (p.scope) {
-      case 'global':
-        // Global peerauthn never carries a selector (views make selector ones 'workload'); be strict anyway.
-        if (!p.selector && (!global || earlier(p, global))) global = p;
-        break;
-      case 'namespace':
-        if (p.namespace === target.namespace && (!namespace || earlier(p, namespace))) namespace = p;
-        break;
-      case 'workload':
-        if (opts.rootNamespace !== undefined && p.namespace === opts.rootNamespace) break;
-        if (policyApplies(p, target) && (!workload || earlier(p, workload))) workload = p;
-        break;
-    }
-  }
-  let mode: EffectiveMtls = 'PERMISSIVE';
-  if (global && global.mode !== 'UNSET') mode = global.mode;
-  if (namespace && namespace.mode !== 'UNSET') mode = namespace.mode;
-  if (workload) {
-    if (workload.mode !== 'UNSET') mode = workload.mode;
-    const portMode: MtlsMode | undefined = workload.portLevel[String(port)];
-    if (portMode !== undefined && portMode !== 'UNSET') mode = portMode;
-  }
-  return mode;
-}
-
-function earlier(a: PeerAuthnPolicy, b: PeerAuthnPolicy): boolean {
-  return keyOf(a) < keyOf(b);
+/** `ip` falls in one of `blocks` (an unparsable address in none). */
+function inBlocks(blocks: IpBlocks, ip: string): boolean {
+  return blocks.has(ip);
 }

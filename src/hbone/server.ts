@@ -17,11 +17,12 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { X509Certificate } from 'node:crypto';
 import type { Duplex } from 'node:stream';
-import { StraitError, bug, errorMessage } from '../errors.js';
-import { silentLogger, type Logger } from '../log.js';
-import { RateLimitedLog } from '../rate-limited-log.js';
-import { certificatesFromPem, tlsContextOptions } from '../../identity/index.js';
-import { DEFAULT_TRUST_DOMAIN } from '../../identity/spiffe.js';
+import { StraitError, bug, errorMessage } from '../common/errors.js';
+import { silentLogger, type Logger } from '../common/log.js';
+import { normalizeIp } from '../common/net.js';
+import { RateLimitedLog } from '../common/rate-limited-log.js';
+import { certificatesFromPem, tlsContextOptions } from '../identity/index.js';
+import { DEFAULT_TRUST_DOMAIN } from '../identity/spiffe.js';
 import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-context-cache.js';
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo } from './h2/connection.js';
@@ -235,10 +236,6 @@ function respondAndEnd(stream: H2Stream, status: number, reason?: string, body?:
   headers['content-length'] = Buffer.byteLength(body);
   stream.respond(headers);
   stream.end(body);
-}
-
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
 }
 
 function tupleOf(s: net.Socket): string {

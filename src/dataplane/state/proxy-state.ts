@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { isIP } from 'node:net';
+import { normalizeIp } from '../../common/net.js';
 import type { AuthorizationResource, ServiceResource, WorkloadResource } from '../../common/xds/resources.js';
 
 export interface StateEvents {
@@ -9,25 +9,34 @@ export interface StateEvents {
   policies: [];
 }
 
-/** Strips an IPv4-mapped IPv6 prefix so "::ffff:127.0.0.5" and "127.0.0.5" are one address. */
-export function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && isIP(ip.slice(7)) === 4 ? ip.slice(7) : ip;
+/**
+ * What every reader of the proxy state sees: lookups and change events, no writes (STYLE: one writer of state).
+ */
+export interface ProxyStateView {
+  readonly workloads: ReadonlyMap<string, WorkloadResource>;
+  readonly services: ReadonlyMap<string, ServiceResource>;
+  readonly policies: ReadonlyMap<string, AuthorizationResource>;
+  workloadByAddress(ip: string): WorkloadResource | undefined;
+  serviceByVip(ip: string): ServiceResource | undefined;
+  /** "name.ns.svc.cluster.local", "name.ns.svc" or "name.ns" (a trailing dot is ignored). */
+  serviceByHostname(host: string): ServiceResource | undefined;
+  /** Enrolled workloads scheduled on `node`. */
+  localWorkloads(node: string): WorkloadResource[];
+  on(event: keyof StateEvents, listener: () => void): unknown;
 }
 
 /**
- * The ztunnel's view of the mesh: workloads, services and policies from the controller.
- * Invariants: only the xDS client calls the `apply*` methods (one writer); every index is rebuilt from the
+ * A proxy's view of the mesh: workloads, services and policies from the controller.
+ * Invariants: only startStateSync (state-sync.ts) calls the `apply*` methods (one writer); every index is rebuilt from the
  * primary maps in the same call, so readers never see an index disagree with its map.
  */
-export class ZtunnelState extends EventEmitter<StateEvents> {
+export class ProxyState extends EventEmitter<StateEvents> implements ProxyStateView {
   readonly workloads = new Map<string, WorkloadResource>();
   readonly services = new Map<string, ServiceResource>();
   readonly policies = new Map<string, AuthorizationResource>();
   private byAddress = new Map<string, WorkloadResource>();
   private byVip = new Map<string, ServiceResource>();
   private byHost = new Map<string, ServiceResource>();
-  /** Bumped on every policy change; connections remember the generation they were checked against. */
-  policyGeneration = 0;
 
   applyWorkloads(added: WorkloadResource[], removed: string[]): void {
     for (const name of removed) this.workloads.delete(name);
@@ -55,7 +64,6 @@ export class ZtunnelState extends EventEmitter<StateEvents> {
   applyPolicies(added: { name: string; body: AuthorizationResource }[], removed: string[]): void {
     for (const name of removed) this.policies.delete(name);
     for (const p of added) this.policies.set(p.name, p.body);
-    this.policyGeneration++;
     this.emit('policies');
   }
 

@@ -1,4 +1,4 @@
-import type { ResourceEntry, ResourceSet } from './types.js';
+import type { ResourceEntry, ResourceSet } from '../../common/xds/types.js';
 
 export interface ResourceDiff {
   /** Entries of `next` that are new or whose version differs from `prev`. */

@@ -1,0 +1,41 @@
+/**
+ * The body of the ztunnel's `/config_dump` (admin, 15000): what it holds from the controller, its certificates
+ * (serials and validity, never keys), listeners, file descriptors and ejected endpoints.
+ */
+import { X509Certificate } from 'node:crypto';
+import type { ProxyStateView } from '../dataplane/state/proxy-state.js';
+import type { FdGuard } from './fd-guard.js';
+import type { ZtunnelIdentities } from './identities.js';
+import type { Listeners } from './listeners.js';
+import type { EndpointHealth } from './proxy/endpoint-health.js';
+
+export interface ZtunnelDumpSources {
+  node: string;
+  controller: () => { address: string; connected: boolean };
+  state: ProxyStateView;
+  identities: ZtunnelIdentities;
+  liveConnections: () => number;
+  listeners: Listeners;
+  fd: FdGuard;
+  endpoints: EndpointHealth;
+  drainMs: number;
+}
+
+export function ztunnelConfigDump(s: ZtunnelDumpSources): Record<string, unknown> {
+  return {
+    node: s.node,
+    controller: s.controller(),
+    workloads: [...s.state.workloads.values()],
+    services: [...s.state.services.values()],
+    policies: [...s.state.policies.entries()].map(([key, p]) => ({ key, ...p })),
+    certificates: s.identities.list().map((c) => {
+      const leaf = new X509Certificate(c.certChainPem[0]!);
+      return { identity: c.identity.toString(), notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(), serial: leaf.serialNumber, issuer: leaf.issuer, chainLength: c.certChainPem.length };
+    }),
+    connections: { live: s.liveConnections() },
+    listeners: s.listeners.list(),
+    fileDescriptors: s.fd.snapshot(),
+    ejectedEndpoints: s.endpoints.snapshot().map((e) => ({ endpoint: e.endpoint, until: new Date(e.until).toISOString(), ejections: e.ejections })),
+    drainMs: s.drainMs,
+  };
+}

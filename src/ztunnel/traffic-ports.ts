@@ -1,0 +1,58 @@
+/**
+ * The ztunnel's traffic ports on the node address (DESIGN §2): 15080 SOCKS5 and 15001 captured outbound (both to
+ * the outbound handler), 15006 captured plaintext inbound, 15008 HBONE. A captured connection without an original
+ * destination (nothing redirected it) is reset with one warning line.
+ */
+import type net from 'node:net';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { HboneServer } from '../hbone/index.js';
+import { originalDestination } from './capture/original-dst.js';
+import type { ZtunnelPorts } from './config.js';
+import type { Listeners } from './listeners.js';
+import type { InboundHandler } from './proxy/inbound.js';
+import type { OutboundHandler } from './proxy/outbound.js';
+import { captureResponder, socksResponder } from './proxy/responders.js';
+import { acceptSocks5 } from './proxy/socks5.js';
+
+export interface TrafficPortsDeps {
+  address: string;
+  ports: ZtunnelPorts;
+  listeners: Listeners;
+  outbound: OutboundHandler;
+  inbound: InboundHandler;
+  hbone: HboneServer;
+  log: Logger;
+}
+
+export async function openTrafficPorts(d: TrafficPortsDeps): Promise<void> {
+  const { log, outbound, inbound, hbone } = d;
+  const listen = (port: number, what: string, onSocket: (s: net.Socket) => void, opts?: { hbone?: boolean }) => d.listeners.listen(d.address, port, what, onSocket, opts);
+  const captured = (s: net.Socket, what: string) => {
+    try {
+      return originalDestination(s);
+    } catch (err) {
+      log.warn({ listener: what, 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'connection without an original destination refused (in the local mesh, use SOCKS5 on 15080)');
+      s.resetAndDestroy();
+      return undefined;
+    }
+  };
+  await listen(d.ports.socks5, 'SOCKS5', (s) => {
+    acceptSocks5(s).then(
+      (req) => outbound.handle(req.socket, s.remoteAddress ?? '', { host: req.target.host, port: req.target.port }, socksResponder(req)),
+      (err) => log.debug({ 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'SOCKS5 handshake failed'),
+    ).catch((err) => log.error({ err: errorMessage(err) }, 'BUG: SOCKS5 outbound failed'));
+  });
+  await listen(d.ports.outbound, 'outbound capture', (s) => {
+    const orig = captured(s, 'outbound');
+    if (orig) void outbound.handle(s, s.remoteAddress ?? '', orig, captureResponder(s));
+  });
+  await listen(d.ports.inboundPlaintext, 'inbound plaintext', (s) => {
+    const orig = captured(s, 'inbound-plaintext');
+    if (orig) void inbound.handlePlaintext(s, orig);
+  });
+  await listen(d.ports.hbone, 'HBONE (node)', (s) => {
+    const orig = captured(s, 'hbone');
+    if (orig) hbone.handleSocket(s, orig.host, orig.port);
+  }, { hbone: true });
+}
