@@ -119,6 +119,11 @@ export class Listeners {
     this.listeners.clear();
   }
 
+  /** True once stopAccepting() ran (the ztunnel drains): no listener will be opened again. */
+  get stopping(): boolean {
+    return this.stopped;
+  }
+
   /** Accepted sockets still open. */
   get open(): number {
     return this.accepted.size;

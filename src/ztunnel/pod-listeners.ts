@@ -37,6 +37,7 @@ export class PodListeners {
 
   private async sync(): Promise<void> {
     const { o } = this;
+    if (o.listeners.stopping) return; // draining: pods that come and go now get no listener, and that is no error
     const want = new Set(o.state.localWorkloads(o.node).flatMap((w) => w.addresses));
     for (const addr of want) {
       if (this.open.has(addr)) continue;
