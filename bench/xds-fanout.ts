@@ -14,6 +14,7 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { pino } from 'pino';
 import {
+  DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS,
   XdsClient,
   XdsServer,
   loadXdsProto,
@@ -179,7 +180,11 @@ async function runController(): Promise<void> {
       cb();
     },
   });
-  const xds = new XdsServer({ source, metrics, debounceMs, logger: pino({ level: 'debug' }, logSink) });
+  // Every simulated proxy is the one anonymous credential: give it all initial-sync slots, as distinct nodes would have.
+  const xds = new XdsServer({
+    source, metrics, debounceMs, logger: pino({ level: 'debug' }, logSink),
+    limits: { maxInitialSyncsPerCredential: DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS },
+  });
   const server = new grpc.Server();
   xds.addTo(server);
   const port = await new Promise<number>((res, rej) =>

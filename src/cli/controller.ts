@@ -16,6 +16,7 @@ const LIMIT_HELP: Record<keyof XdsLimits, [string, string]> = {
   maxUnackedResponses: ['<n>', 'unanswered responses per type before pushes are coalesced'],
   stallTimeoutMs: ['<duration>', 'disconnect a stream that has not read or answered for this long'],
   firstRequestTimeoutMs: ['<duration>', 'close a stream (or CA call) that sends no request for this long'],
+  maxInitialSyncsPerCredential: ['<n>', 'large initial xDS responses one node/waypoint token may have in flight at once'],
 };
 /** Commander's attribute name for a flag: --xds-max-unacked → xdsMaxUnacked. */
 const camel = (flag: string) => flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());

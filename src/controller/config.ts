@@ -30,6 +30,7 @@ export const ENV_XDS_LIMITS: Readonly<Record<keyof XdsLimits, string>> = {
   maxUnackedResponses: 'STRAIT_XDS_MAX_UNACKED',
   stallTimeoutMs: 'STRAIT_XDS_STALL_TIMEOUT',
   firstRequestTimeoutMs: 'STRAIT_XDS_FIRST_REQUEST_TIMEOUT',
+  maxInitialSyncsPerCredential: 'STRAIT_XDS_MAX_INITIAL_SYNCS_PER_CREDENTIAL',
 };
 /** How each limit is written: a count, a size in bytes (suffixes KiB, MiB), or a duration. */
 const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duration'>> = {
@@ -44,6 +45,7 @@ const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duratio
   maxUnackedResponses: 'count',
   stallTimeoutMs: 'duration',
   firstRequestTimeoutMs: 'duration',
+  maxInitialSyncsPerCredential: 'count',
 };
 
 

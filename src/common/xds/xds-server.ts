@@ -62,15 +62,14 @@ export const DEFAULT_XDS_DEBOUNCE_MS = 100;
 /** A steady stream of changes still pushes after this many debounce periods. */
 export const XDS_DEBOUNCE_MAX_FACTOR = 10;
 /**
- * At most this many large initial syncs (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are unacknowledged at once; other
- * proxies' first subscriptions wait their turn. Each is encoded into its own buffer (megabytes for a big mesh), so
- * a thousand ztunnels starting together would otherwise hold gigabytes at once.
+ * At most this many large initial responses (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are held by the server at once:
+ * from the first request until the transport has taken the response. Other first subscriptions wait their turn.
+ * Each is encoded into its own buffer (megabytes for a big mesh), so a thousand ztunnels starting together would
+ * otherwise hold gigabytes at once. One credential holds at most limits.maxInitialSyncsPerCredential of them.
  */
 export const DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS = 32;
 /** A first subscription whose snapshot holds at least this many resources takes an initial-sync slot. */
 export const DEFAULT_XDS_LARGE_SYNC_RESOURCES = 500;
-/** A slot whose response is not answered within this time is released anyway (a stuck proxy does not block others). */
-export const XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS = 10_000;
 /**
  * The gRPC transport's own receive limit is this many times limits.maxRequestBytes: a message between the two is
  * read and refused with a message naming the flag; a larger one is cut off by gRPC before it is read in full.
@@ -166,7 +165,14 @@ export class XdsServer {
   private readonly maxInitialSyncs: number;
   private readonly largeSyncResources: number;
   private slotsInUse = 0;
-  private readonly slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
+  /** Slots held per credential subject (entries > 0 only). */
+  private readonly slotsPerCredential = new Map<string, number>();
+  /**
+   * First subscriptions waiting for a slot: a slot goes to the first entry whose credential holds fewer than
+   * limits.maxInitialSyncsPerCredential. Holds no entry of a closed stream.
+   */
+  private slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
+  private dispatching = false;
 
   constructor(opts: XdsServerOptions) {
     const debounceMs = opts.debounceMs ?? DEFAULT_XDS_DEBOUNCE_MS;
@@ -412,8 +418,9 @@ export class XdsServer {
   private detach(stream: ProxyStream): void {
     if (stream.closed) return;
     stream.closed = true;
+    if (stream.deferred.size > 0) this.slotQueue = this.slotQueue.filter((q) => q.stream !== stream);
     stream.deferred.clear();
-    for (const ts of stream.types.values()) this.releaseSlot(ts);
+    for (const ts of stream.types.values()) this.releaseSlot(stream, ts);
     this.streams.delete(stream);
     stream.view.streams.delete(stream);
     if (stream.view.streams.size === 0) this.views.delete(stream.view.key);
@@ -553,7 +560,7 @@ export class XdsServer {
     }
     if (snapshot.size >= this.largeSyncResources) {
       stream.hadSlot = true;
-      this.takeSlot(ts);
+      this.takeSlot(stream, ts);
     }
     // Always answer the first request, even with nothing, so the proxy knows it is in sync; if the stream cannot
     // take it now, it goes out (computed then) as soon as it can.
@@ -563,37 +570,65 @@ export class XdsServer {
 
   // --- initial-sync slots -------------------------------------------------------------------------------
 
+  /** Whether a first subscription must wait: it is large and no slot is free, globally or for its credential. */
   private mustWaitForSlot(stream: ProxyStream, typeUrl: string): boolean {
-    if (this.slotQueue.length === 0 && this.slotsInUse < this.maxInitialSyncs) return false;
+    // After every dispatch either no slot is free or no queued entry may take one, so a newcomer that finds a
+    // free slot for its credential passes nobody who could have had it.
+    if (this.slotsInUse < this.maxInitialSyncs && this.credentialSlots(stream.credential) < this.limits.maxInitialSyncsPerCredential) return false;
     return this.viewSnapshot(stream.view, typeUrl).size >= this.largeSyncResources;
   }
 
-  private takeSlot(ts: TypeState): void {
-    this.slotsInUse++;
-    ts.slot = setTimeout(() => this.releaseSlot(ts), XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS);
-    ts.slot.unref();
+  private credentialSlots(credential: string): number {
+    return this.slotsPerCredential.get(credential) ?? 0;
   }
 
-  private releaseSlot(ts: TypeState): void {
-    if (ts.slot === undefined) return;
-    clearTimeout(ts.slot);
-    ts.slot = undefined;
+  private takeSlot(stream: ProxyStream, ts: TypeState): void {
+    if (ts.holdsSlot) return;
+    ts.holdsSlot = true;
+    this.slotsInUse++;
+    this.slotsPerCredential.set(stream.credential, this.credentialSlots(stream.credential) + 1);
+  }
+
+  private releaseSlot(stream: ProxyStream, ts: TypeState): void {
+    if (!ts.holdsSlot) return;
+    ts.holdsSlot = false;
     this.slotsInUse--;
-    while (!this.closed && this.slotsInUse < this.maxInitialSyncs && this.slotQueue.length > 0) {
-      const { stream, typeUrl } = this.slotQueue.shift()!;
-      const reqs = stream.deferred.get(typeUrl);
-      stream.deferred.delete(typeUrl);
-      if (stream.closed || !reqs) continue;
-      try {
-        // The first request subscribes now (it has its turn: going through handleRequest would queue it again
-        // behind the others, forever); what followed it is handled as usual.
-        const [first, ...rest] = reqs;
-        if (!stream.types.has(typeUrl)) this.subscribeType(stream, first!);
-        else this.handleRequest(stream, first!);
-        for (const req of rest) this.handleRequest(stream, req);
-      } catch (err) {
-        this.failStream(stream.call, stream, err);
+    const left = this.credentialSlots(stream.credential) - 1;
+    if (left > 0) this.slotsPerCredential.set(stream.credential, left);
+    else this.slotsPerCredential.delete(stream.credential);
+    this.dispatchSlots();
+  }
+
+  /** Gives free slots to waiting first subscriptions, in queue order, skipping credentials that hold their share. */
+  private dispatchSlots(): void {
+    if (this.dispatching) return; // a slot released while dispatching (a stream failed) is picked up by the loop below
+    this.dispatching = true;
+    try {
+      let i = 0;
+      while (!this.closed && this.slotsInUse < this.maxInitialSyncs && i < this.slotQueue.length) {
+        const { stream, typeUrl } = this.slotQueue[i]!;
+        if (this.credentialSlots(stream.credential) >= this.limits.maxInitialSyncsPerCredential) {
+          i++;
+          continue;
+        }
+        this.slotQueue.splice(i, 1);
+        const reqs = stream.deferred.get(typeUrl);
+        stream.deferred.delete(typeUrl);
+        if (stream.closed || !reqs) continue;
+        try {
+          // The first request subscribes now (it has its turn: going through handleRequest would queue it again
+          // behind the others, forever); what followed it is handled as usual.
+          const [first, ...rest] = reqs;
+          if (!stream.types.has(typeUrl)) this.subscribeType(stream, first!);
+          else this.handleRequest(stream, first!);
+          for (const req of rest) this.handleRequest(stream, req);
+        } catch (err) {
+          this.failStream(stream.call, stream, err);
+        }
+        i = 0; // the queue may have changed under us (a failed stream's entries are gone): start over
       }
+    } finally {
+      this.dispatching = false;
     }
   }
 
@@ -656,7 +691,7 @@ export class XdsServer {
     }
     const skipped = ts.pending.splice(0, idx);
     const p = ts.pending.shift()!;
-    if (p.initial || skipped.some((q) => q.initial)) this.releaseSlot(ts);
+    if (p.initial || skipped.some((q) => q.initial)) this.releaseSlot(stream, ts);
     // Responses before this one that the proxy did not answer: what they carried is unknown (never assumed
     // applied) unless the answered one set the same names; those names are compared again and resent.
     if (skipped.length > 0) {
@@ -782,11 +817,9 @@ export class XdsServer {
         if (ts.subscribed === '*') this.collectWildcard(ts, snapshot, out);
         else this.collectNames(ts, snapshot, ts.subscribed, out);
         if (out.size > 0 || ts.owesFirstResponse) {
-          const p = this.send(stream, ts, out, String(this.source.generation()), changedAt);
-          if (ts.owesFirstResponse) {
-            ts.owesFirstResponse = false;
-            p.initial = true;
-          }
+          const initial = ts.owesFirstResponse;
+          ts.owesFirstResponse = false;
+          this.send(stream, ts, out, String(this.source.generation()), changedAt, initial);
         }
       }
       if (waiting && !stream.stalled) {
@@ -801,7 +834,7 @@ export class XdsServer {
     }
   }
 
-  private send(stream: ProxyStream, ts: TypeState, out: ResponseBuilder, systemVersion: string, changedAt: number | null): PendingResponse {
+  private send(stream: ProxyStream, ts: TypeState, out: ResponseBuilder, systemVersion: string, changedAt: number | null, initial = false): PendingResponse {
     const nonce = (++this.nonceSeq).toString(36);
     const encoded = encodeDeltaResponse({
       systemVersionInfo: systemVersion,
@@ -814,9 +847,11 @@ export class XdsServer {
     stream.noteWrite(encoded.length, now);
     stream.call.write(encoded, () => {
       stream.noteWritten();
+      // The transport has taken the initial response: the server no longer holds its buffer, so its slot is free.
+      if (initial) this.releaseSlot(stream, ts);
       if (!stream.closed && !stream.flushing) this.flushCoalesced(stream);
     });
-    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev, sentAt: now, initial: false };
+    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev, sentAt: now, initial };
     ts.pending.push(p);
     ts.versionSent = systemVersion;
     this.metrics?.pushed(ts.typeUrl, out.size);
