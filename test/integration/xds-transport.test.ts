@@ -634,3 +634,25 @@ test('a proxy that disconnects while holding an initial-sync slot frees it', asy
 test('refuses a zero initial-sync limit with a clear error', () => {
   assert.throws(() => new XdsServer({ source: new MemoryViewSource([T]), maxConcurrentInitialSyncs: 0 }), /maxConcurrentInitialSyncs must be an integer >= 1/);
 });
+
+test('re-sending names a stream already subscribes to (or repeating one in a request) does not count against --xds-max-names-per-stream', async (t) => {
+  const { source, server } = await setup(t, { limits: { maxNamesPerStream: 3 } });
+  seed(source, 'a', 'b', 'c', 'd');
+  const s = rawStream(t, server);
+  s.write({ node: wireNode(), type_url: T, resource_names_subscribe: ['a', 'a', 'b', 'c', 'c'] });
+  assert.deepEqual(names(await s.next()), ['a', 'b', 'c']);
+  // A proxy re-sends its whole subscription (as after a resubscribe): nothing new, so nothing over the limit.
+  for (let i = 0; i < 3; i++) s.write({ type_url: T, resource_names_subscribe: ['a', 'b', 'c'] });
+  // Swapping one name for another in one request keeps the count at 3.
+  s.write({ type_url: T, resource_names_subscribe: ['d'], resource_names_unsubscribe: ['a'] });
+  const swapped = await s.next();
+  assert.deepEqual(names(swapped), ['d']);
+  assert.deepEqual(swapped.removed_resources ?? [], []);
+  const status = server.xds.status().find((x) => x.proxy.id === 'debug~test~1');
+  assert.deepEqual(status?.types[T]?.subscribed, ['b', 'c', 'd']);
+  // A fourth distinct name is over the limit.
+  s.write({ type_url: T, resource_names_subscribe: ['a', 'b'] });
+  const end = await s.ended;
+  assert.equal(end.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.match(end.details, /would subscribe to 4 resource names; the limit is 3 per stream \(raise it with --xds-max-names-per-stream/);
+});

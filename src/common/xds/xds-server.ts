@@ -513,7 +513,7 @@ export class XdsServer {
     }
     const ts = stream.types.get(typeUrl);
     if (!ts) {
-      this.checkStreamNames(stream, req.resource_names_subscribe.length);
+      this.checkStreamNames(stream, undefined, req.resource_names_subscribe, []);
       if (this.mustWaitForSlot(stream, typeUrl)) {
         stream.deferred.set(typeUrl, [req]);
         // A proxy that already had its turn for another type is nearly in sync: finish it before starting others.
@@ -527,15 +527,31 @@ export class XdsServer {
     }
     if (req.response_nonce) this.settle(stream, ts, req);
     if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) {
-      this.checkStreamNames(stream, req.resource_names_subscribe.length);
+      this.checkStreamNames(stream, ts, req.resource_names_subscribe, req.resource_names_unsubscribe);
       this.changeSubscription(stream, ts, req.resource_names_subscribe, req.resource_names_unsubscribe);
     }
     this.flushCoalesced(stream);
   }
 
-  /** Explicit names a stream may hold, all types together (an upper bound: repeated names count twice here). */
-  private checkStreamNames(stream: ProxyStream, adding: number): void {
-    const total = stream.explicitNames() + adding;
+  /**
+   * Explicit names the stream would hold, all types together, once this request for `ts` (undefined: a first
+   * request) is applied: a name already subscribed is not counted again, nor one repeated within the request.
+   */
+  private checkStreamNames(stream: ProxyStream, ts: TypeState | undefined, subscribe: readonly string[], unsubscribe: readonly string[]): void {
+    let after: number;
+    if (!ts || ts.subscribed === '*') {
+      // A first request with no names (or '*') is a wildcard; a wildcard stays one unless it unsubscribes '*'.
+      const becomesExplicit = ts ? unsubscribe.includes('*') : subscribe.length > 0 && !subscribe.includes('*');
+      after = becomesExplicit ? new Set(subscribe.filter((n) => n !== '*')).size : 0;
+    } else if (subscribe.includes('*')) {
+      after = 0;
+    } else {
+      const held = ts.subscribed;
+      const dropped = new Set(unsubscribe.filter((n) => held.has(n)));
+      const added = new Set(subscribe.filter((n) => !held.has(n) || dropped.has(n)));
+      after = held.size - dropped.size + added.size;
+    }
+    const total = stream.explicitNames() - (ts?.explicitCount() ?? 0) + after;
     if (total > this.limits.maxNamesPerStream) {
       throw new XdsLimitError('names_per_stream', grpc.status.RESOURCE_EXHAUSTED,
         `this stream would subscribe to ${total} resource names; the limit is ${this.limits.maxNamesPerStream} per stream (raise it with ${XDS_LIMIT_FLAGS.maxNamesPerStream}, or use a wildcard subscription)`);
