@@ -79,6 +79,8 @@ export const XDS_TRANSPORT_RECEIVE_FACTOR = 2;
 const CONNECTION_LOG_BURST = 20;
 /** Stall disconnections logged one by one per 10 s. */
 const STALL_LOG_BURST = 10;
+/** Protocol errors, stream failures and NACKs logged one by one per 10 s (a proxy can cause them in a loop). */
+const STREAM_EVENT_LOG_BURST = 5;
 
 /** Who opened a stream, as established from its metadata at the start. */
 export interface XdsPrincipal {
@@ -173,6 +175,9 @@ export class XdsServer {
    */
   private slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
   private dispatching = false;
+  private readonly protocolErrors: RateLimitedLog;
+  private readonly streamFailures: RateLimitedLog;
+  private readonly nackLog: RateLimitedLog;
 
   constructor(opts: XdsServerOptions) {
     const debounceMs = opts.debounceMs ?? DEFAULT_XDS_DEBOUNCE_MS;
@@ -199,6 +204,9 @@ export class XdsServer {
     this.refusals = opts.refusalLog ?? new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream refused', what: 'refused xDS streams' });
     this.connections = new RateLimitedLog({ logger: this.log, level: 'info', msg: 'proxy connected', what: 'proxy connections and disconnections', burst: CONNECTION_LOG_BURST });
     this.stalls = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream stalled; disconnecting it', what: 'stalled xDS streams disconnected', burst: STALL_LOG_BURST });
+    this.protocolErrors = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS protocol error; ending the stream', what: 'xDS streams ended for protocol errors', burst: STREAM_EVENT_LOG_BURST });
+    this.streamFailures = new RateLimitedLog({ logger: this.log, level: 'error', msg: 'xDS stream failed', what: 'xDS streams failed', burst: STREAM_EVENT_LOG_BURST });
+    this.nackLog = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'proxy rejected a config push (NACK); it keeps its previous resources', what: 'NACKs', burst: STREAM_EVENT_LOG_BURST });
     this.unsubscribe = this.source.onChange((changedAt) => this.onSourceChange(changedAt));
     this.sweeper = setInterval(() => this.sweepStalled(), Math.max(10, Math.min(1000, Math.floor(this.limits.stallTimeoutMs / 4))));
     this.sweeper.unref();
@@ -239,6 +247,9 @@ export class XdsServer {
     }
     this.connections.close();
     this.stalls.close();
+    this.protocolErrors.close();
+    this.streamFailures.close();
+    this.nackLog.close();
   }
 
   /** One entry per connected stream, for /debug/syncz. */
@@ -456,10 +467,10 @@ export class XdsServer {
     if (err instanceof XdsLimitError) {
       this.limitRefusal(call, err, { peer: stream?.peer, ...fields }, stream);
     } else if (isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL')) {
-      this.log.warn({ proxy: stream?.proxy.id, err: err.message }, 'xDS protocol error; ending the stream');
+      this.protocolErrors.record('protocol_error', { ...fields, proxy: stream?.proxy.id, err: err.message });
       this.endStream(call, grpc.status.INVALID_ARGUMENT, err.message, stream);
     } else {
-      this.log.error({ proxy: stream?.proxy.id, err }, 'xDS stream failed');
+      this.streamFailures.record('internal', { ...fields, proxy: stream?.proxy.id, err: errorMessage(err) });
       this.endStream(call, grpc.status.INTERNAL, errorMessage(err), stream);
     }
     if (stream) this.detach(stream);
@@ -735,10 +746,7 @@ export class XdsServer {
     const message = error.message || `NACK with code ${error.code} and no message`;
     ts.lastNack = { nonce, message, at: new Date().toISOString() };
     this.metrics?.nacked(ts.typeUrl);
-    this.log.warn(
-      { proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, version: p.systemVersion, error: message },
-      'proxy rejected a config push (NACK); it keeps its previous resources',
-    );
+    this.nackLog.record(ts.typeUrl.slice(ts.typeUrl.lastIndexOf('/') + 1), { proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, version: p.systemVersion, error: message });
     // The proxy still holds what it held before this response. A later response in flight that touched the
     // same name now starts from that older version instead. Nothing is resent until the resource changes.
     for (const [name, before] of p.prev) {
