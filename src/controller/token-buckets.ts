@@ -1,9 +1,9 @@
 /**
  * One token bucket per key (a credential): `burst` tokens at most, refilled at `perMinute` per minute; each
  * take() spends one.
- * Invariant: a key's stored tokens are in [0, burst] as of its `at`; a key whose bucket has refilled to full is
- * the same as an absent one, so such entries are dropped when the map grows (it never holds more than the keys
- * that spent tokens within the last burst/perMinute minutes, plus maxKeys).
+ * Invariant: a key's stored tokens are in [0, burst] as of its `at`. A bucket refilled to full is the same as an
+ * absent one, so full ones are dropped when a new key would pass maxKeys: the map holds at most maxKeys entries
+ * plus the keys still refilling (credentials that spent tokens within the last burst/perMinute minutes).
  */
 export class TokenBuckets {
   private readonly buckets = new Map<string, { tokens: number; at: number }>();

@@ -15,6 +15,10 @@
  *   applied; a stream stalled longer than limits.stallTimeoutMs is disconnected.
  * - Credentials are checked when the stream opens (before any message); every refusal is counted and logged at
  *   a bounded rate.
+ * - At most maxConcurrentInitialSyncs large first responses are held at once (a slot from the first request until
+ *   the transport has taken the response, it is answered, or the stream ends), at most
+ *   limits.maxInitialSyncsPerCredential of them per credential: that bounds the encoded buffers of proxies starting
+ *   together. Every line a peer can cause in a loop goes through a RateLimitedLog.
  */
 import * as grpc from '@grpc/grpc-js';
 import { constants as http2constants } from 'node:http2';
