@@ -21,7 +21,7 @@ import {
   type WireDeltaResponse,
   type XdsMetrics,
 } from '../src/common/xds/index.js';
-import { XdsServer } from '../src/controller/xds/xds-server.js';
+import { DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS, XdsServer } from '../src/controller/xds/xds-server.js';
 
 const TYPE = 'type.strait.dev/Workload';
 const VIEW = 'ztunnel';
@@ -179,7 +179,11 @@ async function runController(): Promise<void> {
       cb();
     },
   });
-  const xds = new XdsServer({ source, metrics, debounceMs, logger: pino({ level: 'debug' }, logSink) });
+  // Every simulated proxy is the one anonymous credential: give it all initial-sync slots, as distinct nodes would have.
+  const xds = new XdsServer({
+    source, metrics, debounceMs, logger: pino({ level: 'debug' }, logSink),
+    limits: { maxInitialSyncsPerCredential: DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS },
+  });
   const server = new grpc.Server();
   xds.addTo(server);
   const port = await new Promise<number>((res, rej) =>

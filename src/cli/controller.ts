@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { parseConfig, DEFAULT_ADMIN_ADDRESS, DEFAULT_XDS_ADDRESS, ENV_XDS_LIMITS, type ControllerFlags } from '../controller/config.js';
+import { parseConfig, formatLimit, DEFAULT_ADMIN_ADDRESS, DEFAULT_XDS_ADDRESS, ENV_XDS_LIMITS, LIMIT_UNITS, type ControllerFlags } from '../controller/config.js';
+import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, DOOR_LIMIT_HELP, DOOR_LIMIT_UNITS, ENV_DOOR_LIMITS, type DoorLimits } from '../controller/door-limits.js';
 import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from '../controller/xds/xds-limits.js';
 
 /** Help text of each limit flag (README "Limits" has the full table). */
@@ -16,10 +17,10 @@ const LIMIT_HELP: Record<keyof XdsLimits, [string, string]> = {
   maxUnackedResponses: ['<n>', 'unanswered responses per type before pushes are coalesced'],
   stallTimeoutMs: ['<duration>', 'disconnect a stream that has not read or answered for this long'],
   firstRequestTimeoutMs: ['<duration>', 'close a stream (or CA call) that sends no request for this long'],
+  maxInitialSyncsPerCredential: ['<n>', 'large initial xDS responses one node/waypoint token may have in flight at once'],
 };
 /** Commander's attribute name for a flag: --xds-max-unacked → xdsMaxUnacked. */
 const camel = (flag: string) => flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
-const defaultText = (k: keyof XdsLimits) => (k.endsWith('Ms') ? `${DEFAULT_XDS_LIMITS[k] / 1000}s` : String(DEFAULT_XDS_LIMITS[k]));
 import { onShutdown } from './shutdown.js';
 
 export function controllerCommand(): Command {
@@ -43,7 +44,12 @@ export function controllerCommand(): Command {
         const v = flags[camel(XDS_LIMIT_FLAGS[key])];
         if (v !== undefined) xdsLimits[key] = v;
       }
-      const config = parseConfig(process.env, { ...flags, xdsLimits });
+      const doorLimits: Partial<Record<keyof DoorLimits, string>> = {};
+      for (const key of Object.keys(DOOR_LIMIT_FLAGS) as (keyof DoorLimits)[]) {
+        const v = flags[camel(DOOR_LIMIT_FLAGS[key])];
+        if (v !== undefined) doorLimits[key] = v;
+      }
+      const config = parseConfig(process.env, { ...flags, xdsLimits, doorLimits });
       const log = createRootLogger({ component: 'controller', level: globals.logLevel, format: globals.logFormat });
       // Loaded on use: each command pulls in only its own component.
       const { startController } = await import('../controller/app.js');
@@ -52,7 +58,11 @@ export function controllerCommand(): Command {
     });
   for (const key of Object.keys(XDS_LIMIT_FLAGS) as (keyof XdsLimits)[]) {
     const [arg, help] = LIMIT_HELP[key];
-    cmd.option(`${XDS_LIMIT_FLAGS[key]} ${arg}`, `${help} (default ${defaultText(key)})  [env ${ENV_XDS_LIMITS[key]}]`);
+    cmd.option(`${XDS_LIMIT_FLAGS[key]} ${arg}`, `${help} (default ${formatLimit(LIMIT_UNITS[key], DEFAULT_XDS_LIMITS[key])})  [env ${ENV_XDS_LIMITS[key]}]`);
+  }
+  for (const key of Object.keys(DOOR_LIMIT_FLAGS) as (keyof DoorLimits)[]) {
+    const [arg, help] = DOOR_LIMIT_HELP[key];
+    cmd.option(`${DOOR_LIMIT_FLAGS[key]} ${arg}`, `${help} (default ${formatLimit(DOOR_LIMIT_UNITS[key], DEFAULT_DOOR_LIMITS[key])})  [env ${ENV_DOOR_LIMITS[key]}]`);
   }
   return cmd;
 }

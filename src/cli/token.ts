@@ -8,7 +8,7 @@ export function tokenCommand(): Command {
     .requiredOption('--data-dir <dir>', 'the controller\'s data directory')
     .option('--node <name>', 'node name, for a ztunnel')
     .option('--waypoint <ns/name>', 'waypoint Gateway, for a waypoint')
-    .option('--debug', 'the debug credential: subscribe as kind "debug" (send it with metadata x-strait-debug: <your name>)')
+    .option('--debug', 'the debug credential: subscribe as kind "debug" (send it with metadata x-strait-debug: <your name>; the name is not verified, all debug sessions share one credential)')
     .action(async (opts: { dataDir: string; node?: string; waypoint?: string; debug?: boolean }) => {
       let caller: Caller;
       const given = [opts.node, opts.waypoint, opts.debug].filter(Boolean).length;

@@ -14,7 +14,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_CSR_INVALID: 'A certificate signing request could not be parsed or its signature does not verify.',
   STRAIT_ERR_CERT_INVALID: 'A certificate could not be parsed or is not usable.',
   STRAIT_ERR_PEER_VERIFY: 'A peer certificate does not chain to the mesh root or does not carry the expected SPIFFE id.',
-  STRAIT_ERR_CERT_ROTATION: 'Renewing a workload certificate failed; the current one stays in use until it expires.',
+  STRAIT_ERR_CERT_ROTATION: 'Obtaining or renewing a workload certificate failed (the CA was unreachable, or refused it, e.g. RESOURCE_EXHAUSTED over the node\'s certificate rate); it is retried with backoff, and the current one stays in use until it expires.',
   STRAIT_ERR_CERT_EXPIRED: 'No valid (unexpired) certificate is available for an identity.',
   STRAIT_ERR_AUTH_TOKEN: 'A proxy presented a missing or wrong bootstrap token.',
   STRAIT_ERR_IDENTITY_DENIED: 'A node asked for an identity that has no pod scheduled on it.',

@@ -22,6 +22,7 @@ import { FileSource } from './sources/file.js';
 import { ConfigStore } from './store.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
 import { MeshViewSource } from './view-source.js';
+import { resetAfterStatusInterceptor } from './reset-after-status.js';
 import { WAYPOINT_GATEWAY_CLASS } from './views.js';
 
 /** With an operator-provided CA, the mesh root is copied here (inside the data directory) for proxies and users. */
@@ -122,7 +123,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   store.on('change', () => (identityIndex = undefined));
   const caServer = new CaServer({
     ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
-    logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs,
+    logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs, limits: cfg.doorLimits,
   });
 
   const serving = ca.issueServing({
@@ -133,7 +134,12 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     'grpc.keepalive_time_ms': 30_000,
     'grpc.keepalive_timeout_ms': 10_000,
     'grpc.max_receive_message_length': xds.grpcReceiveLimit(),
-    interceptors: [caServer.interceptor()],
+    // A connection with no call open (e.g. TLS without any credential) is closed; one with calls never is: grpc-js
+    // has no per-source connection cap (see README "Limits").
+    'grpc.max_connection_idle_ms': cfg.doorLimits.connectionIdleMs,
+    'grpc.max_concurrent_streams': cfg.doorLimits.maxCallsPerConnection,
+    // The first wraps the transport: every status, the CA interceptor's refusals included, passes through it.
+    interceptors: [resetAfterStatusInterceptor(), caServer.interceptor()],
   });
   xds.addTo(grpcServer);
   caServer.addTo(grpcServer);

@@ -7,6 +7,8 @@ import type { MeshObject } from '../common/model/types.js';
 import { SpiffeId, type CertificateAuthority } from '../identity/index.js';
 import type { ControllerMetrics } from './metrics.js';
 import { BootstrapTokens, CredentialError, callerFromHeaders, callerSubject, type Caller } from './tokens.js';
+import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, type DoorLimits } from './door-limits.js';
+import { TokenBuckets } from './token-buckets.js';
 
 export const CA_METHOD_PATH = '/strait.ca.v1.CertificateService/CreateCertificate';
 /** A CSR (PEM) longer than this is refused unread: a P-256 or RSA-4096 CSR is 0.5–2 KiB. */
@@ -74,6 +76,14 @@ export interface CaServerOptions {
   refusalLog?: RateLimitedLog;
   /** A call that sends no request within this time after its headers is ended (DEADLINE_EXCEEDED). */
   firstRequestTimeoutMs?: number;
+  /** Calls open and certificates per credential (defaults: DEFAULT_DOOR_LIMITS); enforced by interceptor(). */
+  limits?: Partial<Pick<DoorLimits, 'caMaxCallsPerCredential' | 'caCertBurst' | 'caCertsPerMinute'>>;
+}
+
+/** Why a caller's call is refused before its request is read, and the message it gets. */
+interface LimitRefusal {
+  reason: 'calls_per_credential' | 'rate_limited';
+  message: string;
 }
 
 /** Authenticates a caller from gRPC metadata; throws StraitError(STRAIT_ERR_AUTH_TOKEN). */
@@ -85,30 +95,74 @@ export function authenticate(tokens: BootstrapTokens, md: grpc.Metadata): Caller
   return caller;
 }
 
-/** gRPC CertificateService: CreateCertificate(csr, identity) → chain. */
+/**
+ * gRPC CertificateService: CreateCertificate(csr, identity) → chain.
+ * Invariants: `openCalls` counts, per credential, the calls admitted by interceptor() and not yet ended (each is
+ * decremented exactly once, when grpc-js reports the call's end); each admitted call spent one token of its
+ * credential's bucket.
+ */
 export class CaServer {
   private readonly log: Logger;
   private readonly refusals: RateLimitedLog;
+  private readonly limits: Pick<DoorLimits, 'caMaxCallsPerCredential' | 'caCertBurst' | 'caCertsPerMinute'>;
+  private readonly openCalls = new Map<string, number>();
+  private readonly buckets: TokenBuckets;
   constructor(private readonly opts: CaServerOptions) {
     this.log = opts.logger ?? silentLogger();
     this.refusals = opts.refusalLog ?? new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'certificate request refused', what: 'refused certificate requests' });
+    this.limits = {
+      caMaxCallsPerCredential: opts.limits?.caMaxCallsPerCredential ?? DEFAULT_DOOR_LIMITS.caMaxCallsPerCredential,
+      caCertBurst: opts.limits?.caCertBurst ?? DEFAULT_DOOR_LIMITS.caCertBurst,
+      caCertsPerMinute: opts.limits?.caCertsPerMinute ?? DEFAULT_DOOR_LIMITS.caCertsPerMinute,
+    };
+    this.buckets = new TokenBuckets(this.limits.caCertBurst, this.limits.caCertsPerMinute);
+  }
+
+  /** Admits one call of `subject` (counting it open and spending a token), or says why not. */
+  private admit(subject: string): LimitRefusal | undefined {
+    const open = this.openCalls.get(subject) ?? 0;
+    const { caMaxCallsPerCredential: maxCalls, caCertBurst: burst, caCertsPerMinute: perMinute } = this.limits;
+    if (open >= maxCalls) {
+      return {
+        reason: 'calls_per_credential',
+        message: `${subject} already has ${open} CreateCertificate calls open; the limit is ${maxCalls} per credential (raise it with ${DOOR_LIMIT_FLAGS.caMaxCallsPerCredential})`,
+      };
+    }
+    const waitMs = this.buckets.take(subject);
+    if (waitMs > 0) {
+      return {
+        reason: 'rate_limited',
+        message: `${subject} has obtained its ${burst} certificates at once and ${perMinute} per minute after that; retry in ${waitMs} ms (raise the limits with ${DOOR_LIMIT_FLAGS.caCertBurst} and ${DOOR_LIMIT_FLAGS.caCertsPerMinute})`,
+      };
+    }
+    this.openCalls.set(subject, open + 1);
+    return undefined;
+  }
+
+  private callEnded(subject: string): void {
+    const left = (this.openCalls.get(subject) ?? 1) - 1;
+    if (left > 0) this.openCalls.set(subject, left);
+    else this.openCalls.delete(subject);
   }
 
   /**
    * A server interceptor that checks a CreateCertificate call's credentials from its headers, before its request
-   * is read (a caller without valid ones is refused at once), and ends a call whose request does not follow
-   * within the first-request timeout. Other methods pass through untouched.
+   * is read (a caller without valid ones is refused at once), then its credential's open calls and certificate
+   * rate (RESOURCE_EXHAUSTED naming the flag), and ends a call whose request does not follow within the
+   * first-request timeout. Other methods pass through untouched.
    */
   interceptor(): grpc.ServerInterceptor {
     const timeoutMs = this.opts.firstRequestTimeoutMs ?? DEFAULT_CA_FIRST_REQUEST_TIMEOUT_MS;
     return (method, next) => {
       if (method.path !== CA_METHOD_PATH) return new grpc.ServerInterceptingCall(next);
       let timer: NodeJS.Timeout | undefined;
+      let admitted: string | undefined;
       const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
         start: (startNext) => startNext({
           onReceiveMetadata: (md, mdNext) => {
+            let subject: string;
             try {
-              authenticate(this.opts.tokens, md);
+              subject = callerSubject(authenticate(this.opts.tokens, md));
             } catch (err) {
               const reason = err instanceof CredentialError ? err.reason : 'unauthenticated';
               this.refused(reason, { peer: call.getPeer(), err: errorMessage(err) });
@@ -117,6 +171,15 @@ export class CaServer {
               call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: errorMessage(err) });
               return;
             }
+            const refusal = this.admit(subject);
+            if (refusal) {
+              this.opts.metrics?.csrReceived.inc();
+              this.opts.metrics?.csrRefused.inc({ reason: refusal.reason });
+              this.refused(refusal.reason, { peer: call.getPeer(), caller: subject, err: refusal.message });
+              call.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: refusal.message });
+              return;
+            }
+            admitted = subject;
             timer = setTimeout(() => {
               this.opts.metrics?.limitExceeded.inc({ limit: 'first_request_timeout' });
               this.refused('first_request_timeout', { peer: call.getPeer() });
@@ -129,7 +192,12 @@ export class CaServer {
             clearTimeout(timer);
             msgNext(msg);
           },
-          onCancel: () => clearTimeout(timer),
+          // grpc-js reports every call's end here (after its status, or when the stream closes), exactly once.
+          onCancel: () => {
+            clearTimeout(timer);
+            if (admitted !== undefined) this.callEnded(admitted);
+            admitted = undefined;
+          },
         }),
         sendStatus: (status, statusNext) => {
           clearTimeout(timer);

@@ -4,6 +4,7 @@ import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { parseByteSize } from '../common/byte-size.js';
 import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from './xds/xds-limits.js';
+import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, DOOR_LIMIT_UNITS, ENV_DOOR_LIMITS, type DoorLimits } from './door-limits.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
 export const ENV_DATA_DIR = 'STRAIT_DATA_DIR';
@@ -30,9 +31,10 @@ export const ENV_XDS_LIMITS: Readonly<Record<keyof XdsLimits, string>> = {
   maxUnackedResponses: 'STRAIT_XDS_MAX_UNACKED',
   stallTimeoutMs: 'STRAIT_XDS_STALL_TIMEOUT',
   firstRequestTimeoutMs: 'STRAIT_XDS_FIRST_REQUEST_TIMEOUT',
+  maxInitialSyncsPerCredential: 'STRAIT_XDS_MAX_INITIAL_SYNCS_PER_CREDENTIAL',
 };
 /** How each limit is written: a count, a size in bytes (suffixes KiB, MiB), or a duration. */
-const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duration'>> = {
+export const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duration'>> = {
   maxStreamsPerCredential: 'count',
   maxStreamsPerConnection: 'count',
   maxNamesPerRequest: 'count',
@@ -44,6 +46,7 @@ const LIMIT_UNITS: Readonly<Record<keyof XdsLimits, 'count' | 'bytes' | 'duratio
   maxUnackedResponses: 'count',
   stallTimeoutMs: 'duration',
   firstRequestTimeoutMs: 'duration',
+  maxInitialSyncsPerCredential: 'count',
 };
 
 
@@ -67,6 +70,8 @@ export interface ControllerConfig {
   pushDebounceMs: number;
   /** Per-peer xDS (and CA) limits; see README "Limits". */
   xdsLimits: XdsLimits;
+  /** Connections, calls per connection, and the CA per credential; see README "Limits". */
+  doorLimits: DoorLimits;
   operatorCa?: { certFile: string; keyFile: string; chainFile?: string };
 }
 
@@ -85,6 +90,8 @@ export interface ControllerFlags {
   caChain?: string;
   /** xDS limits by XdsLimits key, as given on the command line. */
   xdsLimits?: Partial<Record<keyof XdsLimits, string>>;
+  /** Listener and CA limits by DoorLimits key, as given on the command line. */
+  doorLimits?: Partial<Record<keyof DoorLimits, string>>;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
@@ -110,17 +117,8 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
   const caChain = pick(flags.caChain, ENV_CA_CHAIN);
   if ((caCert === undefined) !== (caKey === undefined)) throw fail('--ca-cert and --ca-key go together: give both (an operator-provided root or intermediate) or neither (a generated root)');
   if (caChain && !caCert) throw fail('--ca-chain needs --ca-cert and --ca-key');
-  const xdsLimits = { ...DEFAULT_XDS_LIMITS };
-  for (const key of Object.keys(ENV_XDS_LIMITS) as (keyof XdsLimits)[]) {
-    const raw = pick(flags.xdsLimits?.[key], ENV_XDS_LIMITS[key]);
-    if (raw === undefined) continue;
-    const what = `${XDS_LIMIT_FLAGS[key]} / ${ENV_XDS_LIMITS[key]}`;
-    const unit = LIMIT_UNITS[key];
-    const value = unit === 'duration' ? parseDurationMs(raw) : unit === 'bytes' ? parseByteSize(raw) : /^\d+$/.test(raw.trim()) ? Number(raw) : undefined;
-    const form = unit === 'duration' ? 'a duration like 500ms or 30s' : unit === 'bytes' ? 'a size like 1024, 512KiB or 4MiB' : 'a whole number';
-    if (value === undefined || !Number.isSafeInteger(value) || value < 1) throw fail(`${what}: "${raw}" is not ${form} of at least 1`);
-    xdsLimits[key] = value;
-  }
+  const xdsLimits = parseLimits({ ...DEFAULT_XDS_LIMITS }, flags.xdsLimits, XDS_LIMIT_FLAGS, ENV_XDS_LIMITS, LIMIT_UNITS, pick);
+  const doorLimits = parseLimits({ ...DEFAULT_DOOR_LIMITS }, flags.doorLimits, DOOR_LIMIT_FLAGS, ENV_DOOR_LIMITS, DOOR_LIMIT_UNITS, pick);
   return {
     configDir: resolve(configDir),
     dataDir: resolve(dataDir),
@@ -131,6 +129,39 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
     certTtlMs: duration(pick(flags.certTtl, ENV_CERT_TTL), '--cert-ttl', DEFAULT_CERT_TTL_MS, MIN_CERT_TTL_MS),
     pushDebounceMs: duration(pick(flags.pushDebounce, ENV_PUSH_DEBOUNCE), '--push-debounce', DEFAULT_PUSH_DEBOUNCE_MS, 0),
     xdsLimits,
+    doorLimits,
     ...(caCert && caKey ? { operatorCa: { certFile: resolve(caCert), keyFile: resolve(caKey), ...(caChain ? { chainFile: resolve(caChain) } : {}) } } : {}),
   };
+}
+
+/** A limit's value as its flag takes it: sizes in MiB/KiB where whole (4MiB, not 4194304), durations in s or ms. */
+export function formatLimit(unit: 'count' | 'bytes' | 'duration', value: number): string {
+  if (unit === 'duration') return value % 1000 === 0 ? `${value / 1000}s` : `${value}ms`;
+  if (unit === 'bytes') {
+    if (value >= 1024 ** 2 && value % 1024 ** 2 === 0) return `${value / 1024 ** 2}MiB`;
+    if (value >= 64 * 1024 && value % 1024 === 0) return `${value / 1024}KiB`;
+  }
+  return String(value);
+}
+
+/** Fills `out` from flags (or their environment variables): each value a count, size or duration of at least 1. */
+function parseLimits<K extends string>(
+  out: Record<K, number>,
+  given: Partial<Record<K, string>> | undefined,
+  flagNames: Readonly<Record<K, string>>,
+  envNames: Readonly<Record<K, string>>,
+  units: Readonly<Record<K, 'count' | 'bytes' | 'duration'>>,
+  pick: (flag: string | undefined, envName: string) => string | undefined,
+): Record<K, number> {
+  for (const key of Object.keys(envNames) as K[]) {
+    const raw = pick(given?.[key], envNames[key]);
+    if (raw === undefined) continue;
+    const what = `${flagNames[key]} / ${envNames[key]}`;
+    const unit = units[key];
+    const value = unit === 'duration' ? parseDurationMs(raw) : unit === 'bytes' ? parseByteSize(raw) : /^\d+$/.test(raw.trim()) ? Number(raw) : undefined;
+    const form = unit === 'duration' ? 'a duration like 500ms or 30s' : unit === 'bytes' ? 'a size like 1024, 512KiB or 4MiB' : 'a whole number';
+    if (value === undefined || !Number.isSafeInteger(value) || value < 1) throw fail(`${what}: "${raw}" is not ${form} of at least 1`);
+    out[key] = value;
+  }
+  return out;
 }

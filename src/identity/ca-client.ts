@@ -8,12 +8,19 @@ export interface CaClientOptions {
   credentials: grpc.ChannelCredentials;
   /** Called per request, so a rotated token is picked up. */
   metadata: () => Record<string, string>;
-  /** Per-request deadline. */
+  /** Per-request deadline (from when the call starts, not from when it was queued). */
   timeoutMs?: number;
+  /** Calls in flight at once; more wait their turn here (default DEFAULT_CA_MAX_CONCURRENT_CALLS). */
+  maxConcurrentCalls?: number;
   channelOptions?: grpc.ChannelOptions;
 }
 
 export const DEFAULT_CA_REQUEST_TIMEOUT_MS = 10_000;
+/**
+ * A node asks for all its pods' identities at start; this many at a time keeps it well under the controller's
+ * --ca-max-calls-per-credential (32) and spreads the signing work.
+ */
+export const DEFAULT_CA_MAX_CONCURRENT_CALLS = 8;
 /** A CA answer is a short PEM chain (a few KiB); anything near this is not one. */
 export const MAX_CA_RESPONSE_BYTES = 1024 * 1024;
 /** Certificates in a chain (leaf, intermediates, root). */
@@ -21,17 +28,44 @@ export const MAX_CA_CHAIN_LENGTH = 8;
 /** Bytes of one PEM certificate. */
 export const MAX_CA_CERT_PEM_BYTES = 64 * 1024;
 
-/** The proxies' side of the CA: CreateCertificate(csr, identity) → PEM chain (leaf first, root last). */
+/**
+ * The proxies' side of the CA: CreateCertificate(csr, identity) → PEM chain (leaf first, root last).
+ * Invariant: at most maxConcurrentCalls calls are in flight; `waiting` holds the rest in arrival order.
+ * A refusal (RESOURCE_EXHAUSTED when over the controller's per-credential rate, among others) is returned to the
+ * caller, which retries with backoff (CertStore).
+ */
 export class CaClient {
   private readonly client: grpc.Client & Record<string, (...a: unknown[]) => unknown>;
+  private readonly maxInFlight: number;
+  private inFlight = 0;
+  private readonly waiting: Array<{ go: () => void; fail: (err: Error) => void }> = [];
+  private closed = false;
 
   constructor(private readonly opts: CaClientOptions) {
     const Ctor = serviceOf(loadProto('ca.proto'), 'strait.ca.v1.CertificateService');
     // A controller cannot make this process buffer more than one bounded answer per request.
     this.client = new Ctor(opts.address, opts.credentials, { 'grpc.max_receive_message_length': MAX_CA_RESPONSE_BYTES, ...opts.channelOptions }) as never;
+    this.maxInFlight = opts.maxConcurrentCalls ?? DEFAULT_CA_MAX_CONCURRENT_CALLS;
+    if (!Number.isInteger(this.maxInFlight) || this.maxInFlight < 1) {
+      throw new StraitError('STRAIT_ERR_CONFIG', `CaClient maxConcurrentCalls must be an integer >= 1 (got ${this.maxInFlight})`);
+    }
   }
 
-  createCertificate(csrPem: string, identity: string, validitySeconds = 0): Promise<string[]> {
+  async createCertificate(csrPem: string, identity: string, validitySeconds = 0): Promise<string[]> {
+    // A finishing call hands its place straight to the next waiter, so inFlight never passes the limit.
+    if (this.closed) throw this.closedError(identity);
+    if (this.inFlight >= this.maxInFlight) await new Promise<void>((go, fail) => this.waiting.push({ go, fail }));
+    else this.inFlight++;
+    try {
+      return await this.call(csrPem, identity, validitySeconds);
+    } finally {
+      const next = this.waiting.shift();
+      if (next) next.go();
+      else this.inFlight--;
+    }
+  }
+
+  private call(csrPem: string, identity: string, validitySeconds: number): Promise<string[]> {
     const md = new grpc.Metadata();
     for (const [k, v] of Object.entries(this.opts.metadata())) md.set(k, v);
     const deadline = Date.now() + (this.opts.timeoutMs ?? DEFAULT_CA_REQUEST_TIMEOUT_MS);
@@ -54,8 +88,15 @@ export class CaClient {
     });
   }
 
+  /** Closes the channel; calls still waiting for their turn fail. */
   close(): void {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w.fail(this.closedError('a queued request'));
     this.client.close();
+  }
+
+  private closedError(identity: string): StraitError {
+    return new StraitError('STRAIT_ERR_CERT_ROTATION', `certificate for ${identity} not requested: the CA client for ${this.opts.address} is closed`);
   }
 }
 

@@ -39,12 +39,12 @@ export class RawGrpcCall {
   private statusMessage: string | undefined;
   private readonly onMessage: (() => void)[] = [];
 
-  constructor(address: string, rootPem: string, path: string, metadata: Record<string, string>, opts: { read?: boolean; windowBytes?: number } = {}) {
-    this.session = http2.connect(`https://${address}`, {
-      ca: rootPem,
-      minVersion: 'TLSv1.3',
-      settings: { initialWindowSize: opts.windowBytes ?? 65_535 },
-    });
+  /** `rootPem` null: plaintext HTTP/2 (h2c), for servers bound with insecure credentials. */
+  constructor(address: string, rootPem: string | null, path: string, metadata: Record<string, string>, opts: { read?: boolean; windowBytes?: number } = {}) {
+    const settings = { initialWindowSize: opts.windowBytes ?? 65_535 };
+    this.session = rootPem === null
+      ? http2.connect(`http://${address}`, { settings })
+      : http2.connect(`https://${address}`, { ca: rootPem, minVersion: 'TLSv1.3', settings });
     this.session.on('error', () => {});
     this.stream = this.session.request({
       ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...metadata,

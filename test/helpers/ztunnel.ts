@@ -20,6 +20,8 @@ export class ZtunnelNode {
   readonly data = tempDir('ztn-data');
   controller!: ControllerHandle;
   proc!: StraitProcess;
+  /** Extra flags for the controller start() starts. */
+  controllerArgs: string[] = [];
 
   constructor(readonly node: string, readonly address: string, readonly manifests: unknown[]) {}
 
@@ -28,7 +30,7 @@ export class ZtunnelNode {
 
   async start(args: string[] = [], prlimit?: string): Promise<this> {
     writeFileSync(join(this.dir.path, 'mesh.yaml'), docs(...this.manifests));
-    this.controller = await startController(this.dir.path, this.data.path);
+    this.controller = await startController(this.dir.path, this.data.path, this.controllerArgs);
     await this.startZtunnel(args, prlimit);
     return this;
   }

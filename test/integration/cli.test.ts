@@ -43,6 +43,21 @@ describe('strait validate', () => {
 });
 
 describe('strait controller', () => {
+  it('--help prints every limit with its default in the units its flag takes, and its environment variable', async () => {
+    const r = await strait('controller', '--help');
+    assert.equal(r.code, 0, r.stderr);
+    const help = r.stdout.replace(/\s+/g, ' ');
+    assert.match(help, /--xds-max-message-size <bytes> bytes of one request message \(default 4MiB\) \[env STRAIT_XDS_MAX_MESSAGE_SIZE\]/);
+    assert.match(help, /--xds-max-queued-bytes <bytes> .*? \(default 4MiB\)/);
+    assert.match(help, /--xds-stall-timeout <duration> .*? \(default 30s\)/);
+    assert.match(help, /--xds-max-initial-syncs-per-credential <n> .*? \(default 2\) \[env STRAIT_XDS_MAX_INITIAL_SYNCS_PER_CREDENTIAL\]/);
+    assert.match(help, /--xds-max-connection-idle <duration> .*? \(default 10s\) \[env STRAIT_XDS_MAX_CONNECTION_IDLE\]/);
+    assert.match(help, /--ca-cert-burst <n> .*? \(default 256\) \[env STRAIT_CA_CERT_BURST\]/);
+    assert.match(help, /--ca-certs-per-minute <n> .*? \(default 300\) \[env STRAIT_CA_CERTS_PER_MINUTE\]/);
+    assert.match(help, /--ca-max-calls-per-credential <n> .*? \(default 32\) \[env STRAIT_CA_MAX_CALLS_PER_CREDENTIAL\]/);
+    assert.doesNotMatch(help, /4194304/);
+  });
+
   it('rejects bad options at start-up, naming the fix', async () => {
     const r = await strait('controller', '--config-dir', '/nonexistent-strait', '--data-dir', '/tmp/x', '--cert-ttl', 'soon');
     assert.equal(r.code, 1);

@@ -22,6 +22,7 @@ import {
   type RunningXds,
 } from '../helpers/xds.js';
 import { eventually } from '../helpers/eventually.js';
+import { ADS_PATH, RawGrpcCall } from '../helpers/raw-grpc.js';
 
 const T = `${TYPE_URL_PREFIX}Workload`;
 const T2 = `${TYPE_URL_PREFIX}Service`;
@@ -36,7 +37,10 @@ function seed(source: MemoryViewSource, ...ns: string[]): void {
 
 async function setup(
   t: { after: (fn: () => unknown) => void },
-  opts: { debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate']; authorize?: Parameters<typeof startXds>[0]['authorize']; maxConcurrentInitialSyncs?: number; largeSyncResources?: number } = {},
+  opts: {
+    debounceMs?: number; authenticate?: Parameters<typeof startXds>[0]['authenticate']; authorize?: Parameters<typeof startXds>[0]['authorize'];
+    maxConcurrentInitialSyncs?: number; largeSyncResources?: number; limits?: Parameters<typeof startXds>[0]['limits'];
+  } = {},
 ): Promise<{ source: MemoryViewSource; server: RunningXds; metrics: RecordingMetrics }> {
   const source = new MemoryViewSource([T, T2]);
   const metrics = new RecordingMetrics();
@@ -44,6 +48,7 @@ async function setup(
     source, metrics, debounceMs: opts.debounceMs ?? 20, authenticate: opts.authenticate, authorize: opts.authorize,
     ...(opts.maxConcurrentInitialSyncs !== undefined ? { maxConcurrentInitialSyncs: opts.maxConcurrentInitialSyncs } : {}),
     ...(opts.largeSyncResources !== undefined ? { largeSyncResources: opts.largeSyncResources } : {}),
+    ...(opts.limits ? { limits: opts.limits } : {}),
   });
   t.after(() => server.close());
   return { source, server, metrics };
@@ -501,80 +506,130 @@ test('two types on one stream are tracked and pushed independently', async (t) =
   assert.ok(await s.quietFor(100));
 });
 
-test('large initial syncs take turns: the next proxy is answered once the one before it ACKed; small ones pass', async (t) => {
+/** Resources large enough that a response carrying them cannot pass a 64 KiB flow-control window unread. */
+function seedLarge(source: MemoryViewSource, type: string, ...ns: string[]): void {
+  source.setMany(VIEW, type, ns.map((n) => [n, { name: n, pad: 'x'.repeat(100_000) }]), false);
+}
+
+/** A proxy on its own HTTP/2 connection that reads nothing until told to (its window stays shut). */
+function stuckProxy(t: { after: (fn: () => unknown) => void }, server: RunningXds, id: string, metadata: Record<string, string> = {}): RawGrpcCall {
+  const call = new RawGrpcCall(server.address, null, ADS_PATH, metadata, { read: false });
+  t.after(() => call.close());
+  call.writeAds({ node: wireNode({ id }), type_url: T });
+  return call;
+}
+
+/** The nonce of the response the server sent `id` for `type` (undefined: its first request still waits for a slot). */
+function sentNonce(server: RunningXds, id: string, type = T): string | undefined {
+  const s = server.xds.status().find((x) => x.proxy.id === id);
+  const ts = s?.types[type];
+  return ts ? ts.pendingNonce ?? ts.lastAckedNonce : undefined;
+}
+
+test('a large initial sync holds its slot until the transport has taken it: the next proxy is answered once the one before it read; small ones pass', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 3 });
-  seed(source, 'a', 'b', 'c');
+  seedLarge(source, T, 'a', 'b', 'c');
   source.setMany(VIEW, T2, [['only', { name: 'only' }]], false);
-  const first = rawStream(t, server);
-  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
-  const r1 = await first.next();
-  assert.deepEqual(names(r1), ['a', 'b', 'c']);
+  const first = stuckProxy(t, server, 'debug~zt-1~1');
+  await eventually(() => sentNonce(server, 'debug~zt-1~1') !== undefined, 3000, 'the first proxy is served');
   const second = rawStream(t, server);
   second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
-  assert.equal(await second.quietFor(300), true, 'the second large sync waits while the first is unanswered');
+  assert.equal(await second.quietFor(300), true, 'the second large sync waits while the first response sits unread');
   // A subscription below the threshold is not held back.
   second.write({ type_url: T2 });
   const small = await second.next();
   assert.equal(small.type_url, T2);
   assert.deepEqual(names(small), ['only']);
-  first.ack(r1);
+  first.startReading(); // no ACK: taking the response off the transport frees the slot
   const r2 = await second.next();
   assert.equal(r2.type_url, T);
   assert.deepEqual(names(r2), ['a', 'b', 'c']);
+  await first.waitForMessages(1);
+  assert.deepEqual(first.messages[0]!.resources.map((x) => x.name).sort(), ['a', 'b', 'c']);
 });
 
-test('several proxies queued for initial-sync slots are each answered in turn (none is re-queued forever)', async (t) => {
+test('a proxy that reads its initial response but never answers it does not hold a slot', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 2 });
-  seed(source, 'a', 'b');
-  const streams = [1, 2, 3, 4].map((i) => {
-    const s = rawStream(t, server);
-    s.write({ node: wireNode({ id: `debug~zt-${i}~1` }), type_url: T });
-    return s;
-  });
-  const first = await streams[0]!.next();
-  assert.deepEqual(names(first), ['a', 'b']);
-  for (const s of streams.slice(1)) assert.equal(await s.quietFor(100), true, 'the others wait while the first is unanswered');
-  // Each ACK lets exactly the next one in; the controller stays responsive throughout.
-  let last = first;
-  for (let i = 1; i < streams.length; i++) {
-    streams[i - 1]!.ack(last);
-    last = await streams[i]!.next();
-    assert.equal(last.type_url, T);
-    assert.deepEqual(names(last), ['a', 'b']);
-    for (const s of streams.slice(i + 1)) assert.equal(await s.quietFor(50), true);
+  seedLarge(source, T, 'a', 'b');
+  const silent = rawStream(t, server);
+  silent.write({ node: wireNode({ id: 'debug~silent~1' }), type_url: T });
+  assert.deepEqual(names(await silent.next()), ['a', 'b']); // read, never ACKed
+  const next = rawStream(t, server);
+  next.write({ node: wireNode({ id: 'debug~next~1' }), type_url: T });
+  assert.deepEqual(names(await next.next(1000)), ['a', 'b']);
+});
+
+test('several proxies queued for initial-sync slots are each served in turn, in arrival order (none is re-queued forever)', async (t) => {
+  const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 2 });
+  seedLarge(source, T, 'a', 'b');
+  const ids = [1, 2, 3, 4].map((i) => `debug~zt-${i}~1`);
+  const calls: RawGrpcCall[] = [];
+  for (const id of ids) {
+    calls.push(stuckProxy(t, server, id));
+    await eventually(() => server.xds.status().some((s) => s.proxy.id === id), 3000, `${id} connected`);
+  }
+  await eventually(() => sentNonce(server, ids[0]!) !== undefined, 3000, 'the first proxy is served');
+  for (let i = 1; i < ids.length; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    for (const id of ids.slice(i)) assert.equal(sentNonce(server, id), undefined, `${id} waits while ${ids[i - 1]} has not read`);
+    calls[i - 1]!.startReading();
+    await eventually(() => sentNonce(server, ids[i]!) !== undefined, 3000, `${ids[i]} served after ${ids[i - 1]} read`);
+  }
+  calls[ids.length - 1]!.startReading();
+  for (const c of calls) {
+    await c.waitForMessages(1);
+    assert.deepEqual(c.messages[0]!.resources.map((x) => x.name).sort(), ['a', 'b']);
   }
 });
 
 test('a proxy that had its initial-sync turn for one type gets its next large type before proxies still waiting', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 2 });
-  seed(source, 'a', 'b');
-  source.setMany(VIEW, T2, [['s1', { name: 's1' }], ['s2', { name: 's2' }]], false);
-  const first = rawStream(t, server);
-  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
-  const w1 = await first.next();
-  assert.equal(w1.type_url, T);
-  const second = rawStream(t, server);
-  second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
-  assert.equal(await second.quietFor(100), true);
-  first.write({ type_url: T2 }); // queued behind the second proxy's T by arrival, but the first proxy had its turn
-  assert.equal(await first.quietFor(100), true, 'the slot is still held by the unanswered Workload sync');
-  first.ack(w1);
-  const s1 = await first.next();
-  assert.equal(s1.type_url, T2);
-  assert.deepEqual(names(s1), ['s1', 's2']);
-  assert.equal(await second.quietFor(100), true, 'the second proxy waits until the first is fully in sync');
-  first.ack(s1);
-  const w2 = await second.next();
-  assert.equal(w2.type_url, T);
-  assert.deepEqual(names(w2), ['a', 'b']);
+  seedLarge(source, T, 'a', 'b');
+  seedLarge(source, T2, 's1', 's2');
+  const first = stuckProxy(t, server, 'debug~zt-1~1');
+  await eventually(() => sentNonce(server, 'debug~zt-1~1') !== undefined, 3000, 'the first proxy is served');
+  const second = stuckProxy(t, server, 'debug~zt-2~1');
+  await eventually(() => server.xds.status().some((s) => s.proxy.id === 'debug~zt-2~1'), 3000, 'the second proxy connected');
+  first.writeAds({ type_url: T2 }); // queued after the second proxy's T by arrival, but the first proxy had its turn
+  await new Promise((r) => setTimeout(r, 150));
+  assert.equal(sentNonce(server, 'debug~zt-1~1', T2), undefined, 'the slot is still held by the unread Workload sync');
+  first.startReading();
+  second.startReading();
+  await eventually(() => sentNonce(server, 'debug~zt-2~1') !== undefined, 3000, 'the second proxy is served');
+  const firstT2 = parseInt(sentNonce(server, 'debug~zt-1~1', T2)!, 36);
+  const secondT = parseInt(sentNonce(server, 'debug~zt-2~1')!, 36);
+  assert.ok(firstT2 < secondT, `the first proxy's second type (nonce ${firstT2}) went out before the second proxy's first (nonce ${secondT})`);
+});
+
+test('one credential holds at most --xds-max-initial-syncs-per-credential slots; another credential passes its waiting streams', async (t) => {
+  const { source, server } = await setup(t, {
+    maxConcurrentInitialSyncs: 4, largeSyncResources: 2, limits: { maxInitialSyncsPerCredential: 2 },
+    authenticate: (md) => ({ subject: String(md.get('x-cred')[0] ?? 'none') }),
+  });
+  seedLarge(source, T, 'a', 'b');
+  const hog = [1, 2, 3].map((i) => `debug~hog-${i}~1`);
+  const hogCalls: RawGrpcCall[] = [];
+  for (const id of hog) {
+    hogCalls.push(stuckProxy(t, server, id, { 'x-cred': 'node/hog' }));
+    await eventually(() => server.xds.status().some((s) => s.proxy.id === id), 3000, `${id} connected`);
+  }
+  await eventually(() => sentNonce(server, hog[0]!) !== undefined && sentNonce(server, hog[1]!) !== undefined, 3000, 'two hog streams served');
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(sentNonce(server, hog[2]!), undefined, 'the third stream of the same credential waits although slots are free');
+  const md = new grpc.Metadata();
+  md.set('x-cred', 'node/other');
+  const other = rawStream(t, server, md);
+  other.write({ node: wireNode({ id: 'debug~other~1' }), type_url: T });
+  assert.deepEqual(names(await other.next(1000)), ['a', 'b'], 'another credential is served at once');
+  hogCalls[0]!.startReading();
+  await eventually(() => sentNonce(server, hog[2]!) !== undefined, 3000, 'the third hog stream is served once the first read');
 });
 
 test('a proxy that disconnects while holding an initial-sync slot frees it', async (t) => {
   const { source, server } = await setup(t, { maxConcurrentInitialSyncs: 1, largeSyncResources: 1 });
-  seed(source, 'a', 'b');
-  const first = rawStream(t, server);
-  first.write({ node: wireNode({ id: 'debug~zt-1~1' }), type_url: T });
-  await first.next();
+  seedLarge(source, T, 'a', 'b');
+  const first = stuckProxy(t, server, 'debug~zt-1~1');
+  await eventually(() => sentNonce(server, 'debug~zt-1~1') !== undefined, 3000, 'the first proxy is served');
   const second = rawStream(t, server);
   second.write({ node: wireNode({ id: 'debug~zt-2~1' }), type_url: T });
   assert.equal(await second.quietFor(200), true);
@@ -585,4 +640,26 @@ test('a proxy that disconnects while holding an initial-sync slot frees it', asy
 
 test('refuses a zero initial-sync limit with a clear error', () => {
   assert.throws(() => new XdsServer({ source: new MemoryViewSource([T]), maxConcurrentInitialSyncs: 0 }), /maxConcurrentInitialSyncs must be an integer >= 1/);
+});
+
+test('re-sending names a stream already subscribes to (or repeating one in a request) does not count against --xds-max-names-per-stream', async (t) => {
+  const { source, server } = await setup(t, { limits: { maxNamesPerStream: 3 } });
+  seed(source, 'a', 'b', 'c', 'd');
+  const s = rawStream(t, server);
+  s.write({ node: wireNode(), type_url: T, resource_names_subscribe: ['a', 'a', 'b', 'c', 'c'] });
+  assert.deepEqual(names(await s.next()), ['a', 'b', 'c']);
+  // A proxy re-sends its whole subscription (as after a resubscribe): nothing new, so nothing over the limit.
+  for (let i = 0; i < 3; i++) s.write({ type_url: T, resource_names_subscribe: ['a', 'b', 'c'] });
+  // Swapping one name for another in one request keeps the count at 3.
+  s.write({ type_url: T, resource_names_subscribe: ['d'], resource_names_unsubscribe: ['a'] });
+  const swapped = await s.next();
+  assert.deepEqual(names(swapped), ['d']);
+  assert.deepEqual(swapped.removed_resources ?? [], []);
+  const status = server.xds.status().find((x) => x.proxy.id === 'debug~test~1');
+  assert.deepEqual(status?.types[T]?.subscribed, ['b', 'c', 'd']);
+  // A fourth distinct name is over the limit.
+  s.write({ type_url: T, resource_names_subscribe: ['a', 'b'] });
+  const end = await s.ended;
+  assert.equal(end.code, grpc.status.RESOURCE_EXHAUSTED);
+  assert.match(end.details, /would subscribe to 4 resource names; the limit is 3 per stream \(raise it with --xds-max-names-per-stream/);
 });

@@ -1,6 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, DEFAULT_CERT_TTL_MS } from '../../src/controller/config.js';
+import { parseConfig, formatLimit, DEFAULT_CERT_TTL_MS } from '../../src/controller/config.js';
+import { DEFAULT_DOOR_LIMITS } from '../../src/controller/door-limits.js';
 
 describe('controller config', () => {
   it('takes flags over environment and fills defaults', () => {
@@ -21,5 +22,26 @@ describe('controller config', () => {
     assert.throws(() => parseConfig({}, { configDir: 'a', dataDir: 'b', xdsAddress: 'localhost' }), { message: '--xds-address: "localhost" is not host:port (for IPv6 use [addr]:port)' });
     assert.throws(() => parseConfig({}, { configDir: 'a', dataDir: 'b', caCert: 'x.pem' }), { message: /--ca-cert and --ca-key go together/ });
     assert.throws(() => parseConfig({}, { configDir: 'a', dataDir: 'b', trustDomain: 'Bad Domain' }), { message: /lowercase letters/ });
+  });
+
+  it('reads listener and CA limits from flags over their environment variables, defaults otherwise', () => {
+    const c = parseConfig(
+      { STRAIT_CA_CERT_BURST: '9', STRAIT_CA_CERTS_PER_MINUTE: '60', STRAIT_XDS_MAX_CONNECTION_IDLE: '5s', STRAIT_XDS_MAX_INITIAL_SYNCS_PER_CREDENTIAL: '4' },
+      { configDir: 'a', dataDir: 'b', doorLimits: { caCertBurst: '12', caMaxCallsPerCredential: '3' } },
+    );
+    assert.deepEqual(c.doorLimits, { ...DEFAULT_DOOR_LIMITS, caCertBurst: 12, caCertsPerMinute: 60, caMaxCallsPerCredential: 3, connectionIdleMs: 5000 });
+    assert.equal(c.xdsLimits.maxInitialSyncsPerCredential, 4);
+    assert.deepEqual(parseConfig({}, { configDir: 'a', dataDir: 'b' }).doorLimits, DEFAULT_DOOR_LIMITS);
+    assert.throws(() => parseConfig({}, { configDir: 'a', dataDir: 'b', doorLimits: { caCertBurst: '0' } }), { message: '--ca-cert-burst / STRAIT_CA_CERT_BURST: "0" is not a whole number of at least 1' });
+    assert.throws(() => parseConfig({ STRAIT_XDS_MAX_CONNECTION_IDLE: 'soon' }, { configDir: 'a', dataDir: 'b' }), { message: /--xds-max-connection-idle \/ STRAIT_XDS_MAX_CONNECTION_IDLE: "soon" is not a duration like 500ms or 30s/ });
+  });
+
+  it('prints limit defaults in the units their flags take', () => {
+    assert.equal(formatLimit('bytes', 4 * 1024 * 1024), '4MiB');
+    assert.equal(formatLimit('bytes', 512 * 1024), '512KiB');
+    assert.equal(formatLimit('bytes', 1024), '1024');
+    assert.equal(formatLimit('duration', 30_000), '30s');
+    assert.equal(formatLimit('duration', 1500), '1500ms');
+    assert.equal(formatLimit('count', 64), '64');
   });
 });

@@ -30,6 +30,8 @@ export interface XdsLimits {
   stallTimeoutMs: number;
   /** A stream that sends no first request within this time is closed. */
   firstRequestTimeoutMs: number;
+  /** Initial-sync slots (large first responses not yet taken by the transport) one credential may hold at once. */
+  maxInitialSyncsPerCredential: number;
 }
 
 export const DEFAULT_XDS_LIMITS: Readonly<XdsLimits> = {
@@ -44,6 +46,7 @@ export const DEFAULT_XDS_LIMITS: Readonly<XdsLimits> = {
   maxUnackedResponses: 16,
   stallTimeoutMs: 30_000,
   firstRequestTimeoutMs: 10_000,
+  maxInitialSyncsPerCredential: 2,
 };
 
 /** The controller flag that sets each limit (named in refusals and log lines). */
@@ -59,6 +62,7 @@ export const XDS_LIMIT_FLAGS: Readonly<Record<keyof XdsLimits, string>> = {
   maxUnackedResponses: '--xds-max-unacked',
   stallTimeoutMs: '--xds-stall-timeout',
   firstRequestTimeoutMs: '--xds-first-request-timeout',
+  maxInitialSyncsPerCredential: '--xds-max-initial-syncs-per-credential',
 };
 
 /** Metric label of each limit (strait_xds_limit_exceeded_total{limit}). */

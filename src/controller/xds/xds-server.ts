@@ -15,6 +15,10 @@
  *   applied; a stream stalled longer than limits.stallTimeoutMs is disconnected.
  * - Credentials are checked when the stream opens (before any message); every refusal is counted and logged at
  *   a bounded rate.
+ * - At most maxConcurrentInitialSyncs large first responses are held at once (a slot from the first request until
+ *   the transport has taken the response, it is answered, or the stream ends), at most
+ *   limits.maxInitialSyncsPerCredential of them per credential: that bounds the encoded buffers of proxies starting
+ *   together. Every line a peer can cause in a loop goes through a RateLimitedLog.
  */
 import * as grpc from '@grpc/grpc-js';
 import { constants as http2constants } from 'node:http2';
@@ -62,15 +66,14 @@ export const DEFAULT_XDS_DEBOUNCE_MS = 100;
 /** A steady stream of changes still pushes after this many debounce periods. */
 export const XDS_DEBOUNCE_MAX_FACTOR = 10;
 /**
- * At most this many large initial syncs (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are unacknowledged at once; other
- * proxies' first subscriptions wait their turn. Each is encoded into its own buffer (megabytes for a big mesh), so
- * a thousand ztunnels starting together would otherwise hold gigabytes at once.
+ * At most this many large initial responses (see DEFAULT_XDS_LARGE_SYNC_RESOURCES) are held by the server at once:
+ * from the first request until the transport has taken the response. Other first subscriptions wait their turn.
+ * Each is encoded into its own buffer (megabytes for a big mesh), so a thousand ztunnels starting together would
+ * otherwise hold gigabytes at once. One credential holds at most limits.maxInitialSyncsPerCredential of them.
  */
 export const DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS = 32;
 /** A first subscription whose snapshot holds at least this many resources takes an initial-sync slot. */
 export const DEFAULT_XDS_LARGE_SYNC_RESOURCES = 500;
-/** A slot whose response is not answered within this time is released anyway (a stuck proxy does not block others). */
-export const XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS = 10_000;
 /**
  * The gRPC transport's own receive limit is this many times limits.maxRequestBytes: a message between the two is
  * read and refused with a message naming the flag; a larger one is cut off by gRPC before it is read in full.
@@ -80,6 +83,8 @@ export const XDS_TRANSPORT_RECEIVE_FACTOR = 2;
 const CONNECTION_LOG_BURST = 20;
 /** Stall disconnections logged one by one per 10 s. */
 const STALL_LOG_BURST = 10;
+/** Protocol errors, stream failures and NACKs logged one by one per 10 s (a proxy can cause them in a loop). */
+const STREAM_EVENT_LOG_BURST = 5;
 
 /** Who opened a stream, as established from its metadata at the start. */
 export interface XdsPrincipal {
@@ -166,7 +171,17 @@ export class XdsServer {
   private readonly maxInitialSyncs: number;
   private readonly largeSyncResources: number;
   private slotsInUse = 0;
-  private readonly slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
+  /** Slots held per credential subject (entries > 0 only). */
+  private readonly slotsPerCredential = new Map<string, number>();
+  /**
+   * First subscriptions waiting for a slot: a slot goes to the first entry whose credential holds fewer than
+   * limits.maxInitialSyncsPerCredential. Holds no entry of a closed stream.
+   */
+  private slotQueue: Array<{ stream: ProxyStream; typeUrl: string }> = [];
+  private dispatching = false;
+  private readonly protocolErrors: RateLimitedLog;
+  private readonly streamFailures: RateLimitedLog;
+  private readonly nackLog: RateLimitedLog;
 
   constructor(opts: XdsServerOptions) {
     const debounceMs = opts.debounceMs ?? DEFAULT_XDS_DEBOUNCE_MS;
@@ -193,6 +208,9 @@ export class XdsServer {
     this.refusals = opts.refusalLog ?? new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream refused', what: 'refused xDS streams' });
     this.connections = new RateLimitedLog({ logger: this.log, level: 'info', msg: 'proxy connected', what: 'proxy connections and disconnections', burst: CONNECTION_LOG_BURST });
     this.stalls = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream stalled; disconnecting it', what: 'stalled xDS streams disconnected', burst: STALL_LOG_BURST });
+    this.protocolErrors = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS protocol error; ending the stream', what: 'xDS streams ended for protocol errors', burst: STREAM_EVENT_LOG_BURST });
+    this.streamFailures = new RateLimitedLog({ logger: this.log, level: 'error', msg: 'xDS stream failed', what: 'xDS streams failed', burst: STREAM_EVENT_LOG_BURST });
+    this.nackLog = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'proxy rejected a config push (NACK); it keeps its previous resources', what: 'NACKs', burst: STREAM_EVENT_LOG_BURST });
     this.unsubscribe = this.source.onChange((changedAt) => this.onSourceChange(changedAt));
     this.sweeper = setInterval(() => this.sweepStalled(), Math.max(10, Math.min(1000, Math.floor(this.limits.stallTimeoutMs / 4))));
     this.sweeper.unref();
@@ -233,6 +251,9 @@ export class XdsServer {
     }
     this.connections.close();
     this.stalls.close();
+    this.protocolErrors.close();
+    this.streamFailures.close();
+    this.nackLog.close();
   }
 
   /** One entry per connected stream, for /debug/syncz. */
@@ -412,8 +433,9 @@ export class XdsServer {
   private detach(stream: ProxyStream): void {
     if (stream.closed) return;
     stream.closed = true;
+    if (stream.deferred.size > 0) this.slotQueue = this.slotQueue.filter((q) => q.stream !== stream);
     stream.deferred.clear();
-    for (const ts of stream.types.values()) this.releaseSlot(ts);
+    for (const ts of stream.types.values()) this.releaseSlot(stream, ts);
     this.streams.delete(stream);
     stream.view.streams.delete(stream);
     if (stream.view.streams.size === 0) this.views.delete(stream.view.key);
@@ -449,10 +471,10 @@ export class XdsServer {
     if (err instanceof XdsLimitError) {
       this.limitRefusal(call, err, { peer: stream?.peer, ...fields }, stream);
     } else if (isStraitError(err, 'STRAIT_ERR_XDS_PROTOCOL')) {
-      this.log.warn({ proxy: stream?.proxy.id, err: err.message }, 'xDS protocol error; ending the stream');
+      this.protocolErrors.record('protocol_error', { ...fields, proxy: stream?.proxy.id, err: err.message });
       this.endStream(call, grpc.status.INVALID_ARGUMENT, err.message, stream);
     } else {
-      this.log.error({ proxy: stream?.proxy.id, err }, 'xDS stream failed');
+      this.streamFailures.record('internal', { ...fields, proxy: stream?.proxy.id, err: errorMessage(err) });
       this.endStream(call, grpc.status.INTERNAL, errorMessage(err), stream);
     }
     if (stream) this.detach(stream);
@@ -506,7 +528,7 @@ export class XdsServer {
     }
     const ts = stream.types.get(typeUrl);
     if (!ts) {
-      this.checkStreamNames(stream, req.resource_names_subscribe.length);
+      this.checkStreamNames(stream, undefined, req.resource_names_subscribe, []);
       if (this.mustWaitForSlot(stream, typeUrl)) {
         stream.deferred.set(typeUrl, [req]);
         // A proxy that already had its turn for another type is nearly in sync: finish it before starting others.
@@ -520,15 +542,31 @@ export class XdsServer {
     }
     if (req.response_nonce) this.settle(stream, ts, req);
     if (req.resource_names_subscribe.length > 0 || req.resource_names_unsubscribe.length > 0) {
-      this.checkStreamNames(stream, req.resource_names_subscribe.length);
+      this.checkStreamNames(stream, ts, req.resource_names_subscribe, req.resource_names_unsubscribe);
       this.changeSubscription(stream, ts, req.resource_names_subscribe, req.resource_names_unsubscribe);
     }
     this.flushCoalesced(stream);
   }
 
-  /** Explicit names a stream may hold, all types together (an upper bound: repeated names count twice here). */
-  private checkStreamNames(stream: ProxyStream, adding: number): void {
-    const total = stream.explicitNames() + adding;
+  /**
+   * Explicit names the stream would hold, all types together, once this request for `ts` (undefined: a first
+   * request) is applied: a name already subscribed is not counted again, nor one repeated within the request.
+   */
+  private checkStreamNames(stream: ProxyStream, ts: TypeState | undefined, subscribe: readonly string[], unsubscribe: readonly string[]): void {
+    let after: number;
+    if (!ts || ts.subscribed === '*') {
+      // A first request with no names (or '*') is a wildcard; a wildcard stays one unless it unsubscribes '*'.
+      const becomesExplicit = ts ? unsubscribe.includes('*') : subscribe.length > 0 && !subscribe.includes('*');
+      after = becomesExplicit ? new Set(subscribe.filter((n) => n !== '*')).size : 0;
+    } else if (subscribe.includes('*')) {
+      after = 0;
+    } else {
+      const held = ts.subscribed;
+      const dropped = new Set(unsubscribe.filter((n) => held.has(n)));
+      const added = new Set(subscribe.filter((n) => !held.has(n) || dropped.has(n)));
+      after = held.size - dropped.size + added.size;
+    }
+    const total = stream.explicitNames() - (ts?.explicitCount() ?? 0) + after;
     if (total > this.limits.maxNamesPerStream) {
       throw new XdsLimitError('names_per_stream', grpc.status.RESOURCE_EXHAUSTED,
         `this stream would subscribe to ${total} resource names; the limit is ${this.limits.maxNamesPerStream} per stream (raise it with ${XDS_LIMIT_FLAGS.maxNamesPerStream}, or use a wildcard subscription)`);
@@ -553,7 +591,7 @@ export class XdsServer {
     }
     if (snapshot.size >= this.largeSyncResources) {
       stream.hadSlot = true;
-      this.takeSlot(ts);
+      this.takeSlot(stream, ts);
     }
     // Always answer the first request, even with nothing, so the proxy knows it is in sync; if the stream cannot
     // take it now, it goes out (computed then) as soon as it can.
@@ -563,37 +601,65 @@ export class XdsServer {
 
   // --- initial-sync slots -------------------------------------------------------------------------------
 
+  /** Whether a first subscription must wait: it is large and no slot is free, globally or for its credential. */
   private mustWaitForSlot(stream: ProxyStream, typeUrl: string): boolean {
-    if (this.slotQueue.length === 0 && this.slotsInUse < this.maxInitialSyncs) return false;
+    // After every dispatch either no slot is free or no queued entry may take one, so a newcomer that finds a
+    // free slot for its credential passes nobody who could have had it.
+    if (this.slotsInUse < this.maxInitialSyncs && this.credentialSlots(stream.credential) < this.limits.maxInitialSyncsPerCredential) return false;
     return this.viewSnapshot(stream.view, typeUrl).size >= this.largeSyncResources;
   }
 
-  private takeSlot(ts: TypeState): void {
-    this.slotsInUse++;
-    ts.slot = setTimeout(() => this.releaseSlot(ts), XDS_INITIAL_SYNC_SLOT_TIMEOUT_MS);
-    ts.slot.unref();
+  private credentialSlots(credential: string): number {
+    return this.slotsPerCredential.get(credential) ?? 0;
   }
 
-  private releaseSlot(ts: TypeState): void {
-    if (ts.slot === undefined) return;
-    clearTimeout(ts.slot);
-    ts.slot = undefined;
+  private takeSlot(stream: ProxyStream, ts: TypeState): void {
+    if (ts.holdsSlot) return;
+    ts.holdsSlot = true;
+    this.slotsInUse++;
+    this.slotsPerCredential.set(stream.credential, this.credentialSlots(stream.credential) + 1);
+  }
+
+  private releaseSlot(stream: ProxyStream, ts: TypeState): void {
+    if (!ts.holdsSlot) return;
+    ts.holdsSlot = false;
     this.slotsInUse--;
-    while (!this.closed && this.slotsInUse < this.maxInitialSyncs && this.slotQueue.length > 0) {
-      const { stream, typeUrl } = this.slotQueue.shift()!;
-      const reqs = stream.deferred.get(typeUrl);
-      stream.deferred.delete(typeUrl);
-      if (stream.closed || !reqs) continue;
-      try {
-        // The first request subscribes now (it has its turn: going through handleRequest would queue it again
-        // behind the others, forever); what followed it is handled as usual.
-        const [first, ...rest] = reqs;
-        if (!stream.types.has(typeUrl)) this.subscribeType(stream, first!);
-        else this.handleRequest(stream, first!);
-        for (const req of rest) this.handleRequest(stream, req);
-      } catch (err) {
-        this.failStream(stream.call, stream, err);
+    const left = this.credentialSlots(stream.credential) - 1;
+    if (left > 0) this.slotsPerCredential.set(stream.credential, left);
+    else this.slotsPerCredential.delete(stream.credential);
+    this.dispatchSlots();
+  }
+
+  /** Gives free slots to waiting first subscriptions, in queue order, skipping credentials that hold their share. */
+  private dispatchSlots(): void {
+    if (this.dispatching) return; // a slot released while dispatching (a stream failed) is picked up by the loop below
+    this.dispatching = true;
+    try {
+      let i = 0;
+      while (!this.closed && this.slotsInUse < this.maxInitialSyncs && i < this.slotQueue.length) {
+        const { stream, typeUrl } = this.slotQueue[i]!;
+        if (this.credentialSlots(stream.credential) >= this.limits.maxInitialSyncsPerCredential) {
+          i++;
+          continue;
+        }
+        this.slotQueue.splice(i, 1);
+        const reqs = stream.deferred.get(typeUrl);
+        stream.deferred.delete(typeUrl);
+        if (stream.closed || !reqs) continue;
+        try {
+          // The first request subscribes now (it has its turn: going through handleRequest would queue it again
+          // behind the others, forever); what followed it is handled as usual.
+          const [first, ...rest] = reqs;
+          if (!stream.types.has(typeUrl)) this.subscribeType(stream, first!);
+          else this.handleRequest(stream, first!);
+          for (const req of rest) this.handleRequest(stream, req);
+        } catch (err) {
+          this.failStream(stream.call, stream, err);
+        }
+        i = 0; // the queue may have changed under us (a failed stream's entries are gone): start over
       }
+    } finally {
+      this.dispatching = false;
     }
   }
 
@@ -656,7 +722,7 @@ export class XdsServer {
     }
     const skipped = ts.pending.splice(0, idx);
     const p = ts.pending.shift()!;
-    if (p.initial || skipped.some((q) => q.initial)) this.releaseSlot(ts);
+    if (p.initial || skipped.some((q) => q.initial)) this.releaseSlot(stream, ts);
     // Responses before this one that the proxy did not answer: what they carried is unknown (never assumed
     // applied) unless the answered one set the same names; those names are compared again and resent.
     if (skipped.length > 0) {
@@ -684,10 +750,7 @@ export class XdsServer {
     const message = error.message || `NACK with code ${error.code} and no message`;
     ts.lastNack = { nonce, message, at: new Date().toISOString() };
     this.metrics?.nacked(ts.typeUrl);
-    this.log.warn(
-      { proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, version: p.systemVersion, error: message },
-      'proxy rejected a config push (NACK); it keeps its previous resources',
-    );
+    this.nackLog.record(ts.typeUrl.slice(ts.typeUrl.lastIndexOf('/') + 1), { proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, version: p.systemVersion, error: message });
     // The proxy still holds what it held before this response. A later response in flight that touched the
     // same name now starts from that older version instead. Nothing is resent until the resource changes.
     for (const [name, before] of p.prev) {
@@ -782,11 +845,9 @@ export class XdsServer {
         if (ts.subscribed === '*') this.collectWildcard(ts, snapshot, out);
         else this.collectNames(ts, snapshot, ts.subscribed, out);
         if (out.size > 0 || ts.owesFirstResponse) {
-          const p = this.send(stream, ts, out, String(this.source.generation()), changedAt);
-          if (ts.owesFirstResponse) {
-            ts.owesFirstResponse = false;
-            p.initial = true;
-          }
+          const initial = ts.owesFirstResponse;
+          ts.owesFirstResponse = false;
+          this.send(stream, ts, out, String(this.source.generation()), changedAt, initial);
         }
       }
       if (waiting && !stream.stalled) {
@@ -801,7 +862,7 @@ export class XdsServer {
     }
   }
 
-  private send(stream: ProxyStream, ts: TypeState, out: ResponseBuilder, systemVersion: string, changedAt: number | null): PendingResponse {
+  private send(stream: ProxyStream, ts: TypeState, out: ResponseBuilder, systemVersion: string, changedAt: number | null, initial = false): PendingResponse {
     const nonce = (++this.nonceSeq).toString(36);
     const encoded = encodeDeltaResponse({
       systemVersionInfo: systemVersion,
@@ -814,9 +875,11 @@ export class XdsServer {
     stream.noteWrite(encoded.length, now);
     stream.call.write(encoded, () => {
       stream.noteWritten();
+      // The transport has taken the initial response: the server no longer holds its buffer, so its slot is free.
+      if (initial) this.releaseSlot(stream, ts);
       if (!stream.closed && !stream.flushing) this.flushCoalesced(stream);
     });
-    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev, sentAt: now, initial: false };
+    const p: PendingResponse = { nonce, systemVersion, changedAt, prev: out.prev, sentAt: now, initial };
     ts.pending.push(p);
     ts.versionSent = systemVersion;
     this.metrics?.pushed(ts.typeUrl, out.size);

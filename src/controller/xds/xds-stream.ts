@@ -19,7 +19,7 @@ export interface PendingResponse {
   changedAt: number | null;
   /** For every name in the response, what the proxy held before it (undefined: nothing). */
   prev: Map<string, string | undefined>;
-  /** The first response of its type on this stream (settling it frees the type's initial-sync slot). */
+  /** The first response of its type on this stream (once the transport took it, or it is settled, the type's initial-sync slot is free). */
   initial: boolean;
 }
 
@@ -36,8 +36,8 @@ export class TypeState {
   owesFirstResponse = true;
   /** Pushes were coalesced while the stream could not take them; the earliest change among them (null: none caused by a change). */
   coalescedSince: number | null | undefined = undefined;
-  /** Holds an initial-sync slot until its first response is answered (or the timer fires). */
-  slot: NodeJS.Timeout | undefined;
+  /** Holds an initial-sync slot until the transport has taken its first response (or it is answered, or the stream ends). */
+  holdsSlot = false;
   versionSent = '';
   versionAcked = '';
   lastAckedNonce: string | undefined;
