@@ -1,0 +1,56 @@
+import type { Logger } from '../common/log.js';
+import { formatProblem, type Problem } from '../common/model/types.js';
+import { problemKey, type ConfigStore } from './store.js';
+
+/**
+ * Everything wrong with the configuration in force — the store's problems (rejected versions, the last good
+ * versions kept, warnings, ignored kinds) — and its log: each problem is logged once per
+ * object and change, not per push.
+ * Invariant: a line is logged when its (object, the object's revision in the store, text) was not in the set logged
+ * last time; lines that went away are forgotten, so a problem that comes back is logged again.
+ */
+export class ConfigReport {
+  private logged = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly store: ConfigStore,
+    private readonly log: Logger,
+    /** How long after a change the report is logged (changes in between are logged together). */
+    private readonly delayMs: number,
+  ) {}
+
+  /** The current problems, errors and warnings. */
+  problems(): Problem[] {
+    return this.store.problems();
+  }
+
+  /** Logs what is new, after `delayMs` (coalesced). */
+  schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.logNew();
+    }, this.delayMs);
+    this.timer.unref();
+  }
+
+  /** Logs every problem not logged before for its object's current revision. */
+  logNew(): void {
+    const next = new Set<string>();
+    for (const p of this.problems()) {
+      const object = problemKey(p);
+      const text = formatProblem(p);
+      const id = `${object ?? `${p.file}#${p.doc}`}\n${object ? this.store.revision(object) : 0}\n${text}`;
+      next.add(id);
+      if (this.logged.has(id)) continue;
+      this.log.warn({ severity: p.severity, code: p.code, ...(object ? { object } : {}), file: p.file, doc: p.doc }, text);
+    }
+    this.logged = next;
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
