@@ -96,8 +96,8 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     for (const o of store.list()) metrics.configObjects.inc({ kind: o.object.kind });
     metrics.configRejected.set(store.problems().filter((p) => p.severity === 'error').length);
   };
-  // Problems: in /debug/configz, and logged once per object and change.
-  const report = new ConfigReport(store, log, cfg.pushDebounceMs);
+  // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
+  const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
 
   const source = createSource(cfg, log);
   await source.start((events, changedAt, opts) => {

@@ -1,10 +1,12 @@
 import type { Logger } from '../common/log.js';
 import { formatProblem, type Problem } from '../common/model/types.js';
+import { enforcementWarnings, type EnforcementOptions } from './enforcement.js';
 import { problemKey, type ConfigStore } from './store.js';
+import type { MeshViewSource } from './view-source.js';
 
 /**
  * Everything wrong with the configuration in force — the store's problems (rejected versions, the last good
- * versions kept, warnings, ignored kinds) — and its log: each problem is logged once per
+ * versions kept, warnings, ignored kinds) and what nothing enforces — and its log: each problem is logged once per
  * object and change, not per push.
  * Invariant: a line is logged when its (object, the object's revision in the store, text) was not in the set logged
  * last time; lines that went away are forgotten, so a problem that comes back is logged again.
@@ -15,14 +17,16 @@ export class ConfigReport {
 
   constructor(
     private readonly store: ConfigStore,
+    private readonly views: MeshViewSource,
+    private readonly opts: EnforcementOptions,
     private readonly log: Logger,
     /** How long after a change the report is logged (changes in between are logged together). */
     private readonly delayMs: number,
   ) {}
 
-  /** The current problems, errors and warnings. */
+  /** The current problems, errors and warnings, the store's first. */
   problems(): Problem[] {
-    return this.store.problems();
+    return [...this.store.problems(), ...enforcementWarnings(this.store.list(), this.views.views(), this.opts)];
   }
 
   /** Logs what is new, after `delayMs` (coalesced). */
