@@ -11,6 +11,11 @@ import { problemKey, type ConfigSource, type SourceEvent, type SourceSink } from
 
 export const DEFAULT_FILE_POLL_MS = 500;
 export const DEFAULT_FILE_DEBOUNCE_MS = 50;
+/**
+ * A reparse that would drop or reject objects a file held is applied only if the file has not changed again this
+ * long after it was read: a file being rewritten in place by another process reads empty or cut short for a moment.
+ */
+export const DEFAULT_FILE_SETTLE_MS = 50;
 
 /** What the source says about one key: a valid version, or the errors of the version it holds. */
 interface Offer {
@@ -35,7 +40,9 @@ const DIRECTORY_SCOPE = '(directory)';
  * Invariants: every key is sent as the first file (sorted by path) that names it offers it — a valid version
  * (upsert) or an invalid one (reject: the store keeps the last good version); a key is deleted only when no file
  * names it any more; a document too broken to name its object (bad YAML, a misspelt kind) stands for the objects
- * that document held before; the sink gets only what changed since the last batch.
+ * that document held before; a reread that would drop or reject what a file held counts only once the file has
+ * stopped changing (DEFAULT_FILE_SETTLE_MS), so a file rewritten in place is never seen half-written; the sink gets
+ * only what changed since the last batch.
  */
 export class FileSource implements ConfigSource {
   readonly name: string;
@@ -53,7 +60,7 @@ export class FileSource implements ConfigSource {
   constructor(
     private readonly path: string,
     private readonly log: Logger = silentLogger(),
-    private readonly opts: { pollMs?: number; debounceMs?: number } = {},
+    private readonly opts: { pollMs?: number; debounceMs?: number; settleMs?: number } = {},
   ) {
     this.name = `file:${path}`;
   }
@@ -142,7 +149,7 @@ export class FileSource implements ConfigSource {
     let text: string;
     try {
       const st = await stat(p);
-      stamp = `${st.mtimeMs}:${st.size}:${st.ino}`;
+      stamp = stampOf(st);
       if (prev && prev.stamp === stamp) return false;
       text = await readFile(p, 'utf8');
     } catch (err) {
@@ -154,8 +161,23 @@ export class FileSource implements ConfigSource {
       return true;
     }
     const parsed = parseManifests(text, display);
-    this.files.set(p, { stamp, ...fileOffers(parsed.objects, parsed.problems, prev) });
+    const next = fileOffers(parsed.objects, parsed.problems, prev);
+    if (prev && losesObjects(prev, next) && !(await this.settled(p, stamp))) {
+      this.schedule(); // read mid-write: keep what the file held, read it again once the writer is done
+      return false;
+    }
+    this.files.set(p, { stamp, ...next });
     return true;
+  }
+
+  /** Whether `p` still has `stamp` after the settle time (a writer that truncated it has finished by then). */
+  private async settled(p: string, stamp: string): Promise<boolean> {
+    await new Promise((r) => setTimeout(r, this.opts.settleMs ?? DEFAULT_FILE_SETTLE_MS));
+    try {
+      return stampOf(await stat(p)) === stamp;
+    } catch {
+      return false; // gone: the next scan drops it
+    }
   }
 
   /** Sends what changed since the last batch: per key, the first file's offer; per file, its loose problems. */
@@ -211,6 +233,19 @@ export class FileSource implements ConfigSource {
     const rel = relative(this.path, p);
     return rel === '' ? p : rel;
   }
+}
+
+function stampOf(st: { mtimeMs: number; size: number; ino: number }): string {
+  return `${st.mtimeMs}:${st.size}:${st.ino}`;
+}
+
+/** Whether a reparse drops an object the file offered, or turns a valid one into a rejection. */
+function losesObjects(prev: Pick<FileEntry, 'offers'>, next: Pick<FileEntry, 'offers'>): boolean {
+  for (const [key, o] of prev.offers) {
+    const n = next.offers.get(key);
+    if (!n || (o.object && !n.object)) return true;
+  }
+  return false;
 }
 
 function sameOffer(a: Offer, b: Offer): boolean {
