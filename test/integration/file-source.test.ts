@@ -47,7 +47,7 @@ describe('file source', () => {
     store.on('change', (c) => changes.push(c));
     let missing = 0;
     const watch = setInterval(() => { if (!store.get('Pod/shop/web-1')) missing++; }, 1);
-    await rewriteInPlace(file, 3000);
+    await rewriteInPlace(file, 1000);
     clearInterval(watch);
     assert.deepEqual(changes.map((c) => [c.added, c.updated, c.removed]), [], 'the pod never left the store');
     assert.equal(missing, 0);

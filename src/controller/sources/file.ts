@@ -15,7 +15,7 @@ export const DEFAULT_FILE_DEBOUNCE_MS = 50;
  * A reparse that would drop or reject objects a file held is applied only if the file has not changed again this
  * long after it was read: a file being rewritten in place by another process reads empty or cut short for a moment.
  */
-export const DEFAULT_FILE_SETTLE_MS = 50;
+export const DEFAULT_FILE_SETTLE_MS = 200;
 
 /** What the source says about one key: a valid version, or the errors of the version it holds. */
 interface Offer {
@@ -151,7 +151,12 @@ export class FileSource implements ConfigSource {
       const st = await stat(p);
       stamp = stampOf(st);
       if (prev && prev.stamp === stamp) return false;
-      text = await readFile(p, 'utf8');
+      const bytes = await readFile(p);
+      if (bytes.length !== st.size) {
+        this.schedule(); // rewritten while we read it: read it again
+        return false;
+      }
+      text = bytes.toString('utf8');
     } catch (err) {
       if (prev === undefined) return false; // vanished between listing and reading: next scan drops it
       const problem: Problem = { severity: 'error', file: display, doc: 0, path: '', message: `cannot read (${errorMessage(err)}); keeping its last good objects`, code: 'STRAIT_ERR_MANIFEST_SOURCE' };
