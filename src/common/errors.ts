@@ -9,6 +9,8 @@ export const ERROR_CODES = {
   STRAIT_ERR_MANIFEST_PARSE: 'A YAML document could not be parsed at all.',
   STRAIT_ERR_MANIFEST_INVALID: 'A configuration object failed validation; it was rejected and the last good version kept.',
   STRAIT_ERR_MANIFEST_SOURCE: 'A configuration file or directory could not be read.',
+  STRAIT_ERR_MANIFEST_IGNORED: 'A warning: an Istio or Gateway API kind Strait does not implement (ServiceEntry, Sidecar, EnvoyFilter, ...) was ignored; the message says what it would have done.',
+  STRAIT_ERR_CONFIG_NOT_ENFORCED: 'A warning: a loaded object (or part of one) is enforced by nothing, e.g. L7 routing or policy with no waypoint to apply it; the message says what happens instead and what to do.',
   STRAIT_ERR_SPIFFE_ID: 'A SPIFFE id is malformed (expected spiffe://<trust-domain>/ns/<ns>/sa/<sa>).',
   STRAIT_ERR_CA_ROOT: 'The CA root or intermediate could not be loaded or generated.',
   STRAIT_ERR_CSR_INVALID: 'A certificate signing request could not be parsed or its signature does not verify.',

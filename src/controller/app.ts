@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { tls13ServerCredentials } from '../common/grpc.js';
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { formatProblem, type Problem } from '../common/model/types.js';
+import { formatProblem } from '../common/model/types.js';
 import { formatHostPort, type HostPort } from '../common/net.js';
 import { XdsServer, type XdsPrincipal } from './xds/xds-server.js';
 import { RateLimitedLog } from '../common/rate-limited-log.js';
@@ -18,7 +18,8 @@ import { AdminServer } from '../common/admin.js';
 import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
 import type { ControllerConfig } from './config.js';
 import { ControllerMetrics } from './metrics.js';
-import { FileSource } from './sources/file.js';
+import { ConfigReport } from './config-report.js';
+import { createSource } from './sources/index.js';
 import { ConfigStore } from './store.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
 import { MeshViewSource } from './view-source.js';
@@ -89,19 +90,23 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   let tokensWritten = Promise.resolve();
   const writeTokens = () => (tokensWritten = tokensWritten.then(writeNewTokens));
   store.on('change', () => void writeTokens());
-  const updateConfigMetrics = (problems: Problem[]) => {
+  const updateConfigMetrics = () => {
     metrics.configObjects.reset();
     for (const o of store.list()) metrics.configObjects.inc({ kind: o.object.kind });
-    metrics.configRejected.set(problems.filter((p) => p.severity === 'error').length);
+    metrics.configRejected.set(store.problems().filter((p) => p.severity === 'error').length);
   };
+  // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
+  const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
 
-  const source = new FileSource(cfg.configDir, log.child({ source: 'file' }));
-  await source.start((state, changedAt) => {
-    const change = store.replaceSource(source.name, state, changedAt);
-    updateConfigMetrics(state.problems);
+  const source = createSource(cfg, log);
+  await source.start((events, changedAt, opts) => {
+    const change = store.apply(source.name, events, changedAt, opts);
+    updateConfigMetrics();
+    report.schedule();
     const n = change.added.length + change.updated.length + change.removed.length;
     if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
   });
+  report.logNew();
   await writeTokens();
 
   // xDS and CA refusals share one rate-limited log: a flood of bad credentials is one summary line per 10 s.
@@ -156,7 +161,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     '/metrics': async () => ({ status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType }),
     '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
     '/debug/configz': async () => {
-      const problems = store.problems();
+      const problems = report.problems();
       return {
         status: 200,
         body: {
@@ -193,6 +198,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     rootCertFile,
     async close() {
       ready = false;
+      report.close();
       xds.close();
       refusalLog.close();
       await new Promise<void>((resolve) => {

@@ -347,6 +347,11 @@ export function toZtunnelAuthz(p: AuthorizationPolicy, opts: ViewOptions): Autho
   };
 }
 
+/** The HTTP (L7) fields of a rule, which a ztunnel cannot check: "to[0].operation.methods", "when[1].key request.headers[x]". */
+export function l7FieldsOfRule(rule: AuthzRule): string[] {
+  return toL4Rule(rule).l7Fields;
+}
+
 function toL4Rule(rule: AuthzRule): { rule: L4Rule; l7Fields: string[] } {
   const l7: string[] = [];
   const out: L4Rule = {};

@@ -2,6 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { ISTIO_USER_FILES, ISTIO_USER_WARNINGS } from '../helpers/istio-user-config.js';
 import { docs, namespace } from '../helpers/manifests.js';
 import { STRAIT_BIN, run } from '../helpers/procs.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -33,6 +34,27 @@ describe('strait validate', () => {
     assert.match(r.stderr, /^\S*\/bad\/policies\.yaml doc 3 AuthorizationPolicy foo\/deny-get: spec\.action: "BLOCK" is not one of ALLOW, DENY, AUDIT, CUSTOM$/m);
     assert.match(r.stdout, /^\S*\/bad\/policies\.yaml doc 4 Namespace bar: warning: spec\.colour: /m);
     assert.match(r.stdout, /^3 object\(s\) valid, 1 error\(s\), 1 warning\(s\)$/m);
+  });
+
+  it('passes a directory an Istio user brings, warning once for each object nothing enforces and each kind it ignores', async () => {
+    const sub = join(dir.path, 'istio-user');
+    mkdirSync(sub);
+    for (const [name, text] of Object.entries(ISTIO_USER_FILES)) writeFileSync(join(sub, name), text);
+    const r = await strait('validate', sub);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stderr, '');
+    const lines = r.stdout.trim().split('\n');
+    for (const w of ISTIO_USER_WARNINGS) {
+      const mine = lines.filter((l) => l.includes(` ${w.object}: warning: `));
+      assert.equal(mine.length, 1, `one warning for ${w.object}:\n${r.stdout}`);
+      assert.match(mine[0]!, new RegExp(`^\\S*/istio-user/${w.file.replace('.', '\\.')} doc \\d+ ${w.object}: warning: `));
+      assert.match(mine[0]!, w.says);
+    }
+    assert.equal(lines.at(-1), `8 object(s) valid, 0 error(s), ${ISTIO_USER_WARNINGS.length} warning(s)`);
+    // --quiet leaves the warnings out but keeps the summary
+    const q = await strait('validate', '--quiet', sub);
+    assert.equal(q.code, 0);
+    assert.equal(q.stdout.trim(), `8 object(s) valid, 0 error(s), ${ISTIO_USER_WARNINGS.length} warning(s)`);
   });
 
   it('says clearly when a path cannot be read', async () => {

@@ -75,6 +75,43 @@ test('an unsupported kind lists the supported apiVersions and kinds', () => {
   ]);
 });
 
+test('Istio and Gateway API kinds Strait does not implement are warnings that say so, not errors', () => {
+  const cases: [string, string, string][] = [
+    ['networking.istio.io/v1', 'ServiceEntry', 'Strait\'s registry holds only Services and Pods; connections to destinations outside the mesh pass through as plain TCP'],
+    ['networking.istio.io/v1', 'Gateway', 'Istio ingress and egress gateways do not exist in Strait (a waypoint is a gateway.networking.k8s.io Gateway with gatewayClassName istio-waypoint)'],
+    ['networking.istio.io/v1beta1', 'Sidecar', 'it configures sidecar proxies, and ambient mode has none'],
+    ['networking.istio.io/v1alpha3', 'EnvoyFilter', 'it patches Envoy configuration, and Strait\'s proxies are not Envoy'],
+    ['networking.istio.io/v1', 'WorkloadEntry', 'workloads outside Kubernetes (VMs) are not part of a Strait mesh; only Pods are'],
+    ['networking.istio.io/v1', 'WorkloadGroup', 'workloads outside Kubernetes (VMs) are not part of a Strait mesh; only Pods are'],
+    ['networking.istio.io/v1beta1', 'ProxyConfig', 'Strait\'s proxies take their settings from their command-line flags'],
+    ['extensions.istio.io/v1alpha1', 'WasmPlugin', 'Strait\'s proxies run no Wasm modules'],
+    ['security.istio.io/v1', 'RequestAuthentication', 'Strait does not validate JWTs: requests carry no request principal, so rules naming requestPrincipals never match'],
+    ['gateway.networking.k8s.io/v1', 'GRPCRoute', 'Strait routes with HTTPRoute only; gRPC services get no routing from it'],
+    ['gateway.networking.k8s.io/v1alpha2', 'TCPRoute', 'Strait has no TCP routing beyond a Service\'s own endpoints'],
+    ['gateway.networking.k8s.io/v1beta1', 'ReferenceGrant', 'Strait does not check cross-namespace references against grants'],
+  ];
+  for (const [apiVersion, kind, why] of cases) {
+    const r = check({ apiVersion, kind, metadata: meta('x', 'shop'), spec: { anything: ['goes'] } });
+    assert.equal(r.object, undefined);
+    const group = apiVersion.slice(0, apiVersion.indexOf('/'));
+    assert.deepEqual(r.lines, [`policies.yaml doc 3 ${kind} shop/x: warning: ${group} ${kind} is not supported by Strait (ignored): ${why}`]);
+    assert.equal(r.problems[0]!.code, 'STRAIT_ERR_MANIFEST_IGNORED');
+  }
+  // Cluster-scoped GatewayClass, no namespace given.
+  assert.deepEqual(check({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'GatewayClass', metadata: meta('istio') }).lines, [
+    'policies.yaml doc 3 GatewayClass istio: warning: gateway.networking.k8s.io GatewayClass is not supported by Strait (ignored): Strait knows the class istio-waypoint by name and reads no GatewayClass objects',
+  ]);
+});
+
+test('a misspelt kind in an Istio or Gateway API group is an error listing that group\'s kinds, never a quiet ignore', () => {
+  assert.deepEqual(rejected({ apiVersion: 'security.istio.io/v1', kind: 'AuthorisationPolicy', metadata: meta('p', 'foo') }), [
+    'policies.yaml doc 3 AuthorisationPolicy foo/p: kind: "AuthorisationPolicy" is not a security.istio.io kind Strait knows (misspelt?); security.istio.io kinds: AuthorizationPolicy, PeerAuthentication (read); RequestAuthentication (ignored)',
+  ]);
+  assert.deepEqual(rejected({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualServices', metadata: meta('v', 'foo') }), [
+    'policies.yaml doc 3 VirtualServices foo/v: kind: "VirtualServices" is not a networking.istio.io kind Strait knows (misspelt?); networking.istio.io kinds: VirtualService, DestinationRule (read); ServiceEntry, Gateway, Sidecar, EnvoyFilter, WorkloadEntry, WorkloadGroup, ProxyConfig (ignored)',
+  ]);
+});
+
 test('a known kind under the wrong apiVersion names the right ones', () => {
   assert.deepEqual(rejected({ apiVersion: 'networking.istio.io/v1', kind: 'AuthorizationPolicy', metadata: meta('a', 'foo') }), [
     'policies.yaml doc 3 AuthorizationPolicy foo/a: apiVersion: "networking.istio.io/v1" does not serve AuthorizationPolicy; use security.istio.io/v1 or security.istio.io/v1beta1',

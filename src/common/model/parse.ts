@@ -266,8 +266,11 @@ export async function loadManifestPath(path: string): Promise<ParseResult> {
   return sorted(dropDuplicates(result), files);
 }
 
-/** Loads several paths as one configuration; an object defined twice (in any files) is an error on the later one. */
-export async function validatePaths(paths: readonly string[]): Promise<ParseResult> {
+/**
+ * Loads several paths as one configuration; an object defined twice (in any files) is an error on the later one.
+ * `files` lists every path and file read, in the order problems are sorted by.
+ */
+export async function validatePaths(paths: readonly string[]): Promise<ParseResult & { files: string[] }> {
   const combined: ParseResult = { objects: [], problems: [] };
   const order: string[] = [];
   for (const path of paths) {
@@ -276,5 +279,5 @@ export async function validatePaths(paths: readonly string[]): Promise<ParseResu
     combined.problems.push(...result.problems);
     order.push(...files);
   }
-  return sorted(dropDuplicates(combined), order);
+  return { ...sorted(dropDuplicates(combined), order), files: order };
 }

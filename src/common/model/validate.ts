@@ -19,6 +19,7 @@ import { validateAuthorizationPolicy, validatePeerAuthentication } from './valid
 import { validateDestinationRule, validateVirtualService } from './validate-networking.js';
 import { validateTelemetry } from './validate-telemetry.js';
 import { validateGateway, validateHTTPRoute } from './validate-gateway.js';
+import { apiGroupOf, ignoredKindReason, ignoredKindsOf, isMeshApiGroup } from './ignored-kinds.js';
 
 export interface ValidateResult {
   object?: MeshObject;
@@ -74,6 +75,11 @@ const KINDS: readonly KindInfo[] = [
 
 const KIND_BY_NAME = new Map<string, KindInfo>(KINDS.map((k) => [k.kind, k]));
 
+/** Whether Strait reads objects of this kind (under one of its apiVersions). */
+export function isSupportedKind(kind: string): boolean {
+  return KIND_BY_NAME.has(kind);
+}
+
 /** "Namespace, Node, Pod, Service (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); ..." */
 export const SUPPORTED_KINDS_TEXT: string = (() => {
   const groups = new Map<string, string[]>();
@@ -128,8 +134,8 @@ class ProblemSink implements Ctx {
     this.add('error', path, message, code);
   }
 
-  warn(path: string, message: string): void {
-    this.add('warning', path, message, 'STRAIT_ERR_MANIFEST_INVALID');
+  warn(path: string, message: string, code: ErrorCode = 'STRAIT_ERR_MANIFEST_INVALID'): void {
+    this.add('warning', path, message, code);
   }
 
   private add(severity: Severity, path: string, message: string, code: ErrorCode): void {
@@ -189,22 +195,33 @@ function identify(sink: ProblemSink, raw: Raw): void {
   if (CLUSTER_SCOPED_KINDS.has(kind as Kind)) return;
   if (typeof namespace === 'string' && namespace !== '') sink.namespace = namespace;
   else if (KIND_BY_NAME.has(kind as string)) sink.namespace = 'default';
+  else if (typeof raw['apiVersion'] === 'string' && kind !== 'GatewayClass' && ignoredKindReason(raw['apiVersion'], kind as string) !== undefined) sink.namespace = 'default';
 }
 
-function kindInfo(ctx: Ctx, raw: Raw): KindInfo | undefined {
+function kindInfo(ctx: ProblemSink, raw: Raw): KindInfo | undefined {
   const apiVersion = str(ctx, raw['apiVersion'], 'apiVersion', 'e.g. "v1" or "security.istio.io/v1"');
   const kind = str(ctx, raw['kind'], 'kind', `supported: ${SUPPORTED_KINDS_TEXT}`);
   if (apiVersion === undefined || kind === undefined) return undefined;
   const info = KIND_BY_NAME.get(kind);
+  if (info?.apiVersions.includes(apiVersion)) return info;
+  const group = apiGroupOf(apiVersion);
+  const ignored = ignoredKindReason(apiVersion, kind);
+  if (ignored !== undefined) {
+    ctx.warn('', `${group} ${kind} is not supported by Strait (ignored): ${ignored}`, 'STRAIT_ERR_MANIFEST_IGNORED');
+    return undefined;
+  }
+  if (!info && isMeshApiGroup(group)) {
+    const read = KINDS.filter((k) => k.apiVersions.some((v) => apiGroupOf(v) === group)).map((k) => k.kind);
+    const known = [...(read.length > 0 ? [`${read.join(', ')} (read)`] : []), ...(ignoredKindsOf(group).length > 0 ? [`${ignoredKindsOf(group).join(', ')} (ignored)`] : [])];
+    ctx.error('kind', `${describe(kind)} is not a ${group} kind Strait knows (misspelt?); ${group} kinds: ${known.join('; ')}`);
+    return undefined;
+  }
   if (!info) {
     ctx.error('kind', `${describe(kind)} is not supported; supported kinds: ${SUPPORTED_KINDS_TEXT}`);
     return undefined;
   }
-  if (!info.apiVersions.includes(apiVersion)) {
-    ctx.error('apiVersion', `${describe(apiVersion)} does not serve ${kind}; use ${info.apiVersions.join(' or ')}`);
-    return undefined;
-  }
-  return info;
+  ctx.error('apiVersion', `${describe(apiVersion)} does not serve ${kind}; use ${info.apiVersions.join(' or ')}`);
+  return undefined;
 }
 
 function metadata(ctx: Ctx, v: unknown, info: KindInfo): ObjectMeta | undefined {
