@@ -5,9 +5,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startController, eventually, type ControllerHandle } from '../helpers/controller.js';
+import { startController, type ControllerHandle } from '../helpers/controller.js';
+import { eventually } from '../helpers/eventually.js';
 import { ISTIO_USER_FILES, ISTIO_USER_WARNINGS } from '../helpers/istio-user-config.js';
-import { tempDir, type LogLine } from '../helpers/procs.js';
+import type { LogLine } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 describe('controller: config nothing enforces, ignored kinds, last good versions', () => {
   const cfg = tempDir('ctl-report-cfg');

@@ -7,8 +7,8 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FileSource } from '../../src/controller/sources/file.js';
 import { ConfigStore, type StoreChange } from '../../src/controller/store.js';
-import { eventually } from '../helpers/controller.js';
-import { tempDir } from '../helpers/procs.js';
+import { eventually } from '../helpers/eventually.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const POD = 'apiVersion: v1\nkind: Pod\nmetadata: {name: web-1, namespace: shop}\nspec: {nodeName: node-a, serviceAccountName: web, containers: [{name: app}]}\nstatus: {podIP: 10.0.0.1}\n';
 
