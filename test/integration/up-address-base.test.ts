@@ -1,7 +1,8 @@
 /**
  * Two local meshes of the same manifests on one machine (`--address-base`), and what each component costs in
  * `strait up`'s status line and the demo's live summary (systeminformation).
- * Addresses: 127.145.0.0/16 and 127.146.0.0/16 (the demo twice), 127.147.0.0/16 (`strait demo`).
+ * Addresses: 127.145.0.0/16 and 127.146.0.0/16 (the demo twice), 127.147.0.0/16 (`strait demo`), 127.148.0.0/16 (a demo
+ * on a running mesh's addresses).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -137,5 +138,30 @@ describe('strait demo\'s live summary', () => {
     }
     assert.match(row('5 demo apps') ?? '', /^5 demo apps\s+\d+\.\d%\s+\d+ MiB$/);
     assert.equal(alive(state.controller.pid), false, 'stopped at the end');
+  });
+});
+
+describe('strait demo on the addresses of a running mesh', () => {
+  const dir = tempDir('base-taken');
+  cpSync(DEMO, dir.path, { recursive: true });
+  let mesh: TestMesh;
+  before(async () => {
+    mesh = await new TestMesh(dir.path, ['--address-base', '127.148.0.0']).start();
+  });
+  after(async () => {
+    await mesh?.stop();
+    killAll(pidsMentioning('127.148.'));
+    mesh?.cleanup();
+    dir.remove();
+  });
+
+  it('exits 1 naming the taken addresses instead of showing the other mesh\'s traffic as its own', async () => {
+    const p = StraitProcess.start(['demo', '--duration', '10s', '--address-base', '127.148.0.0']);
+    const code = await p.exited;
+    const out = p.lines.map((l) => String(l.msg));
+    assert.equal(code, 1);
+    assert.equal(out.some((l) => l.startsWith('Mesh ready') || l.startsWith('✓')), false, 'no summary of someone else\'s traffic');
+    assert.match(p.stderr.join('\n'), /STRAIT_ERR_LISTEN.*127\.148\.99\.1:15012 \(controller xDS\).*--address-base 127\.149\.0\.0/s);
+    assert.equal(mesh.pids().filter((pid) => !alive(pid)).length, 0, 'the running mesh is untouched');
   });
 });
