@@ -16,26 +16,14 @@ import { loadManifestPath, type ParseResult } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
 import { formatAddressBase } from './address-base.js';
 import { MeshChild } from './child.js';
+import { PORTS, appSpec, controllerSpec, listenAddresses, ztunnelSpec, type MeshPlaces } from './components.js';
 import { ManifestMirror } from './manifest-mirror.js';
 import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode } from './plan.js';
-import { describeTaken, takenAddresses, type WantedAddress } from './preflight.js';
+import { describeTaken, takenAddresses } from './preflight.js';
 import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
 import { UsageSampler } from './usage.js';
-import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
 
 export { STRAIT_BIN } from './child.js';
-/** Standard ports of each component (DESIGN §2); the local mesh gives every component its own address. */
-const PORTS = {
-  xds: 15012, controllerAdmin: 15014,
-  outbound: 15001, inboundPlaintext: 15006, hbone: 15008, socks5: 15080, admin: 15000, metrics: 15020, ready: 15021,
-};
-const STOP_GRACE_MS = 5_000;
-/**
- * A ztunnel drains on SIGTERM (stops accepting, lets connections finish for its --drain, then exits 0), so it gets
- * that long plus STOP_GRACE_MS before SIGKILL: the same rule as terminationGracePeriodSeconds in a DaemonSet.
- */
-const ZTUNNEL_DRAIN_MS = DEFAULT_DRAIN_MS;
-const ZTUNNEL_STOP_GRACE_MS = ZTUNNEL_DRAIN_MS + STOP_GRACE_MS;
 const READY_TIMEOUT_MS = 30_000;
 const EMPTY_PLAN: LocalPlan = { nodes: [], apps: [], pods: [], waypoints: [], problems: [], errors: [] };
 
@@ -209,13 +197,13 @@ export class LocalMesh {
     }
     this.plan = plan;
 
-    const taken = await takenAddresses(this.addresses(plan.nodes, plan.apps, plan.pods, true));
+    const taken = await takenAddresses(listenAddresses(this.controllerAddress, plan));
     if (taken.length > 0) {
       throw new StraitError('STRAIT_ERR_LISTEN', `cannot start the local mesh: ${taken.length === 1 ? 'an address it listens on is' : `${taken.length} addresses it listens on are`} `
         + `in use: ${describeTaken(taken)}. ${this.conflictHint()}.`);
     }
 
-    await this.add(this.controllerSpec(), true);
+    await this.add(controllerSpec(this.places()), true);
     this.log.info({ xds: `${this.controllerAddress}:${PORTS.xds}`, dataDir: this.dataDir }, 'controller ready');
     for (const n of plan.nodes) await this.addZtunnel(n, true);
     for (const a of plan.apps) await this.add(this.appSpec(a), true);
@@ -257,24 +245,6 @@ export class LocalMesh {
     return { loaded, plan };
   }
 
-  /** Every address:port the given components listen on. */
-  private addresses(nodes: readonly PlannedNode[], apps: readonly PlannedApp[], pods: LocalPlan['pods'], controller: boolean): WantedAddress[] {
-    const out: WantedAddress[] = [];
-    if (controller) {
-      out.push({ host: this.controllerAddress, port: PORTS.xds, what: 'controller xDS' }, { host: this.controllerAddress, port: PORTS.controllerAdmin, what: 'controller admin' });
-    }
-    for (const n of nodes) {
-      for (const [port, what] of [[PORTS.socks5, 'SOCKS5'], [PORTS.hbone, 'HBONE'], [PORTS.outbound, 'outbound'], [PORTS.inboundPlaintext, 'inbound plaintext'],
-        [PORTS.admin, 'admin'], [PORTS.metrics, 'metrics'], [PORTS.ready, 'readiness']] as const) {
-        out.push({ host: n.address, port, what: `ztunnel ${n.name} ${what}` });
-      }
-    }
-    const served = new Set(nodes.map((n) => n.name));
-    for (const p of pods) if (served.has(p.node)) for (const ip of p.addresses) out.push({ host: ip, port: PORTS.hbone, what: `HBONE of pod ${p.key}` });
-    for (const a of apps) out.push({ host: a.address, port: a.port, what: `demo app ${a.namespace}/${a.pod}` });
-    return out;
-  }
-
   // ---- components ----
 
   private async add(spec: ComponentSpec, fatal: boolean): Promise<void> {
@@ -288,7 +258,7 @@ export class LocalMesh {
   }
 
   private async addZtunnel(n: PlannedNode, fatal: boolean): Promise<void> {
-    await this.add(this.ztunnelSpec(n), fatal);
+    await this.add(ztunnelSpec(this.places(), n), fatal);
     if (this.components.get(`ztunnel/${n.name}`)?.status === 'running') {
       this.log.info({ node: n.name, address: n.address, socks5: `${n.address}:${PORTS.socks5}` }, 'ztunnel ready');
     }
@@ -305,31 +275,12 @@ export class LocalMesh {
     if (this.started && !this.stopping) this.writeState();
   }
 
-  private controllerSpec(): ComponentSpec {
-    const configDir = this.mirror?.dir ?? resolve(this.opts.manifestDir);
-    return {
-      name: 'controller', what: 'controller', stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${this.controllerAddress}:${PORTS.controllerAdmin}/ready`,
-      args: ['controller', '--config-dir', configDir, '--data-dir', this.dataDir, '--xds-address', `${this.controllerAddress}:${PORTS.xds}`,
-        '--admin-address', `${this.controllerAddress}:${PORTS.controllerAdmin}`, ...(this.opts.certTtl ? ['--cert-ttl', this.opts.certTtl] : [])],
-    };
-  }
-
-  private ztunnelSpec(n: PlannedNode): ComponentSpec {
-    return {
-      name: `ztunnel/${n.name}`, what: `ztunnel on ${n.name}`, stopGraceMs: ZTUNNEL_STOP_GRACE_MS, readyUrl: `http://${n.address}:${PORTS.ready}/healthz/ready`,
-      nodeOptions: ZTUNNEL_NODE_OPTIONS,
-      args: ['ztunnel', '--node', n.name, '--xds-address', `${this.controllerAddress}:${PORTS.xds}`, '--token-file', join(this.dataDir, 'tokens', `node-${n.name}.token`),
-        '--root-cert', this.rootCertFile, '--listen-address', n.address, '--local-pod-listeners', '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
-    };
+  private places(): MeshPlaces {
+    return { controllerAddress: this.controllerAddress, dataDir: this.dataDir, configDir: this.mirror?.dir ?? resolve(this.opts.manifestDir), ...(this.opts.certTtl ? { certTtl: this.opts.certTtl } : {}) };
   }
 
   private appSpec(a: PlannedApp): ComponentSpec {
-    const node = this.plan.nodes.find((n) => n.name === a.node);
-    return {
-      name: `app/${a.key}`, what: `demo app ${a.key}`, stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${a.address}:${a.port}/healthz`,
-      args: ['demo-app', '--address', a.address, '--port', String(a.port), '--pod', a.pod, '--namespace', a.namespace, '--app', a.app, `--version=${a.version}`,
-        '--node', a.node, ...(node ? ['--ztunnel-admin', `${node.address}:${PORTS.admin}`] : [])],
-    };
+    return appSpec(a, this.plan.nodes.find((n) => n.name === a.node));
   }
 
   private reportWaypoints(): void {

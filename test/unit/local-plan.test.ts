@@ -2,6 +2,7 @@
 // cannot live on this machine's loopback refused by name before anything starts.
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { listenAddresses } from '../../src/local/components.js';
 import { planLocalMesh } from '../../src/local/plan.js';
 import { docs, namespace, objectsOf } from '../helpers/manifests.js';
 import { appPod, node } from '../helpers/mesh.js';
@@ -41,5 +42,20 @@ describe('planLocalMesh', () => {
     const pending = appPod('apps', 'pending', 'node-a', '127.0.10.1', 'p') as { status: Record<string, unknown> };
     pending.status = {};
     assert.deepEqual(plan(pending).errors, []);
+  });
+});
+
+describe('listenAddresses', () => {
+  it('lists what the mesh binds: the controller\'s two ports, seven per node, each pod\'s HBONE, each demo app', () => {
+    const p = plan(node('node-a', '127.0.100.1'), appPod('apps', 'web', 'node-a', '127.0.10.2', 'web'));
+    const got = listenAddresses('127.0.99.1', p).map((a) => `${a.host}:${a.port} ${a.what}`);
+    assert.deepEqual(got, [
+      '127.0.99.1:15012 controller xDS', '127.0.99.1:15014 controller admin',
+      '127.0.100.1:15080 ztunnel node-a SOCKS5', '127.0.100.1:15008 ztunnel node-a HBONE', '127.0.100.1:15001 ztunnel node-a outbound',
+      '127.0.100.1:15006 ztunnel node-a inbound plaintext', '127.0.100.1:15000 ztunnel node-a admin', '127.0.100.1:15020 ztunnel node-a metrics',
+      '127.0.100.1:15021 ztunnel node-a readiness',
+      '127.0.10.2:15008 HBONE of pod apps/web',
+      '127.0.10.2:8080 demo app apps/web',
+    ]);
   });
 });
