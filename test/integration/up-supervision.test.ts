@@ -65,7 +65,7 @@ describe('strait up supervising its children', () => {
     assert.equal(await readyPid(`http://${afterController.controller.admin}/ready`), String(afterController.controller.pid));
 
     // The next edit applies: a pod on a new node gets its ztunnel and app.
-    writeFileSync(join(dir.path, 'more.yaml'), docs(appPod('apps', 'extra', 'node-c', '127.0.143.3', 'extra')));
+    writeFileSync(join(dir.path, 'more.yaml'), docs(node('node-c', '127.0.142.3'), appPod('apps', 'extra', 'node-c', '127.0.143.3', 'extra')));
     const grown = await eventually(() => {
       const s = mesh.readState();
       return s.nodes['node-c'] && alive(s.nodes['node-c'].pid) && s.apps['apps/extra/app:8080'] && alive(s.apps['apps/extra/app:8080'].pid) ? s : undefined;
