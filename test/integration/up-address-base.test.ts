@@ -144,6 +144,7 @@ describe('strait demo\'s live summary', () => {
 describe('strait demo on the addresses of a running mesh', () => {
   const dir = tempDir('base-taken');
   cpSync(DEMO, dir.path, { recursive: true });
+  const logs = tempDir('base-taken-logs');
   let mesh: TestMesh;
   before(async () => {
     mesh = await new TestMesh(dir.path, ['--address-base', '127.148.0.0']).start();
@@ -153,10 +154,11 @@ describe('strait demo on the addresses of a running mesh', () => {
     killAll(pidsMentioning('127.148.'));
     mesh?.cleanup();
     dir.remove();
+    logs.remove();
   });
 
   it('exits 1 naming the taken addresses instead of showing the other mesh\'s traffic as its own', async () => {
-    const p = StraitProcess.start(['demo', '--duration', '10s', '--address-base', '127.148.0.0']);
+    const p = StraitProcess.start(['demo', '--duration', '10s', '--address-base', '127.148.0.0', '--log-dir', logs.path]);
     const code = await p.exited;
     const out = p.lines.map((l) => String(l.msg));
     assert.equal(code, 1);
