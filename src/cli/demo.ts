@@ -5,12 +5,12 @@ import { join, resolve } from 'node:path';
 import { errorMessage } from '../common/errors.js';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { parseDurationMs } from '../common/model/duration.js';
-import { onShutdown } from './shutdown.js';
-import { DEMO_DIR } from './up.js';
+import { onOutputClosed, onShutdown } from './shutdown.js';
+import { DEMO_DIR, addressBase } from './up.js';
 
 /**
  * `strait demo` (what `npm start` runs): the local mesh of examples/demo, traffic between its pods, and a
- * live summary of what the mesh let through and whom the destinations saw calling.
+ * live summary of what the mesh let through, whom the destinations saw calling, and what each component costs.
  */
 export function demoCommand(): Command {
   return new Command('demo')
@@ -19,42 +19,45 @@ export function demoCommand(): Command {
     .option('--log-dir <dir>', 'where the components\' log files go (default: a new temporary directory, printed at start)')
     .option('--state-file <path>', 'once the mesh is ready, write where everything runs as JSON here (removed on exit)')
     .option('--rate <n>', 'requests per second on each route', rate, 5)
-    .action(async (opts: { duration?: number; logDir?: string; stateFile?: string; rate: number }, cmd: Command) => {
+    .option('--address-base <127.N.0.0>', 'run the demo on 127.N.0.0/16 instead of 127.0.0.0/16 (next to another mesh)', addressBase)
+    .action(async (opts: { duration?: number; logDir?: string; stateFile?: string; rate: number; addressBase?: number }, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const logDir = resolve(opts.logDir ?? mkdtempSync(join(tmpdir(), 'strait-demo-')));
       const log = createRootLogger({ component: 'demo', level: globals.logLevel, format: globals.logFormat, destination: join(logDir, 'demo.log') });
-      const [{ LocalMesh }, { loadManifestPath }, { planLocalMesh }, { DEMO_ROUTE_SPECS, resolveRoutes }, { TrafficGenerator }, { SummaryView }] = await Promise.all([
-        import('../local/mesh.js'), import('../common/model/index.js'), import('../local/plan.js'),
-        import('../demo/routes.js'), import('../demo/traffic.js'), import('../demo/summary.js'),
+      const [{ LocalMesh }, { DEMO_ROUTE_SPECS, resolveRoutes }, { TrafficGenerator }, { SummaryView }] = await Promise.all([
+        import('../local/mesh.js'), import('../demo/routes.js'), import('../demo/traffic.js'), import('../demo/summary.js'),
       ]);
-      const say = (line: string) => process.stdout.write(line + '\n');
+      let output: { closed: () => boolean } | undefined;
+      const say = (line: string) => { if (!output?.closed()) process.stdout.write(line + '\n'); };
 
-      const mesh = new LocalMesh({ manifestDir: DEMO_DIR, logLevel: globals.logLevel, log, logDir, ...(opts.stateFile ? { stateFile: opts.stateFile } : {}) });
+      const mesh = new LocalMesh({ manifestDir: DEMO_DIR, logLevel: globals.logLevel, log, logDir, addressBase: opts.addressBase ?? 0, ...(opts.stateFile ? { stateFile: opts.stateFile } : {}) });
       let traffic: InstanceType<typeof TrafficGenerator> | undefined;
       let summary: InstanceType<typeof SummaryView> | undefined;
+      let sampling: NodeJS.Timeout | undefined;
       let closing: Promise<void> | undefined;
       const close = () => (closing ??= (async () => {
+        clearInterval(sampling);
         await traffic?.stop();
         summary?.stop();
         say('stopping the mesh…');
         await mesh.stop();
         say(`stopped. Component logs are in ${logDir}`);
       })());
-      onShutdown(log, close);
+      const stop = onShutdown(log, close);
+      output = onOutputClosed(log, () => stop('standard output closed'));
+      process.on('exit', () => mesh.cleanupSync());
 
       say(`Strait demo: starting the local mesh of ${DEMO_DIR} (controller, one ztunnel per node, the demo apps).`);
       say(`Component logs: ${logDir}`);
-      let state;
+      const state = await mesh.start();
+      let routes;
       try {
-        state = await mesh.start();
+        routes = resolveRoutes(DEMO_ROUTE_SPECS, mesh.apps, state.nodes);
       } catch (err) {
-        await mesh.stop();
+        await close();
         throw err;
       }
-      const loaded = await loadManifestPath(DEMO_DIR);
-      const plan = planLocalMesh(loaded.objects.map((o) => o.object));
-      const routes = resolveRoutes(DEMO_ROUTE_SPECS, plan.apps, state.nodes);
-      say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.apps).length} pods. Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5:`);
+      say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.apps).length} pods on ${state.addressBase.replace(/\.0\.0$/, '.0.0/16')}. Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5:`);
       const nameWidth = Math.max(...routes.map((r) => r.name.length));
       for (const r of routes) {
         say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → socks5 ${r.socks5.host}:${r.socks5.port} → ${r.host}:${r.port}  (expect ${r.expect === 'ok' ? 'answers' : 'denied'})`);
@@ -65,7 +68,13 @@ export function demoCommand(): Command {
       const startedAt = Date.now();
       const until = opts.duration !== undefined ? `stops after ${opts.duration / 1000}s` : 'Ctrl-C to stop';
       const t = traffic;
-      summary = new SummaryView(process.stdout, () => ({ elapsedMs: Date.now() - startedAt, routes: t.snapshot(), note: until }));
+      // CPU and memory of each component (systeminformation), sampled as often as the summary is drawn.
+      let components: Awaited<ReturnType<typeof mesh.usage>> = [];
+      const sample = () => mesh.usage().then((u) => { components = u; }, (err) => log.warn({ err: errorMessage(err) }, 'cannot read the components\' CPU and memory'));
+      await sample();
+      sampling = setInterval(() => void sample(), 2_000);
+      // Once standard output is closed, writes to it fail quietly (onOutputClosed listens) while the demo stops.
+      summary = new SummaryView(process.stdout, () => ({ elapsedMs: Date.now() - startedAt, routes: t.snapshot(), components, note: until }));
       traffic.start();
       summary.start();
       log.info({ routes: routes.map((r) => r.name), ratePerRoute: opts.rate, durationMs: opts.duration ?? null }, 'demo traffic started');

@@ -2,6 +2,12 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { errorMessage } from './errors.js';
 import type { Logger } from './log.js';
 
+/**
+ * Every admin answer names the process that gave it, so a parent that started it (the local mesh) can tell its own
+ * child from whatever else answers on that address.
+ */
+export const PID_HEADER = 'x-strait-pid';
+
 export interface AdminReply { status: number; body: unknown; contentType?: string }
 export type AdminHandler = (req: IncomingMessage, url: URL) => Promise<AdminReply>;
 /** A GET handler, or handlers per method. */
@@ -68,6 +74,6 @@ export class AdminServer {
 
 function send(res: ServerResponse, status: number, body: unknown, contentType?: string): void {
   const text = contentType && typeof body === 'string' ? body : JSON.stringify(body, null, 2) + '\n';
-  res.writeHead(status, { 'content-type': contentType ?? 'application/json', 'cache-control': 'no-store' });
+  res.writeHead(status, { 'content-type': contentType ?? 'application/json', 'cache-control': 'no-store', [PID_HEADER]: String(process.pid) });
   res.end(text);
 }

@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { StraitError, bug, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { PID_HEADER } from '../common/admin.js';
 import { CallerLookup, normalizePeer } from './caller-lookup.js';
 
 export interface DemoAppOptions {
@@ -111,6 +112,7 @@ export async function startDemoApp(opts: DemoAppOptions, log: Logger): Promise<R
 }
 
 function send(res: ServerResponse, status: number, body: string, contentType: string): void {
-  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  // The pid tells `strait up` that /healthz was answered by the app it started, not by another mesh's on this address.
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store', [PID_HEADER]: String(process.pid) });
   res.end(res.req.method === 'HEAD' ? undefined : body);
 }

@@ -1,12 +1,27 @@
 /**
- * The demo's live summary: one aligned line per route, readable at a glance.
+ * The demo's live summary: one aligned line per route, readable at a glance, then what each component of the
+ * mesh costs (CPU as a share of one core since the last sample, resident memory):
  *
  *   ✓ client → catalog.backend  ok 52  denied  0  err 0  5.0/s  catalog v1 26 / v2 26  seen as spiffe://cluster.local/ns/shop/sa/client
+ *   …
+ *   component        pid   cpu  memory
+ *   controller      4242  0.6%  84 MiB
  *
  * `formatSummary` is pure (tests feed it fixed counts); `SummaryView` redraws it in place every interval on
  * a terminal, and appends plain blocks when the output is a file or a pipe.
  */
 import type { RouteStats } from './traffic.js';
+
+/** One process of the mesh, as LocalMesh.usage() gives it. */
+export interface ComponentLine {
+  /** "controller", "ztunnel/node-a", "app/shop/web-1/app:8080" */
+  name: string;
+  pid: number | null;
+  status: string;
+  restarts: number;
+  cpuPercent: number | null;
+  rssBytes: number | null;
+}
 
 export const DEFAULT_SUMMARY_INTERVAL_MS = 2_000;
 
@@ -16,6 +31,8 @@ export interface SummaryInput {
   /** Shown after the elapsed time in the first line while running (for example how to stop). */
   note?: string;
   final?: boolean;
+  /** CPU and memory per component; the demo apps are summed into one line. */
+  components?: readonly ComponentLine[];
 }
 
 const MARK = { asExpected: '✓', notAsExpected: '✗', nothingYet: '·' } as const;
@@ -55,8 +72,41 @@ export function formatSummary(input: SummaryInput): string[] {
     for (const [msg, n] of sorted(s.errorMessages).slice(0, 2)) lines.push(`  ! ${s.route}: ${n}× ${msg}`);
     if (s.ok > 0) for (const [msg, n] of sorted(s.deniedReasons).slice(0, 2)) lines.push(`  ! ${s.route}: ${n}× ${msg}`);
   }
+  if (input.components && input.components.length > 0) lines.push(...formatComponents(input.components));
   lines.push(`${MARK.asExpected} as the policies say  ${MARK.notAsExpected} not as they say  ${MARK.nothingYet} no answer yet   (seen as = the caller's identity as the destination's ztunnel saw it)`);
   return lines;
+}
+
+/** An aligned table: the controller, each ztunnel, then the demo apps together. */
+export function formatComponents(components: readonly ComponentLine[]): string[] {
+  const apps = components.filter((c) => c.name.startsWith('app/'));
+  const rows = components.filter((c) => !c.name.startsWith('app/')).map((c) => ({
+    name: c.name.replace('/', ' '),
+    pid: c.pid === null ? '—' : String(c.pid),
+    cpu: c.status !== 'running' ? '' : c.cpuPercent === null ? '…' : `${c.cpuPercent.toFixed(1)}%`,
+    mem: c.status !== 'running' || c.rssBytes === null ? '' : mib(c.rssBytes),
+    note: [c.status !== 'running' ? c.status : '', c.restarts > 0 ? `restarted ${c.restarts}×` : ''].filter(Boolean).join(', '),
+  }));
+  if (apps.length > 0) {
+    const running = apps.filter((a) => a.status === 'running');
+    const cpuKnown = running.every((a) => a.cpuPercent !== null);
+    const restarts = apps.reduce((n, a) => n + a.restarts, 0);
+    rows.push({
+      name: `${apps.length} demo app${apps.length === 1 ? '' : 's'}`, pid: '',
+      cpu: running.length === 0 ? '' : cpuKnown ? `${running.reduce((n, a) => n + a.cpuPercent!, 0).toFixed(1)}%` : '…',
+      mem: running.length === 0 ? '' : mib(running.reduce((n, a) => n + (a.rssBytes ?? 0), 0)),
+      note: [running.length < apps.length ? `${apps.length - running.length} not running` : '', restarts > 0 ? `restarted ${restarts}×` : ''].filter(Boolean).join(', '),
+    });
+  }
+  const w = (k: 'name' | 'pid' | 'cpu' | 'mem', head: string) => Math.max(head.length, ...rows.map((r) => r[k].length));
+  const [nw, pw, cw, mw] = [w('name', 'component'), w('pid', 'pid'), w('cpu', 'cpu'), w('mem', 'memory')];
+  const line = (name: string, pid: string, cpu: string, mem: string, note: string) =>
+    `${name.padEnd(nw)}  ${pid.padStart(pw)}  ${cpu.padStart(cw)}  ${mem.padStart(mw)}  ${note}`.trimEnd();
+  return [line('component', 'pid', 'cpu', 'memory', ''), ...rows.map((r) => line(r.name, r.pid, r.cpu, r.mem, r.note))];
+}
+
+function mib(bytes: number): string {
+  return `${Math.round(bytes / (1024 * 1024))} MiB`;
 }
 
 /** "catalog v1 26 / v2 26": which app answered, and how the answers split between versions. */

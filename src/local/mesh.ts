@@ -1,34 +1,31 @@
 /**
  * The local mesh (`strait up`): the controller, one ztunnel per node and the demo apps, each as its own
  * process on loopback addresses, as they would run in a cluster (DESIGN §7).
- * Invariants: every child this class starts is in `children` until it has exited; stop() ends them all
- * (SIGTERM, then SIGKILL after a grace period: a ztunnel's exceeds its drain period) and removes the state file and
- * a temporary data directory.
+ * Invariants: every component has one Supervisor in `components` from when it is first started until it is removed
+ * or the mesh stops; the state file, once written, is rewritten on every change of a component's pid or status, so
+ * it never names a dead process; start() either resolves with everything ready or rejects having stopped what it
+ * started and removed what it made (temporary data directory, manifest copy, state file); stop() ends every child
+ * (SIGTERM, then SIGKILL after a grace period: a ztunnel's exceeds its drain period) and removes the same.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { createWriteStream, mkdirSync, mkdtempSync, rmSync, watch, writeFileSync, type FSWatcher, type WriteStream } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { loadManifestPath } from '../common/model/index.js';
+import { loadManifestPath, type ParseResult } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
+import { formatAddressBase } from './address-base.js';
+import { MeshChild } from './child.js';
+import { PORTS, appSpec, controllerSpec, listenAddresses, ztunnelSpec, type MeshPlaces } from './components.js';
+import { ManifestMirror } from './manifest-mirror.js';
 import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode } from './plan.js';
-import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
+import { describeTaken, takenAddresses } from './preflight.js';
+import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
+import { UsageSampler } from './usage.js';
 
-export const STRAIT_BIN = new URL('../cli/strait.js', import.meta.url).pathname;
-export const DEFAULT_CONTROLLER_ADDRESS = '127.0.99.1';
-const PORTS = { xds: 15012, controllerAdmin: 15014, socks5: 15080, admin: 15000, metrics: 15020, ready: 15021 };
-const STOP_GRACE_MS = 5_000;
-/**
- * A ztunnel drains on SIGTERM (stops accepting, lets connections finish for its --drain, then exits 0), so it gets
- * that long plus STOP_GRACE_MS before SIGKILL: the same rule as terminationGracePeriodSeconds in a DaemonSet.
- */
-const ZTUNNEL_DRAIN_MS = DEFAULT_DRAIN_MS;
-const ZTUNNEL_STOP_GRACE_MS = ZTUNNEL_DRAIN_MS + STOP_GRACE_MS;
+export { STRAIT_BIN } from './child.js';
 const READY_TIMEOUT_MS = 30_000;
+const EMPTY_PLAN: LocalPlan = { nodes: [], apps: [], pods: [], waypoints: [], problems: [], errors: [] };
 
 export interface LocalMeshOptions {
   manifestDir: string;
@@ -36,184 +33,262 @@ export interface LocalMeshOptions {
   stateFile?: string;
   logDir?: string;
   logLevel: string;
+  /** Second octet N of the address base 127.N.0.0 (0: addresses as the manifests write them). */
+  addressBase?: number;
+  /** Default 127.N.99.1. */
   controllerAddress?: string;
   /** Workload certificate lifetime the controller issues (its --cert-ttl). */
   certTtl?: string;
   log: Logger;
+  /** Where the components' output lines go without a log directory (default: standard output). */
+  write?: (line: string) => void;
+}
+
+export interface ComponentState {
+  /** null while the component is not running (being restarted). */
+  pid: number | null;
+  status: ComponentStatus;
+  restarts: number;
 }
 
 export interface MeshState {
   rootCert: string;
-  controller: { pid: number; xds: string; admin: string };
-  nodes: Record<string, { pid: number; address: string; socks5: string; admin: string; metrics: string; ready: string }>;
-  waypoints: Record<string, { pid: number; address: string; hbone: string; metrics: string }>;
-  apps: Record<string, { pid: number; address: string; node: string }>;
+  addressBase: string;
+  controller: ComponentState & { xds: string; admin: string };
+  nodes: Record<string, ComponentState & { address: string; socks5: string; admin: string; metrics: string; ready: string }>;
+  waypoints: Record<string, ComponentState & { address: string; hbone: string; metrics: string }>;
+  apps: Record<string, ComponentState & { address: string; node: string }>;
 }
 
-interface Child {
+export interface ComponentUsage extends ComponentState {
+  /** "controller", "ztunnel/node-a", "app/shop/web-1/app:8080" */
   name: string;
-  proc: ChildProcess;
-  exited: Promise<void>;
-  out?: WriteStream;
+  cpuPercent: number | null;
+  rssBytes: number | null;
 }
 
 export class LocalMesh {
-  private readonly children = new Map<string, Child>();
-  private readonly dataDir: string;
-  private readonly tempData: boolean;
+  private readonly components = new Map<string, Supervisor>();
+  private readonly base: number;
   private readonly controllerAddress: string;
+  private readonly nodePoolPrefix: string;
   private readonly log: Logger;
-  private plan: LocalPlan = { nodes: [], apps: [], waypoints: [], problems: [] };
+  private readonly sampler = new UsageSampler();
+  private dataDir = '';
+  private madeDataDir = false;
+  private mirror: ManifestMirror | undefined;
+  private plan: LocalPlan = EMPTY_PLAN;
   private watcher: FSWatcher | undefined;
   private poll: NodeJS.Timeout | undefined;
   private reconciling: Promise<void> = Promise.resolve();
+  private started = false;
   private stopping = false;
-  private saidWaypoints = new Set<string>();
+  private stopped: Promise<void> | undefined;
+  private readonly said = new Set<string>();
 
   constructor(private readonly opts: LocalMeshOptions) {
     this.log = opts.log;
-    this.tempData = !opts.dataDir;
-    this.dataDir = opts.dataDir ? resolve(opts.dataDir) : mkdtempSync(join(tmpdir(), 'strait-up-'));
-    this.controllerAddress = opts.controllerAddress ?? DEFAULT_CONTROLLER_ADDRESS;
-    if (opts.logDir) mkdirSync(opts.logDir, { recursive: true });
+    this.base = opts.addressBase ?? 0;
+    this.controllerAddress = opts.controllerAddress ?? `127.${this.base}.99.1`;
+    this.nodePoolPrefix = `127.${this.base}.100.`;
   }
 
   get rootCertFile(): string {
     return join(this.dataDir, 'root-cert.pem');
   }
 
-  async start(): Promise<MeshState> {
-    const loaded = await loadManifestPath(this.opts.manifestDir);
-    if (loaded.problems.some((p) => p.severity === 'error' && p.code === 'STRAIT_ERR_MANIFEST_SOURCE' && p.doc === 0 && loaded.objects.length === 0)) {
-      throw new StraitError('STRAIT_ERR_MANIFEST_SOURCE', `cannot read manifests in ${this.opts.manifestDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
-    }
-    for (const p of loaded.problems) if (p.severity === 'error') this.log.warn(formatProblem(p));
-    this.plan = planLocalMesh(loaded.objects.map((o) => o.object));
-    for (const p of this.plan.problems) this.log.warn(p);
+  /** The demo apps as planned (addresses already in the address base). */
+  get apps(): readonly PlannedApp[] {
+    return this.plan.apps;
+  }
 
-    await this.startController();
-    for (const n of this.plan.nodes) await this.startZtunnel(n);
-    for (const a of this.plan.apps) await this.startApp(a);
-    this.reportWaypoints();
-    this.watch();
-    return this.writeState();
+  async start(): Promise<MeshState> {
+    try {
+      return await this.startAll();
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  /** Ends every child, then removes the state file and what the mesh made. Safe to call more than once. */
+  stop(): Promise<void> {
+    return (this.stopped ??= this.stopAll());
+  }
+
+  /**
+   * Last resort when the process exits without stop() having finished (a second signal, a crash): removes what the
+   * mesh made. The children notice their parent is gone by themselves (see child.ts).
+   */
+  cleanupSync(): void {
+    if (this.opts.stateFile && this.started) rmSync(this.opts.stateFile, { force: true });
+    if (this.madeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    this.mirror?.remove();
   }
 
   /** The state file's content (DESIGN §7). */
   state(): MeshState {
-    const c = this.children.get('controller')!;
+    const c = this.components.get('controller');
     const nodes: MeshState['nodes'] = {};
     for (const n of this.plan.nodes) {
-      const child = this.children.get(`ztunnel/${n.name}`);
-      if (!child) continue;
+      const s = this.components.get(`ztunnel/${n.name}`);
+      if (!s) continue;
       nodes[n.name] = {
-        pid: child.proc.pid!, address: n.address, socks5: `${n.address}:${PORTS.socks5}`, admin: `${n.address}:${PORTS.admin}`,
+        ...componentState(s), address: n.address, socks5: `${n.address}:${PORTS.socks5}`, admin: `${n.address}:${PORTS.admin}`,
         metrics: `${n.address}:${PORTS.metrics}`, ready: `${n.address}:${PORTS.ready}`,
       };
     }
     const apps: MeshState['apps'] = {};
     for (const a of this.plan.apps) {
-      const child = this.children.get(`app/${a.key}`);
-      if (child) apps[a.key] = { pid: child.proc.pid!, address: `${a.address}:${a.port}`, node: a.node };
+      const s = this.components.get(`app/${a.key}`);
+      if (s) apps[a.key] = { ...componentState(s), address: `${a.address}:${a.port}`, node: a.node };
     }
     return {
       rootCert: this.rootCertFile,
-      controller: { pid: c.proc.pid!, xds: `${this.controllerAddress}:${PORTS.xds}`, admin: `${this.controllerAddress}:${PORTS.controllerAdmin}` },
+      addressBase: formatAddressBase(this.base),
+      controller: { ...(c ? componentState(c) : { pid: null, status: 'stopped', restarts: 0 }), xds: `${this.controllerAddress}:${PORTS.xds}`, admin: `${this.controllerAddress}:${PORTS.controllerAdmin}` },
       nodes, waypoints: {}, apps,
     };
   }
 
-  async stop(): Promise<void> {
-    if (this.stopping) return;
+  /** CPU and memory of every component's process (systeminformation), controller first, then ztunnels, then apps. */
+  async usage(): Promise<ComponentUsage[]> {
+    const list = [...this.components.values()].sort((a, b) => rank(b.name) - rank(a.name) || a.name.localeCompare(b.name));
+    const samples = await this.sampler.sample(list.map((s) => s.pid).filter((p): p is number => p !== null));
+    return list.map((s) => {
+      const u = s.pid !== null ? samples.get(s.pid) : undefined;
+      return { name: s.name, ...componentState(s), cpuPercent: u?.cpuPercent ?? null, rssBytes: u?.rssBytes ?? null };
+    });
+  }
+
+  /** What to do when addresses are taken: said with every such failure. */
+  conflictHint(): string {
+    const next = (this.base + 1) % 256;
+    return `Another local mesh (strait up or strait demo) probably runs on these addresses: stop it, or run this one on other loopback `
+      + `addresses with --address-base ${formatAddressBase(next === 0 ? 1 : next)}`;
+  }
+
+  // ---- start and stop ----
+
+  private async startAll(): Promise<MeshState> {
+    if (this.opts.logDir) mkdirSync(this.opts.logDir, { recursive: true });
+    try {
+      statSync(this.opts.manifestDir);
+    } catch (err) {
+      throw new StraitError('STRAIT_ERR_MANIFEST_SOURCE', `cannot read manifests in ${this.opts.manifestDir}: ${errorMessage(err)}`);
+    }
+    if (this.opts.dataDir) {
+      this.dataDir = resolve(this.opts.dataDir);
+    } else {
+      this.dataDir = mkdtempSync(join(tmpdir(), 'strait-up-'));
+      this.madeDataDir = true;
+    }
+    if (this.base !== 0) this.mirror = new ManifestMirror(resolve(this.opts.manifestDir), this.base);
+
+    const { loaded, plan } = await this.load();
+    if (loaded.problems.some((p) => p.severity === 'error' && p.code === 'STRAIT_ERR_MANIFEST_SOURCE' && p.doc === 0 && loaded.objects.length === 0)) {
+      throw new StraitError('STRAIT_ERR_MANIFEST_SOURCE', `cannot read manifests in ${this.opts.manifestDir}: ${loaded.problems.map(formatProblem).join('; ')}`);
+    }
+    for (const p of loaded.problems) if (p.severity === 'error') this.log.warn(formatProblem(p));
+    for (const p of plan.problems) this.log.warn(p);
+    if (plan.errors.length > 0) {
+      for (const e of plan.errors) this.said.add(e);
+      throw new StraitError('STRAIT_ERR_LOCAL_MESH', `cannot run ${this.opts.manifestDir} as a local mesh:\n  ${plan.errors.join('\n  ')}`);
+    }
+    this.plan = plan;
+
+    const taken = await takenAddresses(listenAddresses(this.controllerAddress, plan));
+    if (taken.length > 0) {
+      throw new StraitError('STRAIT_ERR_LISTEN', `cannot start the local mesh: ${taken.length === 1 ? 'an address it listens on is' : `${taken.length} addresses it listens on are`} `
+        + `in use: ${describeTaken(taken)}. ${this.conflictHint()}.`);
+    }
+
+    await this.add(controllerSpec(this.places()), true);
+    this.log.info({ xds: `${this.controllerAddress}:${PORTS.xds}`, dataDir: this.dataDir }, 'controller ready');
+    for (const n of plan.nodes) await this.addZtunnel(n, true);
+    for (const a of plan.apps) await this.add(this.appSpec(a), true);
+    this.reportWaypoints();
+    this.watch();
+    this.started = true;
+    void this.sampler.sample([]).catch(() => undefined); // the first sample only sets the baseline for CPU figures
+    return this.writeState();
+  }
+
+  private async stopAll(): Promise<void> {
     this.stopping = true;
     this.watcher?.close();
     clearInterval(this.poll);
+    // Apps first, then ztunnels, then the controller: the reverse of start. Stopping a component also ends a wait
+    // for it to get ready, so an edit being applied finishes at once; what it started is stopped in the second pass.
+    const stopEverything = async () => {
+      const all = [...this.components.values()];
+      for (const r of [0, 1, 2]) await Promise.all(all.filter((s) => rank(s.name) === r).map((s) => s.stop()));
+    };
+    await stopEverything();
     await this.reconciling.catch(() => undefined);
-    // Apps first, then ztunnels, then the controller: the reverse of start.
-    const order = [...this.children.keys()].sort((a, b) => rank(a) - rank(b));
-    for (const group of [order.filter((k) => k.startsWith('app/')), order.filter((k) => k.startsWith('ztunnel/')), ['controller']]) {
-      await Promise.all(group.map((k) => this.stopChild(k)));
+    await stopEverything();
+    if (this.opts.stateFile && this.started) rmSync(this.opts.stateFile, { force: true });
+    if (this.madeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+    this.mirror?.remove();
+  }
+
+  private async load(): Promise<{ loaded: ParseResult; plan: LocalPlan }> {
+    let dir = this.opts.manifestDir;
+    if (this.mirror) {
+      this.mirror.sync();
+      dir = this.mirror.dir;
     }
-    if (this.opts.stateFile) rmSync(this.opts.stateFile, { force: true });
-    if (this.tempData) rmSync(this.dataDir, { recursive: true, force: true });
-  }
-
-  // ---- children ----
-
-  private spawnChild(name: string, args: string[], env: Record<string, string> = {}, nodeOptions: readonly string[] = []): Child {
-    const proc = spawn(process.execPath, [...nodeOptions, STRAIT_BIN, '--log-level', this.opts.logLevel, ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
+    const loaded = await loadManifestPath(dir);
+    const plan = planLocalMesh(loaded.objects.map((o) => o.object), {
+      previous: new Map(this.plan.nodes.map((n) => [n.name, n.address])), nodePoolPrefix: this.nodePoolPrefix,
     });
-    const file = this.opts.logDir ? join(this.opts.logDir, `${name.replace(/[/:]/g, '_')}.log`) : undefined;
-    const out = file ? createWriteStream(file, { flags: 'a' }) : undefined;
-    const sink = (line: string) => (out ? out.write(line + '\n') : process.stdout.write(line + '\n'));
-    createInterface({ input: proc.stdout! }).on('line', sink);
-    createInterface({ input: proc.stderr! }).on('line', (line) => sink(JSON.stringify({ level: 'error', component: name, stderr: line })));
-    const exited = once(proc, 'exit').then(([code, signal]) => {
-      this.children.delete(name);
-      out?.end();
-      if (!this.stopping) this.log.error({ child: name, code, signal }, `${name} exited unexpectedly`);
+    return { loaded, plan };
+  }
+
+  // ---- components ----
+
+  private async add(spec: ComponentSpec, fatal: boolean): Promise<void> {
+    if (this.stopping) throw new StraitError('STRAIT_ERR_LOCAL_MESH', `not starting ${spec.what}: the local mesh is stopping`);
+    const s = new Supervisor(spec, {
+      spawn: (c) => MeshChild.spawn(c, this.opts.logLevel, { ...(this.opts.logDir ? { logDir: this.opts.logDir } : {}), write: this.opts.write ?? ((l) => process.stdout.write(l)) }),
+      log: this.log, onChange: () => this.componentChanged(), readyTimeoutMs: READY_TIMEOUT_MS, conflictHint: `${this.conflictHint()}.`,
     });
-    const child = { name, proc, exited, ...(out ? { out } : {}) };
-    this.children.set(name, child);
-    return child;
+    this.components.set(spec.name, s);
+    await s.start(fatal);
   }
 
-  private async stopChild(name: string): Promise<void> {
-    const c = this.children.get(name);
-    if (!c) return;
-    c.proc.kill('SIGTERM');
-    const t = setTimeout(() => c.proc.kill('SIGKILL'), name.startsWith('ztunnel/') ? ZTUNNEL_STOP_GRACE_MS : STOP_GRACE_MS);
-    await c.exited;
-    clearTimeout(t);
-  }
-
-  private async startController(): Promise<void> {
-    const child = this.spawnChild('controller', ['controller', '--config-dir', resolve(this.opts.manifestDir), '--data-dir', this.dataDir,
-      '--xds-address', `${this.controllerAddress}:${PORTS.xds}`, '--admin-address', `${this.controllerAddress}:${PORTS.controllerAdmin}`, ...(this.opts.certTtl ? ['--cert-ttl', this.opts.certTtl] : [])]);
-    await this.waitHttp(child, `http://${this.controllerAddress}:${PORTS.controllerAdmin}/ready`, 'controller');
-    this.log.info({ xds: `${this.controllerAddress}:${PORTS.xds}`, dataDir: this.dataDir }, 'controller ready');
-  }
-
-  private async startZtunnel(n: PlannedNode): Promise<void> {
-    const child = this.spawnChild(`ztunnel/${n.name}`, ['ztunnel', '--node', n.name, '--xds-address', `${this.controllerAddress}:${PORTS.xds}`,
-      '--token-file', join(this.dataDir, 'tokens', `node-${n.name}.token`), '--root-cert', this.rootCertFile,
-      '--listen-address', n.address, '--local-pod-listeners', '--drain', `${ZTUNNEL_DRAIN_MS}ms`], {}, ZTUNNEL_NODE_OPTIONS);
-    await this.waitHttp(child, `http://${n.address}:${PORTS.ready}/healthz/ready`, `ztunnel on ${n.name}`);
-    this.log.info({ node: n.name, address: n.address, socks5: `${n.address}:${PORTS.socks5}` }, 'ztunnel ready');
-  }
-
-  private async startApp(a: PlannedApp): Promise<void> {
-    const node = this.plan.nodes.find((n) => n.name === a.node);
-    const child = this.spawnChild(`app/${a.key}`, ['demo-app', '--address', a.address, '--port', String(a.port), '--pod', a.pod, '--namespace', a.namespace,
-      '--app', a.app, `--version=${a.version}`, '--node', a.node, ...(node ? ['--ztunnel-admin', `${node.address}:${PORTS.admin}`] : [])]);
-    await this.waitHttp(child, `http://${a.address}:${a.port}/healthz`, `demo app ${a.key}`);
-  }
-
-  private async waitHttp(child: Child, url: string, what: string): Promise<void> {
-    const until = Date.now() + READY_TIMEOUT_MS;
-    let last = '';
-    let exited = false;
-    void child.exited.then(() => (exited = true));
-    while (Date.now() < until) {
-      if (exited) throw new StraitError('STRAIT_ERR_LISTEN', `${what} exited before it was ready (see its log lines above${this.opts.logDir ? ` or in ${this.opts.logDir}` : ''})`);
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) return;
-        last = `${res.status} ${await res.text()}`;
-      } catch (err) {
-        last = errorMessage(err);
-      }
-      await new Promise((r) => setTimeout(r, 100));
+  private async addZtunnel(n: PlannedNode, fatal: boolean): Promise<void> {
+    await this.add(ztunnelSpec(this.places(), n), fatal);
+    if (this.components.get(`ztunnel/${n.name}`)?.status === 'running') {
+      this.log.info({ node: n.name, address: n.address, socks5: `${n.address}:${PORTS.socks5}` }, 'ztunnel ready');
     }
-    throw new StraitError('STRAIT_ERR_LISTEN', `${what} not ready after ${READY_TIMEOUT_MS / 1000}s (${url}: ${last})`);
+  }
+
+  private async remove(name: string): Promise<void> {
+    const s = this.components.get(name);
+    if (!s) return;
+    await s.stop();
+    this.components.delete(name);
+  }
+
+  private componentChanged(): void {
+    if (this.started && !this.stopping) this.writeState();
+  }
+
+  private places(): MeshPlaces {
+    return { controllerAddress: this.controllerAddress, dataDir: this.dataDir, configDir: this.mirror?.dir ?? resolve(this.opts.manifestDir), ...(this.opts.certTtl ? { certTtl: this.opts.certTtl } : {}) };
+  }
+
+  private appSpec(a: PlannedApp): ComponentSpec {
+    return appSpec(a, this.plan.nodes.find((n) => n.name === a.node));
   }
 
   private reportWaypoints(): void {
     for (const w of this.plan.waypoints) {
-      if (this.saidWaypoints.has(w)) continue;
-      this.saidWaypoints.add(w);
-      this.log.warn({ waypoint: w }, `waypoint ${w} cannot start: this version of Strait has no waypoint proxy yet; traffic to services bound to it is refused until it runs`);
+      const line = `waypoint ${w} cannot start: this version of Strait has no waypoint proxy yet; traffic to services bound to it is refused until it runs`;
+      if (this.said.has(line)) continue;
+      this.said.add(line);
+      this.log.warn({ waypoint: w }, line);
     }
   }
 
@@ -236,33 +311,39 @@ export class LocalMesh {
     this.poll.unref();
   }
 
-  /** Starts what new manifests need; stops what they no longer name (only when they load without errors). */
+  /**
+   * Starts what new manifests need; stops what they no longer name (only when they load without errors). A new
+   * component that does not start is retried with backoff like a crashed one; the rest keeps running.
+   */
   private async reconcile(): Promise<void> {
     if (this.stopping) return;
-    const loaded = await loadManifestPath(this.opts.manifestDir);
+    const { loaded, plan: next } = await this.load();
+    if (this.stopping) return;
     const clean = !loaded.problems.some((p) => p.severity === 'error');
-    const next = planLocalMesh(loaded.objects.map((o) => o.object), new Map(this.plan.nodes.map((n) => [n.name, n.address])));
+    for (const e of next.errors) {
+      if (this.said.has(e)) continue;
+      this.said.add(e);
+      this.log.error(e);
+    }
     let changed = false;
     for (const n of next.nodes) {
-      if (!this.children.has(`ztunnel/${n.name}`)) {
-        this.plan.nodes = [...this.plan.nodes.filter((x) => x.name !== n.name), n];
-        await this.startZtunnel(n);
-        changed = true;
-      }
+      if (this.components.has(`ztunnel/${n.name}`)) continue;
+      this.plan = { ...this.plan, nodes: [...this.plan.nodes.filter((x) => x.name !== n.name), n] };
+      await this.addZtunnel(n, false);
+      changed = true;
     }
     for (const a of next.apps) {
-      if (!this.children.has(`app/${a.key}`)) {
-        this.plan.apps = [...this.plan.apps.filter((x) => x.key !== a.key), a];
-        await this.startApp(a);
-        changed = true;
-      }
+      if (this.components.has(`app/${a.key}`)) continue;
+      this.plan = { ...this.plan, apps: [...this.plan.apps.filter((x) => x.key !== a.key), a] };
+      await this.add(this.appSpec(a), false);
+      changed = true;
     }
     if (clean) {
-      for (const a of this.plan.apps) if (!next.apps.some((x) => x.key === a.key)) { await this.stopChild(`app/${a.key}`); changed = true; }
-      for (const n of this.plan.nodes) if (!next.nodes.some((x) => x.name === n.name)) { await this.stopChild(`ztunnel/${n.name}`); changed = true; }
+      for (const a of this.plan.apps) if (!next.apps.some((x) => x.key === a.key)) { await this.remove(`app/${a.key}`); changed = true; }
+      for (const n of this.plan.nodes) if (!next.nodes.some((x) => x.name === n.name)) { await this.remove(`ztunnel/${n.name}`); changed = true; }
       this.plan = next;
     }
-    this.plan.waypoints = next.waypoints;
+    this.plan = { ...this.plan, waypoints: next.waypoints };
     this.reportWaypoints();
     if (changed) this.writeState();
   }
@@ -272,6 +353,10 @@ export class LocalMesh {
     if (this.opts.stateFile) writeFileSync(this.opts.stateFile, JSON.stringify(s, null, 2) + '\n');
     return s;
   }
+}
+
+function componentState(s: Supervisor): ComponentState {
+  return { pid: s.pid, status: s.status, restarts: s.restarts };
 }
 
 function rank(name: string): number {

@@ -1,12 +1,13 @@
 /**
  * Pure planning of a local mesh from manifests: which nodes run a ztunnel and on which loopback address,
- * which pods run the built-in demo app, which waypoints exist. No I/O.
+ * which pods run the built-in demo app, which waypoints exist, and what cannot run on this machine at all. No I/O.
  */
 import { isIP } from 'node:net';
 import type { MeshObject, Pod } from '../common/model/types.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../common/model/index.js';
 
-export const NODE_ADDRESS_POOL_PREFIX = '127.0.100.';
+/** Nodes without a loopback InternalIP get one from <prefix>1..254 (127.N.100.0/24 for address base 127.N.0.0). */
+export const DEFAULT_NODE_POOL_PREFIX = '127.0.100.';
 /** Image name that makes `strait up` run the built-in demo app for a pod's containers. */
 export const DEMO_APP_IMAGE = 'strait/demo-app';
 
@@ -16,7 +17,7 @@ export interface PlannedNode {
 }
 
 export interface PlannedApp {
-  /** "ns/pod/container" */
+  /** "ns/pod/container:port" */
   key: string;
   namespace: string;
   pod: string;
@@ -28,19 +29,38 @@ export interface PlannedApp {
   app: string;
 }
 
+/** A pod with loopback addresses on a node: its ztunnel answers HBONE on each address's port 15008. */
+export interface PlannedPod {
+  /** "ns/name" */
+  key: string;
+  node: string;
+  addresses: string[];
+}
+
 export interface LocalPlan {
   nodes: PlannedNode[];
   apps: PlannedApp[];
+  pods: PlannedPod[];
   waypoints: string[];
-  /** Things that cannot run locally, said plainly. */
+  /** Things that run differently locally, said plainly (logged as warnings). */
   problems: string[];
+  /** Things that cannot run locally at all, each naming the object and the fix: `strait up` refuses to start. */
+  errors: string[];
+}
+
+export interface PlanOptions {
+  /** Addresses already given to running nodes; they keep them, so a new node never takes a running one's address. */
+  previous?: ReadonlyMap<string, string>;
+  nodePoolPrefix?: string;
 }
 
 const isLoopback = (ip: string) => isIP(ip) === 4 && ip.startsWith('127.');
 
-/** `previous`: addresses already given to running nodes; they keep them, so a new node never takes a running one's address. */
-export function planLocalMesh(objects: MeshObject[], previous: ReadonlyMap<string, string> = new Map()): LocalPlan {
+export function planLocalMesh(objects: MeshObject[], opts: PlanOptions = {}): LocalPlan {
+  const pool = opts.nodePoolPrefix ?? DEFAULT_NODE_POOL_PREFIX;
+  const previous = opts.previous ?? new Map<string, string>();
   const problems: string[] = [];
+  const errors: string[] = [];
   const explicit = new Map<string, string>();
   const names = new Set<string>();
   for (const o of objects) {
@@ -48,13 +68,14 @@ export function planLocalMesh(objects: MeshObject[], previous: ReadonlyMap<strin
       names.add(o.metadata.name);
       const ip = o.status.addresses.find((a) => a.type === 'InternalIP')?.address;
       if (ip && isLoopback(ip)) explicit.set(o.metadata.name, ip);
-      else if (ip) problems.push(`Node ${o.metadata.name}: InternalIP ${ip} is not in 127.0.0.0/8; the local mesh assigns it one from ${NODE_ADDRESS_POOL_PREFIX}0/24 instead`);
+      else if (ip) problems.push(`Node ${o.metadata.name}: InternalIP ${ip} is not in 127.0.0.0/8; the local mesh assigns it one from ${pool}0/24 instead`);
     }
   }
   const pods = objects.filter((o): o is Pod => o.kind === 'Pod');
   for (const p of pods) {
     if (p.spec.nodeName) names.add(p.spec.nodeName);
     else problems.push(`Pod ${p.metadata.namespace}/${p.metadata.name} has no spec.nodeName; no ztunnel serves it`);
+    errors.push(...notLoopback(p));
   }
   for (const [name, ip] of previous) if (!explicit.has(name) && ![...explicit.values()].includes(ip)) explicit.set(name, ip);
   const used = new Set(explicit.values());
@@ -62,23 +83,24 @@ export function planLocalMesh(objects: MeshObject[], previous: ReadonlyMap<strin
   const nodes: PlannedNode[] = [...names].sort().map((name) => {
     let address = explicit.get(name);
     if (!address) {
-      while (used.has(`${NODE_ADDRESS_POOL_PREFIX}${next}`)) next++;
-      if (next > 254) throw new Error(`more than 254 nodes: the local mesh assigns node addresses from ${NODE_ADDRESS_POOL_PREFIX}0/24`);
-      address = `${NODE_ADDRESS_POOL_PREFIX}${next++}`;
+      while (used.has(`${pool}${next}`)) next++;
+      if (next > 254) throw new Error(`more than 254 nodes: the local mesh assigns node addresses from ${pool}0/24`);
+      address = `${pool}${next++}`;
       used.add(address);
     }
     return { name, address };
   });
+  const planned: PlannedPod[] = pods
+    .filter((p) => p.spec.nodeName)
+    .map((p) => ({ key: `${p.metadata.namespace}/${p.metadata.name}`, node: p.spec.nodeName!, addresses: podAddresses(p).filter(isLoopback) }))
+    .filter((p) => p.addresses.length > 0);
   const apps: PlannedApp[] = [];
   for (const p of pods) {
     const ip = p.status.podIP;
+    if (!ip || !isLoopback(ip)) continue; // a pod without an address runs nothing; one off loopback is in `errors`
     const ns = p.metadata.namespace!;
     for (const c of p.spec.containers) {
       if (c.image !== DEMO_APP_IMAGE && !c.image?.startsWith(`${DEMO_APP_IMAGE}:`)) continue;
-      if (!ip || !isLoopback(ip)) {
-        problems.push(`Pod ${ns}/${p.metadata.name}: status.podIP ${ip ?? '(none)'} is not in 127.0.0.0/8, so its demo app cannot run locally`);
-        continue;
-      }
       for (const port of c.ports.length ? c.ports : [{ containerPort: 8080 }]) {
         apps.push({
           key: `${ns}/${p.metadata.name}/${c.name}:${port.containerPort}`, namespace: ns, pod: p.metadata.name, node: p.spec.nodeName ?? '',
@@ -87,11 +109,27 @@ export function planLocalMesh(objects: MeshObject[], previous: ReadonlyMap<strin
         });
       }
     }
-    if (ip && !isLoopback(ip)) problems.push(`Pod ${ns}/${p.metadata.name}: status.podIP ${ip} is not in 127.0.0.0/8; in the local mesh nothing can listen there`);
   }
   const waypoints = objects
     .filter((o) => o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS)
     .map((o) => `${o.metadata.namespace}/${o.metadata.name}`)
     .sort();
-  return { nodes, apps, waypoints, problems };
+  return { nodes, apps, pods: planned, waypoints, problems, errors };
+}
+
+/**
+ * A pod address off loopback cannot be served here: its ztunnel's HBONE listener and its app would fail to bind
+ * it (EADDRNOTAVAIL) once running. Said before anything starts instead.
+ */
+function notLoopback(p: Pod): string[] {
+  const bad = podAddresses(p).filter((ip) => !isLoopback(ip));
+  if (bad.length === 0) return [];
+  const which = p.status.podIP && bad.includes(p.status.podIP) ? `status.podIP ${p.status.podIP}` : `status.podIPs ${bad.join(', ')}`;
+  return [`Pod ${p.metadata.namespace}/${p.metadata.name}: ${which} is not a loopback address. In the local mesh every pod lives on `
+    + `127.0.0.0/8, where its node's ztunnel and its app listen; ${bad[0]} is not on this machine's loopback, so nothing could `
+    + `listen there (EADDRNOTAVAIL). Give the pod a status.podIP in 127.0.0.0/8 (the demo uses 127.0.10.0/24), or remove it from the directory.`];
+}
+
+function podAddresses(p: Pod): string[] {
+  return [...new Set([p.status.podIP, ...p.status.podIPs].filter((ip): ip is string => !!ip))];
 }

@@ -3,7 +3,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { PassThrough } from 'node:stream';
-import { formatElapsed, formatSummary, routeMark, SummaryView } from '../../src/demo/summary.js';
+import { formatComponents, formatElapsed, formatSummary, routeMark, SummaryView, type ComponentLine } from '../../src/demo/summary.js';
 import { emptyStats, type RouteStats } from '../../src/demo/traffic.js';
 import { parseResponse } from '../../src/demo/http-get.js';
 
@@ -88,6 +88,42 @@ describe('demo summary', () => {
     view.stop();
     // Three lines (head, route, legend) were drawn, so the final block first moves up three lines and clears.
     assert.match(text, /\n\x1b\[3F\x1b\[0JStrait demo · 2s · final\n/);
+  });
+});
+
+describe('demo summary: what each component costs', () => {
+  const MiB = 1024 * 1024;
+  const c = (name: string, pid: number | null, cpuPercent: number | null, rssMiB: number | null, extra: Partial<ComponentLine> = {}): ComponentLine =>
+    ({ name, pid, status: 'running', restarts: 0, cpuPercent, rssBytes: rssMiB === null ? null : rssMiB * MiB, ...extra });
+
+  it('shows the controller and each ztunnel with pid, CPU and memory, and the demo apps summed, aligned', () => {
+    const lines = formatComponents([
+      c('controller', 4242, 0.6, 84),
+      c('ztunnel/node-a', 4250, 12.25, 75),
+      c('ztunnel/node-b', 4260, 3, 72, { restarts: 2 }),
+      c('app/shop/client-1/app:8080', 4300, 1, 60),
+      c('app/shop/web-1/app:8080', 4301, 2.5, 61),
+    ]);
+    assert.deepEqual(lines, [
+      'component        pid    cpu   memory',
+      'controller      4242   0.6%   84 MiB',
+      'ztunnel node-a  4250  12.3%   75 MiB',
+      'ztunnel node-b  4260   3.0%   72 MiB  restarted 2×',
+      '2 demo apps            3.5%  121 MiB',
+    ]);
+  });
+
+  it('says a component is being restarted instead of showing numbers, and … before the first CPU figure', () => {
+    const lines = formatComponents([c('controller', 1, null, 80), c('ztunnel/node-a', null, null, null, { status: 'restarting', restarts: 1 })]);
+    assert.equal(lines[1], 'controller        1    …  80 MiB');
+    assert.equal(lines[2], 'ztunnel node-a    —               restarting, restarted 1×');
+  });
+
+  it('appears in the summary between the routes and the legend', () => {
+    const out = formatSummary({ elapsedMs: 1000, routes: ROUTES, components: [c('controller', 7, 1, 50)] });
+    assert.equal(out[out.length - 3], 'component   pid   cpu  memory');
+    assert.equal(out[out.length - 2], 'controller    7  1.0%  50 MiB');
+    assert.match(out[out.length - 1]!, /^✓ as the policies say/);
   });
 });
 

@@ -1,0 +1,73 @@
+/**
+ * What each process of the local mesh is: its command line, readiness URL and stop grace (ComponentSpec), and the
+ * address:port pairs it listens on. Pure: from the plan and where the mesh keeps its files.
+ */
+import { join } from 'node:path';
+import type { LocalPlan, PlannedApp, PlannedNode } from './plan.js';
+import type { WantedAddress } from './preflight.js';
+import type { ComponentSpec } from './supervisor.js';
+import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
+
+/** Standard ports of each component (DESIGN §2); the local mesh gives every component its own address. */
+export const PORTS = {
+  xds: 15012, controllerAdmin: 15014,
+  outbound: 15001, inboundPlaintext: 15006, hbone: 15008, socks5: 15080, admin: 15000, metrics: 15020, ready: 15021,
+} as const;
+const STOP_GRACE_MS = 5_000;
+/**
+ * A ztunnel drains on SIGTERM (stops accepting, lets connections finish for its --drain, then exits 0), so it gets
+ * that long plus STOP_GRACE_MS before SIGKILL: the same rule as terminationGracePeriodSeconds in a DaemonSet.
+ */
+const ZTUNNEL_DRAIN_MS = DEFAULT_DRAIN_MS;
+const ZTUNNEL_STOP_GRACE_MS = ZTUNNEL_DRAIN_MS + STOP_GRACE_MS;
+
+export interface MeshPlaces {
+  controllerAddress: string;
+  dataDir: string;
+  /** What the controller watches: the manifests, or their copy in the address base. */
+  configDir: string;
+  certTtl?: string;
+}
+
+export function controllerSpec(m: MeshPlaces): ComponentSpec {
+  return {
+    name: 'controller', what: 'controller', stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${m.controllerAddress}:${PORTS.controllerAdmin}/ready`,
+    args: ['controller', '--config-dir', m.configDir, '--data-dir', m.dataDir, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
+      '--admin-address', `${m.controllerAddress}:${PORTS.controllerAdmin}`, ...(m.certTtl ? ['--cert-ttl', m.certTtl] : [])],
+  };
+}
+
+export function ztunnelSpec(m: MeshPlaces, n: PlannedNode): ComponentSpec {
+  return {
+    name: `ztunnel/${n.name}`, what: `ztunnel on ${n.name}`, stopGraceMs: ZTUNNEL_STOP_GRACE_MS, readyUrl: `http://${n.address}:${PORTS.ready}/healthz/ready`,
+    nodeOptions: ZTUNNEL_NODE_OPTIONS,
+    args: ['ztunnel', '--node', n.name, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`, '--token-file', join(m.dataDir, 'tokens', `node-${n.name}.token`),
+      '--root-cert', join(m.dataDir, 'root-cert.pem'), '--listen-address', n.address, '--local-pod-listeners', '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+  };
+}
+
+/** `node`: the app's node, whose ztunnel it asks who called. */
+export function appSpec(a: PlannedApp, node: PlannedNode | undefined): ComponentSpec {
+  return {
+    name: `app/${a.key}`, what: `demo app ${a.key}`, stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${a.address}:${a.port}/healthz`,
+    args: ['demo-app', '--address', a.address, '--port', String(a.port), '--pod', a.pod, '--namespace', a.namespace, '--app', a.app, `--version=${a.version}`,
+      '--node', a.node, ...(node ? ['--ztunnel-admin', `${node.address}:${PORTS.admin}`] : [])],
+  };
+}
+
+/** Every address:port the mesh of this plan listens on: controller, each node's ports, each pod's HBONE, each app. */
+export function listenAddresses(controllerAddress: string, plan: Pick<LocalPlan, 'nodes' | 'apps' | 'pods'>): WantedAddress[] {
+  const out: WantedAddress[] = [
+    { host: controllerAddress, port: PORTS.xds, what: 'controller xDS' }, { host: controllerAddress, port: PORTS.controllerAdmin, what: 'controller admin' },
+  ];
+  for (const n of plan.nodes) {
+    for (const [port, what] of [[PORTS.socks5, 'SOCKS5'], [PORTS.hbone, 'HBONE'], [PORTS.outbound, 'outbound'], [PORTS.inboundPlaintext, 'inbound plaintext'],
+      [PORTS.admin, 'admin'], [PORTS.metrics, 'metrics'], [PORTS.ready, 'readiness']] as const) {
+      out.push({ host: n.address, port, what: `ztunnel ${n.name} ${what}` });
+    }
+  }
+  const served = new Set(plan.nodes.map((n) => n.name));
+  for (const p of plan.pods) if (served.has(p.node)) for (const ip of p.addresses) out.push({ host: ip, port: PORTS.hbone, what: `HBONE of pod ${p.key}` });
+  for (const a of plan.apps) out.push({ host: a.address, port: a.port, what: `demo app ${a.namespace}/${a.pod}` });
+  return out;
+}
