@@ -8,10 +8,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from '../helpers/controller.js';
+import { eventually } from '../helpers/eventually.js';
 import { docs } from '../helpers/manifests.js';
 import { TestMesh, alive, appPod, killAll, pidsMentioning, type MeshStateFile } from '../helpers/mesh.js';
-import { StraitProcess, tempDir } from '../helpers/procs.js';
+import { StraitProcess } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 const DEMO = new URL('../../../examples/demo/', import.meta.url).pathname;
 const CLIENT_ID = 'spiffe://cluster.local/ns/shop/sa/client';

@@ -2,7 +2,7 @@
  * `strait up` as a process among others (issue 9, the local mesh): a second mesh on taken addresses fails at once
  * instead of reporting the first mesh's answers as its own; children never outlive `strait up` (SIGKILL, SIGHUP, a
  * closed pipe); a failed start leaves nothing behind; a pod off loopback is refused before anything starts.
- * Addresses: nodes and controller 127.0.140.x, pods 127.0.141.x; the off-loopback case 127.0.144.x.
+ * Addresses: nodes and controller 127.0.160.x, pods 127.0.161.x; the off-loopback case 127.0.164.x.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,27 +10,28 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from '../helpers/controller.js';
+import { eventually } from '../helpers/eventually.js';
 import { docs, namespace } from '../helpers/manifests.js';
 import { TestMesh, alive, appPod, killAll, node, pidsMentioning, portOpen } from '../helpers/mesh.js';
-import { STRAIT_BIN, StraitProcess, tempDir } from '../helpers/procs.js';
+import { STRAIT_BIN, StraitProcess } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const CONTROLLER = '127.0.140.254';
-const NODE_A = '127.0.140.1';
-const CLIENT = '127.0.141.1';
-const SERVER = '127.0.141.2';
+const CONTROLLER = '127.0.160.254';
+const NODE_A = '127.0.160.1';
+const CLIENT = '127.0.161.1';
+const SERVER = '127.0.161.2';
 
 function writeMesh(dir: string): void {
   writeFileSync(join(dir, 'mesh.yaml'), docs(
     namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
-    node('node-a', NODE_A), node('node-b', '127.0.140.2'),
+    node('node-a', NODE_A), node('node-b', '127.0.160.2'),
     appPod('apps', 'client', 'node-a', CLIENT, 'client'),
     appPod('apps', 'server', 'node-b', SERVER, 'server'),
   ));
 }
 
 /** Processes of this file's meshes: their command lines name this file's addresses or directories. */
-const ours = (...also: string[]) => [...new Set(['127.0.140.', '127.0.141.', '127.0.144.', ...also].flatMap((t) => pidsMentioning(t)))];
+const ours = (...also: string[]) => [...new Set(['127.0.160.', '127.0.161.', '127.0.164.', ...also].flatMap((t) => pidsMentioning(t)))];
 
 /** Waits until every pid is gone; returns those still alive after `ms`. */
 async function survivors(pids: readonly number[], ms: number): Promise<number[]> {
@@ -156,11 +157,11 @@ describe('a pod address off loopback', () => {
   it('stops strait up before anything starts, naming the pod, its address and the fix', async () => {
     writeFileSync(join(dir.path, 'mesh.yaml'), docs(
       namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
-      node('node-a', '127.0.144.1'),
-      appPod('apps', 'client', 'node-a', '127.0.144.11', 'client'),
+      node('node-a', '127.0.164.1'),
+      appPod('apps', 'client', 'node-a', '127.0.164.11', 'client'),
       { ...(appPod('apps', 'remote', 'node-a', '10.1.2.3', 'remote') as object), spec: { nodeName: 'node-a', serviceAccountName: 'remote', containers: [{ name: 'app', image: 'nginx' }] } },
     ));
-    const p = StraitProcess.start(['up', dir.path, '--controller-address', '127.0.144.254', '--log-dir', join(dir.path, 'logs')]);
+    const p = StraitProcess.start(['up', dir.path, '--controller-address', '127.0.164.254', '--log-dir', join(dir.path, 'logs')]);
     const code = await Promise.race([p.exited, new Promise<string>((r) => setTimeout(() => r('still running'), 20_000))]);
     if (code === 'still running') await p.stop();
     assert.equal(code, 1, 'strait up exits 1');

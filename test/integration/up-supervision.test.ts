@@ -2,21 +2,21 @@
  * `strait up` supervises every child the same way (issue 9, the local mesh): a crashed ztunnel or controller is
  * started again with backoff, the state file names only live processes (null and "restarting" meanwhile), and the
  * next manifest edit applies; a component stopped on purpose (exit 0) stays stopped.
- * Addresses: nodes and controller 127.0.142.x, pods 127.0.143.x.
+ * Addresses: nodes and controller 127.0.162.x, pods 127.0.163.x.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { eventually } from '../helpers/controller.js';
+import { eventually } from '../helpers/eventually.js';
 import { docs, namespace, service } from '../helpers/manifests.js';
 import { TestMesh, alive, appPod, killAll, node, pidsMentioning, type MeshStateFile } from '../helpers/mesh.js';
-import { tempDir } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
-const CONTROLLER = '127.0.142.254';
-const CLIENT = '127.0.143.1';
-const SERVER = '127.0.143.2';
+const CONTROLLER = '127.0.162.254';
+const CLIENT = '127.0.163.1';
+const SERVER = '127.0.163.2';
 
 describe('strait up supervising its children', () => {
   const dir = tempDir('sup-manifests');
@@ -24,16 +24,16 @@ describe('strait up supervising its children', () => {
   before(async () => {
     writeFileSync(join(dir.path, 'mesh.yaml'), docs(
       namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
-      node('node-a', '127.0.142.1'), node('node-b', '127.0.142.2'),
+      node('node-a', '127.0.162.1'), node('node-b', '127.0.162.2'),
       appPod('apps', 'client', 'node-a', CLIENT, 'client'),
       appPod('apps', 'server', 'node-b', SERVER, 'server', { app: 'server' }),
-      service('apps', 'server', { ip: '127.0.143.100', selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080, name: 'http' }] }),
+      service('apps', 'server', { ip: '127.0.163.100', selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080, name: 'http' }] }),
     ));
     mesh = await new TestMesh(dir.path, ['--controller-address', CONTROLLER]).start();
   });
   after(async () => {
     await mesh?.stop();
-    killAll(['127.0.142.', '127.0.143.'].flatMap((t) => pidsMentioning(t)));
+    killAll(['127.0.162.', '127.0.163.'].flatMap((t) => pidsMentioning(t)));
     mesh?.cleanup();
     dir.remove();
   });
@@ -65,7 +65,7 @@ describe('strait up supervising its children', () => {
     assert.equal(await readyPid(`http://${afterController.controller.admin}/ready`), String(afterController.controller.pid));
 
     // The next edit applies: a pod on a new node gets its ztunnel and app.
-    writeFileSync(join(dir.path, 'more.yaml'), docs(node('node-c', '127.0.142.3'), appPod('apps', 'extra', 'node-c', '127.0.143.3', 'extra')));
+    writeFileSync(join(dir.path, 'more.yaml'), docs(node('node-c', '127.0.162.3'), appPod('apps', 'extra', 'node-c', '127.0.163.3', 'extra')));
     const grown = await eventually(() => {
       const s = mesh.readState();
       return s.nodes['node-c'] && alive(s.nodes['node-c'].pid) && s.apps['apps/extra/app:8080'] && alive(s.apps['apps/extra/app:8080'].pid) ? s : undefined;

@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync
 import { join } from 'node:path';
 import { parseAddressBase, relocateAddress, relocateText } from '../../src/local/address-base.js';
 import { ManifestMirror } from '../../src/local/manifest-mirror.js';
-import { tempDir } from '../helpers/procs.js';
+import { tempDir } from '../helpers/temp-dir.js';
 
 describe('--address-base', () => {
   it('takes 127.N.0.0 and gives N', () => {
