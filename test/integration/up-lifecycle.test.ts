@@ -72,7 +72,7 @@ describe('strait up next to another mesh on the same addresses', () => {
     const err = p.stderr.join('\n');
     assert.match(err, /STRAIT_ERR_LISTEN/);
     assert.match(err, new RegExp(`${CONTROLLER.replace(/\./g, '\\.')}:15012 \\(controller xDS\\)`), 'names the controller address');
-    assert.match(err, /127\.0\.140\.1:15080 \(ztunnel node-a SOCKS5\)/, 'names a ztunnel address');
+    assert.match(err, /127\.0\.160\.1:15080 \(ztunnel node-a SOCKS5\)/, 'names a ztunnel address');
     assert.match(err, /stop it, or run this one on other loopback addresses with --address-base 127\.1\.0\.0/, 'says what to do');
     assert.equal(existsSync(stateFile), false, 'no state file');
     assert.deepEqual(readdirSync(second.tmp.path), [], 'no temporary data directory left behind');
