@@ -89,198 +89,239 @@ function emitsClose(s: Duplex): boolean {
 }
 
 export function relay(a: Duplex, b: Duplex, hooks?: RelayHooks): Promise<RelayResult> {
-  return new Promise((resolve) => {
-    const result: RelayResult = { aToB: 0, bToA: 0 };
-    const streams: Record<Side, Duplex> = { a, b };
-    const readDone: Record<Side, boolean> = { a: a.readableEnded, b: b.readableEnded };
-    const writeDone: Record<Side, boolean> = { a: a.writableFinished, b: b.writableFinished };
-    const added: Array<[Duplex, string, (...args: unknown[]) => void]> = [];
-    const sinks: H2Stream[] = [];
-    let settled = false;
-    /** Per source side: writes what it has joined and not yet written (see pump). */
-    const flushPending: Record<Side, () => void> = { a: () => undefined, b: () => undefined };
+  return new Promise((resolve) => new Relay(a, b, hooks, resolve).start());
+}
 
-    const on = <A extends unknown[]>(s: Duplex, event: string, fn: (...args: A) => void): void => {
-      const listener = fn as unknown as (...args: unknown[]) => void;
-      s.on(event, listener);
-      added.push([s, event, listener]);
-    };
+const other = (side: Side): Side => (side === 'a' ? 'b' : 'a');
 
-    const cleanup = (): void => {
-      for (const s of sinks) s.sink = undefined;
-      for (const [s, event, fn] of added) s.removeListener(event, fn);
-      added.length = 0;
-      resolve(result);
-    };
+/**
+ * One relay's state (see relay()).
+ * Invariants: `settled` is set once, by the first of a clean end of both directions or a failure, and then
+ * `finish` runs exactly once; every listener added goes through `on` and is removed at cleanup.
+ */
+class Relay {
+  readonly result: RelayResult = { aToB: 0, bToA: 0 };
+  readonly streams: Record<Side, Duplex>;
+  readonly readDone: Record<Side, boolean>;
+  readonly writeDone: Record<Side, boolean>;
+  readonly #added: Array<[Duplex, string, (...args: unknown[]) => void]> = [];
+  readonly #sinks: H2Stream[] = [];
+  readonly #pumps: Partial<Record<Side, Pump>> = {};
+  settled = false;
 
-    /** Destroys whatever is still open, then resolves once both have emitted 'close'. */
-    const finish = (): void => {
-      let waiting = 0;
-      const one = (): void => {
-        if (--waiting === 0) cleanup();
-      };
-      for (const s of [a, b]) {
-        if (!s.destroyed) s.destroy();
-        if (!closeEmitted(s) && emitsClose(s)) {
-          waiting++;
-          on(s, 'close', one);
-        }
-      }
-      if (waiting === 0) cleanup();
-    };
+  constructor(readonly a: Duplex, readonly b: Duplex, readonly hooks: RelayHooks | undefined, private readonly resolve: (r: RelayResult) => void) {
+    this.streams = { a, b };
+    this.readDone = { a: a.readableEnded, b: b.readableEnded };
+    this.writeDone = { a: a.writableFinished, b: b.writableFinished };
+  }
 
-    const fail = (side: Side, error: Error): void => {
-      if (settled) return;
-      settled = true;
-      result.error = error;
-      result.resetBy = side;
-      resetStream(streams[side === 'a' ? 'b' : 'a']);
-      streams[side].destroy();
-      finish();
-    };
-
-    const maybeDone = (): void => {
-      if (settled || !(readDone.a && readDone.b && writeDone.a && writeDone.b)) return;
-      settled = true;
-      finish();
-    };
-
-    /** `from` ended its sending half: a clean end is passed on, a reset fails the relay. */
-    const endOf = (from: Side): void => {
-      if (settled || readDone[from]) return;
-      const src = streams[from];
-      const reset = resetError(from, src);
-      if (reset !== undefined) {
-        fail(from, reset);
-        return;
-      }
-      readDone[from] = true;
-      flushPending[from](); // small pieces of the last read go before the FIN
-      streams[from === 'a' ? 'b' : 'a'].end();
-      maybeDone();
-    };
-
-    const pump = (from: Side, to: Side): void => {
-      const src = streams[from];
-      const dst = streams[to];
-      const fromH2 = src instanceof H2Stream;
-      let paused = false;
-      let corked = false;
-      const uncork = (): void => {
-        corked = false;
-        if (!dst.destroyed) dst.uncork();
-      };
-      // Small DATA payloads of one read (a peer may send thousands of tiny frames in one TLS record) are joined
-      // and written once, when the read is processed (a microtask): one write per read, not one per frame.
-      let small: Buffer[] = [];
-      let smallBytes = 0;
-      const flushSmall = (): void => {
-        if (small.length === 0) return;
-        const pieces = small;
-        small = [];
-        smallBytes = 0;
-        if (dst.destroyed || dst.writableEnded) return;
-        dst.write(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
-        // move() may have held the peer's credit back counting these bytes; if the write left room, give it back.
-        if (fromH2 && (src as H2Stream).sinkBlocked && dst.writableLength < RELAY_BUFFER_BYTES) (src as H2Stream).sinkDrained();
-      };
-      flushPending[from] = flushSmall;
-      /** Moves one chunk; false while `dst` holds RELAY_BUFFER_BYTES or more unwritten. */
-      const move = (chunk: Buffer): boolean => {
-        const n = chunk.length;
-        if (from === 'a') result.aToB += n;
-        else result.bToA += n;
-        hooks?.onBytes?.(from === 'a' ? n : 0, from === 'a' ? 0 : n);
-        // HTTP/2 streams take the chunk as DATA at once (their Writable would only add a layer).
-        if (dst instanceof H2Stream && dst.writableLength === 0 && !dst.writableEnded) return dst.writeDirect(chunk, RELAY_BUFFER_BYTES);
-        if (fromH2 && n < COALESCE_MIN_BYTES) {
-          if (small.length === 0) queueMicrotask(flushSmall);
-          small.push(chunk);
-          smallBytes += n;
-          return dst.writableLength + smallBytes < RELAY_BUFFER_BYTES;
-        }
-        if (small.length > 0) flushSmall(); // keep the order
-        // Bulk data that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
-        // leaves in one write; the check phase runs right after the I/O it batches. Small chunks from a socket
-        // (requests, interactive traffic) go out at once.
-        if (!corked && n >= COALESCE_MIN_BYTES) {
-          corked = true;
-          dst.cork();
-          setImmediate(uncork);
-        }
-        dst.write(chunk);
-        return dst.writableLength < RELAY_BUFFER_BYTES;
-      };
-      if (src instanceof H2Stream) {
-        // DATA payloads come straight from the HTTP/2 connection; while dst is full the peer gets no more
-        // flow-control credit, so its window bounds what waits here.
-        src.setSink(move);
-        sinks.push(src);
-        on(dst, 'drain', () => src.sinkDrained());
-      } else {
-        on(src, 'data', (chunk: Buffer | string) => {
-          if (!move(typeof chunk === 'string' ? Buffer.from(chunk) : chunk) && !paused) {
-            paused = true;
-            src.pause();
-          }
-        });
-        on(dst, 'drain', () => {
-          if (paused) {
-            paused = false;
-            src.resume();
-          }
-        });
-      }
-      on(src, 'end', () => endOf(from));
-      on(dst, 'finish', () => {
-        writeDone[to] = true;
-        maybeDone();
-      });
-    };
-
+  start(): void {
+    for (const side of ['a', 'b'] as const) this.#watch(side);
+    this.#pumps.a = new Pump(this, 'a');
+    this.#pumps.b = new Pump(this, 'b');
     for (const side of ['a', 'b'] as const) {
-      const s = streams[side];
-      if (s instanceof net.Socket) s.allowHalfOpen = true;
-      on(s, 'error', (err: Error) => fail(side, err));
-      on(s, 'close', () => {
-        if (settled) return;
-        const reset = resetError(side, s);
-        if (reset !== undefined) {
-          fail(side, reset);
-          return;
-        }
-        if (s instanceof H2Stream) {
-          // Closed cleanly (both END_STREAMs exchanged, code NO_ERROR), possibly just before the deferred 'end'
-          // or the 'finish' we wait for.
-          if (s.readableEnded) endOf(side);
-          if (s.writableEnded) writeDone[side] = true;
-          if (settled) return;
-        }
-        if (readDone[side] && writeDone[side]) {
-          maybeDone();
-          return;
-        }
-        const what = readDone[side] ? 'before all data was written to it' : 'before it ended (reset or aborted)';
-        fail(side, Object.assign(new Error(`relay side ${side} closed ${what}`), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
-      });
-    }
-    pump('a', 'b');
-    pump('b', 'a');
-
-    for (const side of ['a', 'b'] as const) {
-      const s = streams[side];
+      const s = this.streams[side];
       if (s.destroyed) {
         const err = (s as { errored?: Error | null }).errored;
-        fail(side, err ?? Object.assign(new Error(`relay side ${side} was already destroyed`), { code: 'ERR_STREAM_DESTROYED' }));
+        this.fail(side, err ?? Object.assign(new Error(`relay side ${side} was already destroyed`), { code: 'ERR_STREAM_DESTROYED' }));
         return;
       }
     }
     // Sources that already ended before we were called: pass the end on now.
     for (const side of ['a', 'b'] as const) {
-      if (readDone[side]) streams[side === 'a' ? 'b' : 'a'].end();
+      if (this.readDone[side]) this.streams[other(side)].end();
     }
-    a.resume();
-    b.resume();
-    maybeDone();
-  });
+    this.a.resume();
+    this.b.resume();
+    this.maybeDone();
+  }
+
+  on<A extends unknown[]>(s: Duplex, event: string, fn: (...args: A) => void): void {
+    const listener = fn as unknown as (...args: unknown[]) => void;
+    s.on(event, listener);
+    this.#added.push([s, event, listener]);
+  }
+
+  /** `src` hands its DATA to a sink; it is detached at cleanup. */
+  sinkOf(src: H2Stream, sink: (chunk: Buffer) => boolean): void {
+    src.setSink(sink);
+    this.#sinks.push(src);
+  }
+
+  /** Errors, resets and early closes of one side fail the relay; a clean close may still end it. */
+  #watch(side: Side): void {
+    const s = this.streams[side];
+    if (s instanceof net.Socket) s.allowHalfOpen = true;
+    this.on(s, 'error', (err: Error) => this.fail(side, err));
+    this.on(s, 'close', () => {
+      if (this.settled) return;
+      const reset = resetError(side, s);
+      if (reset !== undefined) {
+        this.fail(side, reset);
+        return;
+      }
+      if (s instanceof H2Stream) {
+        // Closed cleanly (both END_STREAMs exchanged, code NO_ERROR), possibly just before the deferred 'end'
+        // or the 'finish' we wait for.
+        if (s.readableEnded) this.endOf(side);
+        if (s.writableEnded) this.writeDone[side] = true;
+        if (this.settled) return;
+      }
+      if (this.readDone[side] && this.writeDone[side]) {
+        this.maybeDone();
+        return;
+      }
+      const what = this.readDone[side] ? 'before all data was written to it' : 'before it ended (reset or aborted)';
+      this.fail(side, Object.assign(new Error(`relay side ${side} closed ${what}`), { code: 'ERR_STREAM_PREMATURE_CLOSE' }));
+    });
+  }
+
+  #cleanup(): void {
+    for (const s of this.#sinks) s.sink = undefined;
+    for (const [s, event, fn] of this.#added) s.removeListener(event, fn);
+    this.#added.length = 0;
+    this.resolve(this.result);
+  }
+
+  /** Destroys whatever is still open, then resolves once both have emitted 'close'. */
+  #finish(): void {
+    let waiting = 0;
+    const one = (): void => {
+      if (--waiting === 0) this.#cleanup();
+    };
+    for (const s of [this.a, this.b]) {
+      if (!s.destroyed) s.destroy();
+      if (!closeEmitted(s) && emitsClose(s)) {
+        waiting++;
+        this.on(s, 'close', one);
+      }
+    }
+    if (waiting === 0) this.#cleanup();
+  }
+
+  fail(side: Side, error: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.result.error = error;
+    this.result.resetBy = side;
+    resetStream(this.streams[other(side)]);
+    this.streams[side].destroy();
+    this.#finish();
+  }
+
+  maybeDone(): void {
+    const { readDone, writeDone } = this;
+    if (this.settled || !(readDone.a && readDone.b && writeDone.a && writeDone.b)) return;
+    this.settled = true;
+    this.#finish();
+  }
+
+  /** `from` ended its sending half: a clean end is passed on, a reset fails the relay. */
+  endOf(from: Side): void {
+    if (this.settled || this.readDone[from]) return;
+    const reset = resetError(from, this.streams[from]);
+    if (reset !== undefined) {
+      this.fail(from, reset);
+      return;
+    }
+    this.readDone[from] = true;
+    this.#pumps[from]?.flushSmall(); // small pieces of the last read go before the FIN
+    this.streams[other(from)].end();
+    this.maybeDone();
+  }
+}
+
+/**
+ * One direction of a relay: moves what `from` reads into the other side, with backpressure and write coalescing.
+ * Invariant: `small` holds only pieces of the current read (flushed in a microtask, or before a larger chunk or the
+ * end), so bytes leave in the order they came.
+ */
+class Pump {
+  readonly src: Duplex;
+  readonly dst: Duplex;
+  readonly #fromH2: boolean;
+  #paused = false;
+  #corked = false;
+  // Small DATA payloads of one read (a peer may send thousands of tiny frames in one TLS record) are joined and
+  // written once, when the read is processed (a microtask): one write per read, not one per frame.
+  #small: Buffer[] = [];
+  #smallBytes = 0;
+  readonly #flush = (): void => this.flushSmall();
+  readonly #uncork = (): void => {
+    this.#corked = false;
+    if (!this.dst.destroyed) this.dst.uncork();
+  };
+
+  constructor(private readonly relay: Relay, private readonly from: Side) {
+    const to = other(from);
+    this.src = relay.streams[from];
+    this.dst = relay.streams[to];
+    const { src, dst } = this;
+    this.#fromH2 = src instanceof H2Stream;
+    const move = (chunk: Buffer): boolean => this.move(chunk);
+    if (src instanceof H2Stream) {
+      // DATA payloads come straight from the HTTP/2 connection; while dst is full the peer gets no more
+      // flow-control credit, so its window bounds what waits here.
+      relay.sinkOf(src, move);
+      relay.on(dst, 'drain', () => src.sinkDrained());
+    } else {
+      relay.on(src, 'data', (chunk: Buffer | string) => {
+        if (!move(typeof chunk === 'string' ? Buffer.from(chunk) : chunk) && !this.#paused) {
+          this.#paused = true;
+          src.pause();
+        }
+      });
+      relay.on(dst, 'drain', () => {
+        if (this.#paused) {
+          this.#paused = false;
+          src.resume();
+        }
+      });
+    }
+    relay.on(src, 'end', () => relay.endOf(from));
+    relay.on(dst, 'finish', () => {
+      relay.writeDone[to] = true;
+      relay.maybeDone();
+    });
+  }
+
+  /** Moves one chunk; false while `dst` holds RELAY_BUFFER_BYTES or more unwritten. */
+  move(chunk: Buffer): boolean {
+    const n = chunk.length;
+    const { dst, relay } = this;
+    if (this.from === 'a') relay.result.aToB += n;
+    else relay.result.bToA += n;
+    relay.hooks?.onBytes?.(this.from === 'a' ? n : 0, this.from === 'a' ? 0 : n);
+    // HTTP/2 streams take the chunk as DATA at once (their Writable would only add a layer).
+    if (dst instanceof H2Stream && dst.writableLength === 0 && !dst.writableEnded) return dst.writeDirect(chunk, RELAY_BUFFER_BYTES);
+    if (this.#fromH2 && n < COALESCE_MIN_BYTES) {
+      if (this.#small.length === 0) queueMicrotask(this.#flush);
+      this.#small.push(chunk);
+      this.#smallBytes += n;
+      return dst.writableLength + this.#smallBytes < RELAY_BUFFER_BYTES;
+    }
+    if (this.#small.length > 0) this.flushSmall(); // keep the order
+    // Bulk data that arrives in one turn of the event loop (a TLS read yields one piece per 16 KiB record)
+    // leaves in one write; the check phase runs right after the I/O it batches. Small chunks from a socket
+    // (requests, interactive traffic) go out at once.
+    if (!this.#corked && n >= COALESCE_MIN_BYTES) {
+      this.#corked = true;
+      dst.cork();
+      setImmediate(this.#uncork);
+    }
+    dst.write(chunk);
+    return dst.writableLength < RELAY_BUFFER_BYTES;
+  }
+
+  flushSmall(): void {
+    if (this.#small.length === 0) return;
+    const pieces = this.#small;
+    this.#small = [];
+    this.#smallBytes = 0;
+    const { dst, src } = this;
+    if (dst.destroyed || dst.writableEnded) return;
+    dst.write(pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces));
+    // move() may have held the peer's credit back counting these bytes; if the write left room, give it back.
+    if (src instanceof H2Stream && src.sinkBlocked && dst.writableLength < RELAY_BUFFER_BYTES) src.sinkDrained();
+  }
 }
