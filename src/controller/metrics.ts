@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ConfigStore } from './store.js';
 
 /**
  * The controller's Prometheus metrics. Names follow istiod's (pilot_*, citadel_*) so existing dashboards
@@ -52,6 +53,13 @@ export class ControllerMetrics {
   }
 
   /** The adapter the xDS server reports through. */
+  /** Objects in force by kind, and documents rejected with an error, after a config change. */
+  countConfig(store: ConfigStore): void {
+    this.configObjects.reset();
+    for (const o of store.list()) this.configObjects.inc({ kind: o.object.kind });
+    this.configRejected.set(store.problems().filter((p) => p.severity === 'error').length);
+  }
+
   xds() {
     return {
       proxyConnected: (kind: string) => this.connectedProxies.inc({ kind }),

@@ -1,0 +1,41 @@
+/**
+ * The controller's admin endpoints (--admin-address): readiness, Prometheus metrics, per-proxy sync state and the
+ * configuration in force with its problems.
+ */
+import { AdminServer } from '../common/admin.js';
+import type { Logger } from '../common/log.js';
+import { formatProblem } from '../common/model/types.js';
+import type { ConfigReport } from './config-report.js';
+import type { ControllerMetrics } from './metrics.js';
+import type { ConfigStore } from './store.js';
+import type { MeshViewSource } from './view-source.js';
+import type { XdsServer } from './xds/xds-server.js';
+
+export function controllerAdmin(o: {
+  ready: () => boolean;
+  metrics: ControllerMetrics;
+  views: MeshViewSource;
+  xds: XdsServer;
+  store: ConfigStore;
+  report: ConfigReport;
+  log: Logger;
+}): AdminServer {
+  const { metrics, views, xds, store, report } = o;
+  return new AdminServer({
+    '/ready': async () => ({ status: o.ready() ? 200 : 503, body: { ready: o.ready() } }),
+    '/metrics': async () => ({ status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType }),
+    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
+    '/debug/configz': async () => {
+      const problems = report.problems();
+      return {
+        status: 200,
+        body: {
+          objects: store.list().map((obj) => ({ key: obj.key, source: obj.source, object: obj.object })),
+          rejected: problems.filter((p) => p.severity === 'error').map((p) => ({ ...p, text: formatProblem(p) })),
+          warnings: problems.filter((p) => p.severity === 'warning').map((p) => ({ ...p, text: formatProblem(p) })),
+          bindings: views.bindingProblems(),
+        },
+      };
+    },
+  }, o.log);
+}
