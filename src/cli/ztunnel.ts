@@ -40,7 +40,9 @@ export function ztunnelCommand(): Command {
       if (config.gc === 'atomic') setFlagsFromString('--no-incremental-marking');
       // Loaded on use: each command pulls in only its own component.
       const { startZtunnel } = await import('../ztunnel/app.js');
-      const running = await startZtunnel(config, log);
+      const { raiseNofileLimit } = await import('../ztunnel/capture/original-dst.js');
+      // Process-wide, like the V8 flag above: the command raises its own descriptor limit, the library never does.
+      const running = await startZtunnel(config, log, { nofile: raiseNofileLimit() });
       // Kubernetes stops a pod with SIGTERM: drain as /quitquitquit does. A second signal stops at once.
       onShutdown(log, () => running.drain());
       await running.stopped;

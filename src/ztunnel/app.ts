@@ -17,7 +17,7 @@ import { ProxyState } from '../dataplane/state/proxy-state.js';
 import { startStateSync } from '../dataplane/state/state-sync.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
 import { CaClient } from '../identity/ca-client.js';
-import { connectMarked, raiseNofileLimit } from './capture/original-dst.js';
+import { connectMarked, type NofileLimit } from './capture/original-dst.js';
 import type { ZtunnelConfig } from './config.js';
 import { ztunnelConfigDump } from './config-dump.js';
 import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
@@ -137,12 +137,21 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
   return { upstream, pool, inbound, ejector, outbound, hbone };
 }
 
-export async function startZtunnel(cfg: ZtunnelConfig, given: Logger): Promise<RunningZtunnel> {
+/**
+ * What the process did for the ztunnel before starting it (process-wide, so the command does it, not this
+ * function): `nofile` is the result of raising RLIMIT_NOFILE's soft limit; absent when the ztunnel runs inside
+ * another process (tests), whose limits it then only reads.
+ */
+export interface ZtunnelProcessSetup {
+  nofile?: NofileLimit | { error: string };
+}
+
+export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: ZtunnelProcessSetup = {}): Promise<RunningZtunnel> {
   // Every line names the node once: bound here unless the caller's logger already binds it (the CLI's does).
   const log = 'node' in given.bindings() ? given : given.child({ node: cfg.nodeName });
   const logs = new LogLevels(log);
   // First, so that everything after runs under it: the soft fd limit raised to the hard one.
-  const fdLimits = resolveFdLimits(raiseNofileLimit(), readProcSelfLimits());
+  const fdLimits = resolveFdLimits(setup.nofile ?? { error: 'not raised: the ztunnel runs inside another process' }, readProcSelfLimits());
   if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
   const metrics = new ZtunnelMetrics();
   const state = new ProxyState();
