@@ -5,7 +5,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { XDS_METHOD_NAME, loadXdsProto } from '../../src/common/xds/index.js';
@@ -20,14 +20,7 @@ import { docs, namespace, pod } from '../helpers/manifests.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { ADS_PATH, grpcFrame } from '../helpers/raw-grpc.js';
 import { RawAdsStream } from '../helpers/xds.js';
-
-function rssOf(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
-function cpuMsOf(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
+import { cpuMsOf, rssOf } from '../helpers/proc-stats.js';
 
 /** --xds-max-connection-idle here (default 10 s); grpc-js checks idleness once per period, so closing takes 1-2 periods. */
 const IDLE_MS = 3000;

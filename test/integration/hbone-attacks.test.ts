@@ -6,24 +6,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
 import { Flag, FrameType, frame } from '../../src/hbone/h2/frames.js';
 import { encodeHeaders } from '../../src/hbone/h2/hpack.js';
 import { namespace, pod } from '../helpers/manifests.js';
 import { ZtunnelNode, echoServer } from '../helpers/ztunnel.js';
 import { H2Peer } from '../helpers/h2-peer.js';
-
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Number(m![1]) * 1024;
-}
-
-/** User + system CPU time of a process, in ms. */
-function cpuMsOf(pid: number): number {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
-}
+import { cpuMsOf, rssOf } from '../helpers/proc-stats.js';
 
 async function meshCert(zt: ZtunnelNode, sa: string): Promise<{ cert: string[]; key: string; ca: string }> {
   const ca = await CertificateAuthority.loadOrCreate({ dataDir: zt.data.path });

@@ -19,6 +19,7 @@ import { TestMesh, appPod, node } from '../helpers/mesh.js';
 import { H2Peer } from '../helpers/h2-peer.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { eventually } from '../helpers/eventually.js';
+import { rssOf } from '../helpers/proc-stats.js';
 
 const CLIENT = '127.0.125.1';
 const SERVER = '127.0.125.2';
@@ -34,12 +35,6 @@ const manifests = docs(
   appPod('apps', 'client', 'node-a', CLIENT, 'client'),
   appPod('apps', 'server', 'node-b', SERVER, 'server'),
 );
-
-function rssOf(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  assert.ok(m, 'VmRSS in /proc/<pid>/status');
-  return Number(m[1]) * 1024;
-}
 
 function repeat(f: Buffer, n: number): Buffer {
   return Buffer.concat(Array.from({ length: n }, () => f));
