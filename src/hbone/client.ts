@@ -21,7 +21,7 @@ import { SecureContextCache, type WorkloadCert } from './secure-context-cache.js
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo, type H2RemoteSettings } from './h2/connection.js';
 import { H2Code, codeName } from './h2/frames.js';
-import { checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
+import { checkCount, checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import { HBONE_ALPN, HBONE_CONNECTION_WINDOW_BYTES, HBONE_STREAM_WINDOW_BYTES, HEADER_REASON, formatAuthority } from './wire.js';
 
@@ -142,12 +142,6 @@ function earlyCloseHint(code: number | undefined): string {
   }
 }
 
-function positiveInt(value: number, name: string, max: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new StraitError('STRAIT_ERR_CONFIG', `HbonePool: ${name} must be an integer in 1..${max}, got ${value}`);
-  }
-  return value;
-}
 
 export class HbonePool {
   readonly #peers: PeerVerifier;
@@ -168,9 +162,9 @@ export class HbonePool {
   constructor(opts: HbonePoolOptions) {
     certificatesFromPem(Array.isArray(opts.rootPem) ? opts.rootPem.join('\n') : opts.rootPem); // STRAIT_ERR_CERT_INVALID now, not per connection
     this.#peers = new PeerVerifier(opts.rootPem, opts.trustDomain ?? DEFAULT_TRUST_DOMAIN);
-    this.#maxStreams = positiveInt(opts.maxStreamsPerConnection ?? DEFAULT_HBONE_MAX_STREAMS_PER_CONNECTION, 'maxStreamsPerConnection', 2 ** 31 - 1);
-    this.#idleTimeoutMs = positiveInt(opts.idleTimeoutMs ?? DEFAULT_HBONE_POOL_IDLE_MS, 'idleTimeoutMs', 2 ** 31 - 1);
-    this.#connectTimeoutMs = positiveInt(opts.connectTimeoutMs ?? DEFAULT_HBONE_CONNECT_TIMEOUT_MS, 'connectTimeoutMs', 2 ** 31 - 1);
+    this.#maxStreams = checkCount('HbonePool', 'maxStreamsPerConnection', opts.maxStreamsPerConnection ?? DEFAULT_HBONE_MAX_STREAMS_PER_CONNECTION);
+    this.#idleTimeoutMs = checkCount('HbonePool', 'idleTimeoutMs', opts.idleTimeoutMs ?? DEFAULT_HBONE_POOL_IDLE_MS);
+    this.#connectTimeoutMs = checkCount('HbonePool', 'connectTimeoutMs', opts.connectTimeoutMs ?? DEFAULT_HBONE_CONNECT_TIMEOUT_MS);
     this.#log = opts.logger ?? silentLogger();
     this.#contexts = new SecureContextCache(opts.rootPem);
     this.#limits = checkH2Limits({ ...defaultH2Limits(), ...opts.limits, idleTimeoutMs: 0 }, 'HbonePool');

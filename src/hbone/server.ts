@@ -27,7 +27,7 @@ import { DEFAULT_SECURE_CONTEXT_CACHE_SIZE, type WorkloadCert } from './secure-c
 import { PeerVerifier } from './peer-verifier.js';
 import { H2Connection, type GoawayInfo } from './h2/connection.js';
 import { H2Code, codeName } from './h2/frames.js';
-import { checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
+import { checkCount, checkH2Limits, defaultH2Limits, type GoawayReason, type H2Limits } from './h2/limits.js';
 import type { H2Headers, H2Stream } from './h2/stream.js';
 import {
   HBONE_ALPN,
@@ -255,12 +255,6 @@ function listenHint(code: string | undefined, host: string): string {
   }
 }
 
-function positiveInt(value: number, name: string, max: number): number {
-  if (!Number.isInteger(value) || value < 1 || value > max) {
-    throw new StraitError('STRAIT_ERR_CONFIG', `HboneServer: ${name} must be an integer in 1..${max}, got ${value}`);
-  }
-  return value;
-}
 
 export class HboneServer {
   readonly #rootPem: string | string[];
@@ -301,16 +295,16 @@ export class HboneServer {
     this.#peers = new PeerVerifier(opts.rootPem, opts.trustDomain ?? DEFAULT_TRUST_DOMAIN);
     this.#onConnect = opts.onConnect;
     this.#log = opts.logger ?? silentLogger();
-    this.#handshakeTimeoutMs = positiveInt(opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS, 'handshakeTimeoutMs', 2 ** 31 - 1);
-    this.#maxConcurrentStreams = positiveInt(opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 2 ** 31 - 1);
+    this.#handshakeTimeoutMs = checkCount('HboneServer', 'handshakeTimeoutMs', opts.handshakeTimeoutMs ?? DEFAULT_HBONE_HANDSHAKE_TIMEOUT_MS);
+    this.#maxConcurrentStreams = checkCount('HboneServer', 'maxConcurrentStreams', opts.maxConcurrentStreams ?? DEFAULT_HBONE_MAX_CONCURRENT_STREAMS);
     this.#limits = checkH2Limits({
       ...defaultH2Limits(), idleTimeoutMs: DEFAULT_HBONE_SERVER_IDLE_MS, firstStreamTimeoutMs: DEFAULT_HBONE_FIRST_STREAM_TIMEOUT_MS, ...opts.limits,
     }, 'HboneServer');
     this.#onGoaway = opts.onGoaway;
     this.#onRefused = opts.onRefused;
-    this.#maxPending = positiveInt(opts.maxPendingHandshakes ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES, 'maxPendingHandshakes', 2 ** 31 - 1);
-    this.#maxPendingPerSource = positiveInt(opts.maxPendingHandshakesPerSource ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE, 'maxPendingHandshakesPerSource', 2 ** 31 - 1);
-    this.#maxSessionsPerIdentity = positiveInt(opts.maxSessionsPerIdentity ?? DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY, 'maxSessionsPerIdentity', 2 ** 31 - 1);
+    this.#maxPending = checkCount('HboneServer', 'maxPendingHandshakes', opts.maxPendingHandshakes ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES);
+    this.#maxPendingPerSource = checkCount('HboneServer', 'maxPendingHandshakesPerSource', opts.maxPendingHandshakesPerSource ?? DEFAULT_HBONE_MAX_PENDING_HANDSHAKES_PER_SOURCE);
+    this.#maxSessionsPerIdentity = checkCount('HboneServer', 'maxSessionsPerIdentity', opts.maxSessionsPerIdentity ?? DEFAULT_HBONE_MAX_SESSIONS_PER_IDENTITY);
     this.#refusals = new RateLimitedLog({ logger: this.#log, level: 'info', msg: 'HBONE connection closed before HTTP/2', what: 'HBONE connections closed before HTTP/2', burst: 5 });
     this.#calmLog = new RateLimitedLog({ logger: this.#log, level: 'warn', msg: 'HBONE client went past a limit; sent GOAWAY and closed the connection', what: 'HBONE connections closed for going past a limit', burst: 5 });
     this.#protocolLog = new RateLimitedLog({ logger: this.#log, level: 'info', msg: 'HBONE client broke the HTTP/2 protocol; sent GOAWAY and closed the connection', what: 'HBONE connections closed for protocol errors', burst: 5 });

@@ -122,13 +122,24 @@ export class FloodCounters {
   }
 }
 
-/** Rejects limits that cannot work, naming the field (bad options fail at start-up, not per connection). */
+/** The largest count or time (ms) an HBONE option takes: what a timer accepts, about 24.8 days. */
+const MAX_OPTION = 2 ** 31 - 1;
+
+/**
+ * A whole-number option of `owner` (HboneServer, HbonePool, H2Connection) in min..2^31-1, or STRAIT_ERR_CONFIG
+ * naming it: bad options fail when the object is made, not per connection.
+ */
+export function checkCount(owner: string, name: string, value: number, min = 1): number {
+  if (!Number.isInteger(value) || value < min || value > MAX_OPTION) {
+    throw new StraitError('STRAIT_ERR_CONFIG', `${owner}: ${name} must be a whole number from ${min} to ${MAX_OPTION} (milliseconds for times, about 24 days at most), got ${value}`);
+  }
+  return value;
+}
+
+/** Rejects limits that cannot work, naming the field. */
 export function checkH2Limits(limits: H2Limits, where: string): H2Limits {
   for (const [name, value] of Object.entries(limits) as Array<[keyof H2Limits, number]>) {
-    const min = name === 'idleTimeoutMs' || name === 'firstStreamTimeoutMs' ? 0 : 1;
-    if (!Number.isInteger(value) || value < min || value > 2 ** 31 - 1) {
-      throw new StraitError('STRAIT_ERR_CONFIG', `${where}: HTTP/2 limit ${name} must be a whole number from ${min} to ${2 ** 31 - 1} (milliseconds for times, about 24 days at most), got ${value}`);
-    }
+    checkCount(where, `HTTP/2 limit ${name}`, value, name === 'idleTimeoutMs' || name === 'firstStreamTimeoutMs' ? 0 : 1);
   }
   return limits;
 }
