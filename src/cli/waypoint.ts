@@ -1,0 +1,37 @@
+import { Command } from 'commander';
+import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
+import { parseWaypointConfig } from '../waypoint/config.js';
+import { onShutdown } from './shutdown.js';
+
+/** Request access-log lines go through a buffer this size rather than synchronously (as the ztunnel's, see its LOG_BUFFER_BYTES). */
+const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
+
+export function waypointCommand(): Command {
+  return new Command('waypoint')
+    .description('run a waypoint: the L7 proxy of one Gateway (gatewayClassName istio-waypoint) — HTTP routing, L7 policy, retries, timeouts, faults, outlier detection, request metrics and tracing')
+    .option('--waypoint <ns/name>', 'the waypoint Gateway this process is  [env STRAIT_WAYPOINT]')
+    .option('--service-account <name>', 'service account of the identity presented (default: the Gateway\'s name, as Istio)  [env STRAIT_SERVICE_ACCOUNT]')
+    .option('--trust-domain <domain>', 'SPIFFE trust domain (default cluster.local)  [env STRAIT_TRUST_DOMAIN]')
+    .option('--xds-address <host:port>', 'the controller (xDS + CA), default 127.0.0.1:15012  [env STRAIT_XDS_ADDRESS]')
+    .option('--token-file <file>', 'bootstrap token (the controller writes <data-dir>/tokens/waypoint-<ns>-<name>.token)  [env STRAIT_TOKEN_FILE, or STRAIT_TOKEN]')
+    .option('--root-cert <file>', 'mesh root certificate (the controller\'s <data-dir>/root-cert.pem)  [env STRAIT_ROOT_CERT]')
+    .option('--listen-address <ip>', 'address of HBONE (15008), admin (15000), metrics (15020) and readiness (15021), default 127.0.0.1  [env STRAIT_LISTEN_ADDRESS]')
+    .option('--drain <duration>', 'on SIGTERM or /quitquitquit: stop accepting, let requests finish for this long, then exit 0 (default 5s)  [env STRAIT_DRAIN_DURATION]')
+    .option('--cert-ttl <duration>', 'certificate lifetime to ask for (default: the controller\'s)  [env STRAIT_CERT_TTL]')
+    .option('--connect-timeout <duration>', 'HBONE connect timeout to endpoints (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
+    .option('--max-header-size <bytes>', 'largest request header block; larger gets 431 (default 60KiB, as Envoy)  [env STRAIT_MAX_HEADER_SIZE]')
+    .option('--retry-buffer <bytes>', 'request bodies up to this size are kept so a retry can resend them; longer ones are streamed and not retried (default 64KiB)  [env STRAIT_RETRY_BUFFER]')
+    .option('--hbone-max-streams <n>', 'concurrent tunnels each client HBONE connection may open (default 100)  [env STRAIT_HBONE_MAX_STREAMS]')
+    .option('--xds-max-message-size <bytes>', 'largest xDS response accepted (default 64MiB)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
+    .option('--port-offset <n>', 'add n to every standard port (several waypoints on one address)')
+    .action(async (flags, cmd: Command) => {
+      const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
+      const config = parseWaypointConfig(process.env, flags);
+      const log = createRootLogger({ component: 'waypoint', level: globals.logLevel, format: globals.logFormat, base: { waypoint: `${config.namespace}/${config.name}` }, asyncBufferBytes: LOG_BUFFER_BYTES });
+      const { startWaypoint } = await import('../waypoint/app.js');
+      const running = await startWaypoint(config, log);
+      onShutdown(log, () => running.drain());
+      await running.stopped;
+      process.exit(0);
+    });
+}

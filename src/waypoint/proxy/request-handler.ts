@@ -1,0 +1,424 @@
+/**
+ * One HTTP request through the waypoint (DESIGN §6):
+ *
+ *     L7 authz → route match → fault → request filters → backend choice (subset → ready endpoints − ejected →
+ *     load balancer) → pool limits → upstream try over HBONE, inside timeouts and retries → response filters →
+ *     metrics, access log, span
+ *
+ * Every decision is a pure function from src/waypoint/*.ts; this file only does the I/O around them.
+ * Invariants: the client gets exactly one response (or a reset once a response started); a try that lost (timed
+ * out, retried) is aborted and its body discarded; every request is recorded once, with its response flags.
+ */
+import type http from 'node:http';
+import type http2 from 'node:http2';
+import type { Readable } from 'node:stream';
+import { errorMessage } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { formatHostPort } from '../../common/net.js';
+import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
+import type {
+  BackendRef, HeaderOps, RouteAction, RouteRule, ServiceRoutesResource,
+} from '../../common/xds/waypoint-resources.js';
+import type { WaypointState } from '../waypoint-state.js';
+import { matchRoute, type RouteInput } from '../router.js';
+import { applyHeaderOps, redirectLocation, rewritePath } from '../filters.js';
+import { authorizeRequest } from '../authz-l7.js';
+import { pickWeighted } from '../upstream/balancer.js';
+import { retryBackoffMs, retryDecision, type AttemptOutcome } from '../retry.js';
+import { decideFault } from '../fault.js';
+import type { Backends, Cluster, Endpoint } from '../upstream/backends.js';
+import { UpstreamFailure, stripHopByHop, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
+import type { WaypointTelemetry } from '../telemetry/waypoint-telemetry.js';
+import type { DownstreamContext } from './downstream.js';
+import type { DownstreamProtocol, DownstreamRequest, DownstreamResponse } from './http-servers.js';
+import { holdBody, type HeldBody } from './request-body.js';
+
+export interface RequestHandlerOptions {
+  state: ProxyStateView;
+  waypoint: WaypointState;
+  backends: Backends;
+  upstream: UpstreamClient;
+  telemetry: WaypointTelemetry;
+  retryBufferBytes: number;
+  random: () => number;
+  log: Logger;
+  /** The waypoint's own SPIFFE id (for the destination's view of the caller and spans). */
+  identity: string;
+}
+
+type Headers = Record<string, string | string[]>;
+
+/** What the client finally got, for the record. */
+interface Outcome {
+  status: number;
+  flags: string[];
+  grpcStatus?: string;
+  upstream?: Endpoint;
+  cluster?: Cluster;
+  route?: string;
+  policy?: string;
+  attempts: number;
+  responseBytes: number;
+  detail?: string;
+}
+
+const GRPC_CT = /^application\/grpc/;
+
+export class RequestHandler {
+  constructor(private readonly o: RequestHandlerOptions) {}
+
+  handle(req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol): void {
+    void this.run(req, res, ctx, protocol).catch((err) => {
+      this.o.log.error({ err: errorMessage(err) }, 'BUG: request handling failed');
+      if (!res.headersSent) this.reply(res, 500, 'internal error\n');
+      else res.destroy();
+    });
+  }
+
+  private async run(req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol): Promise<void> {
+    const startMs = Date.now();
+    const method = req.method ?? 'GET';
+    const path = req.url ?? '/';
+    const authority = (protocol === 'h2' ? (req.headers[':authority'] as string | undefined) : req.headers.host) ?? formatHostPort({ host: ctx.destinationIp, port: ctx.destinationPort });
+    const header = (name: string): string | undefined => {
+      const v = req.headers[name];
+      return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : String(v);
+    };
+    const grpc = GRPC_CT.test(header('content-type') ?? '');
+    const serviceKey = ctx.service ? `${ctx.service.namespace}/${ctx.service.name}` : undefined;
+    const trace = this.o.telemetry.begin({ header, method, path, authority, service: serviceKey });
+    let requestBytes = 0;
+    req.on('data', (c: Buffer) => { requestBytes += c.length; });
+    let clientGone = false;
+    res.once('close', () => { if (!res.writableFinished) clientGone = true; });
+
+    const finish = (o: Outcome) => {
+      this.o.telemetry.finish(trace, {
+        startMs, durationMs: Date.now() - startMs, method, authority, path, protocol: grpc ? 'gRPC' : protocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1',
+        status: o.status, responseFlags: clientGone && !o.flags.includes('DC') ? [...o.flags, 'DC'] : o.flags, ...(o.grpcStatus !== undefined ? { grpcStatus: o.grpcStatus } : {}),
+        requestBytes, responseBytes: o.responseBytes, ctx, ...(o.route ? { route: o.route } : {}),
+        ...(o.upstream ? { upstream: o.upstream.key, destinationWorkload: o.upstream.workload } : {}),
+        ...(o.cluster ? { cluster: o.cluster.name } : {}),
+        attempts: o.attempts, ...(o.policy ? { policy: o.policy } : {}), ...(o.detail ? { detail: o.detail } : {}),
+        userAgent: header('user-agent'), requestId: trace.requestId,
+      });
+    };
+    const local = (status: number, flags: string[], body: string, extra: Partial<Outcome> = {}, headers: Headers = {}) => {
+      req.resume();
+      const bytes = this.reply(res, status, body, headers, grpc);
+      finish({ status, flags, attempts: 0, responseBytes: bytes, ...extra });
+    };
+
+    // ---- L7 authorization: with the identity the caller's mTLS proved ----
+    const verdict = authorizeRequest(this.o.waypoint.authorizationPolicies(), {
+      ...(serviceKey ? { service: serviceKey } : {}),
+      ...(ctx.workload ? { destinationWorkload: { namespace: ctx.workload.namespace, labels: ctx.workload.labels } } : {}),
+      ...(ctx.peerIdentity.startsWith('spiffe://') ? { sourcePrincipal: ctx.peerIdentity.slice('spiffe://'.length) } : {}),
+      sourceIp: ctx.sourceIp, remoteIp: header('x-forwarded-for')?.split(',')[0]?.trim() || ctx.sourceIp,
+      method, path, host: authority, port: ctx.destinationPort, header,
+    });
+    if (!verdict.allowed) {
+      this.o.telemetry.denied(ctx, verdict.policy, verdict.reason);
+      return local(403, ['RBAC'], 'RBAC: access denied', { ...(verdict.policy ? { policy: verdict.policy } : {}), detail: verdict.reason });
+    }
+
+    // ---- route ----
+    const table: ServiceRoutesResource | undefined = serviceKey ? this.o.waypoint.routesFor(serviceKey) : undefined;
+    const input: RouteInput = { method, path, authority, port: ctx.destinationPort, header };
+    let rule: RouteRule | undefined;
+    if (table) {
+      rule = matchRoute(table, input);
+      if (!rule) return local(404, ['NR'], 'no route matched\n', { detail: `no rule of ${table.origin.objects.join(', ') || serviceKey} matched` });
+    } else if (ctx.service) {
+      rule = { name: 'default', match: {}, action: { kind: 'forward', backends: [{ service: serviceKey!, weight: 1 }] } };
+    } else if (ctx.workload) {
+      // A workload-addressed request (waypoint for workloads): straight to that workload.
+      return this.forwardToWorkload(req, res, ctx, protocol, { method, path, authority, header, grpc, finish, local });
+    } else {
+      return local(404, ['NR'], 'no route\n');
+    }
+    const action: RouteAction = rule.action;
+    if (action.kind === 'fail') return local(action.status, [action.flag], `${action.reason}\n`, { route: rule.name, detail: action.reason });
+    if (action.kind === 'redirect') {
+      const location = redirectLocation({ scheme: 'http', authority, path }, action.redirect, rule);
+      const headers: Headers = { location };
+      if (action.responseHeaders) applyHeaderOps(headers, action.responseHeaders);
+      return local(action.redirect.statusCode, [], '', { route: rule.name }, headers);
+    }
+
+    // ---- fault injection ----
+    const fault = decideFault(action.fault, this.o.random);
+    const flags: string[] = [];
+    if (fault.delayMs) {
+      flags.push('DI');
+      await new Promise((r) => setTimeout(r, fault.delayMs));
+      if (clientGone) return finish({ status: 0, flags: [...flags, 'DC'], attempts: 0, responseBytes: 0, route: rule.name });
+    }
+    if (fault.abort) {
+      if (fault.abort.grpcStatus !== undefined && grpc) {
+        req.resume();
+        const bytes = this.reply(res, 200, '', { 'grpc-status': String(fault.abort.grpcStatus), 'grpc-message': 'fault filter abort' }, true);
+        return finish({ status: 200, flags: [...flags, 'FI'], grpcStatus: String(fault.abort.grpcStatus), attempts: 0, responseBytes: bytes, route: rule.name });
+      }
+      return local(fault.abort.status ?? 503, [...flags, 'FI'], 'fault filter abort', { route: rule.name });
+    }
+
+    // ---- request: headers, filters, body ----
+    const upstreamHeaders: Headers = stripHopByHop(req.headers as Headers);
+    delete upstreamHeaders['host'];
+    upstreamHeaders['x-forwarded-proto'] = 'http';
+    upstreamHeaders['x-request-id'] = trace.requestId;
+    let upstreamAuthority = authority;
+    let upstreamPath = path;
+    if (action.requestHeaders) applyHeaderOps(upstreamHeaders, action.requestHeaders);
+    if (action.rewrite) {
+      upstreamPath = rewritePath(path, rule, action.rewrite);
+      if (action.rewrite.authority) upstreamAuthority = action.rewrite.authority;
+    }
+    const hasBody = protocol === 'h2' ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : (header('content-length') ?? '0') !== '0' || header('transfer-encoding') !== undefined;
+    let body: HeldBody;
+    try {
+      body = await holdBody(req, this.o.retryBufferBytes, hasBody);
+    } catch (err) {
+      return finish({ status: 0, flags: ['DC'], attempts: 0, responseBytes: 0, route: rule.name, detail: errorMessage(err) });
+    }
+
+    // ---- mirrors: a copy, its answer discarded ----
+    for (const m of action.mirrors ?? []) {
+      if (body.kind === 'streamed') break;
+      if (this.o.random() * 100 >= m.percentage) continue;
+      this.mirror(m.backend, ctx, { method, path: upstreamPath, authority: `${upstreamAuthority.split(':')[0]}-shadow`, headers: upstreamHeaders, body, protocol });
+    }
+
+    // ---- tries ----
+    const timeoutMs = action.timeoutMs;
+    const overall = new AbortController();
+    let timedOut = false;
+    const overallTimer = timeoutMs && timeoutMs > 0 ? setTimeout(() => { timedOut = true; overall.abort(); }, timeoutMs) : undefined;
+    const retries = action.retry?.retries ?? 0;
+    const tried = new Set<string>();
+    let attempts = 0;
+    let last: { response?: UpstreamResponse; failure?: UpstreamFailure; endpoint?: Endpoint; cluster?: Cluster; problem?: { status: number; flag: string; reason: string } } = {};
+    try {
+      for (;;) {
+        if (clientGone) return finish({ status: 0, flags: [...flags, 'DC'], attempts, responseBytes: 0, route: rule.name });
+        const backend = pickWeighted(action.backends, this.o.random);
+        if (!backend) { last = { problem: { status: 500, flag: 'NR', reason: 'every backend of the route has weight 0' } }; break; }
+        const port = backend.port ?? ctx.destinationPort;
+        const cl = this.o.backends.cluster(backend.service, port, backend.subset);
+        if ('kind' in cl) { last = { problem: { status: cl.kind === 'no-service' ? 500 : 503, flag: cl.kind === 'no-service' ? 'NR' : 'NC', reason: cl.message } }; break; }
+        const { usable } = this.o.backends.endpoints(cl);
+        const ep = this.o.backends.pick(cl, usable, tried);
+        if (!ep) { last = { cluster: cl, problem: { status: 503, flag: 'UH', reason: `no healthy endpoint of ${cl.name}` } }; break; }
+        const permit = cl.breaker.tryStartRequest();
+        if ('overflow' in permit) { last = { cluster: cl, endpoint: ep, problem: { status: 503, flag: 'UO', reason: `${cl.name}: connection pool overflow (${permit.overflow})` } }; break; }
+        attempts++;
+        tried.add(ep.key);
+        const tryAbort = new AbortController();
+        const onOverall = () => tryAbort.abort();
+        overall.signal.addEventListener('abort', onOverall, { once: true });
+        const perTry = action.perTryTimeoutMs;
+        let tryTimedOut = false;
+        const tryTimer = perTry && perTry > 0 ? setTimeout(() => { tryTimedOut = true; tryAbort.abort(); }, perTry) : undefined;
+        const headers: Headers = { ...upstreamHeaders, 'x-envoy-attempt-count': String(attempts), ...trace.upstreamHeaders() };
+        if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
+        cl.active.set(ep.key, (cl.active.get(ep.key) ?? 0) + 1);
+        let outcome: AttemptOutcome;
+        try {
+          const response = await this.o.upstream.request(
+            { address: ep.address, port: ep.port, identity: ep.identity, protocol: this.upstreamProtocol(cl, port, protocol) },
+            {
+              method, path: upstreamPath, authority: upstreamAuthority, headers,
+              body: body.kind === 'none' ? undefined : body.kind === 'buffered' ? body.bytes : body.stream,
+              tunnelHeaders: { forwarded: `for=${ctx.sourceIp.includes(':') ? `"[${ctx.sourceIp}]"` : ctx.sourceIp}` },
+              signal: tryAbort.signal,
+            },
+          );
+          const grpcStatus = headerValue(response.headers['grpc-status']);
+          outcome = { status: response.status, ...(grpcStatus !== undefined ? { grpcStatus: Number(grpcStatus) } : {}) };
+          last = { response, endpoint: ep, cluster: cl };
+          cl.outlier?.recordResult(ep.key, { status: response.status });
+          const retry = body.kind !== 'streamed' && attempts <= retries && retryDecision(action.retry, attempts - 1, outcome);
+          if (!retry) {
+            // The winning try: its timers stop when its response is done.
+            const release = () => {
+              if (tryTimer) clearTimeout(tryTimer);
+              overall.signal.removeEventListener('abort', onOverall);
+              permit.release();
+            };
+            return await this.respond(res, response, { action, backend, release, finish, flags, attempts, ep, cl, rule, grpc, overall: overall.signal });
+          }
+          response.body.resume();
+          response.body.on('error', () => undefined);
+          tryAbort.abort();
+        } catch (err) {
+          const f = err instanceof UpstreamFailure ? err : new UpstreamFailure('reset', errorMessage(err), err);
+          const kind = tryTimedOut ? 'timeout' : timedOut ? 'timeout' : f.kind;
+          last = { failure: new UpstreamFailure(kind, f.message, f.cause), endpoint: ep, cluster: cl };
+          cl.outlier?.recordResult(ep.key, { gatewayError: true });
+          outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
+          if (timedOut) break;
+          const retry = body.kind !== 'streamed' && attempts <= retries && retryDecision(action.retry, attempts - 1, outcome);
+          if (!retry) break;
+        } finally {
+          cl.active.set(ep.key, Math.max(0, (cl.active.get(ep.key) ?? 1) - 1));
+        }
+        if (tryTimer) clearTimeout(tryTimer);
+        overall.signal.removeEventListener('abort', onOverall);
+        permit.release();
+        const retryPermit = cl.breaker.tryStartRetry();
+        if ('overflow' in retryPermit) { flags.push('UO'); break; }
+        await new Promise((r) => setTimeout(r, retryBackoffMs(action.retry, attempts - 1, this.o.random)));
+        retryPermit.release();
+        if (timedOut) break;
+      }
+    } finally {
+      if (overallTimer) clearTimeout(overallTimer);
+    }
+
+    // ---- no usable response: answer locally with what went wrong ----
+    const extra: Partial<Outcome> = { route: rule.name, attempts, ...(last.cluster ? { cluster: last.cluster } : {}), ...(last.endpoint ? { upstream: last.endpoint } : {}) };
+    if (timedOut) return local(504, [...flags, 'UT'], 'upstream request timeout', extra);
+    if (last.problem) return local(last.problem.status, [...flags, last.problem.flag], `${last.problem.reason}\n`, { ...extra, detail: last.problem.reason });
+    if (last.response) {
+      // A retriable answer, and the retries are spent: the last one goes to the client (Envoy does the same).
+      return this.respond(res, last.response, { action, backend: undefined, release: () => undefined, finish, flags: [...flags, 'URX'], attempts, ep: last.endpoint!, cl: last.cluster!, rule, grpc, overall: overall.signal });
+    }
+    const f = last.failure;
+    const exhausted = attempts > 1 ? ['URX'] : [];
+    if (f?.kind === 'timeout') return local(504, [...flags, ...exhausted, 'UT'], 'upstream request timeout', { ...extra, detail: f.message });
+    if (f?.kind === 'connect-failure') return local(503, [...flags, ...exhausted, 'UF'], 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', { ...extra, detail: f.message });
+    return local(503, [...flags, ...exhausted, 'UC'], 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', { ...extra, ...(f ? { detail: f.message } : {}) });
+  }
+
+  /** Writes the upstream's response to the client: status, filtered headers, body, trailers. */
+  private async respond(res: DownstreamResponse, up: UpstreamResponse, o: {
+    action: Extract<RouteAction, { kind: 'forward' }>; backend: BackendRef | undefined; release: () => void;
+    finish: (o: Outcome) => void; flags: string[]; attempts: number; ep: Endpoint; cl: Cluster; rule: RouteRule; grpc: boolean; overall: AbortSignal;
+  }): Promise<void> {
+    const headers: Headers = { ...up.headers };
+    if (o.backend?.responseHeaders) applyHeaderOps(headers, o.backend.responseHeaders);
+    if (o.action.responseHeaders) applyHeaderOps(headers, o.action.responseHeaders);
+    let bytes = 0;
+    let grpcStatus = headerValue(up.headers['grpc-status']);
+    try {
+      res.writeHead(up.status, headers as http.OutgoingHttpHeaders);
+    } catch (err) {
+      up.body.destroy();
+      o.release();
+      return o.finish({ status: 502, flags: [...o.flags, 'UPE'], attempts: o.attempts, responseBytes: 0, route: o.rule.name, upstream: o.ep, cluster: o.cl, detail: errorMessage(err) });
+    }
+    await new Promise<void>((resolve) => {
+      let done = false;
+      const end = (flag?: string) => {
+        if (done) return;
+        done = true;
+        o.release();
+        o.finish({
+          status: up.status, flags: flag ? [...o.flags, flag] : o.flags, attempts: o.attempts, responseBytes: bytes, route: o.rule.name, upstream: o.ep, cluster: o.cl,
+          ...(grpcStatus !== undefined ? { grpcStatus } : {}),
+        });
+        resolve();
+      };
+      up.body.on('data', (c: Buffer) => {
+        bytes += c.length;
+        if (!(res as http.ServerResponse).write(c)) up.body.pause();
+      });
+      res.on('drain', () => up.body.resume());
+      up.body.once('end', () => {
+        void up.trailers.then((tr) => {
+          if (tr && Object.keys(tr).length > 0) {
+            grpcStatus = headerValue(tr['grpc-status']) ?? grpcStatus;
+            try { res.addTrailers(tr as http.OutgoingHttpHeaders); } catch { /* trailers a client cannot take are dropped */ }
+          }
+          res.end();
+          end();
+        });
+      });
+      up.body.once('error', () => { res.destroy(); end('UR'); });
+      up.body.once('close', () => { if (!up.body.readableEnded) { res.destroy(); end(o.overall.aborted ? 'UT' : 'UR'); } });
+      res.once('close', () => { if (!res.writableFinished) { up.body.destroy(); end('DC'); } });
+    });
+  }
+
+  private upstreamProtocol(c: Cluster, port: number, downstream: DownstreamProtocol): 'http1' | 'h2' {
+    const ap = c.service.ports.find((p) => p.port === port)?.appProtocol?.toLowerCase();
+    if (ap === 'http2' || ap === 'grpc' || ap === 'kubernetes.io/h2c') return 'h2';
+    if (ap === 'http' || ap === 'http1') return 'http1';
+    return downstream;
+  }
+
+  private forwardToWorkload(
+    req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol,
+    r: { method: string; path: string; authority: string; header: (n: string) => string | undefined; grpc: boolean; finish: (o: Outcome) => void; local: (status: number, flags: string[], body: string, extra?: Partial<Outcome>) => void },
+  ): Promise<void> {
+    const w = ctx.workload!;
+    const ep: Endpoint = { key: `${ctx.destinationIp}:${ctx.destinationPort}`, address: ctx.destinationIp, port: ctx.destinationPort, workload: w, identity: w.identity };
+    const headers: Headers = stripHopByHop(req.headers as Headers);
+    delete headers['host'];
+    return this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, protocol }, {
+      method: r.method, path: r.path, authority: r.authority, headers, body: req as Readable, signal: new AbortController().signal,
+    }).then(
+      (up) => new Promise<void>((resolve) => {
+        res.writeHead(up.status, up.headers as http.OutgoingHttpHeaders);
+        let bytes = 0;
+        up.body.on('data', (c: Buffer) => { bytes += c.length; });
+        up.body.pipe(res as unknown as NodeJS.WritableStream);
+        up.body.once('end', () => { r.finish({ status: up.status, flags: [], attempts: 1, responseBytes: bytes, upstream: ep }); resolve(); });
+        up.body.once('error', () => { res.destroy(); r.finish({ status: up.status, flags: ['UR'], attempts: 1, responseBytes: bytes, upstream: ep }); resolve(); });
+      }),
+      (err) => r.local(503, [err instanceof UpstreamFailure && err.kind === 'connect-failure' ? 'UF' : 'UC'], 'upstream connect error or disconnect/reset before headers\n', { attempts: 1, upstream: ep, detail: errorMessage(err) }),
+    );
+  }
+
+  private mirror(backend: Omit<BackendRef, 'weight'>, ctx: DownstreamContext, r: { method: string; path: string; authority: string; headers: Headers; body: HeldBody; protocol: DownstreamProtocol }): void {
+    const cl = this.o.backends.cluster(backend.service, backend.port ?? ctx.destinationPort, backend.subset);
+    if ('kind' in cl) return;
+    const ep = this.o.backends.pick(cl, this.o.backends.endpoints(cl).usable);
+    if (!ep) return;
+    const headers = { ...r.headers };
+    if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
+    this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, protocol: this.upstreamProtocol(cl, cl.port, r.protocol) }, {
+      method: r.method, path: r.path, authority: r.authority, headers, body: r.body.kind === 'buffered' ? r.body.bytes : undefined, signal: AbortSignal.timeout(30_000),
+    }).then((up) => { up.body.resume(); up.body.on('error', () => undefined); }, () => undefined);
+  }
+
+  /** A local response; gRPC clients get their status in grpc-status. Returns the body's size. */
+  private reply(res: DownstreamResponse, status: number, body: string, headers: Headers = {}, grpc = false): number {
+    if (res.headersSent) { res.destroy(); return 0; }
+    const out: Headers = { ...headers };
+    if (grpc && status !== 200) {
+      out['content-type'] = 'application/grpc';
+      out['grpc-status'] = String(httpToGrpc(status));
+      out['grpc-message'] = encodeURIComponent(body.trim());
+      res.writeHead(200, out as http.OutgoingHttpHeaders);
+      res.end();
+      return 0;
+    }
+    if (body) {
+      out['content-type'] = out['content-type'] ?? 'text/plain';
+      out['content-length'] = String(Buffer.byteLength(body));
+    }
+    res.writeHead(status, out as http.OutgoingHttpHeaders);
+    res.end(body);
+    return Buffer.byteLength(body);
+  }
+}
+
+function headerValue(v: string | string[] | undefined): string | undefined {
+  return v === undefined ? undefined : Array.isArray(v) ? v[0] : v;
+}
+
+/** HTTP status of a local reply → gRPC status, as Envoy maps them. */
+function httpToGrpc(status: number): number {
+  switch (status) {
+    case 400: return 13;
+    case 401: return 16;
+    case 403: return 7;
+    case 404: return 12;
+    case 429: case 502: case 503: case 504: return 14;
+    default: return 2;
+  }
+}
+
+export type { HeaderOps };
