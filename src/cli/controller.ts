@@ -27,6 +27,7 @@ export function controllerCommand(): Command {
   const cmd = new Command('controller')
     .description('run the control plane: config source, CA (gRPC CreateCertificate) and xDS push, over TLS')
     .option('--config-dir <dir>', 'directory (or file) of YAML manifests, watched  [env STRAIT_CONFIG_DIR]')
+    .option('--extra-config-dir <dir>', 'a second directory of manifests, watched, that the platform writes (the local mesh puts its waypoints\' pods there)  [env STRAIT_EXTRA_CONFIG_DIR]')
     .option('--data-dir <dir>', 'where the CA root and bootstrap tokens are kept  [env STRAIT_DATA_DIR]')
     .option('--xds-address <host:port>', `xDS + CA gRPC listener (default ${DEFAULT_XDS_ADDRESS})  [env STRAIT_XDS_ADDRESS]`)
     .option('--admin-address <host:port>', `admin HTTP listener: /ready /metrics /debug/syncz /debug/configz (default ${DEFAULT_ADMIN_ADDRESS})  [env STRAIT_ADMIN_ADDRESS]`)

@@ -17,7 +17,7 @@ import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
 import type { ControllerConfig } from './config.js';
 import { ControllerMetrics } from './metrics.js';
 import { ConfigReport } from './config-report.js';
-import { createSource } from './sources/index.js';
+import { createSources } from './sources/index.js';
 import { ConfigStore } from './store.js';
 import { startGrpcServer, stopGrpcServer } from './grpc-server.js';
 import { TokenFiles } from './token-files.js';
@@ -74,14 +74,16 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
-  const source = createSource(cfg, log);
-  await source.start((events, changedAt, opts) => {
-    const change = store.apply(source.name, events, changedAt, opts);
-    metrics.countConfig(store);
-    report.schedule();
-    const n = change.added.length + change.updated.length + change.removed.length;
-    if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
-  });
+  const sources = createSources(cfg, log);
+  for (const source of sources) {
+    await source.start((events, changedAt, opts) => {
+      const change = store.apply(source.name, events, changedAt, opts);
+      metrics.countConfig(store);
+      report.schedule();
+      const n = change.added.length + change.updated.length + change.removed.length;
+      if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
+    });
+  }
   report.logNew();
   await tokenFiles.update();
 
@@ -133,7 +135,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
       refusalLog.close();
       await stopGrpcServer(grpcServer.server);
       await admin.close();
-      await source.close();
+      for (const source of sources) await source.close();
     },
   };
 }

@@ -7,6 +7,7 @@ import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from './xds/xds-l
 import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, DOOR_LIMIT_UNITS, ENV_DOOR_LIMITS, type DoorLimits } from './door-limits.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
+export const ENV_EXTRA_CONFIG_DIR = 'STRAIT_EXTRA_CONFIG_DIR';
 export const ENV_DATA_DIR = 'STRAIT_DATA_DIR';
 export const ENV_XDS_ADDRESS = 'STRAIT_XDS_ADDRESS';
 export const ENV_ADMIN_ADDRESS = 'STRAIT_ADMIN_ADDRESS';
@@ -61,6 +62,11 @@ export const MIN_CERT_TTL_MS = 10_000;
 
 export interface ControllerConfig {
   configDir: string;
+  /**
+   * More manifests, watched the same way, that the platform rather than the user writes: the local mesh puts the
+   * pods of the waypoints it runs here (their addresses), as Kubernetes would create waypoint pods.
+   */
+  extraConfigDir?: string;
   dataDir: string;
   xdsAddress: HostPort;
   adminAddress: HostPort;
@@ -78,6 +84,7 @@ export interface ControllerConfig {
 /** Flag values as the CLI received them (strings); a flag wins over its environment variable. */
 export interface ControllerFlags {
   configDir?: string;
+  extraConfigDir?: string;
   dataDir?: string;
   xdsAddress?: string;
   adminAddress?: string;
@@ -121,6 +128,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
   const doorLimits = parseLimits({ ...DEFAULT_DOOR_LIMITS }, flags.doorLimits, DOOR_LIMIT_FLAGS, ENV_DOOR_LIMITS, DOOR_LIMIT_UNITS, pick);
   return {
     configDir: resolve(configDir),
+    ...(pick(flags.extraConfigDir, ENV_EXTRA_CONFIG_DIR) ? { extraConfigDir: resolve(pick(flags.extraConfigDir, ENV_EXTRA_CONFIG_DIR)!) } : {}),
     dataDir: resolve(dataDir),
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
     adminAddress: parseHostPort(pick(flags.adminAddress, ENV_ADMIN_ADDRESS) ?? DEFAULT_ADMIN_ADDRESS, '--admin-address'),

@@ -3,7 +3,7 @@
  * address:port pairs it listens on. Pure: from the plan and where the mesh keeps its files.
  */
 import { join } from 'node:path';
-import type { LocalPlan, PlannedApp, PlannedNode } from './plan.js';
+import type { LocalPlan, PlannedApp, PlannedNode, PlannedWaypoint } from './plan.js';
 import type { WantedAddress } from './preflight.js';
 import type { ComponentSpec } from './supervisor.js';
 import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
@@ -26,6 +26,8 @@ export interface MeshPlaces {
   dataDir: string;
   /** What the controller watches: the manifests, or their copy in the address base. */
   configDir: string;
+  /** Manifests the mesh writes itself (the waypoints' pods, with their addresses). */
+  extraConfigDir?: string;
   certTtl?: string;
 }
 
@@ -33,8 +35,35 @@ export function controllerSpec(m: MeshPlaces): ComponentSpec {
   return {
     name: 'controller', what: 'controller', stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${m.controllerAddress}:${PORTS.controllerAdmin}/ready`,
     args: ['controller', '--config-dir', m.configDir, '--data-dir', m.dataDir, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
-      '--admin-address', `${m.controllerAddress}:${PORTS.controllerAdmin}`, ...(m.certTtl ? ['--cert-ttl', m.certTtl] : [])],
+      '--admin-address', `${m.controllerAddress}:${PORTS.controllerAdmin}`, ...(m.certTtl ? ['--cert-ttl', m.certTtl] : []),
+      ...(m.extraConfigDir ? ['--extra-config-dir', m.extraConfigDir] : [])],
   };
+}
+
+/** A waypoint drains like a ztunnel (requests in flight finish), so it gets the same grace. */
+export function waypointSpec(m: MeshPlaces, w: PlannedWaypoint): ComponentSpec {
+  return {
+    name: `waypoint/${w.key}`, what: `waypoint ${w.key}`, stopGraceMs: ZTUNNEL_STOP_GRACE_MS, readyUrl: `http://${w.address}:${PORTS.ready}/healthz/ready`,
+    args: ['waypoint', '--waypoint', w.key, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
+      '--token-file', join(m.dataDir, 'tokens', `waypoint-${w.namespace}-${w.name}.token`), '--root-cert', join(m.dataDir, 'root-cert.pem'),
+      '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+  };
+}
+
+/**
+ * The pods Kubernetes would run for the waypoints (a Deployment per waypoint Gateway): the controller learns each
+ * waypoint's address and service account from them, as it would from a cluster. YAML for the extra config directory.
+ */
+export function waypointPodsManifest(waypoints: readonly PlannedWaypoint[]): string {
+  const docs = waypoints.map((w) => [
+    '# Written by strait up: the pod of the waypoint it runs for this Gateway.',
+    'apiVersion: v1', 'kind: Pod', 'metadata:', `  name: ${w.name}-waypoint`, `  namespace: ${w.namespace}`,
+    '  labels:', `    gateway.networking.k8s.io/gateway-name: ${w.name}`, '    istio.io/dataplane-mode: none',
+    'spec:', `  serviceAccountName: ${w.serviceAccount}`, '  containers:', '    - name: waypoint', '      image: strait/waypoint',
+    '      ports:', '        - name: hbone', `          containerPort: ${PORTS.hbone}`,
+    'status:', '  phase: Running', `  podIP: ${w.address}`, '  podIPs:', `    - ip: ${w.address}`,
+  ].join('\n'));
+  return docs.join('\n---\n') + '\n';
 }
 
 export function ztunnelSpec(m: MeshPlaces, n: PlannedNode): ComponentSpec {
@@ -56,7 +85,7 @@ export function appSpec(a: PlannedApp, node: PlannedNode | undefined): Component
 }
 
 /** Every address:port the mesh of this plan listens on: controller, each node's ports, each pod's HBONE, each app. */
-export function listenAddresses(controllerAddress: string, plan: Pick<LocalPlan, 'nodes' | 'apps' | 'pods'>): WantedAddress[] {
+export function listenAddresses(controllerAddress: string, plan: Pick<LocalPlan, 'nodes' | 'apps' | 'pods'> & Partial<Pick<LocalPlan, 'waypoints'>>): WantedAddress[] {
   const out: WantedAddress[] = [
     { host: controllerAddress, port: PORTS.xds, what: 'controller xDS' }, { host: controllerAddress, port: PORTS.controllerAdmin, what: 'controller admin' },
   ];
@@ -69,5 +98,10 @@ export function listenAddresses(controllerAddress: string, plan: Pick<LocalPlan,
   const served = new Set(plan.nodes.map((n) => n.name));
   for (const p of plan.pods) if (served.has(p.node)) for (const ip of p.addresses) out.push({ host: ip, port: PORTS.hbone, what: `HBONE of pod ${p.key}` });
   for (const a of plan.apps) out.push({ host: a.address, port: a.port, what: `demo app ${a.namespace}/${a.pod}` });
+  for (const w of plan.waypoints ?? []) {
+    for (const [port, what] of [[PORTS.hbone, 'HBONE'], [PORTS.admin, 'admin'], [PORTS.metrics, 'metrics'], [PORTS.ready, 'readiness']] as const) {
+      out.push({ host: w.address, port, what: `waypoint ${w.key} ${what}` });
+    }
+  }
   return out;
 }

@@ -7,7 +7,7 @@
  * started and removed what it made (temporary data directory, manifest copy, state file); stop() ends every child
  * (SIGTERM, then SIGKILL after a grace period: a ztunnel's exceeds its drain period) and removes the same.
  */
-import { mkdirSync, mkdtempSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StraitError, errorMessage } from '../common/errors.js';
@@ -16,9 +16,9 @@ import { loadManifestPath, type ParseResult } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
 import { formatAddressBase } from './address-base.js';
 import { MeshChild } from './child.js';
-import { PORTS, appSpec, controllerSpec, listenAddresses, ztunnelSpec, type MeshPlaces } from './components.js';
+import { PORTS, appSpec, controllerSpec, listenAddresses, waypointPodsManifest, waypointSpec, ztunnelSpec, type MeshPlaces } from './components.js';
 import { ManifestMirror } from './manifest-mirror.js';
-import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode } from './plan.js';
+import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode, type PlannedWaypoint } from './plan.js';
 import { describeTaken, takenAddresses } from './preflight.js';
 import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
 import { UsageSampler } from './usage.js';
@@ -56,7 +56,7 @@ export interface MeshState {
   addressBase: string;
   controller: ComponentState & { xds: string; admin: string };
   nodes: Record<string, ComponentState & { address: string; socks5: string; admin: string; metrics: string; ready: string }>;
-  waypoints: Record<string, ComponentState & { address: string; hbone: string; metrics: string }>;
+  waypoints: Record<string, ComponentState & { address: string; hbone: string; admin: string; metrics: string; ready: string }>;
   apps: Record<string, ComponentState & { address: string; node: string }>;
 }
 
@@ -72,6 +72,9 @@ export class LocalMesh {
   private readonly base: number;
   private readonly controllerAddress: string;
   private readonly nodePoolPrefix: string;
+  private readonly waypointPoolPrefix: string;
+  /** Manifests the mesh writes for the controller (the waypoints' pods): a directory of its own, removed at stop. */
+  private platformDir: string | undefined;
   private readonly log: Logger;
   private readonly sampler = new UsageSampler();
   private dataDir = '';
@@ -91,6 +94,7 @@ export class LocalMesh {
     this.base = opts.addressBase ?? 0;
     this.controllerAddress = opts.controllerAddress ?? `127.${this.base}.99.1`;
     this.nodePoolPrefix = `127.${this.base}.100.`;
+    this.waypointPoolPrefix = `127.${this.base}.101.`;
   }
 
   get rootCertFile(): string {
@@ -124,6 +128,7 @@ export class LocalMesh {
     if (this.opts.stateFile && this.started) rmSync(this.opts.stateFile, { force: true });
     if (this.madeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
     this.mirror?.remove();
+    if (this.platformDir) rmSync(this.platformDir, { recursive: true, force: true });
   }
 
   /** The state file's content (DESIGN §7). */
@@ -143,11 +148,20 @@ export class LocalMesh {
       const s = this.components.get(`app/${a.key}`);
       if (s) apps[a.key] = { ...componentState(s), address: `${a.address}:${a.port}`, node: a.node };
     }
+    const waypoints: MeshState['waypoints'] = {};
+    for (const w of this.plan.waypoints) {
+      const s = this.components.get(`waypoint/${w.key}`);
+      if (!s) continue;
+      waypoints[w.key] = {
+        ...componentState(s), address: w.address, hbone: `${w.address}:${PORTS.hbone}`, admin: `${w.address}:${PORTS.admin}`,
+        metrics: `${w.address}:${PORTS.metrics}`, ready: `${w.address}:${PORTS.ready}`,
+      };
+    }
     return {
       rootCert: this.rootCertFile,
       addressBase: formatAddressBase(this.base),
       controller: { ...(c ? componentState(c) : { pid: null, status: 'stopped', restarts: 0 }), xds: `${this.controllerAddress}:${PORTS.xds}`, admin: `${this.controllerAddress}:${PORTS.controllerAdmin}` },
-      nodes, waypoints: {}, apps,
+      nodes, waypoints, apps,
     };
   }
 
@@ -184,6 +198,7 @@ export class LocalMesh {
       this.madeDataDir = true;
     }
     if (this.base !== 0) this.mirror = new ManifestMirror(resolve(this.opts.manifestDir), this.base);
+    this.platformDir = mkdtempSync(join(tmpdir(), 'strait-up-platform-'));
 
     const { loaded, plan } = await this.load();
     if (loaded.problems.some((p) => p.severity === 'error' && p.code === 'STRAIT_ERR_MANIFEST_SOURCE' && p.doc === 0 && loaded.objects.length === 0)) {
@@ -196,6 +211,7 @@ export class LocalMesh {
       throw new StraitError('STRAIT_ERR_LOCAL_MESH', `cannot run ${this.opts.manifestDir} as a local mesh:\n  ${plan.errors.join('\n  ')}`);
     }
     this.plan = plan;
+    this.writeWaypointPods(plan.waypoints);
 
     const taken = await takenAddresses(listenAddresses(this.controllerAddress, plan));
     if (taken.length > 0) {
@@ -207,7 +223,7 @@ export class LocalMesh {
     this.log.info({ xds: `${this.controllerAddress}:${PORTS.xds}`, dataDir: this.dataDir }, 'controller ready');
     for (const n of plan.nodes) await this.addZtunnel(n, true);
     for (const a of plan.apps) await this.add(this.appSpec(a), true);
-    this.reportWaypoints();
+    for (const w of plan.waypoints) await this.addWaypoint(w, true);
     this.watch();
     this.started = true;
     void this.sampler.sample([]).catch(() => undefined); // the first sample only sets the baseline for CPU figures
@@ -218,11 +234,11 @@ export class LocalMesh {
     this.stopping = true;
     this.watcher?.close();
     clearInterval(this.poll);
-    // Apps first, then ztunnels, then the controller: the reverse of start. Stopping a component also ends a wait
+    // Apps first, then waypoints, then ztunnels, then the controller: the reverse of start. Stopping a component also ends a wait
     // for it to get ready, so an edit being applied finishes at once; what it started is stopped in the second pass.
     const stopEverything = async () => {
       const all = [...this.components.values()];
-      for (const r of [0, 1, 2]) await Promise.all(all.filter((s) => rank(s.name) === r).map((s) => s.stop()));
+      for (const r of [0, 1, 2, 3]) await Promise.all(all.filter((s) => rank(s.name) === r).map((s) => s.stop()));
     };
     await stopEverything();
     await this.reconciling.catch(() => undefined);
@@ -230,6 +246,7 @@ export class LocalMesh {
     if (this.opts.stateFile && this.started) rmSync(this.opts.stateFile, { force: true });
     if (this.madeDataDir) rmSync(this.dataDir, { recursive: true, force: true });
     this.mirror?.remove();
+    if (this.platformDir) rmSync(this.platformDir, { recursive: true, force: true });
   }
 
   private async load(): Promise<{ loaded: ParseResult; plan: LocalPlan }> {
@@ -241,6 +258,7 @@ export class LocalMesh {
     const loaded = await loadManifestPath(dir);
     const plan = planLocalMesh(loaded.objects.map((o) => o.object), {
       previous: new Map(this.plan.nodes.map((n) => [n.name, n.address])), nodePoolPrefix: this.nodePoolPrefix,
+      previousWaypoints: new Map(this.plan.waypoints.map((w) => [w.key, w.address])), waypointPoolPrefix: this.waypointPoolPrefix,
     });
     return { loaded, plan };
   }
@@ -276,20 +294,29 @@ export class LocalMesh {
   }
 
   private places(): MeshPlaces {
-    return { controllerAddress: this.controllerAddress, dataDir: this.dataDir, configDir: this.mirror?.dir ?? resolve(this.opts.manifestDir), ...(this.opts.certTtl ? { certTtl: this.opts.certTtl } : {}) };
+    return {
+      controllerAddress: this.controllerAddress, dataDir: this.dataDir, configDir: this.mirror?.dir ?? resolve(this.opts.manifestDir),
+      ...(this.platformDir ? { extraConfigDir: this.platformDir } : {}), ...(this.opts.certTtl ? { certTtl: this.opts.certTtl } : {}),
+    };
   }
 
   private appSpec(a: PlannedApp): ComponentSpec {
     return appSpec(a, this.plan.nodes.find((n) => n.name === a.node));
   }
 
-  private reportWaypoints(): void {
-    for (const w of this.plan.waypoints) {
-      const line = `waypoint ${w} cannot start: this version of Strait has no waypoint proxy yet; traffic to services bound to it is refused until it runs`;
-      if (this.said.has(line)) continue;
-      this.said.add(line);
-      this.log.warn({ waypoint: w }, line);
+  private async addWaypoint(w: PlannedWaypoint, fatal: boolean): Promise<void> {
+    await this.add(waypointSpec(this.places(), w), fatal);
+    if (this.components.get(`waypoint/${w.key}`)?.status === 'running') {
+      this.log.info({ waypoint: w.key, address: w.address, hbone: `${w.address}:${PORTS.hbone}` }, 'waypoint ready');
     }
+  }
+
+  /** The waypoints' pods, for the controller (written by rename: it never reads half a file). */
+  private writeWaypointPods(waypoints: readonly PlannedWaypoint[]): void {
+    if (!this.platformDir) return;
+    const file = join(this.platformDir, 'waypoint-pods.yaml');
+    writeFileSync(`${file}.partial`, waypointPodsManifest(waypoints));
+    renameSync(`${file}.partial`, file);
   }
 
   // ---- live edits ----
@@ -320,6 +347,7 @@ export class LocalMesh {
     const { loaded, plan: next } = await this.load();
     if (this.stopping) return;
     const clean = !loaded.problems.some((p) => p.severity === 'error');
+    const runningWaypoints = this.plan.waypoints;
     for (const e of next.errors) {
       if (this.said.has(e)) continue;
       this.said.add(e);
@@ -343,8 +371,15 @@ export class LocalMesh {
       for (const n of this.plan.nodes) if (!next.nodes.some((x) => x.name === n.name)) { await this.remove(`ztunnel/${n.name}`); changed = true; }
       this.plan = next;
     }
-    this.plan = { ...this.plan, waypoints: next.waypoints };
-    this.reportWaypoints();
+    const added = next.waypoints.filter((w) => !this.components.has(`waypoint/${w.key}`));
+    const gone = clean ? runningWaypoints.filter((w) => !next.waypoints.some((x) => x.key === w.key)) : [];
+    if (added.length > 0 || gone.length > 0) {
+      for (const w of gone) { await this.remove(`waypoint/${w.key}`); changed = true; }
+      const keep = clean ? [] : runningWaypoints.filter((w) => !next.waypoints.some((x) => x.key === w.key));
+      this.plan = { ...this.plan, waypoints: [...keep, ...next.waypoints] };
+      this.writeWaypointPods(this.plan.waypoints);
+      for (const w of added) { await this.addWaypoint(w, false); changed = true; }
+    }
     if (changed) this.writeState();
   }
 
@@ -359,6 +394,7 @@ function componentState(s: Supervisor): ComponentState {
   return { pid: s.pid, status: s.status, restarts: s.restarts };
 }
 
+/** Stop order: apps, waypoints, ztunnels, the controller (the reverse of start). */
 function rank(name: string): number {
-  return name.startsWith('app/') ? 0 : name.startsWith('ztunnel/') ? 1 : 2;
+  return name.startsWith('app/') ? 0 : name.startsWith('waypoint/') ? 1 : name.startsWith('ztunnel/') ? 2 : 3;
 }

@@ -8,6 +8,10 @@ import { WAYPOINT_GATEWAY_CLASS } from '../common/model/index.js';
 
 /** Nodes without a loopback InternalIP get one from <prefix>1..254 (127.N.100.0/24 for address base 127.N.0.0). */
 export const DEFAULT_NODE_POOL_PREFIX = '127.0.100.';
+/** Waypoints without a loopback address in the Gateway's spec.addresses get one from <prefix>1..254 (127.N.101.0/24). */
+export const DEFAULT_WAYPOINT_POOL_PREFIX = '127.0.101.';
+/** The service-account annotation Istio reads on a waypoint Gateway; else the Gateway's name. */
+export const ANNOTATION_WAYPOINT_SERVICE_ACCOUNT = 'gateway.istio.io/service-account';
 /** Image name that makes `strait up` run the built-in demo app for a pod's containers. */
 export const DEMO_APP_IMAGE = 'strait/demo-app';
 
@@ -37,11 +41,21 @@ export interface PlannedPod {
   addresses: string[];
 }
 
+/** A waypoint Gateway the local mesh runs: its own loopback address for 15008, 15000, 15020 and 15021. */
+export interface PlannedWaypoint {
+  /** "ns/name" */
+  key: string;
+  namespace: string;
+  name: string;
+  address: string;
+  serviceAccount: string;
+}
+
 export interface LocalPlan {
   nodes: PlannedNode[];
   apps: PlannedApp[];
   pods: PlannedPod[];
-  waypoints: string[];
+  waypoints: PlannedWaypoint[];
   /** Things that run differently locally, said plainly (logged as warnings). */
   problems: string[];
   /** Things that cannot run locally at all, each naming the object and the fix: `strait up` refuses to start. */
@@ -52,6 +66,9 @@ export interface PlanOptions {
   /** Addresses already given to running nodes; they keep them, so a new node never takes a running one's address. */
   previous?: ReadonlyMap<string, string>;
   nodePoolPrefix?: string;
+  /** Addresses already given to running waypoints ("ns/name" → address). */
+  previousWaypoints?: ReadonlyMap<string, string>;
+  waypointPoolPrefix?: string;
 }
 
 const isLoopback = (ip: string) => isIP(ip) === 4 && ip.startsWith('127.');
@@ -110,11 +127,39 @@ export function planLocalMesh(objects: MeshObject[], opts: PlanOptions = {}): Lo
       }
     }
   }
-  const waypoints = objects
-    .filter((o) => o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS)
-    .map((o) => `${o.metadata.namespace}/${o.metadata.name}`)
-    .sort();
+  const waypoints = planWaypoints(objects, opts, problems);
   return { nodes, apps, pods: planned, waypoints, problems, errors };
+}
+
+function planWaypoints(objects: MeshObject[], opts: PlanOptions, problems: string[]): PlannedWaypoint[] {
+  const pool = opts.waypointPoolPrefix ?? DEFAULT_WAYPOINT_POOL_PREFIX;
+  const previous = opts.previousWaypoints ?? new Map<string, string>();
+  const gateways = objects
+    .filter((o): o is Extract<MeshObject, { kind: 'Gateway' }> => o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS)
+    .sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1));
+  const chosen = new Map<string, string>();
+  for (const g of gateways) {
+    const key = `${g.metadata.namespace}/${g.metadata.name}`;
+    const given = g.spec.addresses?.find((a) => (!a.type || a.type === 'IPAddress') && isLoopback(a.value))?.value;
+    const other = g.spec.addresses?.find((a) => (!a.type || a.type === 'IPAddress') && !isLoopback(a.value));
+    if (other) problems.push(`Gateway ${key}: address ${other.value} is not in 127.0.0.0/8; the local mesh runs the waypoint on a loopback address instead`);
+    if (given) chosen.set(key, given);
+    else if (previous.has(key)) chosen.set(key, previous.get(key)!);
+  }
+  const used = new Set(chosen.values());
+  let next = 1;
+  return gateways.map((g) => {
+    const key = `${g.metadata.namespace}/${g.metadata.name}`;
+    let address = chosen.get(key);
+    if (!address) {
+      while (used.has(`${pool}${next}`)) next++;
+      if (next > 254) throw new Error(`more than 254 waypoints: the local mesh assigns waypoint addresses from ${pool}0/24`);
+      address = `${pool}${next++}`;
+      used.add(address);
+    }
+    const sa = g.metadata.annotations?.[ANNOTATION_WAYPOINT_SERVICE_ACCOUNT] ?? g.metadata.name;
+    return { key, namespace: g.metadata.namespace!, name: g.metadata.name, address, serviceAccount: sa };
+  });
 }
 
 /**

@@ -9,8 +9,13 @@ import { FileSource } from './file.js';
 export interface SourceConfig {
   /** Directory (or single file) of manifests, watched. */
   configDir: string;
+  /** A second directory of manifests the platform writes (the local mesh's waypoint pods). */
+  extraConfigDir?: string;
 }
 
-export function createSource(cfg: SourceConfig, log: Logger): ConfigSource {
-  return new FileSource(cfg.configDir, log.child({ source: 'file' }));
+export function createSources(cfg: SourceConfig, log: Logger): ConfigSource[] {
+  return [
+    new FileSource(cfg.configDir, log.child({ source: 'file' })),
+    ...(cfg.extraConfigDir ? [new FileSource(cfg.extraConfigDir, log.child({ source: 'file', extra: true }))] : []),
+  ];
 }
