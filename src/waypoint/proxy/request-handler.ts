@@ -341,10 +341,15 @@ export class RequestHandler {
     });
   }
 
+  /**
+   * HTTP version towards the backend, as Istio chooses it: the service port's appProtocol, else its name's prefix
+   * (`http2-*`, `grpc-*` → h2; `http-*` → HTTP/1.1), else the client's own protocol.
+   */
   private upstreamProtocol(c: Cluster, port: number, downstream: DownstreamProtocol): 'http1' | 'h2' {
-    const ap = c.service.ports.find((p) => p.port === port)?.appProtocol?.toLowerCase();
-    if (ap === 'http2' || ap === 'grpc' || ap === 'kubernetes.io/h2c') return 'h2';
-    if (ap === 'http' || ap === 'http1') return 'http1';
+    const p = c.service.ports.find((x) => x.port === port);
+    const declared = (p?.appProtocol ?? p?.name?.split('-')[0] ?? '').toLowerCase();
+    if (declared === 'http2' || declared === 'grpc' || declared === 'grpc-web' || declared === 'kubernetes.io/h2c' || declared === 'h2c') return 'h2';
+    if (declared === 'http' || declared === 'http1') return 'http1';
     return downstream;
   }
 
