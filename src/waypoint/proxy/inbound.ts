@@ -114,14 +114,14 @@ export class WaypointInbound {
       client.destroy();
       return;
     }
-    let endpoint: { address: string; port: number; identity: string } | undefined;
+    let endpoint: { address: string; port: number; identity: string; plaintext: boolean } | undefined;
     if (ctx.workload) {
-      endpoint = { address: ctx.destinationIp, port: ctx.destinationPort, identity: ctx.workload.identity };
+      endpoint = { address: ctx.destinationIp, port: ctx.destinationPort, identity: ctx.workload.identity, plaintext: ctx.workload.protocol !== 'HBONE' };
     } else if (ctx.service) {
       const cl = this.o.backends.cluster(`${ctx.service.namespace}/${ctx.service.name}`, ctx.destinationPort, undefined);
       if (!('kind' in cl)) {
         const ep = this.o.backends.pick(cl, this.o.backends.endpoints(cl).usable);
-        if (ep) endpoint = { address: ep.address, port: ep.port, identity: ep.identity };
+        if (ep) endpoint = { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext };
       }
     }
     if (!endpoint) {
@@ -139,6 +139,6 @@ export class WaypointInbound {
     }
     if (head && head.length > 0) upstream.write(head);
     if (head) upstream.end();
-    await this.o.tracker.proxy(client, upstream, { ...base, dstIdentity: endpoint.identity, mtls: true });
+    await this.o.tracker.proxy(client, upstream, { ...base, dstIdentity: endpoint.identity, mtls: !endpoint.plaintext });
   }
 }

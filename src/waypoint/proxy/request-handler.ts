@@ -226,7 +226,7 @@ export class RequestHandler {
         let outcome: AttemptOutcome;
         try {
           const response = await this.o.upstream.request(
-            { address: ep.address, port: ep.port, identity: ep.identity, protocol: this.upstreamProtocol(cl, port, protocol) },
+            { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: this.upstreamProtocol(cl, port, protocol) },
             {
               method, path: upstreamPath, authority: upstreamAuthority, headers,
               body: body.kind === 'none' ? undefined : body.kind === 'buffered' ? body.bytes : body.stream,
@@ -358,10 +358,10 @@ export class RequestHandler {
     r: { method: string; path: string; authority: string; header: (n: string) => string | undefined; grpc: boolean; finish: (o: Outcome) => void; local: (status: number, flags: string[], body: string, extra?: Partial<Outcome>) => void },
   ): Promise<void> {
     const w = ctx.workload!;
-    const ep: Endpoint = { key: `${ctx.destinationIp}:${ctx.destinationPort}`, address: ctx.destinationIp, port: ctx.destinationPort, workload: w, identity: w.identity };
+    const ep: Endpoint = { key: `${ctx.destinationIp}:${ctx.destinationPort}`, address: ctx.destinationIp, port: ctx.destinationPort, workload: w, identity: w.identity, plaintext: w.protocol !== 'HBONE' };
     const headers: Headers = stripHopByHop(req.headers as Headers);
     delete headers['host'];
-    return this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, protocol }, {
+    return this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol }, {
       method: r.method, path: r.path, authority: r.authority, headers, body: req as Readable, signal: new AbortController().signal,
     }).then(
       (up) => new Promise<void>((resolve) => {
@@ -383,7 +383,7 @@ export class RequestHandler {
     if (!ep) return;
     const headers = { ...r.headers };
     if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
-    this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, protocol: this.upstreamProtocol(cl, cl.port, r.protocol) }, {
+    this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: this.upstreamProtocol(cl, cl.port, r.protocol) }, {
       method: r.method, path: r.path, authority: r.authority, headers, body: r.body.kind === 'buffered' ? r.body.bytes : undefined, signal: AbortSignal.timeout(30_000),
     }).then((up) => { up.body.resume(); up.body.on('error', () => undefined); }, () => undefined);
   }

@@ -31,13 +31,13 @@ export class WebSocketPassthrough {
   }
 
   handle(req: http.IncomingMessage, socket: Duplex, head: Buffer, ctx: DownstreamContext): void {
-    let target: { address: string; port: number; identity: string } | undefined;
-    if (ctx.workload) target = { address: ctx.destinationIp, port: ctx.destinationPort, identity: ctx.workload.identity };
+    let target: { address: string; port: number; identity: string; plaintext?: boolean } | undefined;
+    if (ctx.workload) target = { address: ctx.destinationIp, port: ctx.destinationPort, identity: ctx.workload.identity, plaintext: ctx.workload.protocol !== 'HBONE' };
     else if (ctx.service) {
       const cl = this.o.backends.cluster(`${ctx.service.namespace}/${ctx.service.name}`, ctx.destinationPort, undefined);
       if (!('kind' in cl)) {
         const ep = this.o.backends.pick(cl, this.o.backends.endpoints(cl).usable);
-        if (ep) target = { address: ep.address, port: ep.port, identity: ep.identity };
+        if (ep) target = { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext };
       }
     }
     if (!target) {

@@ -24,6 +24,8 @@ export interface Endpoint {
   port: number;
   workload: WorkloadResource | undefined;
   identity: string;
+  /** Not enrolled in the mesh: reached in plain TCP, not over HBONE. */
+  plaintext: boolean;
 }
 
 export interface Cluster {
@@ -148,6 +150,6 @@ export class Backends {
     }
     const identity = workload?.identity;
     if (!identity) return undefined;
-    return { key: `${ep.address}:${port}`, address: ep.address, port, workload, identity };
+    return { key: `${ep.address}:${port}`, address: ep.address, port, workload, identity, plaintext: workload.protocol !== 'HBONE' };
   }
 }

@@ -9,6 +9,7 @@
  */
 import http from 'node:http';
 import http2 from 'node:http2';
+import net from 'node:net';
 import type { Duplex, Readable } from 'node:stream';
 import { errorMessage } from '../../common/errors.js';
 import { formatHostPort } from '../../common/net.js';
@@ -30,6 +31,8 @@ export interface UpstreamTarget {
   /** SPIFFE id the endpoint's ztunnel must present (the workload's). */
   identity: string;
   protocol: 'http1' | 'h2';
+  /** The endpoint is not in the mesh (its pod is not enrolled): plain TCP to it, as Istio's waypoint does. */
+  plaintext?: boolean;
 }
 
 export interface UpstreamRequest {
@@ -121,15 +124,17 @@ export class UpstreamClient {
   }
 
   private key(t: UpstreamTarget): string {
-    return `${formatHostPort({ host: t.address, port: t.port })}|${t.identity}`;
+    return `${formatHostPort({ host: t.address, port: t.port })}|${t.plaintext ? 'plaintext' : t.identity}`;
   }
 
   /** An HBONE stream to the endpoint's app (plain TCP through the waypoint). */
   openTunnel(t: Omit<UpstreamTarget, 'protocol'>, headers?: Record<string, string>): Promise<Duplex> {
+    // A TCP relay: the endpoint's app speaks whatever the client does.
     return this.tunnel({ ...t, protocol: 'http1' }, headers);
   }
 
   private async tunnel(t: UpstreamTarget, headers: Record<string, string> | undefined): Promise<Duplex> {
+    if (t.plaintext) return this.plain(t);
     try {
       const c = await this.o.pool.connect({
         key: `${this.o.identity}|${t.identity}|${t.address}`,
@@ -145,6 +150,15 @@ export class UpstreamClient {
       if (err instanceof HboneRefusedError) throw new UpstreamFailure('connect-failure', `endpoint ${formatHostPort({ host: t.address, port: t.port })} refused the tunnel: ${err.status} ${err.reason ?? ''}`.trim(), err);
       throw new UpstreamFailure('connect-failure', `cannot open HBONE to endpoint ${formatHostPort({ host: t.address, port: t.port })}: ${errorMessage(err)}`, err);
     }
+  }
+
+  private plain(t: UpstreamTarget): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const s = net.connect({ host: t.address, port: t.port });
+      const timer = setTimeout(() => { s.destroy(); reject(new UpstreamFailure('connect-failure', `connect to ${formatHostPort({ host: t.address, port: t.port })} timed out`)); }, this.o.connectTimeoutMs);
+      s.once('connect', () => { clearTimeout(timer); resolve(s); });
+      s.once('error', (err) => { clearTimeout(timer); reject(new UpstreamFailure('connect-failure', `cannot connect to ${formatHostPort({ host: t.address, port: t.port })} (not in the mesh, plain TCP): ${errorMessage(err)}`, err)); });
+    });
   }
 
   private agentFor(t: UpstreamTarget, tunnelHeaders: Record<string, string> | undefined): http.Agent {
