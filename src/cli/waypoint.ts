@@ -21,6 +21,7 @@ export function waypointCommand(): Command {
     .option('--connect-timeout <duration>', 'HBONE connect timeout to endpoints (default 10s)  [env STRAIT_CONNECT_TIMEOUT]')
     .option('--max-header-size <bytes>', 'largest request header block; larger gets 431 (default 60KiB, as Envoy)  [env STRAIT_MAX_HEADER_SIZE]')
     .option('--retry-buffer <bytes>', 'request bodies up to this size are kept so a retry can resend them; longer ones are streamed and not retried (default 64KiB)  [env STRAIT_RETRY_BUFFER]')
+    .option('--retry-buffer-total <bytes>', 'all bodies held for retries at once; past it, new requests stream their bodies and are not retried (default 64MiB)  [env STRAIT_RETRY_BUFFER_TOTAL]')
     .option('--hbone-max-streams <n>', 'concurrent tunnels each client HBONE connection may open (default 100)  [env STRAIT_HBONE_MAX_STREAMS]')
     .option('--xds-max-message-size <bytes>', 'largest xDS response accepted (default 64MiB)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--port-offset <n>', 'add n to every standard port (several waypoints on one address)')

@@ -110,7 +110,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
   });
   waypoint.on('policies', () => telemetry.updateTracing(waypoint.tracing()));
   const handler = new RequestHandler({
-    state, waypoint, backends, upstream, telemetry, retryBufferBytes: cfg.retryBufferBytes, random: Math.random,
+    state, waypoint, backends, upstream, telemetry, retryBufferBytes: cfg.retryBufferBytes, retryBufferTotalBytes: cfg.retryBufferTotalBytes, random: Math.random,
     log: logs.child({ part: 'request' }), identity: identity.toString(),
   });
   const websockets = new WebSocketPassthrough({ state, backends, upstream, log: logs.child({ part: 'upgrade' }) });

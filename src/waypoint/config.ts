@@ -25,6 +25,7 @@ export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
 export const ENV_MAX_HEADER_SIZE = 'STRAIT_MAX_HEADER_SIZE';
 export const ENV_RETRY_BUFFER = 'STRAIT_RETRY_BUFFER';
+export const ENV_RETRY_BUFFER_TOTAL = 'STRAIT_RETRY_BUFFER_TOTAL';
 export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
 export const ENV_HBONE_MAX_STREAMS = 'STRAIT_HBONE_MAX_STREAMS';
 
@@ -43,6 +44,8 @@ export const DEFAULT_MAX_HEADER_BYTES = 60 * 1024;
  * request is not retried after the first byte went out (Envoy's per-request buffer limit plays the same role).
  */
 export const DEFAULT_RETRY_BUFFER_BYTES = 64 * 1024;
+/** All request bodies held for retries at once; past it, new requests stream their bodies (and are not retried). */
+export const DEFAULT_RETRY_BUFFER_TOTAL_BYTES = 64 * 1024 * 1024;
 /** Streams each client HBONE connection may open (SETTINGS_MAX_CONCURRENT_STREAMS). */
 export const DEFAULT_HBONE_MAX_STREAMS = 100;
 
@@ -70,6 +73,7 @@ export interface WaypointConfig {
   connectTimeoutMs: number;
   maxHeaderBytes: number;
   retryBufferBytes: number;
+  retryBufferTotalBytes: number;
   hboneMaxStreams: number;
   xdsMaxMessageBytes: number;
 }
@@ -89,6 +93,7 @@ export interface WaypointFlags {
   connectTimeout?: string;
   maxHeaderSize?: string;
   retryBuffer?: string;
+  retryBufferTotal?: string;
   hboneMaxStreams?: string;
   xdsMaxMessageSize?: string;
 }
@@ -154,6 +159,7 @@ export function parseWaypointConfig(env: Record<string, string | undefined>, fla
     connectTimeoutMs: duration(pick(flags.connectTimeout, ENV_CONNECT_TIMEOUT), '--connect-timeout', DEFAULT_CONNECT_TIMEOUT_MS),
     maxHeaderBytes: size(pick(flags.maxHeaderSize, ENV_MAX_HEADER_SIZE), '--max-header-size', DEFAULT_MAX_HEADER_BYTES, 1024, 1024 * 1024),
     retryBufferBytes: size(pick(flags.retryBuffer, ENV_RETRY_BUFFER), '--retry-buffer', DEFAULT_RETRY_BUFFER_BYTES, 0, 64 * 1024 * 1024),
+    retryBufferTotalBytes: size(pick(flags.retryBufferTotal, ENV_RETRY_BUFFER_TOTAL), '--retry-buffer-total', DEFAULT_RETRY_BUFFER_TOTAL_BYTES, 0, 4 * 1024 * 1024 * 1024),
     hboneMaxStreams: int(pick(flags.hboneMaxStreams, ENV_HBONE_MAX_STREAMS), '--hbone-max-streams', DEFAULT_HBONE_MAX_STREAMS, 1, 10_000),
     xdsMaxMessageBytes,
   };

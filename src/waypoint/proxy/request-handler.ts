@@ -40,6 +40,8 @@ export interface RequestHandlerOptions {
   upstream: UpstreamClient;
   telemetry: WaypointTelemetry;
   retryBufferBytes: number;
+  /** All bodies held at once (bytes). */
+  retryBufferTotalBytes: number;
   random: () => number;
   log: Logger;
   /** The waypoint's own SPIFFE id (for the destination's view of the caller and spans). */
@@ -65,7 +67,15 @@ interface Outcome {
 const GRPC_CT = /^application\/grpc/;
 
 export class RequestHandler {
+  /** Bytes of request bodies held for retries now, across requests (bounded by retryBufferTotalBytes). */
+  private held = 0;
+
   constructor(private readonly o: RequestHandlerOptions) {}
+
+  /** Bytes of request bodies held for retries now. */
+  get heldBytes(): number {
+    return this.held;
+  }
 
   handle(req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol): void {
     void this.run(req, res, ctx, protocol).catch((err) => {
@@ -177,11 +187,18 @@ export class RequestHandler {
     }
     const hasBody = protocol === 'h2' ? !(req as http2.Http2ServerRequest).stream.endAfterHeaders : (header('content-length') ?? '0') !== '0' || header('transfer-encoding') !== undefined;
     let body: HeldBody;
+    // The limit is reserved before reading, so concurrent requests can never hold more than the total together.
+    const reserve = Math.min(this.o.retryBufferBytes, Math.max(0, this.o.retryBufferTotalBytes - this.held));
+    this.held += reserve;
     try {
-      body = await holdBody(req, this.o.retryBufferBytes, hasBody);
+      body = await holdBody(req, reserve, hasBody);
     } catch (err) {
+      this.held -= reserve;
       return finish({ status: 0, flags: ['DC'], attempts: 0, responseBytes: 0, route: rule.name, detail: errorMessage(err) });
     }
+    const kept = body.kind === 'buffered' ? body.bytes.length : 0;
+    this.held -= reserve - kept;
+    res.once('close', () => { this.held -= kept; });
 
     // ---- mirrors: a copy, its answer discarded ----
     for (const m of action.mirrors ?? []) {
