@@ -10,7 +10,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { Backends } from '../upstream/backends.js';
-import type { UpstreamClient } from '../upstream/upstream-client.js';
+import { asSocket, type UpstreamClient } from '../upstream/upstream-client.js';
 import type { DownstreamContext } from './downstream.js';
 
 export interface WebSocketPassthroughOptions {
@@ -48,15 +48,10 @@ export class WebSocketPassthrough {
     // One connection per upgrade: an upgraded connection never goes back to a pool.
     const agent = new http.Agent({ keepAlive: false });
     (agent as unknown as { createConnection: unknown }).createConnection = (_opts: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-      this.o.upstream.openTunnel(t).then((s) => {
-        const sock = s as Duplex & Record<string, unknown>;
-        for (const m of ['setKeepAlive', 'setNoDelay', 'setTimeout', 'ref', 'unref'] as const) {
-          if (typeof sock[m] !== 'function') sock[m] = function noop(this: Duplex) { return this; };
-        }
-        cb(null, s);
-      }, (err: Error) => cb(err));
+      this.o.upstream.openTunnel(t).then((s) => cb(null, asSocket(s)), (err: Error) => cb(err));
       return undefined;
     };
-    this.proxy.ws(req, socket, head, { target: { host: t.address, port: t.port }, agent } as httpProxy.ServerOptions);
+    // http-proxy sets socket options on both ends; an HBONE stream has none to set.
+    this.proxy.ws(req, asSocket(socket), head, { target: { host: t.address, port: t.port }, agent } as httpProxy.ServerOptions);
   }
 }

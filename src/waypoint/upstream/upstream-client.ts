@@ -64,7 +64,7 @@ export interface UpstreamResponse {
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
 
 /** A Duplex that http.Agent can keep as a socket: the socket-only calls the Agent and ClientRequest make are no-ops. */
-function asSocket(stream: Duplex): Duplex {
+export function asSocket(stream: Duplex): Duplex {
   const s = stream as Duplex & Record<string, unknown>;
   for (const m of ['setKeepAlive', 'setNoDelay', 'setTimeout', 'ref', 'unref'] as const) {
     if (typeof s[m] !== 'function') s[m] = function noop(this: Duplex) { return this; };
