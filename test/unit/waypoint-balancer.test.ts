@@ -87,6 +87,15 @@ describe('EndpointBalancer: ROUND_ROBIN', () => {
     assert.equal(b.pick(eps('a', 'b', 'c'), none)!.key, 'a', 'wraps after c');
   });
 
+  it('when the endpoint picked last leaves, goes on with the one after it, not from the start', () => {
+    const b = new EndpointBalancer<Ep>('ROUND_ROBIN', sequence(0));
+    assert.equal(b.pick(eps('a', 'b', 'c', 'd'), none)!.key, 'a');
+    assert.equal(b.pick(eps('a', 'b', 'c', 'd'), none)!.key, 'b');
+    assert.equal(b.pick(eps('a', 'c', 'd'), none)!.key, 'c', 'b left: c took its place');
+    assert.equal(b.pick(eps('a', 'c', 'd'), none)!.key, 'd');
+    assert.equal(b.pick(eps('a', 'c'), none)!.key, 'a', 'd left from the end: wrap to the start');
+  });
+
   it('stays even while an endpoint is ejected and readmitted every few picks (no bias to the first)', () => {
     const b = new EndpointBalancer<Ep>('ROUND_ROBIN', sequence(0));
     const all = eps('a', 'b', 'c', 'd');
