@@ -66,6 +66,12 @@ export interface AuthzRequest {
   header(name: string): string | undefined;
   /** A validated JWT principal "<iss>/<sub>"; absent: request-principal fields are evaluated fail-closed. */
   requestPrincipal?: string;
+  /**
+   * The connection is not HTTP (relayed as TCP): HTTP fields (hosts, methods, paths, request headers) cannot be
+   * evaluated and fail closed, as the ztunnel treats them: an ALLOW rule with them never matches, a DENY rule with
+   * them matches on its other fields.
+   */
+  tcp?: boolean;
 }
 
 export interface AuthzVerdict {
@@ -287,11 +293,17 @@ function compileSource(s: L7Source, c: Compiler, i: number): Pred {
 function compileOperation(o: L7Operation, c: Compiler, i: number): Pred {
   const oc = new Compiler(`${c.where} to[${i}]`, c.unsupported, c.problems);
   return all([
-    ...field(oc, 'hosts', o.hosts, o.notHosts, (v) => stringMatcher(v.map((h) => h.toLowerCase())), (ctx) => ctx.hostLower),
+    ...httpOnly(oc, field(oc, 'hosts', o.hosts, o.notHosts, (v) => stringMatcher(v.map((h) => h.toLowerCase())), (ctx) => ctx.hostLower)),
     ...field(oc, 'ports', o.ports, o.notPorts, portMatcher, (ctx) => ctx.req.port),
-    ...field(oc, 'methods', o.methods, o.notMethods, stringMatcher, (ctx) => ctx.req.method),
-    ...field(oc, 'paths', o.paths, o.notPaths, pathMatcher, (ctx) => ctx.path),
+    ...httpOnly(oc, field(oc, 'methods', o.methods, o.notMethods, stringMatcher, (ctx) => ctx.req.method)),
+    ...httpOnly(oc, field(oc, 'paths', o.paths, o.notPaths, pathMatcher, (ctx) => ctx.path)),
   ]);
+}
+
+/** An HTTP field on a TCP connection takes the fail-closed constant (see AuthzRequest.tcp). */
+function httpOnly(c: Compiler, preds: Pred[]): Pred[] {
+  const value = c.unsupported;
+  return preds.map((p) => (ctx: RequestContext) => (ctx.req.tcp ? value : p(ctx)));
 }
 
 const HEADER_KEY = /^request\.headers\[(.+)\]$/;
@@ -302,7 +314,7 @@ function compileCondition(w: { key: string; values?: string[]; notValues?: strin
   let parts: Pred[];
   if (header) {
     const name = header[1]!.toLowerCase();
-    parts = field(cc, 'values', w.values, w.notValues, stringMatcher, (ctx) => ctx.req.header(name));
+    parts = httpOnly(cc, field(cc, 'values', w.values, w.notValues, stringMatcher, (ctx) => ctx.req.header(name)));
   } else {
     switch (w.key) {
       case 'source.ip': parts = field(cc, 'values', w.values, w.notValues, ipMatcher, (ctx) => ctx.req.sourceIp); break;

@@ -107,7 +107,7 @@ export class WaypointInbound {
       ...(ctx.service ? { service: `${ctx.service.namespace}/${ctx.service.name}` } : {}),
       ...(ctx.workload ? { destinationWorkload: { namespace: ctx.workload.namespace, labels: ctx.workload.labels } } : {}),
       ...(ctx.peerIdentity.startsWith('spiffe://') ? { sourcePrincipal: ctx.peerIdentity.slice('spiffe://'.length) } : {}),
-      sourceIp: ctx.sourceIp, remoteIp: ctx.sourceIp, port: ctx.destinationPort, header: () => undefined, tcp: true,
+      sourceIp: ctx.sourceIp, remoteIp: ctx.sourceIp, method: '', path: '/', host: '', port: ctx.destinationPort, header: () => undefined, tcp: true,
     });
     if (!verdict.allowed) {
       this.o.tracker.refused(base, `denied by ${verdict.policy ?? 'policy'}: ${verdict.reason}`, 'policy_denied');

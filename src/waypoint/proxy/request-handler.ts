@@ -22,6 +22,7 @@ import type {
 import type { WaypointState } from '../waypoint-state.js';
 import { matchRoute, type RouteInput } from '../router.js';
 import { applyHeaderOps, redirectLocation, rewritePath } from '../filters.js';
+import { normalizePath } from '../path.js';
 import { authorizeRequest } from '../authz-l7.js';
 import { pickWeighted } from '../upstream/balancer.js';
 import { retryBackoffMs, retryDecision, type AttemptOutcome } from '../retry.js';
@@ -88,7 +89,9 @@ export class RequestHandler {
   private async run(req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol): Promise<void> {
     const startMs = Date.now();
     const method = req.method ?? 'GET';
-    const path = req.url ?? '/';
+    // Routes, policies and the backend all see the path normalised as Istio's BASE does (path.ts).
+    const target = normalizePath(req.url ?? '/');
+    const path = 'error' in target ? (req.url ?? '/') : target.path + target.query;
     const authority = (protocol === 'h2' ? (req.headers[':authority'] as string | undefined) : req.headers.host) ?? formatHostPort({ host: ctx.destinationIp, port: ctx.destinationPort });
     const header = (name: string): string | undefined => {
       const v = req.headers[name];
@@ -119,6 +122,8 @@ export class RequestHandler {
       finish({ status, flags, attempts: 0, responseBytes: bytes, ...extra });
     };
 
+    if ('error' in target) return local(400, ['DPE'], `bad request target: ${target.error}\n`, { detail: target.error });
+
     // ---- L7 authorization: with the identity the caller's mTLS proved ----
     const verdict = authorizeRequest(this.o.waypoint.authorizationPolicies(), {
       ...(serviceKey ? { service: serviceKey } : {}),
@@ -129,7 +134,8 @@ export class RequestHandler {
     });
     if (!verdict.allowed) {
       this.o.telemetry.denied(ctx, verdict.policy, verdict.reason);
-      return local(403, ['RBAC'], 'RBAC: access denied', { ...(verdict.policy ? { policy: verdict.policy } : {}), detail: verdict.reason });
+      // As Envoy: no response flag; the response code details name the policy (rbac_access_denied_matched_policy[...]).
+      return local(403, [], 'RBAC: access denied', { ...(verdict.policy ? { policy: verdict.policy } : {}), detail: verdict.details ?? verdict.reason });
     }
 
     // ---- route ----
@@ -150,7 +156,7 @@ export class RequestHandler {
     const action: RouteAction = rule.action;
     if (action.kind === 'fail') return local(action.status, [action.flag], `${action.reason}\n`, { route: rule.name, detail: action.reason });
     if (action.kind === 'redirect') {
-      const location = redirectLocation({ scheme: 'http', authority, path }, action.redirect, rule);
+      const location = redirectLocation({ scheme: 'http', authority, port: ctx.destinationPort, path }, action.redirect, rule);
       const headers: Headers = { location };
       if (action.responseHeaders) applyHeaderOps(headers, action.responseHeaders);
       return local(action.redirect.statusCode, [], '', { route: rule.name }, headers);
@@ -180,7 +186,10 @@ export class RequestHandler {
     upstreamHeaders['x-request-id'] = trace.requestId;
     let upstreamAuthority = authority;
     let upstreamPath = path;
-    if (action.requestHeaders) applyHeaderOps(upstreamHeaders, action.requestHeaders);
+    if (action.requestHeaders) {
+      const r = applyHeaderOps(upstreamHeaders, action.requestHeaders);
+      if (r.authority) upstreamAuthority = r.authority;
+    }
     if (action.rewrite) {
       upstreamPath = rewritePath(path, rule, action.rewrite);
       if (action.rewrite.authority) upstreamAuthority = action.rewrite.authority;
@@ -238,14 +247,18 @@ export class RequestHandler {
         let tryTimedOut = false;
         const tryTimer = perTry && perTry > 0 ? setTimeout(() => { tryTimedOut = true; tryAbort.abort(); }, perTry) : undefined;
         const headers: Headers = { ...upstreamHeaders, 'x-envoy-attempt-count': String(attempts), ...trace.upstreamHeaders() };
-        if (backend.requestHeaders) applyHeaderOps(headers, backend.requestHeaders);
+        let tryAuthority = upstreamAuthority;
+        if (backend.requestHeaders) {
+          const r = applyHeaderOps(headers, backend.requestHeaders);
+          if (r.authority) tryAuthority = r.authority;
+        }
         cl.active.set(ep.key, (cl.active.get(ep.key) ?? 0) + 1);
         let outcome: AttemptOutcome;
         try {
           const response = await this.o.upstream.request(
             { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: this.upstreamProtocol(cl, port, protocol) },
             {
-              method, path: upstreamPath, authority: upstreamAuthority, headers,
+              method, path: upstreamPath, authority: tryAuthority, headers,
               body: body.kind === 'none' ? undefined : body.kind === 'buffered' ? body.bytes : body.stream,
               tunnelHeaders: { forwarded: `for=${ctx.sourceIp.includes(':') ? `"[${ctx.sourceIp}]"` : ctx.sourceIp}` },
               signal: tryAbort.signal,

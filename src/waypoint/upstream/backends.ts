@@ -38,6 +38,8 @@ export interface Cluster {
   balancer: EndpointBalancer<Endpoint>;
   outlier?: OutlierDetector;
   breaker: CircuitBreaker;
+  /** Calls outlier.sweep() every outlierDetection.interval. */
+  sweepTimer?: NodeJS.Timeout;
   /** Requests in flight per endpoint key (LEAST_REQUEST). */
   active: Map<string, number>;
   policyJson: string;
@@ -74,7 +76,7 @@ export class Backends {
     const policyJson = JSON.stringify(policy);
     let c = this.clusters.get(name);
     if (!c || c.policyJson !== policyJson) {
-      c?.outlier?.close?.();
+      if (c) stopCluster(c);
       c = {
         name, service, port, ...(subset !== undefined ? { subset } : {}), policy, policyJson,
         balancer: new EndpointBalancer<Endpoint>(policy.loadBalancer ?? 'ROUND_ROBIN', this.o.random),
@@ -83,11 +85,14 @@ export class Backends {
       };
       if (policy.outlierDetection) {
         const clusterName = name;
-        c.outlier = new OutlierDetector(policy.outlierDetection, {
+        const outlier = new OutlierDetector(policy.outlierDetection, {
           now: this.o.now,
-          onEject: (ep, until) => this.o.onEject?.(clusterName, ep, until),
-          onReadmit: (ep) => this.o.onReadmit?.(clusterName, ep),
+          onEject: (e) => this.o.onEject?.(clusterName, e.endpoint, e.until),
+          onReadmit: (e) => this.o.onReadmit?.(clusterName, e.endpoint),
         });
+        c.outlier = outlier;
+        c.sweepTimer = setInterval(() => outlier.sweep(), Math.max(10, outlier.intervalMs));
+        c.sweepTimer.unref();
       }
       this.clusters.set(name, c);
     }
@@ -104,7 +109,7 @@ export class Backends {
       if (e) all.push(e);
     }
     c.outlier?.retain(new Set(all.map((e) => e.key)));
-    const usable = c.outlier ? all.filter((e) => !c.outlier!.isEjected(e.key, all.length)) : all;
+    const usable = c.outlier ? all.filter((e) => !c.outlier!.isEjected(e.key)) : all;
     return { usable, total: all.length };
   }
 
@@ -117,7 +122,7 @@ export class Backends {
   retain(): void {
     for (const [name, c] of this.clusters) {
       if (!this.o.state.services.has(`${c.service.namespace}/${c.service.name}`)) {
-        c.outlier?.close?.();
+        stopCluster(c);
         this.clusters.delete(name);
       }
     }
@@ -135,7 +140,7 @@ export class Backends {
   }
 
   close(): void {
-    for (const c of this.clusters.values()) c.outlier?.close?.();
+    for (const c of this.clusters.values()) stopCluster(c);
     this.clusters.clear();
   }
 
@@ -152,4 +157,8 @@ export class Backends {
     if (!identity) return undefined;
     return { key: `${ep.address}:${port}`, address: ep.address, port, workload, identity, plaintext: workload.protocol !== 'HBONE' };
   }
+}
+
+function stopCluster(c: Cluster): void {
+  if (c.sweepTimer) clearInterval(c.sweepTimer);
 }
