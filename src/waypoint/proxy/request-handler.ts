@@ -238,6 +238,27 @@ export class RequestHandler {
         if (!ep) { last = { cluster: cl, problem: { status: 503, flag: 'UH', reason: `no healthy endpoint of ${cl.name}` } }; break; }
         const permit = cl.breaker.tryStartRequest();
         if ('overflow' in permit) { last = { cluster: cl, endpoint: ep, problem: { status: 503, flag: 'UO', reason: `${cl.name}: connection pool overflow (${permit.overflow})` } }; break; }
+        // HTTP/1.1 carries one request per connection at a time: past maxConnections a request waits for one
+        // (http1MaxPendingRequests of them at most, each no longer than the pending timeout).
+        const upstreamProtocol = this.upstreamProtocol(cl, port, protocol);
+        let connLease: { release(): void } | undefined;
+        if (upstreamProtocol === 'http1') {
+          connLease = cl.breaker.tryOpenConnection();
+          while (!connLease) {
+            const w = cl.breaker.waitForConnection(overall.signal);
+            if ('overflow' in w) break;
+            const g = await w;
+            if ('lease' in g) connLease = g.lease;
+            else if ('idle' in g) connLease = cl.breaker.tryOpenConnection();
+            else break;
+          }
+          if (!connLease) {
+            permit.release();
+            if (timedOut) break;
+            last = { cluster: cl, endpoint: ep, problem: { status: 503, flag: 'UO', reason: `${cl.name}: no upstream connection free (maxConnections ${cl.policy.connectionPool?.maxConnections}, pending queue full or timed out)` } };
+            break;
+          }
+        }
         attempts++;
         tried.add(ep.key);
         const tryAbort = new AbortController();
@@ -253,11 +274,20 @@ export class RequestHandler {
           if (r.authority) tryAuthority = r.authority;
         }
         cl.active.set(ep.key, (cl.active.get(ep.key) ?? 0) + 1);
+        /** Ends this try's timers and gives its pool slots back (idempotent). */
+        const endTry = () => {
+          if (tryTimer) clearTimeout(tryTimer);
+          overall.signal.removeEventListener('abort', onOverall);
+          permit.release();
+          connLease?.release();
+        };
         let outcome: AttemptOutcome;
+        let retryPermit: { release(): void } | { overflow: string } | undefined;
         try {
           const response = await this.o.upstream.request(
-            { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: this.upstreamProtocol(cl, port, protocol) },
+            { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: upstreamProtocol },
             {
+              ...(cl.policy.connectionPool?.maxRequestsPerConnection ? { maxRequestsPerConnection: cl.policy.connectionPool.maxRequestsPerConnection } : {}),
               method, path: upstreamPath, authority: tryAuthority, headers,
               body: body.kind === 'none' ? undefined : body.kind === 'buffered' ? body.bytes : body.stream,
               tunnelHeaders: { forwarded: `for=${ctx.sourceIp.includes(':') ? `"[${ctx.sourceIp}]"` : ctx.sourceIp}` },
@@ -268,15 +298,16 @@ export class RequestHandler {
           outcome = { status: response.status, ...(grpcStatus !== undefined ? { grpcStatus: Number(grpcStatus) } : {}) };
           last = { response, endpoint: ep, cluster: cl };
           cl.outlier?.recordResult(ep.key, { status: response.status });
-          const retry = body.kind !== 'streamed' && attempts <= retries && retryDecision(action.retry, attempts - 1, outcome);
-          if (!retry) {
-            // The winning try: its timers stop when its response is done.
-            const release = () => {
-              if (tryTimer) clearTimeout(tryTimer);
-              overall.signal.removeEventListener('abort', onOverall);
-              permit.release();
-            };
-            return await this.respond(res, response, { action, backend, release, finish, flags, attempts, ep, cl, rule, grpc, overall: overall.signal });
+          const retriable = body.kind !== 'streamed' && retryDecision(action.retry, attempts - 1, outcome);
+          if (retriable && attempts > retries && retries > 0) flags.push('URX');
+          if (retriable && attempts <= retries) {
+            retryPermit = cl.breaker.tryStartRetry();
+            // maxRetries reached: the response in hand goes to the client, flagged UO (as Envoy's retry overflow).
+            if ('overflow' in retryPermit) flags.push('UO');
+          }
+          if (!retriable || attempts > retries || (retryPermit && 'overflow' in retryPermit)) {
+            // This response goes to the client; the try's slots are held until its body is done.
+            return await this.respond(res, response, { action, backend, release: endTry, finish, flags, attempts, ep, cl, rule, grpc, overall: overall.signal });
           }
           response.body.resume();
           response.body.on('error', () => undefined);
@@ -288,15 +319,14 @@ export class RequestHandler {
           cl.outlier?.recordResult(ep.key, { gatewayError: true });
           outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
           if (timedOut) break;
-          const retry = body.kind !== 'streamed' && attempts <= retries && retryDecision(action.retry, attempts - 1, outcome);
-          if (!retry) break;
+          const retriable = body.kind !== 'streamed' && retryDecision(action.retry, attempts - 1, outcome);
+          if (!retriable) break;
+          if (attempts > retries) { if (retries > 0) flags.push('URX'); break; }
         } finally {
           cl.active.set(ep.key, Math.max(0, (cl.active.get(ep.key) ?? 1) - 1));
+          endTry();
         }
-        if (tryTimer) clearTimeout(tryTimer);
-        overall.signal.removeEventListener('abort', onOverall);
-        permit.release();
-        const retryPermit = cl.breaker.tryStartRetry();
+        retryPermit ??= cl.breaker.tryStartRetry();
         if ('overflow' in retryPermit) { flags.push('UO'); break; }
         await new Promise((r) => setTimeout(r, retryBackoffMs(action.retry, attempts - 1, this.o.random)));
         retryPermit.release();
@@ -310,15 +340,11 @@ export class RequestHandler {
     const extra: Partial<Outcome> = { route: rule.name, attempts, ...(last.cluster ? { cluster: last.cluster } : {}), ...(last.endpoint ? { upstream: last.endpoint } : {}) };
     if (timedOut) return local(504, [...flags, 'UT'], 'upstream request timeout', extra);
     if (last.problem) return local(last.problem.status, [...flags, last.problem.flag], `${last.problem.reason}\n`, { ...extra, detail: last.problem.reason });
-    if (last.response) {
-      // A retriable answer, and the retries are spent: the last one goes to the client (Envoy does the same).
-      return this.respond(res, last.response, { action, backend: undefined, release: () => undefined, finish, flags: [...flags, 'URX'], attempts, ep: last.endpoint!, cl: last.cluster!, rule, grpc, overall: overall.signal });
-    }
     const f = last.failure;
-    const exhausted = attempts > 1 ? ['URX'] : [];
-    if (f?.kind === 'timeout') return local(504, [...flags, ...exhausted, 'UT'], 'upstream request timeout', { ...extra, detail: f.message });
-    if (f?.kind === 'connect-failure') return local(503, [...flags, ...exhausted, 'UF'], 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', { ...extra, detail: f.message });
-    return local(503, [...flags, ...exhausted, 'UC'], 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', { ...extra, ...(f ? { detail: f.message } : {}) });
+    if (f?.kind === 'timeout') return local(504, [...flags, 'UT'], 'upstream request timeout', { ...extra, detail: f.message });
+    if (f?.kind === 'connect-failure') return local(503, [...flags, 'UF'], 'upstream connect error or disconnect/reset before headers. reset reason: connection failure', { ...extra, detail: f.message });
+    if (f?.kind === 'refused-stream') return local(503, [...flags, 'UR'], 'upstream connect error or disconnect/reset before headers. reset reason: refused stream', { ...extra, detail: f.message });
+    return local(503, [...flags, 'UC'], 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', { ...extra, ...(f ? { detail: f.message } : {}) });
   }
 
   /** Writes the upstream's response to the client: status, filtered headers, body, trailers. */

@@ -47,8 +47,8 @@ export interface UpstreamRequest {
   /** Headers for the HBONE CONNECT (forwarded, traceparent, baggage). */
   tunnelHeaders?: Record<string, string>;
   signal: AbortSignal;
-  /** Close the connection after this response (maxRequestsPerConnection reached). */
-  lastOnConnection?: boolean;
+  /** DestinationRule maxRequestsPerConnection: a connection that carried this many requests is not reused (0 = no limit). */
+  maxRequestsPerConnection?: number;
 }
 
 export interface UpstreamResponse {
@@ -85,7 +85,12 @@ export interface UpstreamClientOptions {
 interface H2Entry {
   session: http2.ClientHttp2Session;
   active: number;
+  /** Requests started on the session (maxRequestsPerConnection). */
+  started: number;
 }
+
+/** Requests each upstream HTTP/1.1 connection carried (maxRequestsPerConnection). */
+const requestsOnSocket = new WeakMap<object, number>();
 
 export class UpstreamClient {
   private readonly agents = new Map<string, http.Agent>();
@@ -178,7 +183,6 @@ export class UpstreamClient {
   private requestHttp1(t: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
     return new Promise((resolve, reject) => {
       const headers: Record<string, string | string[]> = { ...req.headers, host: req.authority };
-      if (req.lastOnConnection) headers['connection'] = 'close';
       let connected = false;
       let settled = false;
       const fail = (f: UpstreamFailure) => { if (!settled) { settled = true; reject(f); } };
@@ -191,6 +195,10 @@ export class UpstreamClient {
         // A pooled socket is connected already; a new one once its tunnel is up (the agent hands it over then).
         connected = true;
         sock.once('error', () => undefined);
+        const n = (requestsOnSocket.get(sock) ?? 0) + 1;
+        requestsOnSocket.set(sock, n);
+        // Its last request: once the response is read, the connection is closed instead of going back to the pool.
+        if (req.maxRequestsPerConnection && n >= req.maxRequestsPerConnection) cr.once('response', (res) => res.once('end', () => sock.destroy()));
       });
       cr.on('error', (err: NodeJS.ErrnoException) => {
         if (err instanceof UpstreamFailure) return fail(err);
@@ -220,7 +228,7 @@ export class UpstreamClient {
     const p = (async () => {
       const stream = await this.tunnel(t, tunnelHeaders);
       const session = http2.connect(`http://${formatHostPort({ host: t.address, port: t.port })}`, { createConnection: () => stream as never });
-      const entry: H2Entry = { session, active: 0 };
+      const entry: H2Entry = { session, active: 0, started: 0 };
       const forget = () => { if (this.sessions.get(k) === p) this.sessions.delete(k); };
       session.on('close', forget);
       session.on('goaway', forget);
@@ -234,6 +242,12 @@ export class UpstreamClient {
 
   private async requestH2(t: UpstreamTarget, req: UpstreamRequest): Promise<UpstreamResponse> {
     const entry = await this.session(t, req.tunnelHeaders);
+    entry.started++;
+    if (req.maxRequestsPerConnection && entry.started >= req.maxRequestsPerConnection) {
+      // Its last request: no new stream goes on this session; it closes once its streams are done.
+      const k = this.key(t);
+      if (this.sessions.has(k)) { const p = this.sessions.get(k)!; void p.then((e) => { if (e === entry) { this.sessions.delete(k); setImmediate(() => entry.session.close()); } }); }
+    }
     return new Promise((resolve, reject) => {
       const headers: http2.OutgoingHttpHeaders = { ...req.headers, ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http' };
       let stream: http2.ClientHttp2Stream;
