@@ -1,13 +1,17 @@
 /**
  * The waypoint's telemetry against real collectors: a node:http server on 127.0.172.x that receives Zipkin v2 JSON
- * and OTLP/HTTP JSON as a collector would, checking the wire format, the parent/child links, the sampling rules, the
+ * and OTLP/HTTP JSON, and a @grpc/grpc-js server that implements OTLP's TraceService, as collectors would, checking the wire format, the parent/child links, the sampling rules, the
  * queue bound and export failures. Loopback range 127.0.172.0/24.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { dirname, join } from 'node:path';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
 import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import type { TracingPolicyResource, TracingProvider } from '../../src/common/xds/waypoint-resources.js';
@@ -62,6 +66,33 @@ class Collector {
     for (const r of this.hanging) r.destroy();
     this.server.closeAllConnections();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** An OTLP/gRPC collector: TraceService/Export decoded with OTLP's message definitions (test/peers). */
+class GrpcCollector {
+  readonly requests: any[] = [];
+  private readonly server = new grpc.Server();
+  port = 0;
+
+  async start(host: string): Promise<this> {
+    const root = join(dirname(fileURLToPath(import.meta.url)), '../../..');
+    const def = protoLoader.loadSync(join(root, 'test/peers/otlp-trace-collector.proto'), { keepCase: true, longs: String, enums: String, bytes: String, defaults: false });
+    const pkg = grpc.loadPackageDefinition(def) as any;
+    this.server.addService(pkg.opentelemetry.proto.collector.trace.v1.TraceService.service, {
+      Export: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => { this.requests.push(call.request); cb(null, {}); },
+    });
+    this.port = await new Promise<number>((resolve, reject) => this.server.bindAsync(`${host}:0`, grpc.ServerCredentials.createInsecure(), (e, p) => (e ? reject(e) : resolve(p))));
+    return this;
+  }
+
+  spans(): any[] {
+    return this.requests.flatMap((r) => r.resource_spans.flatMap((rs: any) => rs.scope_spans.flatMap((ss: any) => ss.spans)));
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => this.server.tryShutdown(() => resolve()));
+    this.server.forceShutdown();
   }
 }
 
@@ -265,11 +296,11 @@ test('a collector that never answers holds at most maxExportsInFlight requests; 
   assert.equal(c.received.length, 2, 'only two requests ever reached the hung collector');
 });
 
-test('changing the tracing policies rebuilds only the providers that changed; grpc and missing providers are reported', async () => {
+test('changing the tracing policies rebuilds only the providers that changed; a missing provider is reported', async () => {
   const a = await new Collector().start(HOST);
   const b = await new Collector().start(HOST2);
   open.push(a, b);
-  const { t, log } = telemetry();
+  const { t } = telemetry();
   await t.updateTracing([policy(zipkin(a), 100)]);
   proxyOne(t, {});
   // The same provider config again keeps its queue: the span queued before the update is still delivered.
@@ -282,14 +313,11 @@ test('changing the tracing policies rebuilds only the providers that changed; gr
   await eventually(() => b.zipkinSpans().length === 3, 5000, 'spans at the second collector');
   assert.equal(a.zipkinSpans().length, 3);
   await t.updateTracing([
-    policy({ ...otlp(a), protocol: 'grpc' }, 100, { origin: 'bookinfo/grpc', services: ['bookinfo/reviews'] }),
     policy(undefined, 100, { origin: 'bookinfo/none', problem: 'provider "jaeger" is not in meshConfig.extensionProviders' }),
   ]);
   const status = t.tracingStatus();
-  assert.match(status.policies[0]!.problem!, /OTLP\/gRPC is not supported/);
-  assert.equal(status.policies[1]!.problem, 'provider "jaeger" is not in meshConfig.extensionProviders');
+  assert.equal(status.policies[0]!.problem, 'provider "jaeger" is not in meshConfig.extensionProviders');
   assert.deepEqual(status.exporters, []);
-  assert.ok(log.some((l) => /OTLP\/gRPC/.test(l.msg)));
   // Without a usable provider the context is still propagated under the policy, and nothing is exported.
   const { upstreamHeaders } = proxyOne(t, { traceparent: `00-${T}-${S}-01` });
   assert.match(String(upstreamHeaders[0]!.traceparent), new RegExp(`^00-${T}-[0-9a-f]{16}-01$`));
@@ -297,4 +325,30 @@ test('changing the tracing policies rebuilds only the providers that changed; gr
   await t.flush();
   assert.equal(a.received.length, 1);
   assert.equal(b.received.length, 1);
+});
+
+test('OTLP/gRPC (Istio\'s default for an opentelemetry provider): the spans reach a TraceService collector, linked', async () => {
+  const c = await new GrpcCollector().start(HOST);
+  open.push(c);
+  const { t, registry } = telemetry();
+  await t.updateTracing([policy({ name: 'otel-grpc', kind: 'opentelemetry', service: 'observability/otel-collector', host: HOST, port: c.port, path: '', protocol: 'grpc' }, 100)]);
+  assert.equal(t.tracingStatus().exporters[0]!.endpoint, `http://${HOST}:${c.port}`);
+  const startMs = 1_700_000_000_123.456;
+  const { trace } = proxyOne(t, { traceparent: `00-${T}-${S}-01` }, startMs);
+  await t.flush();
+  const spans = await eventually(() => (c.spans().length === 3 ? c.spans() : undefined), 5000, 'three spans over gRPC');
+  const hex = (b64: string) => Buffer.from(b64, 'base64').toString('hex');
+  const server = spans.find((s) => s.kind === 'SPAN_KIND_SERVER');
+  const clients = spans.filter((s) => s.kind === 'SPAN_KIND_CLIENT');
+  assert.equal(clients.length, 2);
+  for (const s of spans) assert.equal(hex(s.trace_id), T);
+  assert.equal(hex(server.span_id), trace.spanId);
+  assert.equal(hex(server.parent_span_id), S);
+  for (const cl of clients) assert.equal(hex(cl.parent_span_id), trace.spanId);
+  assert.equal(server.start_time_unix_nano, '1700000000123456000');
+  assert.equal(server.name, 'reviews.bookinfo.svc.cluster.local:9080/*');
+  const attrs = Object.fromEntries(server.attributes.map((a: any) => [a.key, a.value.string_value]));
+  assert.equal(attrs['http.status_code'], '200');
+  assert.deepEqual(c.requests[0].resource_spans[0].resource.attributes, [{ key: 'service.name', value: { string_value: 'waypoint.bookinfo' } }]);
+  assert.equal(metricValue(await registry.metrics(), 'strait_waypoint_spans_exported_total', { provider: 'otel-grpc' }), 3);
 });

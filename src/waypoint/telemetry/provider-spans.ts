@@ -2,7 +2,8 @@
  * The OpenTelemetry SDK side of span export, for one tracing provider: a TracerProvider (@opentelemetry/sdk-trace)
  * with a BatchSpanProcessor behind a bounded queue, exporting Zipkin v2 JSON (@opentelemetry/exporter-zipkin) or
  * OTLP/HTTP JSON (@opentelemetry/exporter-trace-otlp-http). SpanExporters loads this module only when a provider is
- * configured, so a waypoint without tracing never loads the SDK (~7 MB, ~80 ms).
+ * configured, so a waypoint without tracing never loads the SDK (~7 MB, ~80 ms). OTLP over gRPC (Istio's default for an
+ * `opentelemetry` provider without `http`) goes through @opentelemetry/exporter-trace-otlp-grpc, plaintext.
  *
  * The waypoint chooses every trace and span id itself (they are on the wire before any span exists); the SDK takes
  * them through an IdGenerator that hands out the ids set just before each startSpan() call, and the parent through an
@@ -12,6 +13,8 @@ import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace, type Context
 import { ExportResultCode, type ExportResult } from '@opentelemetry/core';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { OTLPTraceExporter as OTLPGrpcTraceExporter } from '@opentelemetry/exporter-trace-otlp-grpc';
+import { credentials } from '@grpc/grpc-js';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 // @opentelemetry/sdk-trace rather than its -base shim: the shim fills unset options from OTEL_* variables.
 import {
@@ -137,11 +140,17 @@ export class ProviderSpans {
   constructor(readonly config: TracingProvider, readonly endpoint: string, serviceName: string, opts: Required<SpanExportOptions>, m: ExportMetrics) {
     const inner: SpanExporter = config.kind === 'zipkin'
       ? new ZipkinExporter({ url: this.endpoint, serviceName })
-      : new OTLPTraceExporter({
-        url: this.endpoint, headers: {}, timeoutMillis: opts.exportTimeoutMs, concurrencyLimit: opts.maxExportsInFlight,
-        compression: 'none' as NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>['compression'],
-        httpAgentOptions: { keepAlive: true, maxSockets: opts.maxExportsInFlight },
-      });
+      : config.protocol === 'grpc'
+        ? new OTLPGrpcTraceExporter({
+          url: this.endpoint, credentials: credentials.createInsecure(), timeoutMillis: opts.exportTimeoutMs,
+          concurrencyLimit: opts.maxExportsInFlight,
+          compression: 'none' as NonNullable<ConstructorParameters<typeof OTLPGrpcTraceExporter>[0]>['compression'],
+        })
+        : new OTLPTraceExporter({
+          url: this.endpoint, headers: {}, timeoutMillis: opts.exportTimeoutMs, concurrencyLimit: opts.maxExportsInFlight,
+          compression: 'none' as NonNullable<ConstructorParameters<typeof OTLPTraceExporter>[0]>['compression'],
+          httpAgentOptions: { keepAlive: true, maxSockets: opts.maxExportsInFlight },
+        });
     this.exporter = new CountingExporter(inner, config.name, this.endpoint, opts.maxExportsInFlight, m);
     const batch = new BatchSpanProcessor({
       exporter: this.exporter, maxQueueSize: opts.maxQueueSize, maxExportBatchSize: opts.maxExportBatchSize,

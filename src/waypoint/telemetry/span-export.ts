@@ -1,6 +1,6 @@
 /**
- * Span export: one OpenTelemetry SDK tracer per tracing provider the waypoint's tracing policies name (Zipkin v2 JSON
- * or OTLP/HTTP JSON), built when a provider appears, kept while its config is unchanged, shut down when it goes. The
+ * Span export: one OpenTelemetry SDK tracer per tracing provider the waypoint's tracing policies name (Zipkin v2 JSON,
+ * OTLP/HTTP JSON or OTLP/gRPC), built when a provider appears, kept while its config is unchanged, shut down when it goes. The
  * SDK (provider-spans.ts) is loaded on first use only.
  *
  * Export never throws into the request path: failures, drops and a busy collector are counted and logged rate-limited.
@@ -166,9 +166,10 @@ function providerKey(p: TracingProvider): string {
   return JSON.stringify([p.name, p.kind, p.host, p.port, p.path, p.protocol ?? '']);
 }
 
-/** "http://host:port/path" of a provider (IPv6 hosts in brackets). */
+/** "http://host:port/path" of a provider (IPv6 hosts in brackets); OTLP/gRPC has no path. */
 export function endpointOf(p: TracingProvider): string {
   const host = p.host.includes(':') ? `[${p.host}]` : p.host;
+  if (p.kind === 'opentelemetry' && p.protocol === 'grpc') return `http://${host}:${p.port}`;
   const path = p.path.startsWith('/') ? p.path : `/${p.path}`;
   return `http://${host}:${p.port}${path}`;
 }

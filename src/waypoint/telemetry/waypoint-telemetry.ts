@@ -50,7 +50,7 @@ export interface TracingPolicyStatus {
   samplingPercentage: number;
   provider?: string;
   endpoint?: string;
-  /** Why spans of this policy go nowhere (no provider, unsupported protocol, span reporting disabled). */
+  /** Why spans of this policy go nowhere (no provider, span reporting disabled). */
   problem?: string;
 }
 
@@ -112,11 +112,8 @@ export class WaypointTelemetry {
         status.provider = p.provider.name;
         status.endpoint = endpointOf(p.provider);
         if (p.disableSpanReporting) status.problem = 'disableSpanReporting: the trace context is propagated, no spans are reported';
-        else if (p.provider.kind === 'opentelemetry' && p.provider.protocol === 'grpc') {
-          status.problem = `provider ${p.provider.name}: OTLP/gRPC is not supported by the waypoint; give the opentelemetry provider an \`http\` section (OTLP/HTTP)`;
-        } else usable.push(p.provider);
+        else usable.push(p.provider);
       }
-      if (status.problem && p.provider) this.opts.log.warn({ policy: p.origin, provider: p.provider.name }, status.problem);
       return status;
     });
     // Every policy applies to its services, with or without a usable provider: the context is propagated either way.
