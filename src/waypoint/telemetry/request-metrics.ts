@@ -31,7 +31,7 @@ export const ISTIO_DEFAULT_BUCKETS: readonly number[] = [
 ];
 
 /** Distinct label sets kept per metric before further ones are folded into the overflow series. */
-export const DEFAULT_METRIC_MAX_SERIES = 2000;
+export const DEFAULT_METRIC_MAX_SERIES = 1000;
 /** A label value longer than this is cut (values come from identities and config, which are shorter). */
 export const MAX_LABEL_VALUE_CHARS = 256;
 /** Istio's default cluster id (CLUSTER_ID), reported as source_cluster / destination_cluster for known workloads. */

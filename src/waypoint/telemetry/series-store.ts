@@ -69,7 +69,13 @@ function bucketOf(bounds: readonly number[], v: number): number {
   return lo;
 }
 
-interface MetricValue { value: number; labels: Record<string, string | number>; metricName?: string }
+/**
+ * A sample as prom-client's registry formats it. `sharedLabels` is formatted once per object and cached by the
+ * registry (a WeakMap keyed on the object), so each series' 25 labels are escaped and joined once, not once per line.
+ */
+interface MetricValue { value: number; labels: Record<string, string | number>; sharedLabels?: Record<string, string>; metricName?: string }
+
+const NO_LABELS: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** A counter (the series' counts) as prom-client's registry reads metrics. */
 class StoreCounter<L extends string> {
@@ -78,7 +84,7 @@ class StoreCounter<L extends string> {
   constructor(readonly name: string, readonly help: string, private readonly store: SeriesStore<L>) {}
   async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
     const values: MetricValue[] = [];
-    for (const s of this.store.series.values()) values.push({ value: s.count, labels: s.labels });
+    for (const s of this.store.series.values()) values.push({ value: s.count, labels: NO_LABELS, sharedLabels: s.labels });
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
   reset(): void {
@@ -90,19 +96,25 @@ class StoreCounter<L extends string> {
 class StoreHistogram<L extends string> {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  constructor(readonly name: string, readonly help: string, private readonly store: SeriesStore<L>, private readonly index: number) {}
+  private readonly le: Record<string, string | number>[];
+  constructor(readonly name: string, readonly help: string, private readonly store: SeriesStore<L>, private readonly index: number) {
+    this.le = [...store.bounds.map((b) => ({ le: b })), { le: '+Inf' }];
+  }
   async get(): Promise<{ name: string; help: string; type: string; aggregator: string; values: MetricValue[] }> {
     const values: MetricValue[] = [];
     const bounds = this.store.bounds;
+    const bucket = `${this.name}_bucket`;
+    const sum = `${this.name}_sum`;
+    const count = `${this.name}_count`;
     for (const s of this.store.series.values()) {
       const counts = s.buckets[this.index]!;
       let cumulative = 0;
       for (let i = 0; i <= bounds.length; i++) {
         cumulative += counts[i]!;
-        values.push({ metricName: `${this.name}_bucket`, labels: { ...s.labels, le: i < bounds.length ? bounds[i]! : '+Inf' }, value: cumulative });
+        values.push({ metricName: bucket, labels: this.le[i]!, sharedLabels: s.labels, value: cumulative });
       }
-      values.push({ metricName: `${this.name}_sum`, labels: s.labels, value: s.sums[this.index]! });
-      values.push({ metricName: `${this.name}_count`, labels: s.labels, value: s.count });
+      values.push({ metricName: sum, labels: NO_LABELS, sharedLabels: s.labels, value: s.sums[this.index]! });
+      values.push({ metricName: count, labels: NO_LABELS, sharedLabels: s.labels, value: s.count });
     }
     return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values };
   }
