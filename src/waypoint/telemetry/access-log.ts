@@ -18,6 +18,9 @@ export const ACCESS_LOG_FIELD_MAX_CHARS = 256;
 export const ACCESS_LOG_MSG = 'request complete';
 
 export interface AccessLogOptions {
+  /** Used when the record has none (the RequestTrace's ids). */
+  traceId?: string;
+  requestId?: string;
   /** Default DEFAULT_ACCESS_LOG_PATH_MAX_CHARS. */
   pathMaxChars?: number;
   /** Also put the request as Istio's default text format would show it in a `line` field (default false). */
@@ -77,12 +80,12 @@ export function formatAccessLog(r: RequestRecord, opts: AccessLogOptions = {}): 
     route: r.route,
     attempts: r.attempts,
     policy: r.policy,
-    trace_id: r.traceId,
-    request_id: r.requestId === undefined ? undefined : boundedText(r.requestId, f),
+    trace_id: r.traceId ?? opts.traceId,
+    request_id: (r.requestId ?? opts.requestId) === undefined ? undefined : boundedText((r.requestId ?? opts.requestId)!, f),
     user_agent: r.userAgent === undefined ? undefined : boundedText(r.userAgent, f),
     error: r.error === undefined ? undefined : boundedText(r.error, f),
   };
-  if (opts.istioLine) fields.line = istioTextLine(r, pathMax);
+  if (opts.istioLine) fields.line = istioTextLine(r, pathMax, opts.requestId);
   return fields;
 }
 
@@ -92,7 +95,7 @@ export function formatAccessLog(r: RequestRecord, opts: AccessLogOptions = {}): 
  * "REQUEST-ID" "AUTHORITY" "UPSTREAM_HOST" UPSTREAM_CLUSTER - - DOWNSTREAM_REMOTE - ROUTE`, "-" for what is unknown
  * (fields the waypoint does not track are always "-"). Quoted fields have `"` escaped as `\x22`.
  */
-export function istioTextLine(r: RequestRecord, pathMax = DEFAULT_ACCESS_LOG_PATH_MAX_CHARS): string {
+export function istioTextLine(r: RequestRecord, pathMax = DEFAULT_ACCESS_LOG_PATH_MAX_CHARS, requestId?: string): string {
   const q = (s: string | undefined, max = ACCESS_LOG_FIELD_MAX_CHARS) => `"${s === undefined || s === '' ? '-' : boundedText(s, max).replaceAll('"', '\\x22')}"`;
   const d = (s: string | number | undefined) => (s === undefined || s === '' ? '-' : String(s).replaceAll(' ', '_'));
   const detail = r.error === undefined ? undefined : boundedText(r.error, ACCESS_LOG_FIELD_MAX_CHARS);
@@ -101,7 +104,7 @@ export function istioTextLine(r: RequestRecord, pathMax = DEFAULT_ACCESS_LOG_PAT
     `"${boundedText(r.method, 32).replaceAll('"', '\\x22')} ${boundedText(r.path, pathMax).replaceAll('"', '\\x22')} ${r.protocol}"`,
     String(r.status), formatResponseFlags(r.responseFlags), d(detail), '-', '"-"',
     String(r.requestBytes), String(r.responseBytes), String(Math.round(r.durationMs)), '-', '"-"',
-    q(r.userAgent), q(r.requestId), q(r.authority), q(r.upstream), d(r.upstreamCluster), '-', '-',
+    q(r.userAgent), q(r.requestId ?? requestId), q(r.authority), q(r.upstream), d(r.upstreamCluster), '-', '-',
     d(r.source.address), '-', d(r.route),
   ].join(' ');
 }

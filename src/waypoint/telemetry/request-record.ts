@@ -88,9 +88,9 @@ export interface RequestRecord {
   connectionSecurityPolicy: 'mutual_tls' | 'none';
   /** User-Agent header as received. */
   userAgent?: string;
-  /** x-request-id as forwarded upstream (the received one, or the one the waypoint generated). */
+  /** x-request-id as forwarded upstream; absent: the access log takes the RequestTrace's. */
   requestId?: string;
-  /** Trace id of the request (32 hex); filled by WaypointTelemetry.finish() from the RequestTrace when absent. */
+  /** Trace id of the request (32 hex); absent: the access log takes the RequestTrace's. */
   traceId?: string;
   /** Short detail of a failure for the access log ("upstream connect timeout", "rbac_access_denied"). */
   error?: string;

@@ -159,11 +159,11 @@ export function parseIncomingTrace(h: Headers): IncomingTrace {
       traceState: parseTracestate(h['tracestate']), traceId64: false,
     };
   }
-  const single = h['b3'] !== undefined ? parseB3Single(h['b3']) : undefined;
-  if (single?.traceId) return single;
+  const b3 = h['b3'] !== undefined ? parseB3Single(h['b3']) : undefined;
+  if (b3?.traceId) return b3;
   const multi = parseB3Multi(h);
   if (multi?.traceId) return multi;
-  return single ?? multi ?? { format: 'none', debug: false, traceId64: false };
+  return b3 ?? multi ?? { format: 'none', debug: false, traceId64: false };
 }
 
 /** The trace headers of a request sent upstream: W3C (`traceparent`, `tracestate`) and B3 (`x-b3-*`, and `b3` if asked). */

@@ -87,12 +87,11 @@ export class WaypointTelemetry {
 
   /** The request is done: metrics, the access-log line, and the spans when sampled. */
   finish(trace: RequestTrace | undefined, record: RequestRecord): void {
-    const r: RequestRecord = trace && ((record.traceId === undefined && trace.traceId) || record.requestId === undefined)
-      ? { ...record, traceId: record.traceId ?? trace.traceId, requestId: record.requestId ?? trace.requestId }
-      : record;
-    this.metrics.record(r);
-    this.opts.accessLog.info(formatAccessLog(r, { pathMaxChars: this.opts.accessLogPathMaxChars, istioLine: this.opts.accessLogIstioLine }), ACCESS_LOG_MSG);
-    if (trace?.sampled && trace.provider) this.emitSpans(trace, r, trace.provider);
+    this.metrics.record(record);
+    this.opts.accessLog.info(formatAccessLog(record, {
+      traceId: trace?.traceId, requestId: trace?.requestId, pathMaxChars: this.opts.accessLogPathMaxChars, istioLine: this.opts.accessLogIstioLine,
+    }), ACCESS_LOG_MSG);
+    if (trace?.sampled && trace.provider) this.emitSpans(trace, record, trace.provider);
   }
 
   /**
