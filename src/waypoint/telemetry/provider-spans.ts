@@ -56,7 +56,9 @@ export interface ExportMetrics {
  * The exporter a BatchSpanProcessor calls, wrapped: counts exported and failed spans, caps requests in flight, and
  * keeps the count of spans queued in the processor (handed over in onEnd, taken back here).
  * Invariant: `queued` = spans accepted by BoundedProcessor.onEnd and not yet given to export(); `inFlight` = export
- * calls whose callback has not run.
+ * calls whose callback has not run. An export keeps its place until its request ends: the OTLP exporters time out
+ * (exportTimeoutMs), Zipkin's has no timeout, so a Zipkin collector that accepts and never answers holds at most
+ * `maxInFlight` connections and further batches are dropped (collector_busy) until those connections end.
  */
 class CountingExporter implements SpanExporter {
   queued = 0;

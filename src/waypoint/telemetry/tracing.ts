@@ -101,7 +101,7 @@ export class AttemptTrace {
     readonly traced: boolean,
   ) {}
 
-  /** Rewrites a plain header object for the upstream request: removes `removeHeaders`, then sets `headers`. */
+  /** Rewrites a header object with lower-case names (as Node gives them) for the upstream request: removes `removeHeaders`, then sets `headers`. */
   apply(h: Record<string, unknown>): void {
     for (const name of this.removeHeaders) delete h[name];
     Object.assign(h, this.headers);
