@@ -106,9 +106,15 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
   });
   state.on('workloads', () => backends.retain());
   const telemetry = new WaypointTelemetry({
-    registry: metrics.registry, log: logs.child({ access: true }), waypoint: who, identity: identity.toString(), state,
+    registry: metrics.registry, accessLog: logs.child({ access: true }), log: logs.child({ part: 'telemetry' }),
+    self: {
+      nodeId: `waypoint~${cfg.listenAddress}~${cfg.name}.${cfg.namespace}~${cfg.namespace}.svc.cluster.local`,
+      canonicalService: cfg.name, canonicalRevision: 'latest', namespace: cfg.namespace, meshId: cfg.trustDomain, clusterId: 'Kubernetes',
+    },
   });
-  waypoint.on('policies', () => telemetry.updateTracing(waypoint.tracing()));
+  waypoint.on('policies', () => {
+    telemetry.updateTracing(waypoint.tracing()).catch((err) => log.error({ err: errorMessage(err) }, 'tracing providers could not be built'));
+  });
   const handler = new RequestHandler({
     state, waypoint, backends, upstream, telemetry, retryBufferBytes: cfg.retryBufferBytes, retryBufferTotalBytes: cfg.retryBufferTotalBytes, random: Math.random,
     log: logs.child({ part: 'request' }), identity: identity.toString(),
@@ -175,6 +181,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
       routes: Object.fromEntries(waypoint.routes),
       policies: Object.fromEntries(waypoint.policies),
       clusters: backends.snapshot(),
+      tracing: telemetry.tracingStatus(),
       tunnels: inbound.open,
       upstream: upstream.stats(),
     }),

@@ -37,11 +37,5 @@ export const RESPONSE_FLAGS = {
 
 export type ResponseFlag = keyof typeof RESPONSE_FLAGS;
 
-const ORDER = Object.keys(RESPONSE_FLAGS) as ResponseFlag[];
-
-/** Flags as Envoy prints them: in table order, comma-separated, "-" when none. */
-export function formatResponseFlags(flags: Iterable<ResponseFlag>): string {
-  const set = new Set(flags);
-  if (set.size === 0) return '-';
-  return ORDER.filter((f) => set.has(f)).join(',');
-}
+/** Printing flags (Envoy's order, comma-joined, "-" when none) is telemetry/response-flags.ts's formatResponseFlags. */
+export { formatResponseFlags } from './telemetry/response-flags.js';

@@ -30,6 +30,8 @@ import { decideFault } from '../fault.js';
 import type { Backends, Cluster, Endpoint } from '../upstream/backends.js';
 import { UpstreamFailure, stripHopByHop, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
 import type { WaypointTelemetry } from '../telemetry/waypoint-telemetry.js';
+import { destinationOf, peerFromWorkload, type HttpProtocol } from '../telemetry/request-record.js';
+import type { AttemptTrace } from '../telemetry/tracing.js';
 import type { DownstreamContext } from './downstream.js';
 import type { DownstreamProtocol, DownstreamRequest, DownstreamResponse } from './http-servers.js';
 import { holdBody, type HeldBody } from './request-body.js';
@@ -99,21 +101,29 @@ export class RequestHandler {
     };
     const grpc = GRPC_CT.test(header('content-type') ?? '');
     const serviceKey = ctx.service ? `${ctx.service.namespace}/${ctx.service.name}` : undefined;
-    const trace = this.o.telemetry.begin({ header, method, path, authority, service: serviceKey });
-    let requestBytes = 0;
+    const trace = this.o.telemetry.begin(req.headers as Record<string, string | string[] | undefined>, serviceKey ? { service: serviceKey } : {}, startMs);
+    const httpProtocol: HttpProtocol = protocol === 'h2' ? 'HTTP/2' : req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1';
+    // Wire bytes as Istio counts them: the header block and the body.
+    let requestBytes = headerBytes(req.headers);
     req.on('data', (c: Buffer) => { requestBytes += c.length; });
     let clientGone = false;
     res.once('close', () => { if (!res.writableFinished) clientGone = true; });
 
     const finish = (o: Outcome) => {
+      const flags = clientGone && !o.flags.includes('DC') ? [...o.flags, 'DC'] : o.flags;
       this.o.telemetry.finish(trace, {
-        startMs, durationMs: Date.now() - startMs, method, authority, path, protocol: grpc ? 'gRPC' : protocol === 'h2' ? 'HTTP/2' : 'HTTP/1.1',
-        status: o.status, responseFlags: clientGone && !o.flags.includes('DC') ? [...o.flags, 'DC'] : o.flags, ...(o.grpcStatus !== undefined ? { grpcStatus: o.grpcStatus } : {}),
-        requestBytes, responseBytes: o.responseBytes, ctx, ...(o.route ? { route: o.route } : {}),
-        ...(o.upstream ? { upstream: o.upstream.key, destinationWorkload: o.upstream.workload } : {}),
-        ...(o.cluster ? { cluster: o.cluster.name } : {}),
-        attempts: o.attempts, ...(o.policy ? { policy: o.policy } : {}), ...(o.detail ? { detail: o.detail } : {}),
-        userAgent: header('user-agent'), requestId: trace.requestId,
+        startMs, durationMs: Date.now() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: httpProtocol, grpc,
+        status: o.status, ...(o.grpcStatus !== undefined && /^\d+$/.test(o.grpcStatus) ? { grpcStatus: Number(o.grpcStatus) } : {}),
+        responseFlags: flags, requestBytes, responseBytes: o.responseBytes,
+        source: peerFromWorkload(ctx.source, ctx.sourceIp, ctx.peerIdentity),
+        destination: destinationOf(ctx.service, ctx.destinationPort, o.upstream?.workload ?? ctx.workload, o.upstream?.key),
+        ...(o.route ? { route: o.route } : {}),
+        ...(o.upstream ? { upstream: o.upstream.key } : {}),
+        ...(o.cluster ? { upstreamCluster: clusterName(o.cluster) } : {}),
+        attempts: o.attempts, ...(o.policy ? { policy: o.policy } : {}),
+        connectionSecurityPolicy: 'mutual_tls',
+        ...(header('user-agent') ? { userAgent: header('user-agent')! } : {}),
+        ...(o.detail ? { error: o.detail } : {}),
       });
     };
     const local = (status: number, flags: string[], body: string, extra: Partial<Outcome> = {}, headers: Headers = {}) => {
@@ -133,7 +143,6 @@ export class RequestHandler {
       method, path, host: authority, port: ctx.destinationPort, header,
     });
     if (!verdict.allowed) {
-      this.o.telemetry.denied(ctx, verdict.policy, verdict.reason);
       // As Envoy: no response flag; the response code details name the policy (rbac_access_denied_matched_policy[...]).
       return local(403, [], 'RBAC: access denied', { ...(verdict.policy ? { policy: verdict.policy } : {}), detail: verdict.details ?? verdict.reason });
     }
@@ -267,7 +276,9 @@ export class RequestHandler {
         const perTry = action.perTryTimeoutMs;
         let tryTimedOut = false;
         const tryTimer = perTry && perTry > 0 ? setTimeout(() => { tryTimedOut = true; tryAbort.abort(); }, perTry) : undefined;
-        const headers: Headers = { ...upstreamHeaders, 'x-envoy-attempt-count': String(attempts), ...trace.upstreamHeaders() };
+        const headers: Headers = { ...upstreamHeaders, 'x-envoy-attempt-count': String(attempts) };
+        const span: AttemptTrace = trace.attempt({ upstream: ep.key, cluster: clusterName(cl) });
+        span.apply(headers);
         let tryAuthority = upstreamAuthority;
         if (backend.requestHeaders) {
           const r = applyHeaderOps(headers, backend.requestHeaders);
@@ -275,7 +286,8 @@ export class RequestHandler {
         }
         cl.active.set(ep.key, (cl.active.get(ep.key) ?? 0) + 1);
         /** Ends this try's timers and gives its pool slots back (idempotent). */
-        const endTry = () => {
+        const endTry = (status = 0, spanFlags: string[] = []) => {
+          span.end({ status, responseFlags: spanFlags });
           if (tryTimer) clearTimeout(tryTimer);
           overall.signal.removeEventListener('abort', onOverall);
           permit.release();
@@ -307,7 +319,7 @@ export class RequestHandler {
           }
           if (!retriable || attempts > retries || (retryPermit && 'overflow' in retryPermit)) {
             // This response goes to the client; the try's slots are held until its body is done.
-            return await this.respond(res, response, { action, backend, release: endTry, finish, flags, attempts, ep, cl, rule, grpc, overall: overall.signal });
+            return await this.respond(res, response, { action, backend, release: () => endTry(response.status), finish, flags, attempts, ep, cl, rule, grpc, overall: overall.signal });
           }
           response.body.resume();
           response.body.on('error', () => undefined);
@@ -324,7 +336,7 @@ export class RequestHandler {
           if (attempts > retries) { if (retries > 0) flags.push('URX'); break; }
         } finally {
           cl.active.set(ep.key, Math.max(0, (cl.active.get(ep.key) ?? 1) - 1));
-          endTry();
+          endTry(last.response && last.endpoint === ep ? last.response.status : 0, last.failure ? [last.failure.kind === 'timeout' ? 'UT' : last.failure.kind === 'connect-failure' ? 'UF' : 'UC'] : []);
         }
         retryPermit ??= cl.breaker.tryStartRetry();
         if ('overflow' in retryPermit) { flags.push('UO'); break; }
@@ -464,6 +476,21 @@ export class RequestHandler {
     res.end(body);
     return Buffer.byteLength(body);
   }
+}
+
+/** Istio's cluster name for a try: outbound|<port>|<subset>|<service host>. */
+function clusterName(c: Cluster): string {
+  return `outbound|${c.port}|${c.subset ?? ''}|${c.service.hostname}`;
+}
+
+/** Size of a header block as sent on HTTP/1.1 ("name: value\r\n" per field). */
+function headerBytes(h: Record<string, string | string[] | undefined>): number {
+  let n = 0;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    for (const x of Array.isArray(v) ? v : [v]) n += k.length + x.length + 4;
+  }
+  return n;
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {
