@@ -88,7 +88,7 @@ export class TestMesh {
 
   /**
    * `n` requests from a pod through its node's SOCKS5 in ONE curl process (`--parallel`, a config file with a block per
-   * request, each body to its own file): per-status counts, a tally of one JSON field of the bodies (default
+   * request, each body to its own file; over h2c one process per `parallel` requests, see CurlBatchOptions.http2): per-status counts, a tally of one JSON field of the bodies (default
    * `version`), and every result in request order. `url` may depend on the request's index.
    */
   async curlBatch(fromIp: string, node: string, url: string | ((i: number) => string), n: number, opts: CurlBatchOptions = {}): Promise<CurlBatchResult> {
@@ -106,11 +106,25 @@ export class TestMesh {
         blocks.push([`url = ${q(typeof url === 'string' ? url : url(i))}`, `output = ${q(join(dir.path, String(i)))}`, ...common,
           ...Object.entries(headers).map(([k, v]) => `header = ${q(`${k}: ${v}`)}`)].join('\n'));
       }
-      const config = join(dir.path, 'curl.config');
-      writeFileSync(config, blocks.join('\nnext\n') + '\n');
+      // curl 7.88 (Debian 12) fails every request it sends on a reused h2c prior-knowledge connection ("Error in the
+      // HTTP2 framing layer", curl issue 10634, fixed in 8.0): over h2c one curl process per `parallel` requests, each
+      // on its own connection (--parallel-immediate), so no connection is ever reused.
+      const parallel = opts.parallel ?? 50;
+      const chunk = opts.http2 ? parallel : n;
       const started = Date.now();
-      const r = await run('curl', ['--parallel', '--parallel-max', String(opts.parallel ?? 50), ...(opts.http2 ? ['--parallel-immediate'] : []), '-K', config]);
+      let stdout = '';
+      let stderr = '';
+      let exit: number | null = 0;
+      for (let from = 0; from < n; from += chunk) {
+        const config = join(dir.path, `curl-${from}.config`);
+        writeFileSync(config, blocks.slice(from, from + chunk).join('\nnext\n') + '\n');
+        const r = await run('curl', ['--parallel', '--parallel-max', String(parallel), ...(opts.http2 ? ['--parallel-immediate'] : []), '-K', config]);
+        stdout += r.stdout;
+        stderr += r.stderr;
+        if (r.code !== 0) exit = r.code;
+      }
       const durationMs = Date.now() - started;
+      const r = { stdout, stderr, code: exit };
       const results: CurlBatchResult['results'] = Array.from({ length: n }, () => ({ status: 0, exit: -1, timeMs: 0, body: undefined }));
       for (const line of r.stdout.split('\n')) {
         const m = /^(\S+) (\d{3}) (\d+) ([\d.]+)$/.exec(line);
@@ -178,7 +192,10 @@ export interface CurlJsonResult {
 export interface CurlBatchOptions {
   /** Transfers at once (`--parallel-max`, default 50). */
   parallel?: number;
-  /** HTTP/2 with prior knowledge (also `--parallel-immediate`: curl 7.88 stalls reusing an h2c connection). */
+  /**
+   * HTTP/2 with prior knowledge. curl 7.88 cannot reuse an h2c connection, so each request gets its own connection
+   * (one curl process per `parallel` requests, `--parallel-immediate`).
+   */
   http2?: boolean;
   /** Headers on every request. */
   headers?: Record<string, string>;
