@@ -346,7 +346,8 @@ export class LocalMesh {
     if (this.stopping) return;
     const { loaded, plan: next } = await this.load();
     if (this.stopping) return;
-    const clean = !loaded.problems.some((p) => p.severity === 'error');
+    // A manifest or pod refused (e.g. a bad demo annotation) stops nothing that runs: removals wait for a clean load.
+    const clean = !loaded.problems.some((p) => p.severity === 'error') && next.errors.length === 0;
     const runningWaypoints = this.plan.waypoints;
     for (const e of next.errors) {
       if (this.said.has(e)) continue;

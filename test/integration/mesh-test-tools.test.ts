@@ -125,6 +125,20 @@ describe('test tools against a strait up mesh', () => {
     assert.deepEqual(r.statuses, { 502: 20 });
   });
 
+  it('keeps a pod\'s app running when an edit gives it a bad demo annotation, and logs what is wrong', async () => {
+    const before = mesh.readState().apps['apps/flaky/app:8080']!.pid;
+    writeFileSync(join(dir.path, 'flaky.yaml'), docs(
+      flaky({ 'strait.dev/demo-fail-ratio': 'often' }),
+      svc('flaky', '127.0.174.101', { app: 'flaky' }, [{ name: 'http', port: 80, targetPort: 8080 }]),
+    ));
+    await mesh.proc.waitFor((l) => String(l.msg).includes('Pod apps/flaky: annotation strait.dev/demo-fail-ratio: "often" is not a share from 0 to 1'), 10_000, 'the bad annotation reported');
+    await new Promise((r) => setTimeout(r, 2500)); // a reconcile that would stop the app has run by now
+    const a = mesh.readState().apps['apps/flaky/app:8080'];
+    assert.equal(a?.pid, before);
+    assert.equal(a?.status, 'running');
+    assert.deepEqual((await mesh.curlBatch(CLIENT, 'node-a', 'http://flaky.apps/', 5)).statuses, { 502: 5 }, 'as before the bad edit');
+  });
+
   it('SocksForwarder carries a real gRPC client through the mesh to the demo Echo service', async () => {
     const fwd = await SocksForwarder.start({ listen: { host: '127.0.173.100', port: 0 }, proxy: { host: '127.0.173.1', port: 15080 }, source: CLIENT, target: { host: 'echo.apps', port: 9090 } });
     forwarders.push(fwd);
