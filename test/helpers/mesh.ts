@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { StraitProcess, run } from './procs.js';
 import { tempDir } from './temp-dir.js';
 import { eventually } from './eventually.js';
+import { SocksForwarder } from './socks-forwarder.js';
 
 /** What the state file says of each component: its pid (null while it is not running), status and restarts. */
 export interface ComponentStateFile { pid: number; status?: 'starting' | 'running' | 'restarting' | 'stopped'; restarts?: number }
@@ -146,6 +147,16 @@ export class TestMesh {
     } finally {
       dir.remove();
     }
+  }
+
+  /**
+   * A SocksForwarder for clients without SOCKS5 (grpc-js, nghttp, h2load): listens on the pod's own address (port from
+   * the kernel: `forwarder.address`), and carries each connection from that pod through its node's SOCKS5 to
+   * host:port. The caller closes it (after()).
+   */
+  forwarder(fromIp: string, node: string, host: string, port: number): Promise<SocksForwarder> {
+    const [proxyHost, proxyPort] = this.state.nodes[node].socks5.split(':');
+    return SocksForwarder.start({ listen: { host: fromIp, port: 0 }, proxy: { host: proxyHost!, port: Number(proxyPort) }, source: fromIp, target: { host, port } });
   }
 
   /** The state file as it is now. */

@@ -140,7 +140,7 @@ describe('test tools against a strait up mesh', () => {
   });
 
   it('SocksForwarder carries a real gRPC client through the mesh to the demo Echo service', async () => {
-    const fwd = await SocksForwarder.start({ listen: { host: '127.0.173.100', port: 0 }, proxy: { host: '127.0.173.1', port: 15080 }, source: CLIENT, target: { host: 'echo.apps', port: 9090 } });
+    const fwd = await mesh.forwarder(CLIENT, 'node-a', 'echo.apps', 9090);
     forwarders.push(fwd);
     const client = new EchoClient(fwd.address, { authority: 'echo.apps:9090' });
     clients.push(client);
