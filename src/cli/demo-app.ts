@@ -2,6 +2,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
 import { StraitError } from '../common/errors.js';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
+import { MAX_DEMO_DELAY_MS, MAX_DEMO_FAIL_FIRST, parseDemoCount, parseDemoDelayMs, parseDemoRatio, parseDemoStatus, type DemoBehaviour } from '../local/demo-annotations.js';
 import { onShutdown } from './shutdown.js';
 
 /**
@@ -22,7 +23,12 @@ export function demoAppCommand(): Command {
     .option('--app-version <v>', 'same as --version')
     .requiredOption('--node <node>', 'node the pod runs on')
     .option('--ztunnel-admin <ip:port>', 'admin endpoint of the node\'s ztunnel, asked who each caller is (without it every caller is anonymous)', hostPort)
-    .action(async (opts: { address: string; port: number; pod: string; namespace: string; app: string; version?: string; appVersion?: string; node: string; ztunnelAdmin?: string }, cmd: Command) => {
+    .option('--fail-status <code>', 'status of failing requests (200-599; default 503 when --fail-ratio or --fail-first is given; alone: every request fails)  [annotation strait.dev/demo-fail-status]', checked(parseDemoStatus, 'an HTTP status from 200 to 599'))
+    .option('--fail-ratio <r>', 'share of requests that fail, 0-1, spread evenly  [annotation strait.dev/demo-fail-ratio]', checked(parseDemoRatio, 'a share from 0 to 1'))
+    .option('--fail-first <n>', 'the first N requests of each x-request-key value fail  [annotation strait.dev/demo-fail-first]', checked(parseDemoCount, `a count from 0 to ${MAX_DEMO_FAIL_FIRST}`))
+    .option('--delay-ms <ms>', 'every answer (but /healthz) waits this long  [annotation strait.dev/demo-delay-ms]', checked(parseDemoDelayMs, `milliseconds from 0 to ${MAX_DEMO_DELAY_MS}`))
+    .option('--grpc', 'HTTP/2 connections are gRPC (service strait.demo.v1.Echo); set by strait up for a port named grpc or grpc-*')
+    .action(async (opts: { address: string; port: number; pod: string; namespace: string; app: string; version?: string; appVersion?: string; node: string; ztunnelAdmin?: string; grpc?: boolean } & DemoBehaviour, cmd: Command) => {
       const version = opts.appVersion ?? opts.version;
       if (!version) throw new StraitError('STRAIT_ERR_CONFIG', 'give the pod\'s version label with --version=V or --app-version V');
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
@@ -31,9 +37,27 @@ export function demoAppCommand(): Command {
       const app = await startDemoApp({
         address: opts.address, port: opts.port, app: opts.app, version, pod: opts.pod, namespace: opts.namespace, node: opts.node,
         ...(opts.ztunnelAdmin ? { ztunnelAdmin: opts.ztunnelAdmin } : {}),
+        behaviour: behaviourOf(opts), grpc: !!opts.grpc,
       }, log);
       onShutdown(log, () => app.close());
     });
+}
+
+function behaviourOf(o: DemoBehaviour): DemoBehaviour {
+  const b: DemoBehaviour = {};
+  if (o.failStatus !== undefined) b.failStatus = o.failStatus;
+  if (o.failRatio !== undefined) b.failRatio = o.failRatio;
+  if (o.failFirst !== undefined) b.failFirst = o.failFirst;
+  if (o.delayMs !== undefined) b.delayMs = o.delayMs;
+  return b;
+}
+
+function checked(parse: (v: string) => number | undefined, what: string): (v: string) => number {
+  return (v) => {
+    const n = parse(v);
+    if (n === undefined) throw new InvalidArgumentError(`"${v}" is not ${what}`);
+    return n;
+  };
 }
 
 function ip(v: string): string {

@@ -5,7 +5,7 @@ import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { bug } from './errors.js';
 
-export type ProtoFile = 'xds.proto' | 'ca.proto';
+export type ProtoFile = 'xds.proto' | 'ca.proto' | 'demo.proto';
 const definitions = new Map<ProtoFile, protoLoader.PackageDefinition>();
 const packages = new Map<ProtoFile, grpc.GrpcObject>();
 

@@ -7,6 +7,7 @@ import type { LocalPlan, PlannedApp, PlannedNode, PlannedWaypoint } from './plan
 import type { WantedAddress } from './preflight.js';
 import type { ComponentSpec } from './supervisor.js';
 import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
+import { demoBehaviourArgs } from './demo-annotations.js';
 
 /** Standard ports of each component (DESIGN §2); the local mesh gives every component its own address. */
 export const PORTS = {
@@ -75,12 +76,13 @@ export function ztunnelSpec(m: MeshPlaces, n: PlannedNode): ComponentSpec {
   };
 }
 
-/** `node`: the app's node, whose ztunnel it asks who called. */
+/** `node`: the app's node, whose ztunnel it asks who called. The pod's demo annotations become flags. */
 export function appSpec(a: PlannedApp, node: PlannedNode | undefined): ComponentSpec {
   return {
     name: `app/${a.key}`, what: `demo app ${a.key}`, stopGraceMs: STOP_GRACE_MS, readyUrl: `http://${a.address}:${a.port}/healthz`,
     args: ['demo-app', '--address', a.address, '--port', String(a.port), '--pod', a.pod, '--namespace', a.namespace, '--app', a.app, `--version=${a.version}`,
-      '--node', a.node, ...(node ? ['--ztunnel-admin', `${node.address}:${PORTS.admin}`] : [])],
+      '--node', a.node, ...(node ? ['--ztunnel-admin', `${node.address}:${PORTS.admin}`] : []),
+      ...demoBehaviourArgs(a.behaviour), ...(a.grpc ? ['--grpc'] : [])],
   };
 }
 

@@ -346,7 +346,8 @@ export class LocalMesh {
     if (this.stopping) return;
     const { loaded, plan: next } = await this.load();
     if (this.stopping) return;
-    const clean = !loaded.problems.some((p) => p.severity === 'error');
+    // A manifest or pod refused (e.g. a bad demo annotation) stops nothing that runs: removals wait for a clean load.
+    const clean = !loaded.problems.some((p) => p.severity === 'error') && next.errors.length === 0;
     const runningWaypoints = this.plan.waypoints;
     for (const e of next.errors) {
       if (this.said.has(e)) continue;
@@ -361,7 +362,10 @@ export class LocalMesh {
       changed = true;
     }
     for (const a of next.apps) {
-      if (this.components.has(`app/${a.key}`)) continue;
+      const running = this.components.get(`app/${a.key}`);
+      if (running && sameArgs(running.spec.args, this.appSpec(a).args)) continue;
+      // An app whose labels or demo annotations changed is started again with its new command line.
+      if (running) await this.remove(`app/${a.key}`);
       this.plan = { ...this.plan, apps: [...this.plan.apps.filter((x) => x.key !== a.key), a] };
       await this.add(this.appSpec(a), false);
       changed = true;
@@ -393,6 +397,8 @@ export class LocalMesh {
 function componentState(s: Supervisor): ComponentState {
   return { pid: s.pid, status: s.status, restarts: s.restarts };
 }
+
+const sameArgs = (a: readonly string[], b: readonly string[]) => a.length === b.length && a.every((x, i) => x === b[i]);
 
 /** Stop order: apps, waypoints, ztunnels, the controller (the reverse of start). */
 function rank(name: string): number {

@@ -3,8 +3,9 @@
  * which pods run the built-in demo app, which waypoints exist, and what cannot run on this machine at all. No I/O.
  */
 import { isIP } from 'node:net';
-import type { MeshObject, Pod } from '../common/model/types.js';
+import type { ContainerPort, MeshObject, Pod, Service } from '../common/model/types.js';
 import { WAYPOINT_GATEWAY_CLASS } from '../common/model/index.js';
+import { demoBehaviourOf, type DemoBehaviour } from './demo-annotations.js';
 
 /** Nodes without a loopback InternalIP get one from <prefix>1..254 (127.N.100.0/24 for address base 127.N.0.0). */
 export const DEFAULT_NODE_POOL_PREFIX = '127.0.100.';
@@ -31,6 +32,10 @@ export interface PlannedApp {
   serviceAccount: string;
   version: string;
   app: string;
+  /** From the pod's strait.dev/demo-* annotations. */
+  behaviour: DemoBehaviour;
+  /** The port also serves the demo gRPC service (see isGrpcPort). */
+  grpc: boolean;
 }
 
 /** A pod with loopback addresses on a node: its ztunnel answers HBONE on each address's port 15008. */
@@ -111,18 +116,26 @@ export function planLocalMesh(objects: MeshObject[], opts: PlanOptions = {}): Lo
     .filter((p) => p.spec.nodeName)
     .map((p) => ({ key: `${p.metadata.namespace}/${p.metadata.name}`, node: p.spec.nodeName!, addresses: podAddresses(p).filter(isLoopback) }))
     .filter((p) => p.addresses.length > 0);
+  const services = objects.filter((o): o is Service => o.kind === 'Service');
   const apps: PlannedApp[] = [];
   for (const p of pods) {
     const ip = p.status.podIP;
     if (!ip || !isLoopback(ip)) continue; // a pod without an address runs nothing; one off loopback is in `errors`
     const ns = p.metadata.namespace!;
-    for (const c of p.spec.containers) {
-      if (c.image !== DEMO_APP_IMAGE && !c.image?.startsWith(`${DEMO_APP_IMAGE}:`)) continue;
+    const demo = p.spec.containers.filter((c) => c.image === DEMO_APP_IMAGE || c.image?.startsWith(`${DEMO_APP_IMAGE}:`));
+    if (demo.length === 0) continue;
+    const { behaviour, errors: bad } = demoBehaviourOf(p.metadata.annotations, `Pod ${ns}/${p.metadata.name}`);
+    if (bad.length > 0) {
+      errors.push(...bad);
+      continue;
+    }
+    for (const c of demo) {
       for (const port of c.ports.length ? c.ports : [{ containerPort: 8080 }]) {
         apps.push({
           key: `${ns}/${p.metadata.name}/${c.name}:${port.containerPort}`, namespace: ns, pod: p.metadata.name, node: p.spec.nodeName ?? '',
           address: ip, port: port.containerPort, serviceAccount: p.spec.serviceAccountName,
           version: p.metadata.labels['version'] ?? 'v1', app: p.metadata.labels['app'] ?? p.metadata.name,
+          behaviour, grpc: isGrpcPort(p, port, services),
         });
       }
     }
@@ -160,6 +173,20 @@ function planWaypoints(objects: MeshObject[], opts: PlanOptions, problems: strin
     const sa = g.metadata.annotations?.[ANNOTATION_WAYPOINT_SERVICE_ACCOUNT] ?? g.metadata.name;
     return { key, namespace: g.metadata.namespace!, name: g.metadata.name, address, serviceAccount: sa };
   });
+}
+
+const grpcName = (name: string | undefined) => !!name && (name === 'grpc' || name.startsWith('grpc-'));
+
+/**
+ * Whether a demo app's port speaks gRPC: its name is `grpc` or `grpc-*` (Istio's port naming), or a Service of the
+ * pod's namespace that selects the pod has a port with `appProtocol: grpc` (or such a name) targeting it.
+ */
+export function isGrpcPort(p: Pod, port: ContainerPort, services: readonly Service[]): boolean {
+  if (grpcName(port.name)) return true;
+  return services.some((s) => s.metadata.namespace === p.metadata.namespace && s.spec.selector && Object.keys(s.spec.selector).length > 0
+    && Object.entries(s.spec.selector).every(([k, v]) => p.metadata.labels[k] === v)
+    && s.spec.ports.some((sp) => (sp.appProtocol === 'grpc' || grpcName(sp.name))
+      && (sp.targetPort === port.containerPort || (typeof sp.targetPort === 'string' && sp.targetPort === port.name))));
 }
 
 /**

@@ -71,6 +71,8 @@ describe('demo app', () => {
     assert.deepEqual(a, {
       app: 'catalog', version: 'v2', pod: 'catalog-v2', namespace: 'backend', node: 'node-a', path: '/items',
       caller: { address: '127.0.0.1', identity: CLIENT_ID },
+      status: 200, method: 'GET', query: { x: '1' }, protocol: 'HTTP/1.1', authority: 'catalog.backend',
+      headers: { 'user-agent': 'strait-demo', accept: 'application/json', connection: 'close', host: 'catalog.backend' }, bodyBytes: 0,
     });
   });
 
