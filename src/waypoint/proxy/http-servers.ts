@@ -44,6 +44,7 @@ export class HttpServers {
   private readonly sessions = new Set<http2.ServerHttp2Session>();
   /** The context of the tunnel being handed to the HTTP/2 server (its 'session' event fires synchronously). */
   private handing: DownstreamContext | undefined;
+  private draining = false;
   private readonly malformedLog: RateLimitedLog;
 
   constructor(private readonly o: HttpServersOptions) {
@@ -58,6 +59,8 @@ export class HttpServers {
     }, (req, res) => {
       const ctx = this.ctxBySocket.get(req.socket);
       if (!ctx) { res.writeHead(500).end(); return; }
+      // Draining: this response closes its connection (`connection: close`), so the client opens its next elsewhere.
+      if (this.draining) res.shouldKeepAlive = false;
       o.onRequest(req, res, ctx, 'http1');
     });
     this.http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
@@ -118,6 +121,7 @@ export class HttpServers {
 
   /** Stop taking new requests on kept-alive connections: HTTP/2 clients get GOAWAY, HTTP/1.1 ones `connection: close`. */
   drain(): void {
+    this.draining = true;
     for (const s of this.sessions) s.close();
     this.http1.closeIdleConnections?.();
   }
