@@ -123,8 +123,12 @@ export interface SequentialResult {
   seconds: number;
 }
 
+/** The bytes of request i: one request for all, or one chosen per request (e.g. alternating headers). */
+export type RequestSource = Buffer | ((i: number) => Buffer);
+const requestAt = (r: RequestSource, i: number): Buffer => (typeof r === 'function' ? r(i) : r);
+
 /** `count` sequential requests on one connection (stops early at `maxMs`). */
-export function sequential(conn: HttpConn, request: Buffer, count: number, maxMs: number): Promise<SequentialResult> {
+export function sequential(conn: HttpConn, request: RequestSource, count: number, maxMs: number): Promise<SequentialResult> {
   return new Promise((resolve, reject) => {
     const latency = new Samples(count);
     const t0 = now();
@@ -137,8 +141,7 @@ export function sequential(conn: HttpConn, request: Buffer, count: number, maxMs
         resolve({ latency, errors, seconds: Number(start - t0) / 1e9 });
         return;
       }
-      sent++;
-      conn.get(request, (end, err) => {
+      conn.get(requestAt(request, sent++), (end, err) => {
         if (err) {
           errors++;
           if (conn.closed) return reject(err);
@@ -174,7 +177,7 @@ export interface OpenLoopResult {
  * due request goes to an idle connection, or waits for one. Bounded: the schedule ends after `durationMs`, and
  * stragglers are given up on `graceMs` later.
  */
-export async function openLoop(conns: HttpConn[], request: Buffer, rate: number, durationMs: number, graceMs = 10_000): Promise<OpenLoopResult> {
+export async function openLoop(conns: HttpConn[], request: RequestSource, rate: number, durationMs: number, graceMs = 10_000): Promise<OpenLoopResult> {
   const pacer = new Pacer();
   try {
     return await new Promise<OpenLoopResult>((resolve, reject) => {
@@ -205,7 +208,7 @@ export async function openLoop(conns: HttpConn[], request: Buffer, rate: number,
         const scheduledAt = due(i);
         const sentAt = now();
         lateness.add(Number(sentAt - scheduledAt));
-        conn.get(request, (endNs, err) => {
+        conn.get(requestAt(request, i), (endNs, err) => {
           if (err) errors++;
           else {
             completed++;

@@ -1,13 +1,14 @@
 /**
  * The mesh under test for the data-path benchmark: a manifest directory (two nodes, one enrolled namespace,
  * a client pod on node-a, a server pod on node-b, a Service) run by the real `strait up`, with its state file
- * telling where each ztunnel listens and which process it is.
+ * telling where each ztunnel listens and which process it is. Other benchmarks (waypoint.ts) run their own
+ * manifests, nodes and log level through the same class.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CPU_PROF_ENV } from './datapath-profiler.js';
+import { CPU_PROF_ENV, CPU_PROF_ROLES_ENV } from './datapath-profiler.js';
 
 /** The compiled CLI (this file runs from dist/bench/lib/). */
 export const STRAIT_BIN = new URL('../../src/cli/strait.js', import.meta.url).pathname;
@@ -29,6 +30,8 @@ export interface MeshState {
   rootCert: string;
   controller: { pid: number; xds: string; admin: string };
   nodes: Record<string, { pid: number; address: string; socks5: string; admin: string; metrics: string; ready: string }>;
+  /** Absent before `strait up` ran waypoints. */
+  waypoints?: Record<string, { pid: number; address: string; hbone: string; admin: string; metrics: string; ready: string }>;
 }
 
 function manifests(): string {
@@ -54,6 +57,15 @@ function manifests(): string {
 
 export interface MeshOptions {
   workDir: string;
+  /** The manifest directory's one file (default: the data-path mesh above). */
+  manifests?: string;
+  /** Nodes whose ztunnels must be in the state file (default: node-a and node-b above). */
+  nodes?: { name: string }[];
+  controllerAddress?: string;
+  /** `strait --log-level` for every process of the mesh (default warn: no per-connection access logs). */
+  logLevel?: string;
+  /** Which `strait` commands load the profiler (default: the ztunnels). */
+  cpuProfileRoles?: string[];
   /** If set, each ztunnel writes a CPU profile here between two SIGUSR2 (see datapath-profiler.ts). */
   cpuProfileDir?: string;
   readyTimeoutMs?: number;
@@ -82,15 +94,16 @@ export class BenchMesh {
 
   async start(): Promise<MeshState> {
     for (const d of [this.manifestDir, this.dataDir, this.logDir]) mkdirSync(d, { recursive: true });
-    writeFileSync(join(this.manifestDir, 'bench.yaml'), manifests());
+    writeFileSync(join(this.manifestDir, 'bench.yaml'), this.opts.manifests ?? manifests());
     const env = { ...process.env };
     if (this.opts.cpuProfileDir) {
       env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${new URL('./datapath-profiler.js', import.meta.url).href}`.trim();
       env[CPU_PROF_ENV] = this.opts.cpuProfileDir;
+      if (this.opts.cpuProfileRoles) env[CPU_PROF_ROLES_ENV] = this.opts.cpuProfileRoles.join(',');
     }
     // Access logs are info lines, one per connection: warn keeps the ztunnels from logging on the hot path.
-    this.proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', 'warn', 'up', this.manifestDir, '--state-file', this.stateFile,
-      '--log-dir', this.logDir, '--data-dir', this.dataDir, '--controller-address', CONTROLLER_IP], { stdio: ['ignore', 'pipe', 'pipe'], env });
+    this.proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', this.opts.logLevel ?? 'warn', 'up', this.manifestDir, '--state-file', this.stateFile,
+      '--log-dir', this.logDir, '--data-dir', this.dataDir, '--controller-address', this.opts.controllerAddress ?? CONTROLLER_IP], { stdio: ['ignore', 'pipe', 'pipe'], env });
     const out = createWriteStream(this.upLog);
     this.proc.stdout!.pipe(out);
     this.proc.stderr!.pipe(out);
@@ -113,7 +126,7 @@ export class BenchMesh {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    for (const n of [NODE_A, NODE_B]) if (!this.state.nodes[n.name]) throw new Error(`the mesh has no ztunnel for ${n.name}: ${JSON.stringify(this.state.nodes)}`);
+    for (const n of this.opts.nodes ?? [NODE_A, NODE_B]) if (!this.state.nodes[n.name]) throw new Error(`the mesh has no ztunnel for ${n.name}: ${JSON.stringify(this.state.nodes)}`);
     return this.state;
   }
 
@@ -129,13 +142,19 @@ export class BenchMesh {
     return { [`ztunnel/${NODE_A.name}`]: this.state.nodes[NODE_A.name]!.pid, [`ztunnel/${NODE_B.name}`]: this.state.nodes[NODE_B.name]!.pid };
   }
 
-  /** Every process of the mesh: strait up, the controller, the ztunnels. */
+  /** Every process of the mesh: strait up, the controller, the ztunnels, the waypoints. */
   allPids(): number[] {
-    return [this.proc?.pid ?? 0, this.state.controller.pid, ...Object.values(this.state.nodes).map((n) => n.pid)].filter((p) => p > 0);
+    return [this.proc?.pid ?? 0, this.state.controller.pid, ...Object.values(this.state.nodes).map((n) => n.pid),
+      ...Object.values(this.state.waypoints ?? {}).map((w) => w.pid)].filter((p) => p > 0);
   }
 
-  socks5(): { host: string; port: number } {
-    const [host, port] = this.state.nodes[NODE_A.name]!.socks5.split(':');
+  /** The `strait up` process itself (it relays every child's log lines into the log files). */
+  upPid(): number {
+    return this.proc?.pid ?? 0;
+  }
+
+  socks5(node = NODE_A.name): { host: string; port: number } {
+    const [host, port] = this.state.nodes[node]!.socks5.split(':');
     return { host: host!, port: Number(port) };
   }
 

@@ -26,6 +26,17 @@ export class Samples {
     for (let i = 0; i < other.count; i++) this.add(other.buf[i]!);
   }
 
+  /** A copy of the samples (nanoseconds), e.g. to send them to another process. */
+  values(): Float64Array {
+    return this.buf.slice(0, this.count);
+  }
+
+  static from(values: ArrayLike<number>): Samples {
+    const s = new Samples(values.length);
+    for (let i = 0; i < values.length; i++) s.add(values[i]!);
+    return s;
+  }
+
   /** Percentiles in milliseconds (nearest-rank). */
   summary(): LatencySummary {
     const sorted = this.buf.slice(0, this.count).sort();
