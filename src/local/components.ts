@@ -7,6 +7,7 @@ import type { LocalPlan, PlannedApp, PlannedNode, PlannedWaypoint } from './plan
 import type { WantedAddress } from './preflight.js';
 import type { ComponentSpec } from './supervisor.js';
 import { DEFAULT_DRAIN_MS, ZTUNNEL_NODE_OPTIONS } from '../ztunnel/config.js';
+import { WAYPOINT_NODE_OPTIONS } from '../waypoint/config.js';
 import { demoBehaviourArgs } from './demo-annotations.js';
 
 /** Standard ports of each component (DESIGN §2); the local mesh gives every component its own address. */
@@ -45,6 +46,7 @@ export function controllerSpec(m: MeshPlaces): ComponentSpec {
 export function waypointSpec(m: MeshPlaces, w: PlannedWaypoint): ComponentSpec {
   return {
     name: `waypoint/${w.key}`, what: `waypoint ${w.key}`, stopGraceMs: ZTUNNEL_STOP_GRACE_MS, readyUrl: `http://${w.address}:${PORTS.ready}/healthz/ready`,
+    nodeOptions: WAYPOINT_NODE_OPTIONS,
     args: ['waypoint', '--waypoint', w.key, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
       '--token-file', join(m.dataDir, 'tokens', `waypoint-${w.namespace}-${w.name}.token`), '--root-cert', join(m.dataDir, 'root-cert.pem'),
       '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`],

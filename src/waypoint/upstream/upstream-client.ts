@@ -194,7 +194,8 @@ export class UpstreamClient {
         const sock = s as unknown as Duplex;
         // A pooled socket is connected already; a new one once its tunnel is up (the agent hands it over then).
         connected = true;
-        sock.once('error', () => undefined);
+        // Once per connection (not per request: a pooled socket would collect a listener, and so a request, each time).
+        if (!requestsOnSocket.has(sock)) sock.on('error', () => undefined);
         const n = (requestsOnSocket.get(sock) ?? 0) + 1;
         requestsOnSocket.set(sock, n);
         // Its last request: once the response is read, the connection is closed instead of going back to the pool.
