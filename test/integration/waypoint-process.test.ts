@@ -123,6 +123,15 @@ describe('the waypoint process in strait up', () => {
     assert.ok(access.length >= 6, `waypoint access log has the requests (${access.length})`);
   });
 
+  it('keeps no per-request state on a pooled upstream connection (many keep-alive requests, no listener build-up)', async () => {
+    // One curl, one client connection, 40 requests: the waypoint reuses its upstream connections for them.
+    const urls = Array.from({ length: 40 }, (_, i) => `http://api.shop/k${i}`);
+    const r = await mesh!.curl(CLIENT, 'node-a', urls[0]!, [...urls.slice(1), '-o', '/dev/null', '-s', '-w', '%{http_code}\n']);
+    assert.equal(r.code, 0, r.stderr);
+    const text = readFileSync(join(mesh!.logDir.path, 'waypoint_shop_waypoint.log'), 'utf8');
+    assert.doesNotMatch(text, /MaxListenersExceeded/, 'a listener per request piled up on an upstream connection');
+  });
+
   it('refuses a request with both Content-Length and Transfer-Encoding (smuggling) with 400, before any backend', async () => {
     const before = mesh!.logs('waypoint/shop/waypoint').length;
     const s = await viaSocks('api.shop', 80);
