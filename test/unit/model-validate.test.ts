@@ -69,7 +69,7 @@ test('a number where a label value belongs suggests quoting it', () => {
 
 test('an unsupported kind lists the supported apiVersions and kinds', () => {
   assert.deepEqual(rejected({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }), [
-    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service (v1); ' +
+    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service, ConfigMap (v1); ' +
       'AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); ' +
       'Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
@@ -121,7 +121,7 @@ test('a known kind under the wrong apiVersion names the right ones', () => {
 test('a missing apiVersion or kind is reported, and a non-mapping document too', () => {
   assert.deepEqual(rejected({ metadata: { name: 'x' } }), [
     'policies.yaml doc 3: apiVersion: required field is missing; e.g. "v1" or "security.istio.io/v1"',
-    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
+    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service, ConfigMap (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
   assert.deepEqual(rejected(['a', 'b']), ['policies.yaml doc 3: expected a mapping with apiVersion, kind and metadata, got a list']);
 });
