@@ -122,13 +122,16 @@ function extensionProvider(ctx: Ctx, v: unknown, path: string): ExtensionProvide
   return { name, kind: 'unsupported', type };
 }
 
-/** "name.namespace.svc.cluster.local" or "namespace/name", as Istio accepts. */
+/**
+ * Istio's "[<namespace>/]<hostname>" ("zipkin.istio-system.svc.cluster.local", "istio-system/zipkin.istio-system.svc.cluster.local"),
+ * and "namespace/name" for a Service of that namespace.
+ */
 function providerService(ctx: Ctx, v: unknown, path: string): string | undefined {
   const s = nonEmpty(ctx, v, path, 'the collector\'s Service, e.g. "zipkin.istio-system.svc.cluster.local" or "istio-system/zipkin"');
   if (s === undefined) return undefined;
   const slash = s.split('/');
-  const ok = slash.length === 2 ? isDns1123Label(slash[0]!) && isDns1123Label(slash[1]!) : isDns1123Subdomain(s);
-  if (!ok) ctx.error(path, `${describe(s)} is not a Service host ("name.namespace.svc.cluster.local") or "namespace/name"`);
+  const ok = slash.length === 2 ? isDns1123Label(slash[0]!) && isDns1123Subdomain(slash[1]!) : slash.length === 1 && isDns1123Subdomain(s);
+  if (!ok) ctx.error(path, `${describe(s)} is not a Service host ("name.namespace.svc.cluster.local"), "namespace/hostname" or "namespace/name"`);
   return ok ? s : undefined;
 }
 

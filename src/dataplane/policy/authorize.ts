@@ -12,6 +12,9 @@
  *    a `not*` field when no value matches. An empty list counts as absent (proto semantics).
  *  - a plaintext peer has no principal, namespace or service account: positive fields on those never match it,
  *    negative ones (`notPrincipals: ["*"]`) always do.
+ *  - a policy whose `waypointEnforced` lists the peer's verified identity does not apply to the connection: that
+ *    waypoint has enforced the whole policy (L7 rules included) on the request, with the original caller's identity
+ *    (Strait's sidecar compatibility). Every other peer, plaintext included, gets the policy as usual.
  *
  * Invariant: resources are immutable once received (the xDS client replaces objects, it never edits them); the
  * compiled form of each rule list is cached in a WeakMap keyed by that list, so nothing is re-parsed per connection.
@@ -83,9 +86,15 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   /** Notes of applicable ALLOW policies about rules dropped for needing L7 (they could not match here). */
   const dropped: string[] = [];
   const audited: string[] = [];
+  /** Policies the peer (a waypoint) has enforced itself. */
+  const exempt: string[] = [];
 
   for (const p of policies) {
     if (p.type !== 'authz' || !policyApplies(p, target)) continue;
+    if (p.waypointEnforced !== undefined && conn.sourceIdentity !== undefined && p.waypointEnforced.includes(conn.sourceIdentity)) {
+      exempt.push(keyOf(p));
+      continue;
+    }
     switch (p.action) {
       case 'DENY':
         if (denyBy === undefined) {
@@ -113,7 +122,10 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   if (denyBy !== undefined) {
     return { allowed: false, policy: denyBy, reason: `denied by DENY policy ${denyBy} (rules[${denyRule}])`, audited };
   }
-  if (allowApplicable === undefined) return { allowed: true, reason: 'allowed: no ALLOW policy applies', audited };
+  if (allowApplicable === undefined) {
+    const also = exempt.length > 0 ? ` (${exempt.join(', ')} enforced by the peer, a waypoint, on the request)` : '';
+    return { allowed: true, reason: `allowed: no ALLOW policy applies${also}`, audited };
+  }
   if (allowBy !== undefined) {
     return { allowed: true, policy: allowBy, reason: `allowed by ALLOW policy ${allowBy} (rules[${allowRule}])`, audited };
   }
