@@ -140,3 +140,20 @@ describe('what nothing enforces: AuthorizationPolicy', () => {
     assert.match(line!, /^mesh\.yaml doc 1 AuthorizationPolicy default\/ext: warning: spec\.action: not enforced: action CUSTOM \(external authorization by opa\) is not supported by Strait/);
   });
 });
+
+describe('what nothing reads: sidecar injection and ConfigMaps', () => {
+  it('a pod asking for a sidecar, and a namespace asking for injection, get a note that ambient needs none', () => {
+    const sidecarPod = { ...(pod('shop', 'web-1') as Record<string, unknown>), metadata: { name: 'web-1', namespace: 'shop', annotations: { 'sidecar.istio.io/inject': 'true' } } };
+    assert.deepEqual(warningsFor([namespace('shop', { 'istio-injection': 'enabled' }), sidecarPod]), [
+      'mesh.yaml doc 1 Namespace shop: warning: metadata.labels[istio-injection]: has no effect: it asks for sidecar injection, and ambient mode needs no sidecar: a pod joins the mesh through the label istio.io/dataplane-mode=ambient on its namespace (or on the pod)',
+      'mesh.yaml doc 2 Pod shop/web-1: warning: metadata.annotations[sidecar.istio.io/inject]: has no effect: ambient mode needs no sidecar: a pod joins the mesh through the label istio.io/dataplane-mode=ambient on its namespace (or on the pod); this pod is not enrolled',
+    ]);
+  });
+
+  it('a ConfigMap other than istio in the root namespace is accepted and reported as not read', () => {
+    const cm = (name: string, ns: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns }, data: { key: 'value' } });
+    assert.deepEqual(warningsFor([cm('app-settings', 'shop'), cm('istio', 'istio-system')]), [
+      'mesh.yaml doc 1 ConfigMap shop/app-settings: warning: not read: Strait reads only the ConfigMap istio in the root namespace istio-system (its mesh key, Istio\'s mesh config); this ConfigMap is ignored',
+    ]);
+  });
+});
