@@ -88,7 +88,7 @@ test('Istio and Gateway API kinds Strait does not implement are warnings that sa
     ['security.istio.io/v1', 'RequestAuthentication', 'Strait does not validate JWTs: requests carry no request principal, so rules naming requestPrincipals never match'],
     ['gateway.networking.k8s.io/v1', 'GRPCRoute', 'Strait routes with HTTPRoute only; gRPC services get no routing from it'],
     ['gateway.networking.k8s.io/v1alpha2', 'TCPRoute', 'Strait has no TCP routing beyond a Service\'s own endpoints'],
-    ['gateway.networking.k8s.io/v1beta1', 'ReferenceGrant', 'Strait does not check cross-namespace references against grants'],
+    ['gateway.networking.k8s.io/v1beta1', 'ReferenceGrant', 'Strait reads no ReferenceGrants: an HTTPRoute backendRef or mirror to another namespace is refused (status ResolvedRefs False, RefNotPermitted)'],
   ];
   for (const [apiVersion, kind, why] of cases) {
     const r = check({ apiVersion, kind, metadata: meta('x', 'shop'), spec: { anything: ['goes'] } });

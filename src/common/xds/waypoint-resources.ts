@@ -148,7 +148,7 @@ export type RouteAction =
   /** A rule whose backends cannot be used (missing service, unresolved refs): answered with `status`, flag and reason. */
   | { kind: 'fail'; status: number; flag: string; reason: string };
 
-// ---------- TYPE_POLICY: resource names "backend/<ns>/<svc>", "authz/<ns>/<name>", "tracing/<waypoint ns>/<name>" ----------
+// ---------- TYPE_POLICY: resource names "backend/<ns>/<svc>", "authz/<ns>/<name>", "tracing/<ns>/<name>" (the most specific Telemetry; "tracing/<root ns>/meshConfig" for defaultProviders alone) ----------
 
 export type LoadBalancerKind = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
 
