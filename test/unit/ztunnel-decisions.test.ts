@@ -234,10 +234,11 @@ describe('a selector policy the waypoint enforces whole (sidecar compatibility)'
     assert.equal(d.kind === 'allow' && d.authz.reason, 'allowed: no ALLOW policy applies (apps/reviews-policy enforced by the peer, a waypoint, on the request)');
   });
 
-  it('still applies it at L4 to every other peer: another workload, another waypoint, plaintext', () => {
+  it('still applies it at L4 to every other peer: another workload, another waypoint, plaintext; the denial says to go through the service', () => {
     for (const peer of [id('apps', 'client'), UNREADY_WAYPOINT.identity, undefined]) {
       const d = decideInbound(stateWith([reviewsPolicy]), 'node-b', arrival(peer));
       assert.equal(d.kind === 'refuse' && d.code, 'policy_denied', `peer ${peer ?? 'plaintext'}`);
+      assert.equal(d.kind === 'refuse' && d.reason, 'denied: no ALLOW policy matched (apps/reviews-policy); apps/reviews-policy is enforced whole by the destination\'s waypoint, and this connection did not come through it: send the request to the service, not to the pod\'s address');
     }
   });
 

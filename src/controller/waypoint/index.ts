@@ -66,10 +66,15 @@ export function compileWaypoints(
     if (!by.includes(wp)) by.push(wp);
   };
 
+  // Bound services and workloads by waypoint, in one pass over each.
+  const boundServices = new Map<string, string[]>();
+  for (const s of services.values()) if (s.waypoint) push(boundServices, `${s.waypoint.namespace}/${s.waypoint.name}`, serviceKey(s));
+  const boundWorkloads = new Map<string, string[]>();
+  for (const w of workloads.values()) if (w.waypoint) push(boundWorkloads, `${w.waypoint.namespace}/${w.waypoint.name}`, w.uid);
   const infos: WaypointInfo[] = [...waypoints].map(([key, ref]) => ({
     key, namespace: ref.namespace, name: ref.name, identity: ref.identity,
-    services: [...services.values()].filter((s) => s.waypoint && `${s.waypoint.namespace}/${s.waypoint.name}` === key).map(serviceKey).sort(),
-    workloads: [...workloads.values()].filter((w) => w.waypoint && `${w.waypoint.namespace}/${w.waypoint.name}` === key).map((w) => w.uid).sort(),
+    services: (boundServices.get(key) ?? []).sort(),
+    workloads: (boundWorkloads.get(key) ?? []).sort(),
   }));
   const servedBy = new Map<string, string>();
   for (const wp of infos) for (const s of wp.services) servedBy.set(s, wp.key);
@@ -132,4 +137,10 @@ export function compileWaypoints(
       mesh: { ...(mesh.source ? { source: mesh.source } : {}), selectorPolicies: mesh.selectorPolicies },
     },
   };
+}
+
+function push(m: Map<string, string[]>, key: string, value: string): void {
+  const list = m.get(key);
+  if (list) list.push(value);
+  else m.set(key, [value]);
 }

@@ -88,6 +88,8 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   const audited: string[] = [];
   /** Policies the peer (a waypoint) has enforced itself. */
   const exempt: string[] = [];
+  /** Applicable ALLOW policies that a waypoint enforces whole for the requests it carries (this connection did not come through it). */
+  const viaWaypoint: string[] = [];
 
   for (const p of policies) {
     if (p.type !== 'authz' || !policyApplies(p, target)) continue;
@@ -104,7 +106,8 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
         break;
       case 'ALLOW':
         (allowApplicable ??= []).push(keyOf(p));
-        for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
+        if (p.waypointEnforced && p.waypointEnforced.length > 0) viaWaypoint.push(keyOf(p));
+        else for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
         if (allowBy === undefined && denyBy === undefined) {
           const i = firstMatchingRule(p.rules, ctx);
           if (i >= 0) { allowBy = keyOf(p); allowRule = i; }
@@ -130,8 +133,11 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
     return { allowed: true, policy: allowBy, reason: `allowed by ALLOW policy ${allowBy} (rules[${allowRule}])`, audited };
   }
   const why = `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`;
-  if (dropped.length === 0) return { allowed: false, reason: why, audited };
-  return { allowed: false, reason: `${why}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
+  const through = viaWaypoint.length > 0
+    ? `; ${viaWaypoint.join(', ')} ${viaWaypoint.length === 1 ? 'is' : 'are'} enforced whole by the destination's waypoint, and this connection did not come through it: send the request to the service, not to the pod's address`
+    : '';
+  if (dropped.length === 0) return { allowed: false, reason: `${why}${through}`, audited };
+  return { allowed: false, reason: `${why}${through}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
 }
 
 function keyOf(p: { namespace: string; name: string }): string {
