@@ -27,6 +27,7 @@ export function controllerAdmin(o: {
     '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
     '/debug/configz': async () => {
       const problems = report.problems();
+      const v = views.views();
       return {
         status: 200,
         body: {
@@ -34,6 +35,17 @@ export function controllerAdmin(o: {
           rejected: problems.filter((p) => p.severity === 'error').map((p) => ({ ...p, text: formatProblem(p) })),
           warnings: problems.filter((p) => p.severity === 'warning').map((p) => ({ ...p, text: formatProblem(p) })),
           bindings: views.bindingProblems(),
+          mesh: v.l7.mesh,
+          // Per waypoint: which object routes each bound service (and which lost), and the policies it enforces.
+          waypoints: Object.fromEntries([...v.waypoints].map(([key, w]) => [key, {
+            identity: w.ref.identity,
+            ...(w.ref.address ? { address: w.ref.address } : {}),
+            services: Object.fromEntries([...w.routes].map(([svc, r]) => [svc, { routedBy: r.origin, rules: r.rules.map((rule) => rule.name) }])),
+            policies: [...w.policies.keys()],
+          }])),
+          // HTTPRoute status as Gateway API writes it: per parentRef, Accepted and ResolvedRefs with reasons.
+          httpRoutes: Object.fromEntries(v.l7.routeStatus),
+          appliedBy: Object.fromEntries(v.l7.appliedBy),
         },
       };
     },

@@ -4,13 +4,14 @@
  * route and policy views. No I/O and no state: the same objects always give the same views.
  */
 import type {
-  AuthorizationPolicy, AuthzRule, Gateway, MtlsMode, HTTPRoute, Labels, MeshObject, Namespace, PeerAuthentication, Pod,
-  Service, VirtualService, DestinationRule, Telemetry, PolicyTargetRef,
+  AuthorizationPolicy, AuthzRule, ConfigMap, Gateway, MtlsMode, HTTPRoute, Labels, MeshObject, Namespace, PeerAuthentication, Pod,
+  Service, VirtualService, DestinationRule, Telemetry,
 } from '../common/model/types.js';
 import type {
   AuthorizationResource, EndpointResource, L4Match, L4Rule, PolicyResource, RouteResource, ServiceResource,
   WaypointRef, WorkloadResource,
 } from '../common/xds/resources.js';
+import { compileWaypoints, type L7Report } from './waypoint/index.js';
 
 export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';
 export const LABEL_USE_WAYPOINT = 'istio.io/use-waypoint';
@@ -34,7 +35,9 @@ export interface BindingProblem {
 export interface WaypointView {
   gateway: string; // "ns/name"
   ref: WaypointRef;
+  /** TYPE_ROUTE: the compiled route table of each bound service, by "ns/name". */
   routes: Map<string, RouteResource>;
+  /** TYPE_POLICY: compiled backend, L7 authorization and tracing policies, by resource name. */
   policies: Map<string, PolicyResource>;
   /** Service keys bound to this waypoint. */
   services: string[];
@@ -45,6 +48,8 @@ export interface MeshViews {
   services: Map<string, ServiceResource>;
   authorizations: Map<string, AuthorizationResource>;
   waypoints: Map<string, WaypointView>;
+  /** What the waypoint compiler reports: HTTPRoute status, which waypoint applies what, notes. */
+  l7: L7Report;
   problems: BindingProblem[];
   /** The problems found while computing workloads and services (kept when they are reused). */
   endpointProblems: BindingProblem[];
@@ -82,6 +87,7 @@ class MeshIndex {
   readonly virtualServices: VirtualService[] = [];
   readonly destinationRules: DestinationRule[] = [];
   readonly telemetry: Telemetry[] = [];
+  readonly configMaps: ConfigMap[] = [];
 
   constructor(objects: Iterable<MeshObject>) {
     for (const o of objects) {
@@ -98,6 +104,7 @@ class MeshIndex {
         case 'VirtualService': this.virtualServices.push(o); break;
         case 'DestinationRule': this.destinationRules.push(o); break;
         case 'Telemetry': this.telemetry.push(o); break;
+        case 'ConfigMap': this.configMaps.push(o); break;
         case 'Node': break;
       }
     }
@@ -172,9 +179,18 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions, r
   }
   const endpointProblems = [...problems];
 
+  const compiled = compileWaypoints(
+    { httpRoutes: idx.httpRoutes, virtualServices: idx.virtualServices, destinationRules: idx.destinationRules, authz: idx.authz, telemetry: idx.telemetry, configMaps: idx.configMaps },
+    waypointRefs, services, workloads, opts.rootNamespace,
+  );
+  const waypoints = new Map<string, WaypointView>();
+  for (const [key, c] of compiled.perWaypoint) {
+    waypoints.set(key, { gateway: key, ref: waypointRefs.get(key)!, routes: c.routes, policies: c.policies, services: c.services });
+  }
+
   const authorizations = new Map<string, AuthorizationResource>();
   for (const p of idx.authz) {
-    const r = toZtunnelAuthz(p, opts);
+    const r = toZtunnelAuthz(p, opts, compiled.report.waypointEnforced.get(`${p.metadata.namespace}/${p.metadata.name}`));
     if (r) authorizations.set(`authz/${p.metadata.namespace}/${p.metadata.name}`, r);
   }
   for (const pa of idx.peerAuthn) {
@@ -199,12 +215,7 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions, r
     });
   }
 
-  const waypoints = new Map<string, WaypointView>();
-  for (const [key, gw] of idx.waypoints) {
-    waypoints.set(key, waypointView(key, gw, waypointRefs.get(key)!, idx, services, opts));
-  }
-
-  return { workloads, services, authorizations, waypoints, problems, endpointProblems };
+  return { workloads, services, authorizations, waypoints, l7: compiled.report, problems, endpointProblems };
 }
 
 type BindingFor = (what: 'service' | 'workload', objKey: string, ns: string, own: Labels) => WaypointRef | undefined;
@@ -315,8 +326,11 @@ function waypointRef(gw: Gateway, idx: MeshIndex, opts: ViewOptions): WaypointRe
 
 const L4_WHEN_KEYS = new Set(['source.ip', 'source.namespace', 'source.principal', 'destination.ip', 'destination.port']);
 
-/** A policy attached with targetRef(s) belongs to a waypoint; ztunnels enforce selector/namespace/global ones. */
-export function toZtunnelAuthz(p: AuthorizationPolicy, opts: ViewOptions): AuthorizationResource | undefined {
+/**
+ * A policy attached with targetRef(s) belongs to a waypoint; ztunnels enforce selector/namespace/global ones.
+ * `waypointEnforced`: the waypoints that enforce this policy whole, whose own connections the ztunnels let through it.
+ */
+export function toZtunnelAuthz(p: AuthorizationPolicy, opts: ViewOptions, waypointEnforced?: string[]): AuthorizationResource | undefined {
   if (p.spec.targetRef || (p.spec.targetRefs && p.spec.targetRefs.length > 0)) return undefined;
   if (p.spec.action === 'CUSTOM') return undefined;
   const ns = p.metadata.namespace!;
@@ -344,6 +358,7 @@ export function toZtunnelAuthz(p: AuthorizationPolicy, opts: ViewOptions): Autho
     action: p.spec.action,
     rules,
     notes,
+    ...(waypointEnforced && waypointEnforced.length > 0 ? { waypointEnforced } : {}),
   };
 }
 
@@ -387,61 +402,4 @@ function toL4Rule(rule: AuthzRule): { rule: L4Rule; l7Fields: string[] } {
     if (kept.length) out.when = kept.map((c) => ({ key: c.key, ...(c.values ? { values: c.values } : {}), ...(c.notValues ? { notValues: c.notValues } : {}) }));
   }
   return { rule: out, l7Fields: l7 };
-}
-
-// ---------- per-waypoint views ----------
-
-function refsOf(p: { spec: { targetRef?: PolicyTargetRef; targetRefs?: PolicyTargetRef[] } }): PolicyTargetRef[] {
-  return [...(p.spec.targetRef ? [p.spec.targetRef] : []), ...(p.spec.targetRefs ?? [])];
-}
-
-function waypointView(
-  key: string, gw: Gateway, ref: WaypointRef, idx: MeshIndex, services: Map<string, ServiceResource>, opts: ViewOptions,
-): WaypointView {
-  const ns = gw.metadata.namespace!;
-  const bound = [...services.values()].filter((s) => s.waypoint && `${s.waypoint.namespace}/${s.waypoint.name}` === key);
-  const boundKeys = new Set(bound.map((s) => `${s.namespace}/${s.name}`));
-  const boundHosts = new Map<string, string>(); // any spelling of a bound service's host → key
-  for (const s of bound) {
-    for (const h of [s.hostname, `${s.name}.${s.namespace}.svc`, `${s.name}.${s.namespace}`]) boundHosts.set(h, `${s.namespace}/${s.name}`);
-  }
-  const hostKey = (host: string, fromNs: string) => boundHosts.get(host) ?? boundHosts.get(`${host}.${fromNs}`);
-
-  const routes = new Map<string, RouteResource>();
-  for (const r of idx.httpRoutes) {
-    const rns = r.metadata.namespace!;
-    const targets = r.spec.parentRefs
-      .filter((pr) => (pr.kind ?? 'Gateway') === 'Service' && (pr.group ?? '') === '')
-      .map((pr) => `${pr.namespace ?? rns}/${pr.name}`)
-      .filter((k) => boundKeys.has(k));
-    const toGateway = r.spec.parentRefs.some((pr) => (pr.kind ?? 'Gateway') === 'Gateway' && pr.name === gw.metadata.name && (pr.namespace ?? rns) === ns);
-    if (targets.length > 0 || toGateway) routes.set(`httproute/${rns}/${r.metadata.name}`, { type: 'httproute', route: r, services: [...new Set(targets)].sort() });
-  }
-  for (const vs of idx.virtualServices) {
-    const vns = vs.metadata.namespace!;
-    if (vs.spec.hosts.some((h) => hostKey(h, vns))) routes.set(`virtualservice/${vns}/${vs.metadata.name}`, { type: 'virtualservice', route: vs });
-  }
-
-  const policies = new Map<string, PolicyResource>();
-  for (const p of idx.authz) {
-    const pns = p.metadata.namespace!;
-    const applies = refsOf(p).some((t) =>
-      (t.kind === 'Gateway' && t.name === gw.metadata.name && (t.namespace ?? pns) === ns) ||
-      (t.kind === 'Service' && boundKeys.has(`${t.namespace ?? pns}/${t.name}`)) ||
-      (t.kind === 'GatewayClass' && t.name === WAYPOINT_GATEWAY_CLASS && pns === opts.rootNamespace));
-    if (applies) policies.set(`authorizationpolicy/${pns}/${p.metadata.name}`, { type: 'authz', policy: p });
-  }
-  for (const dr of idx.destinationRules) {
-    const dns = dr.metadata.namespace!;
-    if (hostKey(dr.spec.host, dns)) policies.set(`destinationrule/${dns}/${dr.metadata.name}`, { type: 'destinationrule', rule: dr });
-  }
-  for (const t of idx.telemetry) {
-    const tns = t.metadata.namespace!;
-    const targeted = (t.spec.targetRefs ?? []).length > 0;
-    const applies = targeted
-      ? (t.spec.targetRefs ?? []).some((r) => (r.kind === 'Gateway' && r.name === gw.metadata.name && (r.namespace ?? tns) === ns) || (r.kind === 'Service' && boundKeys.has(`${r.namespace ?? tns}/${r.name}`)))
-      : !t.spec.selector && (tns === ns || tns === opts.rootNamespace);
-    if (applies) policies.set(`telemetry/${tns}/${t.metadata.name}`, { type: 'telemetry', telemetry: t });
-  }
-  return { gateway: key, ref, routes, policies, services: [...boundKeys].sort() };
 }

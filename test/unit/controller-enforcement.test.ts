@@ -46,19 +46,18 @@ describe('what nothing enforces: L7 objects', () => {
     assert.deepEqual(warningsFor([service('default', 'api'), vs('api', ['api'])]), [
       'mesh.yaml doc 2 VirtualService default/api: warning: not enforced: no waypoint serves it, and only a waypoint applies its routes (matches, weights, retries, timeouts, faults); ' +
         'connections to api go straight to the service\'s endpoints, balanced at L4, as if this object did not exist. To have it applied, bind the service to a waypoint ' +
-        '(label istio.io/use-waypoint on the Service or its namespace, naming a Gateway with gatewayClassName istio-waypoint) — but this version of Strait has no waypoint proxy yet, ' +
-        'so until it has one nothing applies this object',
+        '(label istio.io/use-waypoint on the Service or its namespace, naming a Gateway with gatewayClassName istio-waypoint)',
     ]);
   });
 
-  it('a VirtualService of a waypoint-bound service: says the waypoint does not run and that connections to the service fail', () => {
+  it('a VirtualService of a waypoint-bound service is enforced by the waypoint; what it cannot apply is named (subsets no DestinationRule defines)', () => {
     const lines = warningsFor([
       namespace('shop', { 'istio.io/use-waypoint': 'waypoint' }), waypoint('shop', 'waypoint', { address: '10.0.9.9' }), service('shop', 'api'), vs('api', ['api'], 'shop'),
     ]);
     assert.deepEqual(lines, [
-      'mesh.yaml doc 2 Gateway shop/waypoint: warning: not served: this version of Strait has no waypoint proxy, so connections to what is bound to this waypoint (services shop/api) fail; remove their istio.io/use-waypoint label to reach them directly',
-      'mesh.yaml doc 4 VirtualService shop/api: warning: not enforced: its routes (matches, weights, retries, timeouts, faults) are applied by waypoint shop/waypoint, and this version of Strait has no waypoint proxy, ' +
-        'so connections to the services bound to it fail until one runs; remove their istio.io/use-waypoint label to reach them directly, without this object',
+      'mesh.yaml doc 4 VirtualService shop/api: warning: spec.http[0].route[0].destination: subset v2 of shop/api is not defined: no DestinationRule applies to shop/api; the requests its weight would get are answered 503 (flag NC)',
+      'mesh.yaml doc 4 VirtualService shop/api: warning: spec.http[1].route[0].destination: subset v1 of shop/api is not defined: no DestinationRule applies to shop/api; the requests its weight would get are answered 503 (flag NC)',
+      'mesh.yaml doc 4 VirtualService shop/api: warning: spec.http[1].route[1].destination: subset v2 of shop/api is not defined: no DestinationRule applies to shop/api; the requests its weight would get are answered 503 (flag NC)',
     ]);
   });
 
@@ -69,23 +68,24 @@ describe('what nothing enforces: L7 objects', () => {
     ]);
     assert.equal(lines.length, 3);
     assert.match(lines[0]!, /^mesh\.yaml doc 2 DestinationRule default\/orders-circuit-breaker: warning: not enforced: no waypoint serves it, and only a waypoint applies its traffic policy \(subsets, load balancing, connection pool, outlier detection\); connections to orders go straight to the service's endpoints, balanced at L4, with no limits or ejection from this object\./);
-    assert.match(lines[1]!, /^mesh\.yaml doc 3 Telemetry istio-system\/tracing: warning: not enforced: no waypoint serves it, and only a waypoint applies its tracing, access-log and metric settings; the ztunnels' access log and TCP metrics stay as they are, and no spans are sent\./);
-    assert.match(lines[2]!, /^mesh\.yaml doc 4 HTTPRoute default\/reviews: warning: not enforced: no waypoint serves it, .*connections to default\/reviews go straight to the service's endpoints/);
+    assert.match(lines[1]!, /^mesh\.yaml doc 3 Telemetry istio-system\/tracing: warning: not enforced: no waypoint serves it, and only a waypoint applies its tracing settings; no spans are sent for the requests it names\./);
+    assert.match(lines[2]!, /^mesh\.yaml doc 4 HTTPRoute default\/reviews: warning: spec\.parentRefs\[0\]: not accepted \(NoMatchingParent\): Service default\/reviews does not exist/);
   });
 
   it('an HTTPRoute attached to an ingress Gateway, and that Gateway, are reported as ignored', () => {
     const ingress = { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'public', namespace: 'default' }, spec: { gatewayClassName: 'istio', listeners: [{ name: 'http', port: 80, protocol: 'HTTP' }] } };
     assert.deepEqual(warningsFor([ingress, httpRoute('web', [{ name: 'public' }])]), [
       'mesh.yaml doc 1 Gateway default/public: warning: spec.gatewayClassName: gatewayClassName istio: Strait runs only waypoints (class istio-waypoint) and has no ingress gateways, so nothing listens for this Gateway (ignored)',
-      'mesh.yaml doc 2 HTTPRoute default/web: warning: spec.parentRefs[0]: Gateway default/public is not a waypoint Strait knows (gatewayClassName istio-waypoint); Strait has no ingress gateways, so this parent is ignored',
+      'mesh.yaml doc 2 HTTPRoute default/web: warning: spec.parentRefs[0]: not accepted (NoMatchingParent): Gateway default/public is not a waypoint (gatewayClassName istio-waypoint) Strait runs, and Strait has no ingress gateways',
     ]);
   });
 
-  it('once waypoints enforce (the waypoint issue), an object bound to one has no warning and an unbound one keeps its advice', () => {
+  it('an object a waypoint applies has no warning, and an unbound one keeps its advice', () => {
+    const plain = (name: string, ns = 'default') => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name, namespace: ns }, spec: { hosts: [name], http: [{ timeout: '5s', route: [{ destination: { host: name } }] }] } });
     const lines = warningsFor([
-      namespace('shop', { 'istio.io/use-waypoint': 'waypoint' }), waypoint('shop', 'waypoint', { address: '10.0.9.9' }), service('shop', 'api'), vs('api', ['api'], 'shop'),
-      service('default', 'web'), vs('web', ['web']),
-    ], { ...opts, waypointsEnforce: true });
+      namespace('shop', { 'istio.io/use-waypoint': 'waypoint' }), waypoint('shop', 'waypoint', { address: '10.0.9.9' }), service('shop', 'api'), plain('api', 'shop'),
+      service('default', 'web'), plain('web'),
+    ]);
     assert.equal(lines.length, 1);
     assert.match(lines[0]!, /^mesh\.yaml doc 6 VirtualService default\/web: warning: not enforced: no waypoint serves it, .*naming a Gateway with gatewayClassName istio-waypoint\)$/);
   });
@@ -104,8 +104,8 @@ describe('what nothing enforces: AuthorizationPolicy', () => {
     assert.deepEqual(warningsFor([ordersPolicy]), [
       'mesh.yaml doc 1 AuthorizationPolicy default/orders-policy: warning: spec.rules: rules[0] (methods, paths) uses HTTP attributes, which the ztunnel cannot check at L4; ' +
         'as in Istio\'s ambient mode the ztunnel leaves that ALLOW rule out (it matches no connection), so this policy allows nothing: every connection to the workloads labelled app=orders ' +
-        'in namespace default is DENIED unless another ALLOW policy admits it. To enforce the HTTP attributes, the workloads\' service must be served by a waypoint with the policy attached ' +
-        'to it by targetRefs — this version of Strait has no waypoint proxy yet; to allow at L4 now, remove the HTTP attributes from the rule',
+        'in namespace default is DENIED unless another ALLOW policy admits it. To enforce the HTTP attributes, deploy a waypoint (a Gateway with gatewayClassName istio-waypoint) ' +
+        'and bind the workloads\' service to it (label istio.io/use-waypoint): it then enforces this whole policy with the caller\'s identity. Or remove the HTTP attributes from the rule',
     ]);
     // What the warning says is what the ztunnels receive: an ALLOW policy with no rule left.
     const p = parseManifests(docs(ordersPolicy), 'x.yaml').objects[0]!.object as AuthorizationPolicy;
@@ -126,8 +126,8 @@ describe('what nothing enforces: AuthorizationPolicy', () => {
     const [line] = warningsFor([ap('no-delete', { selector: { matchLabels: { app: 'db' } }, action: 'DENY', rules: [{ from: [{ source: { notNamespaces: ['shop'] } }], to: [{ operation: { methods: ['DELETE'] } }] }] }, 'istio-system')]);
     assert.equal(line, 'mesh.yaml doc 1 AuthorizationPolicy istio-system/no-delete: warning: spec.rules: rules[0] (methods) uses HTTP attributes, which the ztunnel cannot check at L4; ' +
       'as in Istio\'s ambient mode the ztunnel enforces that rule without them, so it denies every connection to the workloads labelled app=db in every namespace (root namespace policy) ' +
-      'that matches the rest of the rule, whatever the request: more than written. To enforce the HTTP attributes, the workloads\' service must be served by a waypoint with the policy ' +
-      'attached to it by targetRefs — this version of Strait has no waypoint proxy yet');
+      'that matches the rest of the rule, whatever the request: more than written. To enforce the HTTP attributes, deploy a waypoint (a Gateway with gatewayClassName istio-waypoint) ' +
+      'and bind the workloads\' service to it (label istio.io/use-waypoint): it then enforces this whole policy with the caller\'s identity. Or remove the HTTP attributes from the rule');
   });
 
   it('a policy with targetRefs to a service no waypoint serves is enforced nowhere, and says so', () => {
@@ -138,5 +138,22 @@ describe('what nothing enforces: AuthorizationPolicy', () => {
   it('a CUSTOM policy is enforced nowhere', () => {
     const [line] = warningsFor([ap('ext', { action: 'CUSTOM', provider: { name: 'opa' }, rules: [{}] })]);
     assert.match(line!, /^mesh\.yaml doc 1 AuthorizationPolicy default\/ext: warning: spec\.action: not enforced: action CUSTOM \(external authorization by opa\) is not supported by Strait/);
+  });
+});
+
+describe('what nothing reads: sidecar injection and ConfigMaps', () => {
+  it('a pod asking for a sidecar, and a namespace asking for injection, get a note that ambient needs none', () => {
+    const sidecarPod = { ...(pod('shop', 'web-1') as Record<string, unknown>), metadata: { name: 'web-1', namespace: 'shop', annotations: { 'sidecar.istio.io/inject': 'true' } } };
+    assert.deepEqual(warningsFor([namespace('shop', { 'istio-injection': 'enabled' }), sidecarPod]), [
+      'mesh.yaml doc 1 Namespace shop: warning: metadata.labels[istio-injection]: has no effect: it asks for sidecar injection, and ambient mode needs no sidecar: a pod joins the mesh through the label istio.io/dataplane-mode=ambient on its namespace (or on the pod)',
+      'mesh.yaml doc 2 Pod shop/web-1: warning: metadata.annotations[sidecar.istio.io/inject]: has no effect: ambient mode needs no sidecar: a pod joins the mesh through the label istio.io/dataplane-mode=ambient on its namespace (or on the pod); this pod is not enrolled',
+    ]);
+  });
+
+  it('a ConfigMap other than istio in the root namespace is accepted and reported as not read', () => {
+    const cm = (name: string, ns: string) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns }, data: { key: 'value' } });
+    assert.deepEqual(warningsFor([cm('app-settings', 'shop'), cm('istio', 'istio-system')]), [
+      'mesh.yaml doc 1 ConfigMap shop/app-settings: warning: not read: Strait reads only the ConfigMap istio in the root namespace istio-system (its mesh key, Istio\'s mesh config); this ConfigMap is ignored',
+    ]);
   });
 });

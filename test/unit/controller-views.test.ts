@@ -108,8 +108,10 @@ describe('waypoint bindings', () => {
       route, other, l7, dr,
     );
     const wp = v.waypoints.get('shop/waypoint')!;
-    assert.deepEqual([...wp.routes.keys()], ['httproute/shop/web-split']);
-    assert.deepEqual([...wp.policies.keys()].sort(), ['authorizationpolicy/shop/get-only', 'destinationrule/shop/web']);
+    // One compiled route table per bound service (db is not bound), its policies by compiled resource name.
+    assert.deepEqual([...wp.routes.keys()], ['shop/web']);
+    assert.deepEqual(wp.routes.get('shop/web')!.origin, { kind: 'HTTPRoute', objects: ['shop/web-split'] });
+    assert.deepEqual([...wp.policies.keys()].sort(), ['authz/shop/get-only', 'backend/shop/web']);
     // a targetRef policy is the waypoint's business, never the ztunnel's
     assert.equal(v.authorizations.has('authz/shop/get-only'), false);
   });

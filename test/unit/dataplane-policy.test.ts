@@ -644,3 +644,26 @@ describe('effectiveMtlsMode', () => {
     assert.equal(effectiveMtlsMode(ps, web, 8080), 'STRICT');
   });
 });
+
+describe('authorize: policies a waypoint enforces whole (waypointEnforced)', () => {
+  const WP = 'spiffe://cluster.local/ns/shop/sa/waypoint';
+  const enforced = (action: Action, rules: L4Rule[]): AuthorizationResource => ({ ...authz('shop', 'p', action, rules, { selector: { app: 'web' } }), waypointEnforced: [WP] } as AuthorizationResource);
+
+  it('an ALLOW policy reduced to nothing at L4 denies everyone but the waypoint that enforced it', () => {
+    assert.equal(authorize([enforced('ALLOW', [])], web, conn({ sourceIdentity: WP })).allowed, true);
+    assert.equal(authorize([enforced('ALLOW', [])], web, conn()).allowed, false);
+    assert.equal(authorize([enforced('ALLOW', [])], web, plaintext()).allowed, false);
+  });
+
+  it('a DENY policy does not deny the waypoint that enforced it, and denies the same identity\'s workloads otherwise', () => {
+    const denyAll = enforced('DENY', [{}]);
+    assert.equal(authorize([denyAll], web, conn({ sourceIdentity: WP })).allowed, true);
+    assert.equal(authorize([denyAll], web, conn()).allowed, false);
+  });
+
+  it('other policies still apply to the waypoint', () => {
+    const d = authorize([enforced('ALLOW', []), authz('shop', 'ns', 'ALLOW', from({ principals: ['cluster.local/ns/shop/sa/web'] }))], web, conn({ sourceIdentity: WP }));
+    assert.equal(d.allowed, false);
+    assert.match(d.reason, /no ALLOW policy matched \(shop\/ns\)/);
+  });
+});

@@ -69,7 +69,7 @@ test('a number where a label value belongs suggests quoting it', () => {
 
 test('an unsupported kind lists the supported apiVersions and kinds', () => {
   assert.deepEqual(rejected({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }), [
-    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service (v1); ' +
+    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service, ConfigMap (v1); ' +
       'AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); ' +
       'Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
@@ -88,7 +88,7 @@ test('Istio and Gateway API kinds Strait does not implement are warnings that sa
     ['security.istio.io/v1', 'RequestAuthentication', 'Strait does not validate JWTs: requests carry no request principal, so rules naming requestPrincipals never match'],
     ['gateway.networking.k8s.io/v1', 'GRPCRoute', 'Strait routes with HTTPRoute only; gRPC services get no routing from it'],
     ['gateway.networking.k8s.io/v1alpha2', 'TCPRoute', 'Strait has no TCP routing beyond a Service\'s own endpoints'],
-    ['gateway.networking.k8s.io/v1beta1', 'ReferenceGrant', 'Strait does not check cross-namespace references against grants'],
+    ['gateway.networking.k8s.io/v1beta1', 'ReferenceGrant', 'Strait reads no ReferenceGrants: an HTTPRoute backendRef or mirror to another namespace is refused (status ResolvedRefs False, RefNotPermitted)'],
   ];
   for (const [apiVersion, kind, why] of cases) {
     const r = check({ apiVersion, kind, metadata: meta('x', 'shop'), spec: { anything: ['goes'] } });
@@ -121,7 +121,7 @@ test('a known kind under the wrong apiVersion names the right ones', () => {
 test('a missing apiVersion or kind is reported, and a non-mapping document too', () => {
   assert.deepEqual(rejected({ metadata: { name: 'x' } }), [
     'policies.yaml doc 3: apiVersion: required field is missing; e.g. "v1" or "security.istio.io/v1"',
-    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
+    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service, ConfigMap (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
   assert.deepEqual(rejected(['a', 'b']), ['policies.yaml doc 3: expected a mapping with apiVersion, kind and metadata, got a list']);
 });

@@ -218,3 +218,33 @@ describe('a denial caused by an ALLOW rule dropped for needing L7', () => {
     assert.match(d.kind === 'refuse' ? d.reason : '', /no ALLOW policy matched \(apps\/get-only\); apps\/get-only rules\[0\] dropped: to\[0\]\.operation\.methods need a waypoint .*; bind a waypoint to the destination \(istio\.io\/use-waypoint\)/);
   });
 });
+
+describe('a selector policy the waypoint enforces whole (sidecar compatibility)', () => {
+  // reviews-1 is an endpoint of apps/reviews, bound to WAYPOINT; its ALLOW rule needed L7 fields, so at L4 it has none.
+  const reviewsPolicy: AuthorizationResource = {
+    type: 'authz', name: 'reviews-policy', namespace: 'apps', scope: 'workload', selector: { app: 'reviews-1' }, action: 'ALLOW', rules: [],
+    notes: ['rules[0] dropped: to[0].operation.methods need a waypoint (an ALLOW rule with L7 fields never matches at L4)'],
+    waypointEnforced: [WAYPOINT.identity],
+  };
+  const arrival = (peer: string | undefined): InboundArrival => ({ target: { host: '10.0.4.1', port: 9080 }, ...(peer ? { peerIdentity: peer } : {}), remoteAddress: '10.1.0.1' });
+
+  it('lets the waypoint that enforced it through', () => {
+    const d = decideInbound(stateWith([reviewsPolicy]), 'node-b', arrival(WAYPOINT.identity));
+    assert.deepEqual(verdict(d), { kind: 'allow', policy: undefined, sourceIp: '10.1.0.1', source: undefined, workload: 'reviews-1' });
+    assert.equal(d.kind === 'allow' && d.authz.reason, 'allowed: no ALLOW policy applies (apps/reviews-policy enforced by the peer, a waypoint, on the request)');
+  });
+
+  it('still applies it at L4 to every other peer: another workload, another waypoint, plaintext; the denial says to go through the service', () => {
+    for (const peer of [id('apps', 'client'), UNREADY_WAYPOINT.identity, undefined]) {
+      const d = decideInbound(stateWith([reviewsPolicy]), 'node-b', arrival(peer));
+      assert.equal(d.kind === 'refuse' && d.code, 'policy_denied', `peer ${peer ?? 'plaintext'}`);
+      assert.equal(d.kind === 'refuse' && d.reason, 'denied: no ALLOW policy matched (apps/reviews-policy); apps/reviews-policy is enforced whole by the destination\'s waypoint, and this connection did not come through it: send the request to the service, not to the pod\'s address');
+    }
+  });
+
+  it('exempts the waypoint from that policy only: a DENY policy it does not enforce still denies it', () => {
+    const denyWaypoint = deny('no-waypoint', [WAYPOINT.identity.slice('spiffe://'.length)]);
+    const d = decideInbound(stateWith([reviewsPolicy, denyWaypoint]), 'node-b', arrival(WAYPOINT.identity));
+    assert.equal(d.kind === 'refuse' && d.code, 'policy_denied');
+  });
+});

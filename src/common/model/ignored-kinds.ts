@@ -31,7 +31,7 @@ const IGNORED: Readonly<Record<string, Readonly<Record<string, string>>>> = {
     TCPRoute: 'Strait has no TCP routing beyond a Service\'s own endpoints',
     TLSRoute: 'Strait has no TLS routing beyond a Service\'s own endpoints',
     UDPRoute: 'Strait carries no UDP',
-    ReferenceGrant: 'Strait does not check cross-namespace references against grants',
+    ReferenceGrant: 'Strait reads no ReferenceGrants: an HTTPRoute backendRef or mirror to another namespace is refused (status ResolvedRefs False, RefNotPermitted)',
     BackendTLSPolicy: 'Strait does not originate TLS to backends (the mesh\'s own mTLS needs no policy)',
     BackendLBPolicy: 'Strait does not read load-balancing policies from Gateway API (use a DestinationRule)',
     ListenerSet: 'Strait runs no ingress gateways',

@@ -14,6 +14,11 @@ export interface ObjectMeta {
   namespace?: string;
   labels: Labels;
   annotations: Labels;
+  /**
+   * RFC 3339 time the API server created the object; absent in hand-written manifests. Where Istio and Gateway API
+   * let the oldest object win, objects without it count as older than any with it, then by "namespace/name".
+   */
+  creationTimestamp?: string;
 }
 
 /** Where an object came from, for messages. */
@@ -93,6 +98,57 @@ export interface Service {
   };
 }
 
+export interface ConfigMap {
+  apiVersion: 'v1';
+  kind: 'ConfigMap';
+  metadata: ObjectMeta;
+  data: Record<string, string>;
+  /** The `mesh` key parsed, for a ConfigMap named "istio" (Istio's mesh config; read from the root namespace only). */
+  mesh?: MeshConfig;
+}
+
+// ---------- Istio mesh config (the `mesh` key of the `istio` ConfigMap) ----------
+
+export interface ZipkinProvider {
+  /** "name.namespace.svc.cluster.local" or "namespace/name". */
+  service: string;
+  port: number;
+  maxTagLength?: number;
+  /** Strait and newer Istio: the collector's path (default "/api/v2/spans"). */
+  path?: string;
+}
+export interface OpenTelemetryProvider {
+  service: string;
+  port: number;
+  maxTagLength?: number;
+  /** OTLP/HTTP when present (path default "/v1/traces"); otherwise OTLP/gRPC. */
+  http?: { path?: string; timeout?: string };
+  grpc?: { timeout?: string };
+}
+/** One `extensionProviders` entry; `kind` names its provider type (the one key besides `name`). */
+export type ExtensionProvider =
+  | { name: string; kind: 'zipkin'; zipkin: ZipkinProvider }
+  | { name: string; kind: 'opentelemetry'; opentelemetry: OpenTelemetryProvider }
+  /** A provider type Strait does not implement (envoyExtAuthzHttp, prometheus, skywalking, ...): kept for messages. */
+  | { name: string; kind: 'unsupported'; type: string };
+
+/** Strait's own mesh-config section (`strait:` in the `mesh` key). */
+export interface StraitMeshSettings {
+  /**
+   * Who enforces AuthorizationPolicies attached by selector (or namespace / mesh-wide) to workloads served by a
+   * waypoint. "waypoint" (default): that waypoint enforces the whole policy with the caller's identity, and the
+   * workloads' ztunnels let the waypoint's own connections through that policy. "istio": Istio's ambient behaviour,
+   * the ztunnel alone enforces them at L4 and rules with HTTP attributes are dropped.
+   */
+  selectorPolicies?: 'waypoint' | 'istio';
+}
+
+export interface MeshConfig {
+  extensionProviders: ExtensionProvider[];
+  defaultProviders?: { tracing?: string[]; metrics?: string[]; accessLogging?: string[] };
+  strait?: StraitMeshSettings;
+}
+
 // ---------- security.istio.io ----------
 
 export interface PolicyTargetRef {
@@ -168,6 +224,7 @@ export interface PeerAuthentication {
 
 // ---------- networking.istio.io ----------
 
+/** Exactly one of exact, prefix, regex; none (`{}`) in `headers` / `withoutHeaders` means "the header is present". */
 export interface StringMatch {
   exact?: string;
   prefix?: string;
@@ -182,6 +239,13 @@ export interface HTTPMatchRequest {
   queryParams?: Record<string, StringMatch>;
   port?: number;
   ignoreUriCase?: boolean;
+  /** Negated header matches: the request must not match any of them. */
+  withoutHeaders?: Record<string, StringMatch>;
+  /** Conditions on the source or on gateways, which a waypoint cannot apply: a match using them is left out. */
+  sourceLabels?: Labels;
+  sourceNamespace?: string;
+  gateways?: string[];
+  scheme?: StringMatch;
 }
 export interface Destination {
   host: string;
@@ -202,21 +266,33 @@ export interface HTTPRetry {
   attempts: number;
   perTryTimeout?: string;
   retryOn?: string;
+  /** Base interval of the backoff between tries (newer Istio). */
+  backoff?: string;
 }
 export interface HTTPFaultInjection {
   delay?: { percentage?: { value: number }; fixedDelay: string };
   abort?: { percentage?: { value: number }; httpStatus: number };
 }
+export interface HTTPMirrorPolicy {
+  destination: Destination;
+  percentage?: { value: number };
+}
 export interface VSHTTPRoute {
   name?: string;
   match?: HTTPMatchRequest[];
   route?: HTTPRouteDestination[];
-  redirect?: { uri?: string; authority?: string; redirectCode?: number };
+  redirect?: { uri?: string; authority?: string; redirectCode?: number; scheme?: string; port?: number };
   rewrite?: { uri?: string; authority?: string };
   timeout?: string;
   retries?: HTTPRetry;
   fault?: HTTPFaultInjection;
   headers?: { request?: HeaderOperations; response?: HeaderOperations };
+  mirror?: Destination;
+  /** Percentage of requests mirrored to `mirror`; absent: 100. */
+  mirrorPercentage?: { value: number };
+  mirrors?: HTTPMirrorPolicy[];
+  /** What the rule does instead of route/redirect when it has neither (fields Strait does not implement). */
+  unsupportedAction?: 'directResponse' | 'delegate';
 }
 export interface VirtualService {
   apiVersion: 'networking.istio.io/v1' | 'networking.istio.io/v1beta1' | 'networking.istio.io/v1alpha3';
@@ -335,7 +411,8 @@ export interface HTTPRouteFilter {
   responseHeaderModifier?: HTTPHeaderFilter;
   requestRedirect?: { scheme?: string; hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string }; port?: number; statusCode?: number };
   urlRewrite?: { hostname?: string; path?: { type: string; replaceFullPath?: string; replacePrefixMatch?: string } };
-  requestMirror?: { backendRef: BackendRef };
+  /** `percent` (0..100) or `fraction` is normalised into `percent` (a fraction may give a non-integer). */
+  requestMirror?: { backendRef: BackendRef; percent?: number };
   extensionRef?: { group: string; kind: string; name: string };
 }
 export interface BackendRef {
@@ -353,6 +430,8 @@ export interface HTTPRouteRule {
   filters?: HTTPRouteFilter[];
   backendRefs?: BackendRef[];
   timeouts?: { request?: string; backendRequest?: string };
+  /** Gateway API retry (experimental channel). */
+  retry?: { codes?: number[]; attempts?: number; backoff?: string };
 }
 export interface HTTPRoute {
   apiVersion: 'gateway.networking.k8s.io/v1' | 'gateway.networking.k8s.io/v1beta1';
@@ -372,6 +451,7 @@ export type MeshObject =
   | Node
   | Pod
   | Service
+  | ConfigMap
   | AuthorizationPolicy
   | PeerAuthentication
   | VirtualService

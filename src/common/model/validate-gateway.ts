@@ -151,7 +151,7 @@ function parentRef(ctx: Ctx, v: unknown, path: string): ParentReference | undefi
 }
 
 function routeRule(ctx: Ctx, v: unknown, path: string): HTTPRouteRule | undefined {
-  const r = struct(ctx, v, path, { known: ['name', 'matches', 'filters', 'backendRefs', 'timeouts'], unsupported: ['retry', 'sessionPersistence'] }, true);
+  const r = struct(ctx, v, path, { known: ['name', 'matches', 'filters', 'backendRefs', 'timeouts', 'retry'], unsupported: ['sessionPersistence'] }, true);
   if (!r) return undefined;
   const rawMatches = r['matches'];
   const matches =
@@ -167,6 +167,19 @@ function routeRule(ctx: Ctx, v: unknown, path: string): HTTPRouteRule | undefine
     filters,
     backendRefs,
     timeouts: routeTimeouts(ctx, r['timeouts'], at(path, 'timeouts')),
+    retry: routeRetry(ctx, r['retry'], at(path, 'retry')),
+  });
+}
+
+/** Gateway API HTTPRouteRetry: codes 400..599, attempts (0 disables), backoff as a Gateway API duration. */
+function routeRetry(ctx: Ctx, v: unknown, path: string): HTTPRouteRule['retry'] {
+  const r = struct(ctx, v, path, { known: ['codes', 'attempts', 'backoff'] });
+  if (!r) return undefined;
+  const codes = list(ctx, r['codes'], at(path, 'codes'), (x, p) => int(ctx, x, p, { min: 400, max: 599 }, true));
+  return compact({
+    codes,
+    attempts: int(ctx, r['attempts'], at(path, 'attempts'), { min: 0 }),
+    backoff: gatewayDuration(ctx, r['backoff'], at(path, 'backoff')),
   });
 }
 
@@ -279,9 +292,10 @@ function routeFilter(ctx: Ctx, v: unknown, path: string): HTTPRouteFilter | unde
     case 'URLRewrite':
       return { type, urlRewrite: rewriteFilter(ctx, body, fPath) ?? {} };
     case 'RequestMirror': {
-      const m = struct(ctx, body, fPath, { known: ['backendRef'], unsupported: ['percent', 'fraction'] });
+      const m = struct(ctx, body, fPath, { known: ['backendRef', 'percent', 'fraction'] });
       const ref = m && backendObjectRef(ctx, m['backendRef'], at(fPath, 'backendRef'), true);
-      return ref ? { type, requestMirror: { backendRef: ref } } : undefined;
+      const percent = m && mirrorPercent(ctx, m, fPath);
+      return ref ? { type, requestMirror: compact({ backendRef: ref, percent }) } : undefined;
     }
     case 'ExtensionRef': {
       const e = struct(ctx, body, fPath, { known: ['group', 'kind', 'name'] });
@@ -296,6 +310,26 @@ function routeFilter(ctx: Ctx, v: unknown, path: string): HTTPRouteFilter | unde
       };
     }
   }
+}
+
+/** RequestMirror `percent` (0..100) or `fraction` ({numerator, denominator default 100}), as a percentage. */
+function mirrorPercent(ctx: Ctx, m: Raw, path: string): number | undefined {
+  if (!absent(m['percent']) && !absent(m['fraction'])) {
+    ctx.error(at(path, 'fraction'), 'cannot be combined with percent; set only one');
+    return undefined;
+  }
+  if (!absent(m['percent'])) return int(ctx, m['percent'], at(path, 'percent'), { min: 0, max: 100 });
+  const fPath = at(path, 'fraction');
+  const f = struct(ctx, m['fraction'], fPath, { known: ['numerator', 'denominator'] });
+  if (!f) return undefined;
+  const numerator = int(ctx, f['numerator'], at(fPath, 'numerator'), { min: 0 }, true);
+  const denominator = int(ctx, f['denominator'], at(fPath, 'denominator'), { min: 1 }) ?? 100;
+  if (numerator === undefined) return undefined;
+  if (numerator > denominator) {
+    ctx.error(at(fPath, 'numerator'), `${numerator} is more than the denominator ${denominator}`);
+    return undefined;
+  }
+  return (numerator / denominator) * 100;
 }
 
 function headerFilter(ctx: Ctx, v: unknown, path: string): HTTPHeaderFilter | undefined {

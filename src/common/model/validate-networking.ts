@@ -31,6 +31,7 @@ import {
   oneOf,
   port,
   str,
+  isMapping,
   stringMap,
   strList,
   struct,
@@ -107,8 +108,8 @@ export function validateVirtualService(ctx: Ctx, raw: Raw, meta: ObjectMeta, api
 }
 
 const VS_HTTP_ROUTE = {
-  known: ['name', 'match', 'route', 'redirect', 'rewrite', 'timeout', 'retries', 'fault', 'headers'],
-  unsupported: ['mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'delegate', 'directResponse'],
+  known: ['name', 'match', 'route', 'redirect', 'rewrite', 'timeout', 'retries', 'fault', 'headers', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent'],
+  unsupported: ['corsPolicy', 'delegate', 'directResponse'],
 };
 
 function vsHttpRoute(ctx: Ctx, v: unknown, path: string): VSHTTPRoute | undefined {
@@ -117,25 +118,53 @@ function vsHttpRoute(ctx: Ctx, v: unknown, path: string): VSHTTPRoute | undefine
   const hasRoute = r['route'] !== undefined && r['route'] !== null;
   const hasRedirect = r['redirect'] !== undefined && r['redirect'] !== null;
   if (hasRoute && hasRedirect) ctx.error(at(path, 'redirect'), 'cannot be combined with route; a rule either routes or redirects');
-  if (!hasRoute && !hasRedirect && r['directResponse'] === undefined) ctx.error(path, 'needs a route or a redirect');
+  const unsupportedAction: VSHTTPRoute['unsupportedAction'] = hasRoute || hasRedirect ? undefined : r['directResponse'] !== undefined ? 'directResponse' : r['delegate'] !== undefined ? 'delegate' : undefined;
+  if (!hasRoute && !hasRedirect && !unsupportedAction) ctx.error(path, 'needs a route or a redirect');
   if (hasRedirect && r['rewrite'] !== undefined && r['rewrite'] !== null) ctx.error(at(path, 'rewrite'), 'cannot be combined with redirect');
+  const route = list(ctx, r['route'], at(path, 'route'), (x, p) => vsRouteDestination(ctx, x, p));
+  checkWeights(ctx, r['route'], at(path, 'route'));
+  if (r['mirrorPercent'] !== undefined && r['mirrorPercentage'] !== undefined) ctx.error(at(path, 'mirrorPercent'), 'cannot be combined with mirrorPercentage; use mirrorPercentage');
+  else if (r['mirrorPercent'] !== undefined) ctx.warn(at(path, 'mirrorPercent'), 'deprecated in Istio; use mirrorPercentage: {value: N}');
+  if (r['mirrors'] !== undefined && r['mirror'] !== undefined) ctx.error(at(path, 'mirrors'), 'cannot be combined with mirror; list every mirror under mirrors');
+  const legacyPercent = int(ctx, r['mirrorPercent'], at(path, 'mirrorPercent'), { min: 0, max: 100 });
   return compact({
     name: str(ctx, r['name'], at(path, 'name')),
     match: list(ctx, r['match'], at(path, 'match'), (x, p) => vsMatch(ctx, x, p)),
-    route: list(ctx, r['route'], at(path, 'route'), (x, p) => vsRouteDestination(ctx, x, p)),
+    route,
     redirect: vsRedirect(ctx, r['redirect'], at(path, 'redirect')),
     rewrite: vsRewrite(ctx, r['rewrite'], at(path, 'rewrite')),
     timeout: duration(ctx, r['timeout'], at(path, 'timeout'), { allowZero: true }),
     retries: vsRetries(ctx, r['retries'], at(path, 'retries')),
     fault: vsFault(ctx, r['fault'], at(path, 'fault')),
     headers: headers(ctx, r['headers'], at(path, 'headers')),
+    mirror: r['mirror'] === undefined || r['mirror'] === null ? undefined : destination(ctx, r['mirror'], at(path, 'mirror')),
+    mirrorPercentage: percentage(ctx, r['mirrorPercentage'], at(path, 'mirrorPercentage')) ?? (legacyPercent === undefined ? undefined : { value: legacyPercent }),
+    mirrors: list(ctx, r['mirrors'], at(path, 'mirrors'), (x, p) => {
+      const m = struct(ctx, x, p, { known: ['destination', 'percentage'] }, true);
+      if (!m) return undefined;
+      return compact({ destination: destination(ctx, m['destination'], at(p, 'destination')) ?? { host: '' }, percentage: percentage(ctx, m['percentage'], at(p, 'percentage')) });
+    }),
+    unsupportedAction,
   });
 }
 
-function stringMatch(ctx: Ctx, v: unknown, path: string): StringMatch | undefined {
-  const m = struct(ctx, v, path, { known: ['exact', 'prefix', 'regex'] }, true);
-  if (!m) return undefined;
+/** Istio rejects weights that do not add up to 100 when a rule has several destinations; Strait splits in proportion. */
+function checkWeights(ctx: Ctx, rawRoute: unknown, path: string): void {
+  if (!Array.isArray(rawRoute) || rawRoute.length < 2) return;
+  const total = rawRoute.reduce((sum: number, d: unknown) => sum + (isMapping(d) && typeof d['weight'] === 'number' ? d['weight'] : 0), 0);
+  if (total !== 100) {
+    ctx.warn(path, total === 0
+      ? 'no destination has a weight, so this rule sends nothing anywhere (every request gets 500); give the destinations weights adding up to 100'
+      : `weights add up to ${total}, not 100; Istio rejects this, Strait splits traffic in proportion to the weights`);
+  }
+}
+
+/** `emptyMeansPresent`: header matches, where `{}` checks only that the header is there (Istio's rule). */
+function stringMatch(ctx: Ctx, v: unknown, path: string, emptyMeansPresent = false): StringMatch | undefined {
+  const m = struct(ctx, v, path, { known: ['exact', 'prefix', 'regex'] }, !emptyMeansPresent);
+  if (!m) return emptyMeansPresent && (v === null || v === undefined) ? {} : undefined;
   const set = (['exact', 'prefix', 'regex'] as const).filter((k) => m[k] !== undefined && m[k] !== null);
+  if (set.length === 0 && emptyMeansPresent) return {};
   if (set.length !== 1) {
     ctx.error(path, `set exactly one of exact, prefix or regex${set.length ? ` (found ${set.join(' and ')})` : ''}`);
     return undefined;
@@ -147,8 +176,8 @@ function stringMatch(ctx: Ctx, v: unknown, path: string): StringMatch | undefine
 }
 
 const VS_MATCH = {
-  known: ['name', 'uri', 'method', 'authority', 'headers', 'queryParams', 'port', 'ignoreUriCase'],
-  unsupported: ['scheme', 'sourceLabels', 'gateways', 'withoutHeaders', 'sourceNamespace', 'statPrefix'],
+  known: ['name', 'uri', 'method', 'authority', 'headers', 'queryParams', 'port', 'ignoreUriCase', 'withoutHeaders', 'scheme', 'sourceLabels', 'gateways', 'sourceNamespace'],
+  silent: ['statPrefix'],
 };
 
 function vsMatch(ctx: Ctx, v: unknown, path: string): HTTPMatchRequest | undefined {
@@ -161,10 +190,15 @@ function vsMatch(ctx: Ctx, v: unknown, path: string): HTTPMatchRequest | undefin
     uri: sm('uri'),
     method: sm('method'),
     authority: sm('authority'),
-    headers: mapOf(ctx, m['headers'], at(path, 'headers'), (x, p) => stringMatch(ctx, x, p)),
+    headers: mapOf(ctx, m['headers'], at(path, 'headers'), (x, p) => stringMatch(ctx, x, p, true)),
     queryParams: mapOf(ctx, m['queryParams'], at(path, 'queryParams'), (x, p) => stringMatch(ctx, x, p)),
     port: port(ctx, m['port'], at(path, 'port')),
     ignoreUriCase: bool(ctx, m['ignoreUriCase'], at(path, 'ignoreUriCase')),
+    withoutHeaders: mapOf(ctx, m['withoutHeaders'], at(path, 'withoutHeaders'), (x, p) => stringMatch(ctx, x, p, true)),
+    scheme: sm('scheme'),
+    sourceLabels: labels(ctx, m['sourceLabels'], at(path, 'sourceLabels')),
+    gateways: strList(ctx, m['gateways'], at(path, 'gateways')),
+    sourceNamespace: str(ctx, m['sourceNamespace'], at(path, 'sourceNamespace')),
   });
 }
 
@@ -179,12 +213,14 @@ function vsRouteDestination(ctx: Ctx, v: unknown, path: string): HTTPRouteDestin
 }
 
 function vsRedirect(ctx: Ctx, v: unknown, path: string): VSHTTPRoute['redirect'] {
-  const r = struct(ctx, v, path, { known: ['uri', 'authority', 'redirectCode'], unsupported: ['port', 'derivePort', 'scheme'] });
+  const r = struct(ctx, v, path, { known: ['uri', 'authority', 'redirectCode', 'scheme', 'port'], unsupported: ['derivePort'] });
   if (!r) return undefined;
   return compact({
     uri: str(ctx, r['uri'], at(path, 'uri')),
     authority: str(ctx, r['authority'], at(path, 'authority')),
     redirectCode: int(ctx, r['redirectCode'], at(path, 'redirectCode'), { min: 300, max: 399 }),
+    scheme: nonEmpty(ctx, r['scheme'], at(path, 'scheme')),
+    port: port(ctx, r['port'], at(path, 'port')),
   });
 }
 
@@ -215,7 +251,7 @@ const RETRY_ON = new Set([
 ]);
 
 function vsRetries(ctx: Ctx, v: unknown, path: string): HTTPRetry | undefined {
-  const r = struct(ctx, v, path, { known: ['attempts', 'perTryTimeout', 'retryOn'], unsupported: ['retryRemoteLocalities', 'retryIgnorePreviousHosts', 'backoff'] });
+  const r = struct(ctx, v, path, { known: ['attempts', 'perTryTimeout', 'retryOn', 'backoff'], unsupported: ['retryRemoteLocalities', 'retryIgnorePreviousHosts'] });
   if (!r) return undefined;
   const attempts = int(ctx, r['attempts'], at(path, 'attempts'), { min: 0 });
   if (r['attempts'] === undefined) ctx.warn(at(path, 'attempts'), 'not set, so no retries are made; set attempts to enable retries');
@@ -230,6 +266,7 @@ function vsRetries(ctx: Ctx, v: unknown, path: string): HTTPRetry | undefined {
     attempts: attempts ?? 0,
     perTryTimeout: duration(ctx, r['perTryTimeout'], at(path, 'perTryTimeout')),
     retryOn,
+    backoff: duration(ctx, r['backoff'], at(path, 'backoff')),
   });
 }
 

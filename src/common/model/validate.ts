@@ -15,6 +15,7 @@ import {
   isDns1123Subdomain,
 } from './formats.js';
 import { validateNamespace, validateNode, validatePod, validateService } from './validate-core.js';
+import { validateConfigMap } from './validate-mesh-config.js';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './validate-security.js';
 import { validateDestinationRule, validateVirtualService } from './validate-networking.js';
 import { validateTelemetry } from './validate-telemetry.js';
@@ -51,6 +52,8 @@ interface KindInfo {
   /** true when the validator reads `status`; otherwise status is accepted silently. */
   readsStatus: boolean;
   validate: KindValidator;
+  /** Top-level fields besides apiVersion, kind and metadata (default: spec). */
+  body?: readonly string[];
 }
 
 const ISTIO_SECURITY = ['security.istio.io/v1', 'security.istio.io/v1beta1'];
@@ -64,6 +67,7 @@ const KINDS: readonly KindInfo[] = [
   { kind: 'Node', apiVersions: ['v1'], nameFormat: 'dns1123-subdomain', readsStatus: true, validate: validateNode },
   { kind: 'Pod', apiVersions: ['v1'], nameFormat: 'dns1123-subdomain', readsStatus: true, validate: validatePod },
   { kind: 'Service', apiVersions: ['v1'], nameFormat: 'dns1035-label', readsStatus: false, validate: validateService },
+  { kind: 'ConfigMap', apiVersions: ['v1'], nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateConfigMap, body: ['data', 'binaryData', 'immutable'] },
   { kind: 'AuthorizationPolicy', apiVersions: ISTIO_SECURITY, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateAuthorizationPolicy },
   { kind: 'PeerAuthentication', apiVersions: ISTIO_SECURITY, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validatePeerAuthentication },
   { kind: 'VirtualService', apiVersions: ISTIO_NETWORKING, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateVirtualService },
@@ -80,7 +84,7 @@ export function isSupportedKind(kind: string): boolean {
   return KIND_BY_NAME.has(kind);
 }
 
-/** "Namespace, Node, Pod, Service (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); ..." */
+/** "Namespace, Node, Pod, Service, ConfigMap (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); ..." */
 export const SUPPORTED_KINDS_TEXT: string = (() => {
   const groups = new Map<string, string[]>();
   for (const k of KINDS) {
@@ -97,12 +101,11 @@ const NAME_CHECKS: Record<NameFormat, { ok: (s: string) => boolean; text: string
 };
 
 const METADATA_FIELDS: FieldSet = {
-  known: ['name', 'namespace', 'labels', 'annotations'],
+  known: ['name', 'namespace', 'labels', 'annotations', 'creationTimestamp'],
   // Written by the API server or by controllers; meaningless for the mesh.
   silent: [
     'uid',
     'resourceVersion',
-    'creationTimestamp',
     'generation',
     'managedFields',
     'ownerReferences',
@@ -176,7 +179,7 @@ function validateInto(sink: ProblemSink, raw: unknown): MeshObject | undefined {
   if (!info) return undefined;
 
   struct(sink, raw, '', {
-    known: ['apiVersion', 'kind', 'metadata', 'spec', ...(info.readsStatus ? ['status'] : [])],
+    known: ['apiVersion', 'kind', 'metadata', ...(info.body ?? ['spec']), ...(info.readsStatus ? ['status'] : [])],
     silent: info.readsStatus ? [] : ['status'],
   });
   const meta = metadata(sink, raw['metadata'], info);
@@ -236,10 +239,29 @@ function metadata(ctx: Ctx, v: unknown, info: KindInfo): ObjectMeta | undefined 
   const clusterScoped = CLUSTER_SCOPED_KINDS.has(info.kind);
   if (clusterScoped && ns) ctx.warn('metadata.namespace', `ignored: ${info.kind} is cluster-scoped`);
   if (!clusterScoped && ns && !isDns1123Label(ns)) ctx.error('metadata.namespace', `${describe(ns)} is not ${DNS1123_LABEL_TEXT}`);
+  const created = creationTimestamp(ctx, m['creationTimestamp']);
   return {
     name: name ?? '',
     ...(clusterScoped ? {} : { namespace: ns || 'default' }),
     labels: labels(ctx, m['labels'], 'metadata.labels') ?? {},
     annotations: annotations(ctx, m['annotations'], 'metadata.annotations') ?? {},
+    ...(created !== undefined ? { creationTimestamp: created } : {}),
   };
+}
+
+/**
+ * RFC 3339 ("2024-05-01T10:00:00Z"), as the API server writes it; kept in UTC ISO form so that strings compare in
+ * time order. YAML reads an unquoted timestamp as a date, which is accepted too.
+ */
+function creationTimestamp(ctx: Ctx, v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (v instanceof Date && !Number.isNaN(v.getTime())) return v.toISOString();
+  const s = str(ctx, v, 'metadata.creationTimestamp');
+  if (s === undefined) return undefined;
+  const t = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/.test(s) ? Date.parse(s) : Number.NaN;
+  if (Number.isNaN(t)) {
+    ctx.error('metadata.creationTimestamp', `${describe(s)} is not an RFC 3339 time such as "2024-05-01T10:00:00Z"`);
+    return undefined;
+  }
+  return new Date(t).toISOString();
 }

@@ -2,7 +2,8 @@
  * Bodies of the xDS resources the controller sends (JSON inside DeltaDiscoveryResponse.resources[].body).
  * This file is the schema both sides agree on; bump nothing silently — add optional fields.
  */
-import type { AuthzAction, DestinationRule, HTTPRoute, Labels, MtlsMode, Telemetry, VirtualService, AuthorizationPolicy } from '../model/types.js';
+import type { AuthzAction, Labels, MtlsMode } from '../model/types.js';
+import type { ServiceRoutesResource, WaypointPolicyResource } from './waypoint-resources.js';
 
 export const TYPE_WORKLOAD = 'type.strait.dev/Workload';
 export const TYPE_SERVICE = 'type.strait.dev/Service';
@@ -106,6 +107,12 @@ export type AuthorizationResource =
       rules: L4Rule[];
       /** Rules dropped or relaxed because they use L7-only fields, with why (for config_dump). */
       notes: string[];
+      /**
+       * SPIFFE ids of the waypoints that enforce this whole policy (L7 rules included) with the caller's identity
+       * (Strait's sidecar compatibility). A connection whose verified peer is one of them skips this policy; every
+       * other peer is checked against it at L4 as usual. Absent: no waypoint enforces it.
+       */
+      waypointEnforced?: string[];
     }
   | {
       type: 'peerauthn';
@@ -125,13 +132,10 @@ export interface L4Rule {
   when?: L4Match['when'];
 }
 
-/** Per-waypoint route view. Resource name: "httproute/<ns>/<name>" or "virtualservice/<ns>/<name>". */
-export type RouteResource =
-  | { type: 'httproute'; route: HTTPRoute; services: string[] }
-  | { type: 'virtualservice'; route: VirtualService };
+/** Per-waypoint route table of one bound service (compiled; see waypoint-resources.ts). Resource name: "<ns>/<service>". */
+export type RouteResource = ServiceRoutesResource;
 
-/** Per-waypoint policy view. Resource name: "<kind>/<ns>/<name>". */
-export type PolicyResource =
-  | { type: 'authz'; policy: AuthorizationPolicy }
-  | { type: 'destinationrule'; rule: DestinationRule }
-  | { type: 'telemetry'; telemetry: Telemetry };
+/** Per-waypoint policy (compiled). Resource names: "backend/<ns>/<svc>", "authz/<ns>/<name>", "tracing/<ns>/<name>". */
+export type PolicyResource = WaypointPolicyResource;
+
+export type * from './waypoint-resources.js';

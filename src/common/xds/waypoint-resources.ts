@@ -65,9 +65,14 @@ export interface HeaderOps {
 }
 
 export interface RetryPolicy {
-  /** Retries after the first try (Istio `attempts`; Gateway API retry `attempts`). */
+  /** Retries after the first try (Istio `attempts`; Gateway API retry `attempts`). Always at least 1 (no retries: no policy). */
   retries: number;
-  /** Envoy retry_on conditions: "5xx", "gateway-error", "connect-failure", "retriable-4xx", "reset", "refused-stream", "retriable-status-codes". */
+  /**
+   * Envoy retry_on conditions: "5xx", "gateway-error", "connect-failure", "retriable-4xx", "reset",
+   * "reset-before-request", "refused-stream", "retriable-status-codes", "envoy-ratelimited", "retriable-headers",
+   * "http3-post-connect-failure", and on a gRPC response's grpc-status: "cancelled", "deadline-exceeded", "internal",
+   * "resource-exhausted", "unavailable". Bare status codes are moved to `retriableStatusCodes`.
+   */
   retryOn: string[];
   /** For retriable-status-codes (and bare status codes written in retryOn). */
   retriableStatusCodes?: number[];
@@ -91,6 +96,12 @@ export interface BackendRef {
   weight: number;
   requestHeaders?: HeaderOps;
   responseHeaders?: HeaderOps;
+  /**
+   * The backend cannot be used (a Service that does not exist, a subset no DestinationRule defines, a reference
+   * refused): the requests the weights send to it get this answer, the others go to the remaining backends
+   * (Gateway API: "the proportion of requests that would otherwise have been routed to an invalid backend").
+   */
+  fail?: { status: number; flag: string; reason: string };
 }
 
 export interface RewritePolicy {
@@ -129,6 +140,7 @@ export type RouteAction =
       timeoutMs?: number;
       /** One try (HTTPRoute timeouts.backendRequest, VirtualService retries.perTryTimeout). */
       perTryTimeoutMs?: number;
+      /** Absent: no retries. The controller has already applied Istio's default (2 retries on connect-failure, refused-stream, unavailable, cancelled) where one applies. */
       retry?: RetryPolicy;
       fault?: FaultPolicy;
     }
@@ -136,7 +148,7 @@ export type RouteAction =
   /** A rule whose backends cannot be used (missing service, unresolved refs): answered with `status`, flag and reason. */
   | { kind: 'fail'; status: number; flag: string; reason: string };
 
-// ---------- TYPE_POLICY: resource names "backend/<ns>/<svc>", "authz/<ns>/<name>", "tracing/<waypoint ns>/<name>" ----------
+// ---------- TYPE_POLICY: resource names "backend/<ns>/<svc>", "authz/<ns>/<name>", "tracing/<ns>/<name>" (the most specific Telemetry; "tracing/<root ns>/meshConfig" for defaultProviders alone) ----------
 
 export type LoadBalancerKind = 'ROUND_ROBIN' | 'LEAST_REQUEST' | 'RANDOM';
 
@@ -155,8 +167,11 @@ export interface ConnectionPoolPolicy {
   idleTimeoutMs?: number;
 }
 
+/** Istio's defaults are filled in (5 consecutive 5xx, interval 10 s, base ejection 30 s, at most 10 % ejected). */
 export interface OutlierPolicy {
+  /** Absent or 0: this check is off. */
   consecutive5xxErrors?: number;
+  /** Absent or 0: this check is off (502, 503, 504 and connection failures). */
   consecutiveGatewayErrors?: number;
   intervalMs: number;
   baseEjectionTimeMs: number;
@@ -164,6 +179,7 @@ export interface OutlierPolicy {
 }
 
 export interface TrafficPolicyCompiled {
+  /** Absent: LEAST_REQUEST, Istio's default. */
   loadBalancer?: LoadBalancerKind;
   connectionPool?: ConnectionPoolPolicy;
   outlierDetection?: OutlierPolicy;
@@ -220,7 +236,24 @@ export interface L7PolicyResource {
    * What it applies to: every request through the waypoint, the requests for some services, or (Strait's
    * sidecar-compatibility) the requests whose destination workloads its selector picks.
    */
-  scope: { kind: 'waypoint' } | { kind: 'services'; services: string[] } | { kind: 'workloads'; selector: Record<string, string>; namespace: string; services: string[] };
+  scope:
+    | { kind: 'waypoint' }
+    | { kind: 'services'; services: string[] }
+    | {
+        kind: 'workloads';
+        /** The policy's selector ({} for a namespace-wide policy). */
+        selector: Record<string, string>;
+        /** The policy's namespace; the root namespace means workloads of every namespace. */
+        namespace: string;
+        /** The services bound to this waypoint that the selected workloads are endpoints of ("ns/name"). */
+        services: string[];
+        /**
+         * The selected workloads ("ns/pod") this waypoint sends to: the endpoints of `services` (and workloads bound
+         * to the waypoint directly). A request for one of `services` is checked when the endpoint it goes to is one
+         * of them.
+         */
+        workloads?: string[];
+      };
   rules: L7Rule[];
   /** How it was bound (targetRefs to the Gateway, to a Service, or a selector), for config_dump. */
   binding: string;
@@ -234,6 +267,8 @@ export interface TracingProvider {
   service: string;
   host: string;
   port: number;
+  /** "vip": host/port are the Service's cluster IP and port; "endpoint": its first ready endpoint's address and target port (a Service without a VIP). */
+  address?: 'vip' | 'endpoint';
   /** zipkin: "/api/v2/spans" default; opentelemetry (OTLP/HTTP): "/v1/traces" default. */
   path: string;
   /** opentelemetry: "http" (OTLP/HTTP JSON) or "grpc" (OTLP/gRPC). */
@@ -241,11 +276,17 @@ export interface TracingProvider {
   maxTagLength?: number;
 }
 
-/** Tracing for the requests of some (or all) services the waypoint serves. */
+/**
+ * Tracing for the requests of some (or all) services the waypoint serves. A request uses the resource whose
+ * `services` names its service, else the one without `services` (Telemetry's most specific wins). Each resource is
+ * already merged field by field (root namespace, then the waypoint's namespace, then targetRefs), as Istio does.
+ */
 export interface TracingPolicyResource {
   type: 'tracing';
-  /** "ns/name" of the Telemetry object. */
+  /** "ns/name" of the most specific Telemetry object (or "meshConfig" for defaultProviders alone). */
   origin: string;
+  /** Every object merged into this one, least specific first ("ns/name"; "meshConfig" for defaultProviders). */
+  origins?: string[];
   /** Absent: every service the waypoint serves. */
   services?: string[];
   samplingPercentage: number;

@@ -12,6 +12,9 @@
  *    a `not*` field when no value matches. An empty list counts as absent (proto semantics).
  *  - a plaintext peer has no principal, namespace or service account: positive fields on those never match it,
  *    negative ones (`notPrincipals: ["*"]`) always do.
+ *  - a policy whose `waypointEnforced` lists the peer's verified identity does not apply to the connection: that
+ *    waypoint has enforced the whole policy (L7 rules included) on the request, with the original caller's identity
+ *    (Strait's sidecar compatibility). Every other peer, plaintext included, gets the policy as usual.
  *
  * Invariant: resources are immutable once received (the xDS client replaces objects, it never edits them); the
  * compiled form of each rule list is cached in a WeakMap keyed by that list, so nothing is re-parsed per connection.
@@ -83,9 +86,17 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   /** Notes of applicable ALLOW policies about rules dropped for needing L7 (they could not match here). */
   const dropped: string[] = [];
   const audited: string[] = [];
+  /** Policies the peer (a waypoint) has enforced itself. */
+  const exempt: string[] = [];
+  /** Applicable ALLOW policies that a waypoint enforces whole for the requests it carries (this connection did not come through it). */
+  const viaWaypoint: string[] = [];
 
   for (const p of policies) {
     if (p.type !== 'authz' || !policyApplies(p, target)) continue;
+    if (p.waypointEnforced !== undefined && conn.sourceIdentity !== undefined && p.waypointEnforced.includes(conn.sourceIdentity)) {
+      exempt.push(keyOf(p));
+      continue;
+    }
     switch (p.action) {
       case 'DENY':
         if (denyBy === undefined) {
@@ -95,7 +106,8 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
         break;
       case 'ALLOW':
         (allowApplicable ??= []).push(keyOf(p));
-        for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
+        if (p.waypointEnforced && p.waypointEnforced.length > 0) viaWaypoint.push(keyOf(p));
+        else for (const note of p.notes) dropped.push(`${keyOf(p)} ${note}`);
         if (allowBy === undefined && denyBy === undefined) {
           const i = firstMatchingRule(p.rules, ctx);
           if (i >= 0) { allowBy = keyOf(p); allowRule = i; }
@@ -113,13 +125,19 @@ export function authorize(policies: Iterable<AuthorizationResource>, target: Aut
   if (denyBy !== undefined) {
     return { allowed: false, policy: denyBy, reason: `denied by DENY policy ${denyBy} (rules[${denyRule}])`, audited };
   }
-  if (allowApplicable === undefined) return { allowed: true, reason: 'allowed: no ALLOW policy applies', audited };
+  if (allowApplicable === undefined) {
+    const also = exempt.length > 0 ? ` (${exempt.join(', ')} enforced by the peer, a waypoint, on the request)` : '';
+    return { allowed: true, reason: `allowed: no ALLOW policy applies${also}`, audited };
+  }
   if (allowBy !== undefined) {
     return { allowed: true, policy: allowBy, reason: `allowed by ALLOW policy ${allowBy} (rules[${allowRule}])`, audited };
   }
   const why = `denied: no ALLOW policy matched (${allowApplicable.join(', ')})`;
-  if (dropped.length === 0) return { allowed: false, reason: why, audited };
-  return { allowed: false, reason: `${why}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
+  const through = viaWaypoint.length > 0
+    ? `; ${viaWaypoint.join(', ')} ${viaWaypoint.length === 1 ? 'is' : 'are'} enforced whole by the destination's waypoint, and this connection did not come through it: send the request to the service, not to the pod's address`
+    : '';
+  if (dropped.length === 0) return { allowed: false, reason: `${why}${through}`, audited };
+  return { allowed: false, reason: `${why}${through}; ${dropped.join('; ')}; bind a waypoint to the destination (istio.io/use-waypoint) to enforce L7 rules`, audited };
 }
 
 function keyOf(p: { namespace: string; name: string }): string {

@@ -36,5 +36,8 @@ export function checkAuthorization(name: string, b: unknown): AuthorizationResou
   check(a && typeof a === 'object', 'Authorization', name, 'body is not an object');
   check(a.type === 'authz' || a.type === 'peerauthn', 'Authorization', name, `type "${String((a as { type?: unknown }).type)}" is not authz or peerauthn`);
   if (a.type === 'authz') check(Array.isArray(a.rules) && ['ALLOW', 'DENY', 'AUDIT'].includes(a.action), 'Authorization', name, 'rules and an ALLOW/DENY/AUDIT action are required');
+  if (a.type === 'authz' && a.waypointEnforced !== undefined) {
+    check(isStrArr(a.waypointEnforced) && a.waypointEnforced.every((id) => id.startsWith('spiffe://')), 'Authorization', name, 'waypointEnforced must be a list of spiffe:// identities');
+  }
   return a;
 }
