@@ -86,6 +86,8 @@ export interface AuthzVerdict {
   details?: string;
   /** "ns/name" of the AUDIT policies that matched. */
   audited: string[];
+  /** Denied because no ALLOW policy matched: the ALLOW policies that applied ("ns/name"). */
+  considered?: string[];
 }
 
 /** Decides one request; `policies` may hold every L7 policy of the waypoint, the inapplicable ones are skipped. */
@@ -121,7 +123,7 @@ export function authorizeRequest(policies: readonly L7PolicyResource[], req: Aut
     const name = allow.policy.policy;
     return { allowed: true, policy: name, rule: allow.rule, reason: `allowed by ALLOW policy ${name} (rules[${allow.rule}])`, audited };
   }
-  return { allowed: false, reason: `RBAC: access denied: no ALLOW policy matched (${considered.join(', ')})`, details: 'rbac_access_denied_matched_policy[none]', audited };
+  return { allowed: false, reason: `RBAC: access denied: no ALLOW policy matched (${considered.join(', ')})`, details: 'rbac_access_denied_matched_policy[none]', audited, considered };
 }
 
 function rbacDetails(policy: string, rule: number): string {

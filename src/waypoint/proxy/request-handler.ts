@@ -144,7 +144,8 @@ export class RequestHandler {
     });
     if (!verdict.allowed) {
       // As Envoy: no response flag; the response code details name the policy (rbac_access_denied_matched_policy[...]).
-      return local(403, [], 'RBAC: access denied', { ...(verdict.policy ? { policy: verdict.policy } : {}), detail: verdict.details ?? verdict.reason });
+      const decidedBy = verdict.policy ?? verdict.considered?.join(',');
+      return local(403, [], 'RBAC: access denied', { ...(decidedBy ? { policy: decidedBy } : {}), detail: verdict.details ?? verdict.reason });
     }
 
     // ---- route ----
@@ -239,6 +240,7 @@ export class RequestHandler {
         if (clientGone) return finish({ status: 0, flags: [...flags, 'DC'], attempts, responseBytes: 0, route: rule.name });
         const backend = pickWeighted(action.backends, this.o.random);
         if (!backend) { last = { problem: { status: 500, flag: 'NR', reason: 'every backend of the route has weight 0' } }; break; }
+        if (backend.fail) { last = { problem: { status: backend.fail.status, flag: backend.fail.flag, reason: backend.fail.reason } }; break; }
         const port = backend.port ?? ctx.destinationPort;
         const cl = this.o.backends.cluster(backend.service, port, backend.subset);
         if ('kind' in cl) { last = { problem: { status: cl.kind === 'no-service' ? 500 : 503, flag: cl.kind === 'no-service' ? 'NR' : 'NC', reason: cl.message } }; break; }

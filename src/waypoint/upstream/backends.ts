@@ -79,7 +79,8 @@ export class Backends {
       if (c) stopCluster(c);
       c = {
         name, service, port, ...(subset !== undefined ? { subset } : {}), policy, policyJson,
-        balancer: new EndpointBalancer<Endpoint>(policy.loadBalancer ?? 'ROUND_ROBIN', this.o.random),
+        // No loadBalancer: LEAST_REQUEST, Istio's default.
+        balancer: new EndpointBalancer<Endpoint>(policy.loadBalancer ?? 'LEAST_REQUEST', this.o.random),
         breaker: new CircuitBreaker(policy.connectionPool ?? {}),
         active: new Map(),
       };
