@@ -2,7 +2,7 @@
  * The waypoint as a process in a real `strait up`: started per waypoint Gateway, listed in the state file, serving
  * HTTP/1.1, HTTP/2 prior knowledge, WebSocket upgrades and plain TCP over HBONE between real ztunnels, refusing
  * malformed requests before any backend sees them, and started / stopped as the Gateway comes and goes.
- * Addresses: 127.0.180.0/24 (pods, VIPs), nodes and waypoints from the mesh's pools.
+ * Addresses: 127.0.180.0/24 (pods, VIPs .1-.101; nodes .201-.202, the waypoint .210, the controller .254).
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,10 +17,11 @@ import { eventually } from '../helpers/eventually.js';
 import { socks5Connect } from '../../src/demo/socks5-client.js';
 
 const ns = (name: string, labels: Record<string, string>) => ({ apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
-const gateway = (name: string) => ({
+const gateway = (name: string, address: string) => ({
   apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name, namespace: 'shop' },
-  spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] },
+  spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }], addresses: [{ type: 'IPAddress', value: address }] },
 });
+const node = (name: string, ip: string) => ({ apiVersion: 'v1', kind: 'Node', metadata: { name }, status: { addresses: [{ type: 'InternalIP', address: ip }] } });
 /** A pod on a node; `demo` runs the built-in demo app on 8080, otherwise the test serves its address itself. */
 const pod = (name: string, node: string, ip: string, labels: Record<string, string>, demo = true) => ({
   apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'shop', labels },
@@ -44,7 +45,8 @@ describe('the waypoint process in strait up', () => {
   before(async () => {
     writeFileSync(join(dir.path, 'mesh.yaml'), docs(
       ns('shop', { 'istio.io/dataplane-mode': 'ambient', 'istio.io/use-waypoint': 'waypoint' }),
-      gateway('waypoint'),
+      node('node-a', '127.0.180.201'), node('node-b', '127.0.180.202'),
+      gateway('waypoint', '127.0.180.210'),
       pod('client', 'node-a', CLIENT, { app: 'client' }),
       pod('api-v1', 'node-b', '127.0.180.11', { app: 'api', version: 'v1' }),
       pod('api-v2', 'node-b', '127.0.180.12', { app: 'api', version: 'v2' }),
@@ -73,7 +75,7 @@ describe('the waypoint process in strait up', () => {
       s.on('error', () => undefined);
     });
     await new Promise<void>((r) => echo!.listen(8080, ECHO_POD, r));
-    mesh = await new TestMesh(dir.path).start();
+    mesh = await new TestMesh(dir.path, ['--controller-address', '127.0.180.254']).start();
   });
   after(async () => {
     await mesh?.stop();
@@ -101,7 +103,7 @@ describe('the waypoint process in strait up', () => {
     const wp = state().waypoints['shop/waypoint'];
     assert.ok(wp && wp.pid && alive(wp.pid), JSON.stringify(state().waypoints));
     assert.equal(wp.status, 'running');
-    assert.equal(wp.hbone, `${wp.address}:15008`);
+    assert.equal(wp.hbone, '127.0.180.210:15008', 'the address the Gateway gives');
     assert.equal((await fetch(`http://${wp.ready}/healthz/ready`)).status, 200);
     const dump = await (await fetch(`http://${wp.admin}/config_dump`)).json() as { waypoint: { identity: string }; services: string[] };
     assert.equal(dump.waypoint.identity, WAYPOINT_ID);
