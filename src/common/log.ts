@@ -21,7 +21,15 @@ export interface RootLoggerOptions {
    * are dropped and counted (droppedLogLines()). Flushed synchronously when the process exits. JSON format only.
    */
   asyncBufferBytes?: number;
+  /**
+   * With asyncBufferBytes: gather lines until this many bytes before writing (one write for many lines rather than
+   * one per line), flushed at least every LOG_FLUSH_INTERVAL_MS and at exit. For per-request access logs.
+   */
+  asyncMinBytes?: number;
 }
+
+/** How long a gathered log line may wait for its write (see asyncMinBytes). */
+export const LOG_FLUSH_INTERVAL_MS = 100;
 
 let dropped = 0;
 
@@ -51,9 +59,14 @@ export function createRootLogger(opts: RootLoggerOptions): Logger {
     });
   }
   const dest = opts.asyncBufferBytes
-    ? pino.destination({ dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes })
+    ? pino.destination({ dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes, ...(opts.asyncMinBytes ? { minLength: opts.asyncMinBytes } : {}) })
     : pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
   dest.on('drop', () => dropped++);
+  if (opts.asyncBufferBytes && opts.asyncMinBytes) {
+    const timer = setInterval(() => { try { dest.flush(); } catch { /* nothing gathered, or the stream is closing */ } }, LOG_FLUSH_INTERVAL_MS);
+    timer.unref();
+    dest.once('close', () => clearInterval(timer));
+  }
   return pino(options, dest);
 }
 
