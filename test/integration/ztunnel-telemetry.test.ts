@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { docs, namespace, service, waypoint } from '../helpers/manifests.js';
+import { docs, namespace, service } from '../helpers/manifests.js';
 import { TestMesh, appPod, node, policy } from '../helpers/mesh.js';
 import { metricValue } from '../helpers/metrics.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -30,9 +30,9 @@ const manifests = docs(
   appPod('apps', 'locked', 'node-b', LOCKED, 'locked'),
   service('apps', 'server', { ip: SERVER_VIP, selector: { app: 'server' }, ports: [{ port: 80, targetPort: 'http', name: 'http' }] }),
   service('apps', 'locked', { ip: '127.0.142.103', selector: { app: 'locked' }, ports: [{ port: 80, targetPort: 'http', name: 'http' }] }),
-  // Bound to a waypoint that has no address: traffic to it is refused at the source, never sent around the waypoint.
+  // Bound to a waypoint no Gateway defines, so it has no address: traffic to it is refused at the source, never sent
+  // around the waypoint.
   service('apps', 'reviews', { ip: '127.0.142.102', selector: { app: 'server' }, ports: [{ port: 80, targetPort: 'http', name: 'http' }], labels: { 'istio.io/use-waypoint': 'waypoint' } }),
-  waypoint('apps', 'waypoint'),
   // Only L7 fields: ambient drops this ALLOW rule at L4, so the policy admits nothing until a waypoint enforces it.
   policy('apps', 'get-only', { selector: { matchLabels: { app: 'locked' } }, action: 'ALLOW', rules: [{ to: [{ operation: { methods: ['GET'] } }] }] }),
 );

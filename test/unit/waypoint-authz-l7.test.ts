@@ -59,7 +59,7 @@ describe('authorizeRequest: decision order', () => {
 
   it('ALLOW policies present and none matching → denied, naming every ALLOW policy considered', () => {
     const v = authorizeRequest([policy('shop/a', 'ALLOW', to({ methods: ['POST'] })), policy('shop/b', 'ALLOW', to({ paths: ['/admin'] }))], request());
-    assert.deepEqual(v, { allowed: false, reason: 'RBAC: access denied: no ALLOW policy matched (shop/a, shop/b)', details: 'rbac_access_denied_matched_policy[none]', audited: [] });
+    assert.deepEqual(v, { allowed: false, reason: 'RBAC: access denied: no ALLOW policy matched (shop/a, shop/b)', details: 'rbac_access_denied_matched_policy[none]', audited: [], considered: ['shop/a', 'shop/b'] });
   });
 
   it('allowed by the first matching ALLOW policy, named with its rule', () => {
