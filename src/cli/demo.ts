@@ -59,13 +59,15 @@ export function demoCommand(): Command {
         throw err;
       }
       const waypoints = Object.keys(state.waypoints);
+      const socks = Object.entries(state.nodes).map(([n, z]) => `${n} ${z.socks5}`).join(', ');
       say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${waypoints.length} waypoint${waypoints.length === 1 ? '' : 's'}, ${Object.keys(state.apps).length} pods on `
-        + `${state.addressBase.replace(/\.0\.0$/, '.0.0/16')}. Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5:`);
+        + `${state.addressBase.replace(/\.0\.0$/, '.0.0/16')}.`);
+      say(`Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5 (${socks}):`);
       const nameWidth = Math.max(...routes.map((r) => r.name.length));
       const expected = { ok: 'answers', denied: 'denied', outlier: 'answers, a few 5xx from a failing pod' } as const;
       for (const r of routes) {
-        say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → socks5 ${r.socks5.host}:${r.socks5.port} → `
-          + `${r.host}:${r.port}${r.layer === 'l7' ? ' (waypoint)' : ''}  (expect ${expected[r.expect]})`);
+        say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → ${r.host}:${r.port}${r.layer === 'l7' ? ' via waypoint' : ''}`
+          + `  (expect ${expected[r.expect]})`);
       }
       say('');
 
