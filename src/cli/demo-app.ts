@@ -2,7 +2,9 @@ import { Command, InvalidArgumentError } from 'commander';
 import { isIP } from 'node:net';
 import { StraitError } from '../common/errors.js';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { MAX_DEMO_DELAY_MS, MAX_DEMO_FAIL_FIRST, parseDemoCount, parseDemoDelayMs, parseDemoRatio, parseDemoStatus, type DemoBehaviour } from '../local/demo-annotations.js';
+import {
+  MAX_DEMO_DELAY_MS, MAX_DEMO_FAIL_FIRST, parseDemoCount, parseDemoDelayMs, parseDemoFailWindow, parseDemoRatio, parseDemoStatus, type DemoBehaviour,
+} from '../local/demo-annotations.js';
 import { onShutdown } from './shutdown.js';
 
 /**
@@ -23,9 +25,10 @@ export function demoAppCommand(): Command {
     .option('--app-version <v>', 'same as --version')
     .requiredOption('--node <node>', 'node the pod runs on')
     .option('--ztunnel-admin <ip:port>', 'admin endpoint of the node\'s ztunnel, asked who each caller is (without it every caller is anonymous)', hostPort)
-    .option('--fail-status <code>', 'status of failing requests (200-599; default 503 when --fail-ratio or --fail-first is given; alone: every request fails)  [annotation strait.dev/demo-fail-status]', checked(parseDemoStatus, 'an HTTP status from 200 to 599'))
+    .option('--fail-status <code>', 'status of failing requests (200-599; default 503 when --fail-ratio, --fail-first or --fail-window is given; alone: every request fails)  [annotation strait.dev/demo-fail-status]', checked(parseDemoStatus, 'an HTTP status from 200 to 599'))
     .option('--fail-ratio <r>', 'share of requests that fail, 0-1, spread evenly  [annotation strait.dev/demo-fail-ratio]', checked(parseDemoRatio, 'a share from 0 to 1'))
     .option('--fail-first <n>', 'the first N requests of each x-request-key value fail  [annotation strait.dev/demo-fail-first]', checked(parseDemoCount, `a count from 0 to ${MAX_DEMO_FAIL_FIRST}`))
+    .option('--fail-window <fail/period>', 'every request fails during the first FAIL of every PERIOD from the start, e.g. 20s/40s  [annotation strait.dev/demo-fail-window]', checked(parseDemoFailWindow, 'FAIL/PERIOD, two durations with 0 < FAIL <= PERIOD and PERIOD from 100ms to 24h (e.g. 20s/40s)'))
     .option('--delay-ms <ms>', 'every answer (but /healthz) waits this long  [annotation strait.dev/demo-delay-ms]', checked(parseDemoDelayMs, `milliseconds from 0 to ${MAX_DEMO_DELAY_MS}`))
     .option('--grpc', 'HTTP/2 connections are gRPC (service strait.demo.v1.Echo); set by strait up for a port named grpc or grpc-*')
     .action(async (opts: { address: string; port: number; pod: string; namespace: string; app: string; version?: string; appVersion?: string; node: string; ztunnelAdmin?: string; grpc?: boolean } & DemoBehaviour, cmd: Command) => {
@@ -49,10 +52,11 @@ function behaviourOf(o: DemoBehaviour): DemoBehaviour {
   if (o.failRatio !== undefined) b.failRatio = o.failRatio;
   if (o.failFirst !== undefined) b.failFirst = o.failFirst;
   if (o.delayMs !== undefined) b.delayMs = o.delayMs;
+  if (o.failWindow !== undefined) b.failWindow = o.failWindow;
   return b;
 }
 
-function checked(parse: (v: string) => number | undefined, what: string): (v: string) => number {
+function checked<T>(parse: (v: string) => T | undefined, what: string): (v: string) => T {
   return (v) => {
     const n = parse(v);
     if (n === undefined) throw new InvalidArgumentError(`"${v}" is not ${what}`);

@@ -10,11 +10,12 @@ import { DEMO_DIR, addressBase } from './up.js';
 
 /**
  * `strait demo` (what `npm start` runs): the local mesh of examples/demo, traffic between its pods, and a
- * live summary of what the mesh let through, whom the destinations saw calling, and what each component costs.
+ * live summary of what the mesh let through, whom the destinations saw calling, what the waypoint did at L7
+ * (splits, retries, denials, outlier ejections), and what each component costs.
  */
 export function demoCommand(): Command {
   return new Command('demo')
-    .description('run the built-in demo: the local mesh of examples/demo, traffic between its pods through the ztunnels, and a live summary')
+    .description('run the built-in demo: the local mesh of examples/demo, traffic between its pods through the ztunnels and a waypoint, and a live summary')
     .option('--duration <d>', 'stop after this long (e.g. 15s, 2m) and print a final summary (default: until Ctrl-C)', duration)
     .option('--log-dir <dir>', 'where the components\' log files go (default: a new temporary directory, printed at start)')
     .option('--state-file <path>', 'once the mesh is ready, write where everything runs as JSON here (removed on exit)')
@@ -24,8 +25,8 @@ export function demoCommand(): Command {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const logDir = resolve(opts.logDir ?? mkdtempSync(join(tmpdir(), 'strait-demo-')));
       const log = createRootLogger({ component: 'demo', level: globals.logLevel, format: globals.logFormat, destination: join(logDir, 'demo.log') });
-      const [{ LocalMesh }, { DEMO_ROUTE_SPECS, resolveRoutes }, { TrafficGenerator }, { SummaryView }] = await Promise.all([
-        import('../local/mesh.js'), import('../demo/routes.js'), import('../demo/traffic.js'), import('../demo/summary.js'),
+      const [{ LocalMesh }, { DEMO_ROUTE_SPECS, resolveRoutes }, { TrafficGenerator }, { SummaryView }, { WaypointWatch }] = await Promise.all([
+        import('../local/mesh.js'), import('../demo/routes.js'), import('../demo/traffic.js'), import('../demo/summary.js'), import('../demo/waypoint-status.js'),
       ]);
       let output: { closed: () => boolean } | undefined;
       const say = (line: string) => { if (!output?.closed()) process.stdout.write(line + '\n'); };
@@ -47,7 +48,7 @@ export function demoCommand(): Command {
       output = onOutputClosed(log, () => stop('standard output closed'));
       process.on('exit', () => mesh.cleanupSync());
 
-      say(`Strait demo: starting the local mesh of ${DEMO_DIR} (controller, one ztunnel per node, the demo apps).`);
+      say(`Strait demo: starting the local mesh of ${DEMO_DIR} (controller, one ztunnel per node, the demo apps, the waypoints).`);
       say(`Component logs: ${logDir}`);
       const state = await mesh.start();
       let routes;
@@ -57,10 +58,16 @@ export function demoCommand(): Command {
         await close();
         throw err;
       }
-      say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${Object.keys(state.apps).length} pods on ${state.addressBase.replace(/\.0\.0$/, '.0.0/16')}. Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5:`);
+      const waypoints = Object.keys(state.waypoints);
+      const socks = Object.entries(state.nodes).map(([n, z]) => `${n} ${z.socks5}`).join(', ');
+      say(`Mesh ready: ${Object.keys(state.nodes).length} nodes, ${waypoints.length} waypoint${waypoints.length === 1 ? '' : 's'}, ${Object.keys(state.apps).length} pods on `
+        + `${state.addressBase.replace(/\.0\.0$/, '.0.0/16')}.`);
+      say(`Each route below sends ${opts.rate} req/s from the calling pod's address through its node's SOCKS5 (${socks}):`);
       const nameWidth = Math.max(...routes.map((r) => r.name.length));
+      const expected = { ok: 'answers', denied: 'denied', outlier: 'answers, a few 5xx from a failing pod' } as const;
       for (const r of routes) {
-        say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → socks5 ${r.socks5.host}:${r.socks5.port} → ${r.host}:${r.port}  (expect ${r.expect === 'ok' ? 'answers' : 'denied'})`);
+        say(`  ${r.name.padEnd(nameWidth)}  ${r.from.namespace}/${r.from.pod} ${r.from.address} on ${r.from.node} → ${r.host}:${r.port}${r.layer === 'l7' ? ' via waypoint' : ''}`
+          + `  (expect ${expected[r.expect]})`);
       }
       say('');
 
@@ -70,11 +77,19 @@ export function demoCommand(): Command {
       const t = traffic;
       // CPU and memory of each component (systeminformation), sampled as often as the summary is drawn.
       let components: Awaited<ReturnType<typeof mesh.usage>> = [];
-      const sample = () => mesh.usage().then((u) => { components = u; }, (err) => log.warn({ err: errorMessage(err) }, 'cannot read the components\' CPU and memory'));
+      // The waypoints' outlier state (their /config_dump), named by pod: asked as often as the summary is drawn.
+      const podAt = new Map(mesh.apps.map((a) => [`${a.address}:${a.port}`, a.pod]));
+      const watch = new WaypointWatch(() => Object.entries(mesh.state().waypoints).map(([key, w]) => ({ key, admin: w.admin })), (e) => podAt.get(e));
+      const sample = () => Promise.all([
+        mesh.usage().then((u) => { components = u; }, (err) => log.warn({ err: errorMessage(err) }, 'cannot read the components\' CPU and memory')),
+        watch.poll(),
+      ]);
       await sample();
       sampling = setInterval(() => void sample(), 2_000);
       // Once standard output is closed, writes to it fail quietly (onOutputClosed listens) while the demo stops.
-      summary = new SummaryView(process.stdout, () => ({ elapsedMs: Date.now() - startedAt, routes: t.snapshot(), components, note: until }));
+      summary = new SummaryView(process.stdout, () => ({
+        elapsedMs: Date.now() - startedAt, routes: t.snapshot(), components, note: until, waypoints, waypointStatus: watch.latest(),
+      }));
       traffic.start();
       summary.start();
       log.info({ routes: routes.map((r) => r.name), ratePerRoute: opts.rate, durationMs: opts.duration ?? null }, 'demo traffic started');

@@ -115,7 +115,8 @@ export async function startDemoApp(opts: DemoAppOptions, log: Logger): Promise<R
     const s = req.socket;
     const address = s.remoteAddress ? normalizePeer(s.remoteAddress) : null;
     const peer = `${address}:${s.remotePort}`;
-    const found = await lookup.identityOf(peer, acceptedAt.get(peer) ?? receivedAt, receivedAt);
+    const local = s.localAddress ? `${normalizePeer(s.localAddress)}:${s.localPort}` : undefined;
+    const found = await lookup.identityOf(peer, acceptedAt.get(peer) ?? receivedAt, receivedAt, local);
     if (found.error && receivedAt - lastLookupWarning > LOOKUP_WARN_INTERVAL_MS) {
       lastLookupWarning = receivedAt;
       log.warn({ err: found.error }, 'cannot look up callers\' identities; answering with identity null');

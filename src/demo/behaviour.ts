@@ -1,6 +1,7 @@
 /**
- * What the demo app does to one request, decided before any I/O: the pod's own faults (a share of requests, or the
- * first N of each request key, answered with an error status; a delay) and the request's asks (`/status/<code>`,
+ * What the demo app does to one request, decided before any I/O: the pod's own faults (a share of requests, the
+ * first N of each request key, or every request during a recurring time window, answered with an error status; a
+ * delay) and the request's asks (`/status/<code>`,
  * `/delay/<ms>`, `/bytes/<n>`, `/echo`, or the `x-demo-status` / `x-demo-delay-ms` headers on any path).
  */
 import { DEFAULT_DEMO_FAIL_STATUS, MAX_DEMO_DELAY_MS, parseDemoDelayMs, parseDemoStatus, type DemoBehaviour } from '../local/demo-annotations.js';
@@ -29,19 +30,30 @@ export interface PodFaultDecision {
 /**
  * The pod's faults. Invariants: `seen` counts every request given to decide() (so the ratio's failures are spread
  * evenly over arrival order: request i fails when floor((i+1)·r) > floor(i·r)); `keys` holds at most
- * MAX_REQUEST_KEYS entries in least-recently-used order.
+ * MAX_REQUEST_KEYS entries in least-recently-used order; the fail window's periods are counted from `startedAt`,
+ * when the PodFaults was made (the app's start), on the injected clock.
  */
 export class PodFaults {
   private seen = 0;
   private readonly keys = new Map<string, number>();
   private readonly ratioPpm: number;
   private readonly status: number;
+  private readonly startedAt: number;
 
-  constructor(readonly behaviour: DemoBehaviour) {
-    const failing = behaviour.failStatus !== undefined || behaviour.failRatio !== undefined || behaviour.failFirst !== undefined;
-    // A status alone fails every request; a ratio or a count alone uses the default status.
-    this.ratioPpm = Math.round((behaviour.failRatio ?? (behaviour.failFirst === undefined && failing ? 1 : 0)) * PPM);
+  constructor(readonly behaviour: DemoBehaviour, private readonly now: () => number = Date.now) {
+    const failing = behaviour.failStatus !== undefined || behaviour.failRatio !== undefined || behaviour.failFirst !== undefined || behaviour.failWindow !== undefined;
+    // A status alone fails every request; a ratio, a count or a window alone uses the default status.
+    const selective = behaviour.failFirst !== undefined || behaviour.failWindow !== undefined;
+    this.ratioPpm = Math.round((behaviour.failRatio ?? (!selective && failing ? 1 : 0)) * PPM);
     this.status = behaviour.failStatus ?? DEFAULT_DEMO_FAIL_STATUS;
+    this.startedAt = now();
+  }
+
+  /** Whether the fail window is open now (false without one). */
+  inFailWindow(): boolean {
+    const w = this.behaviour.failWindow;
+    if (!w) return false;
+    return (this.now() - this.startedAt) % w.periodMs < w.failMs;
   }
 
   get delayMs(): number {
@@ -65,6 +77,7 @@ export class PodFaults {
       this.keys.set('', n);
       if (n <= this.behaviour.failFirst) fail = true;
     }
+    if (this.inFailWindow()) fail = true;
     if (fail) out.failStatus = this.status;
     return out;
   }

@@ -1,8 +1,10 @@
 /**
  * Who called the demo app, as the mesh saw it: the ztunnel of the app's node lists its live connections on
  * its admin endpoint (`GET /connections`), each inbound one with `upstreamLocal`, the "ip:port" of the
- * ztunnel's own socket to the pod. The app's request socket has exactly that address as its remote end, so
- * the entry whose `upstreamLocal` equals it carries the caller's SPIFFE id (`src.identity`).
+ * ztunnel's own socket to the pod, and `dst.addr`, the pod's "ip:port" it dialled. The app's request socket has
+ * exactly that pair as its (remote, local) ends, so the entry with both carries the caller's SPIFFE id
+ * (`src.identity`). The remote end alone is not enough: the kernel gives the same local port to the ztunnel's
+ * connections to different pods at once (a TCP connection is unique by its address pair, not by one end).
  *
  * Invariants: a snapshot taken at time T lists every connection live at T, and two live connections never
  * share an address pair. So an entry found in a snapshot taken after the app accepted the connection is
@@ -16,6 +18,8 @@ export const DEFAULT_LOOKUP_TIMEOUT_MS = 2_000;
 /** The part of a ztunnel `/connections` entry the lookup reads. */
 export interface AdminConnection {
   upstreamLocal?: string;
+  /** The target the ztunnel dialled ("ip:port": the pod's address and the app's port). */
+  'dst.addr'?: string;
   'src.identity'?: string;
   direction?: string;
 }
@@ -29,7 +33,13 @@ export interface CallerLookupResult {
 
 interface Snapshot {
   takenAt: number;
-  byUpstreamLocal: Map<string, AdminConnection>;
+  /** upstreamLocal → the live connections from that ztunnel socket address (to one pod or several). */
+  byUpstreamLocal: Map<string, AdminConnection[]>;
+}
+
+/** The entry of the connection from `peer` to `local`; an entry without `dst.addr` matches any local end. */
+function find(snap: Snapshot, peer: string, local: string | undefined): AdminConnection | undefined {
+  return snap.byUpstreamLocal.get(peer)?.find((c) => local === undefined || c['dst.addr'] === undefined || normalizePeer(c['dst.addr']) === local);
 }
 
 export class CallerLookup {
@@ -40,19 +50,20 @@ export class CallerLookup {
   constructor(private readonly adminAddress: string | undefined, private readonly timeoutMs = DEFAULT_LOOKUP_TIMEOUT_MS, private readonly now: () => number = Date.now) {}
 
   /**
-   * `peer`: the request socket's "remoteAddress:remotePort"; `acceptedAt`: when the app accepted that socket;
-   * `receivedAt`: when the request arrived (by then the ztunnel has registered the connection).
+   * `peer`: the request socket's "remoteAddress:remotePort"; `local`: its "localAddress:localPort" (the pod's
+   * address and the app's port); `acceptedAt`: when the app accepted that socket; `receivedAt`: when the request
+   * arrived (by then the ztunnel has registered the connection).
    */
-  async identityOf(peer: string, acceptedAt: number, receivedAt: number): Promise<CallerLookupResult> {
+  async identityOf(peer: string, acceptedAt: number, receivedAt: number, local?: string): Promise<CallerLookupResult> {
     if (!this.adminAddress) return { identity: null };
     const cached = this.latest;
     if (cached && cached.takenAt >= acceptedAt) {
-      const hit = cached.byUpstreamLocal.get(peer);
+      const hit = find(cached, peer, local);
       if (hit) return { identity: hit['src.identity'] ?? null };
     }
     try {
       const snap = await this.fetchSince(receivedAt);
-      return { identity: snap.byUpstreamLocal.get(peer)?.['src.identity'] ?? null };
+      return { identity: find(snap, peer, local)?.['src.identity'] ?? null };
     } catch (err) {
       return { identity: null, error: `cannot ask the ztunnel at ${this.adminAddress}: ${errorMessage(err)}` };
     }
@@ -74,8 +85,14 @@ export class CallerLookup {
     if (!res.ok) throw new Error(`GET /connections answered ${res.status}`);
     const body = (await res.json()) as { connections?: AdminConnection[] };
     if (!Array.isArray(body.connections)) throw new Error('GET /connections has no "connections" list');
-    const byUpstreamLocal = new Map<string, AdminConnection>();
-    for (const c of body.connections) if (typeof c.upstreamLocal === 'string') byUpstreamLocal.set(normalizePeer(c.upstreamLocal), c);
+    const byUpstreamLocal = new Map<string, AdminConnection[]>();
+    for (const c of body.connections) {
+      if (typeof c.upstreamLocal !== 'string') continue;
+      const k = normalizePeer(c.upstreamLocal);
+      const list = byUpstreamLocal.get(k);
+      if (list) list.push(c);
+      else byUpstreamLocal.set(k, [c]);
+    }
     const snap = { takenAt, byUpstreamLocal };
     if (!this.latest || this.latest.takenAt <= takenAt) this.latest = snap;
     return snap;

@@ -1,7 +1,8 @@
 /**
- * One HTTP/1.1 GET over an already connected socket (for the demo: the socket the SOCKS5 proxy handed over),
- * with `Connection: close`: the response is read until the server closes, then parsed. Small on purpose:
- * status line, headers, and a body framed by Content-Length, chunked encoding or the close.
+ * One HTTP/1.1 request without a body (GET unless told otherwise) over an already connected socket (for the demo:
+ * the socket the SOCKS5 proxy handed over), with `Connection: close`: the response is read until the server closes,
+ * then parsed. Small on purpose: status line, headers, and a body framed by Content-Length, chunked encoding or the
+ * close.
  *
  * The result tells apart a server that answered (any status) from a connection that closed or was reset
  * before a single byte of response came back, which is how a refusal after connecting looks.
@@ -17,7 +18,7 @@ export type HttpGetResult =
 
 const MAX_RESPONSE_BYTES = 1 << 20;
 
-export function httpGet(socket: Socket, opts: { host: string; path: string; timeoutMs: number; headers?: Record<string, string> }): Promise<HttpGetResult> {
+export function httpGet(socket: Socket, opts: { host: string; path: string; timeoutMs: number; headers?: Record<string, string>; method?: string }): Promise<HttpGetResult> {
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
     let bytes = 0;
@@ -46,7 +47,7 @@ export function httpGet(socket: Socket, opts: { host: string; path: string; time
       finish(parseResponse(Buffer.concat(chunks)));
     });
     const headers = { host: opts.host, 'user-agent': 'strait-demo', accept: 'application/json', connection: 'close', ...(opts.headers ?? {}) };
-    socket.write(`GET ${opts.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+    socket.write(`${opts.method ?? 'GET'} ${opts.path} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
     socket.resume();
   });
 }

@@ -1,6 +1,8 @@
 /**
  * The demo's traffic: acts as the calling pods. Each request is one connection from the pod's address to
- * its node's ztunnel SOCKS5 port, CONNECT to the service's DNS name, one HTTP/1.1 GET with `Connection: close`.
+ * its node's ztunnel SOCKS5 port, CONNECT to the service's DNS name, one HTTP/1.1 request (the route's method, path
+ * and headers) with `Connection: close`. An answer of the demo app (its JSON) says which pod answered and, behind a
+ * waypoint, how many tries the waypoint made (the `x-envoy-attempt-count` of the last try, which the app echoes).
  *
  * Invariants: at most `maxInFlightPerRoute` requests per route are open at once (a slow mesh slows the demo
  * rather than piling up sockets); every outcome is counted exactly once, in `stats`, by `record()`; after
@@ -10,7 +12,7 @@ import type { Socket } from 'node:net';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { httpGet } from './http-get.js';
-import type { DemoRoute, Expectation } from './routes.js';
+import type { DemoRoute, Expectation, Layer } from './routes.js';
 import { socks5Connect } from './socks5-client.js';
 
 export const DEFAULT_RATE_PER_ROUTE = 5;
@@ -18,18 +20,31 @@ export const DEFAULT_MAX_IN_FLIGHT_PER_ROUTE = 4;
 export const DEFAULT_REQUEST_TIMEOUT_MS = 5_000;
 /** The rate shown is over this recent window. */
 const RATE_WINDOW_MS = 5_000;
-/** Distinct error and refusal messages kept per route; further ones are counted as "(other)". */
+/** Distinct error and refusal messages (and failing pods) kept per route; further ones are counted as "(other)". */
 const MAX_DISTINCT_MESSAGES = 20;
+/** The `statuses` keys of outcomes without an HTTP answer: refused before one (SOCKS5, reset), or failed. */
+export const NOT_HTTP = { refused: 'refused', failed: 'failed' } as const;
 
+/** The header a waypoint sets on every try it sends upstream (1 on the first), which the demo app echoes. */
+export const ATTEMPT_COUNT_HEADER = 'x-envoy-attempt-count';
+
+/**
+ * What one request got. `status` is the HTTP status when there was a response; `attempts` the tries the waypoint made
+ * (absent when no waypoint was on the way, or the answer did not come from the demo app); `pod` on an error answered
+ * by a demo app itself (its JSON): a pod's own failure, not the mesh's.
+ */
 export type Outcome =
-  | { kind: 'ok'; app: string; version: string; pod: string; callerIdentity: string | null }
-  | { kind: 'denied'; reason: string }
-  | { kind: 'error'; message: string };
+  | { kind: 'ok'; app: string; version: string; pod: string; callerIdentity: string | null; status?: number; attempts?: number }
+  | { kind: 'denied'; reason: string; status?: number }
+  | { kind: 'error'; message: string; status?: number; pod?: string; attempts?: number };
 
 /** What one route has seen so far; counts keyed by value, for the summary. */
 export interface RouteStats {
   route: string;
   expect: Expectation;
+  layer: Layer;
+  /** The destination's short name ("api.store"). */
+  label: string;
   ok: number;
   denied: number;
   errors: number;
@@ -48,6 +63,14 @@ export interface RouteStats {
   /** error message → count */
   errorMessages: Record<string, number>;
   lastError?: string;
+  /** HTTP status → answers; NOT_HTTP's keys for outcomes without an HTTP answer (refused, reset, timed out) */
+  statuses: Record<string, number>;
+  /** Final HTTP status of the answers that took more than one try at the waypoint → count */
+  retried: Record<string, number>;
+  /** Tries after the first, summed over all answers. */
+  retries: number;
+  /** Error answers (5xx, 4xx but 403) that a demo app gave itself, with its JSON: pod → count */
+  podFailures: Record<string, number>;
 }
 
 export interface TrafficOptions {
@@ -66,11 +89,11 @@ export async function sendOnce(route: DemoRoute, timeoutMs: number, track: (s: S
     return { kind: 'error', message: errorMessage(err) };
   }
   if (!r.ok) {
-    if (r.reply === 0x02) return { kind: 'denied', reason: `refused by policy (SOCKS5 0x02 ${r.message})` };
+    if (r.reply === 0x02) return { kind: 'denied', reason: 'refused by policy (SOCKS5 0x02)' };
     return { kind: 'error', message: `SOCKS5 0x${r.reply.toString(16).padStart(2, '0')} ${r.message}` };
   }
   track(r.socket);
-  const res = await httpGet(r.socket, { host: route.host, path: route.path, timeoutMs });
+  const res = await httpGet(r.socket, { host: route.host, path: route.path, timeoutMs, method: route.method ?? 'GET', headers: route.headers ?? {} });
   switch (res.kind) {
     case 'no-response':
       // The mesh accepted the CONNECT but the far side shut the connection before answering: how a refusal
@@ -81,19 +104,49 @@ export async function sendOnce(route: DemoRoute, timeoutMs: number, track: (s: S
     case 'malformed':
       return { kind: 'error', message: res.message };
     case 'response': {
-      if (res.status === 403) return { kind: 'denied', reason: 'HTTP 403 Forbidden' };
-      if (res.status !== 200) return { kind: 'error', message: `HTTP ${res.status}${res.body ? `: ${res.body.trim().slice(0, 80)}` : ''}` };
-      try {
-        const a = JSON.parse(res.body) as { app?: unknown; version?: unknown; pod?: unknown; caller?: { identity?: unknown } };
-        return {
-          kind: 'ok', app: String(a.app ?? '?'), version: String(a.version ?? '?'), pod: String(a.pod ?? '?'),
-          callerIdentity: typeof a.caller?.identity === 'string' ? a.caller.identity : null,
-        };
-      } catch {
-        return { kind: 'error', message: `HTTP 200 but the body is not the demo app's JSON: ${JSON.stringify(res.body.slice(0, 60))}` };
+      const status = res.status;
+      const a = demoAnswerOf(res.body);
+      const attempts = a ? attemptsOf(a.headers) : undefined;
+      const tries = attempts !== undefined ? { attempts } : {};
+      // A waypoint's denial carries its reason as the body ("RBAC: access denied").
+      if (status === 403) return { kind: 'denied', reason: a ? `HTTP 403 from ${a.pod}` : `HTTP 403 ${firstLine(res.body) || 'Forbidden'}`, status };
+      if (status !== 200) {
+        if (a) return { kind: 'error', message: `HTTP ${status} from ${a.pod}`, status, pod: a.pod, ...tries };
+        return { kind: 'error', message: `HTTP ${status}${res.body ? `: ${firstLine(res.body)}` : ''}`, status };
       }
+      if (!a) return { kind: 'error', message: `HTTP 200 but the body is not the demo app's JSON: ${JSON.stringify(res.body.slice(0, 60))}`, status };
+      return { kind: 'ok', app: a.app, version: a.version, pod: a.pod, callerIdentity: a.identity, status, ...tries };
     }
   }
+}
+
+interface DemoAnswer { app: string; version: string; pod: string; identity: string | null; headers: Record<string, unknown> }
+
+/** The demo app's JSON answer, or undefined when the body is something else (e.g. a proxy's own answer). */
+function demoAnswerOf(body: string): DemoAnswer | undefined {
+  let a: { app?: unknown; version?: unknown; pod?: unknown; caller?: { identity?: unknown }; headers?: unknown };
+  try {
+    a = JSON.parse(body) as typeof a;
+  } catch {
+    return undefined;
+  }
+  if (typeof a !== 'object' || a === null || typeof a.pod !== 'string') return undefined;
+  return {
+    app: String(a.app ?? '?'), version: String(a.version ?? '?'), pod: a.pod,
+    identity: typeof a.caller?.identity === 'string' ? a.caller.identity : null,
+    headers: typeof a.headers === 'object' && a.headers !== null ? a.headers as Record<string, unknown> : {},
+  };
+}
+
+/** The waypoint's try count the app saw, when it is a small positive whole number. */
+function attemptsOf(headers: Record<string, unknown>): number | undefined {
+  const v = headers[ATTEMPT_COUNT_HEADER];
+  const n = typeof v === 'string' && /^\d{1,4}$/.test(v) ? Number(v) : NaN;
+  return n >= 1 ? n : undefined;
+}
+
+function firstLine(body: string): string {
+  return body.trim().split('\n')[0]!.slice(0, 80);
 }
 
 export class TrafficGenerator {
@@ -114,7 +167,7 @@ export class TrafficGenerator {
     this.maxInFlight = opts.maxInFlightPerRoute ?? DEFAULT_MAX_IN_FLIGHT_PER_ROUTE;
     this.timeoutMs = opts.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     if (!(this.rate > 0 && this.rate <= 1000)) throw new RangeError(`rate per route must be in (0, 1000] requests per second, got ${this.rate}`);
-    this.stats = routes.map((r) => emptyStats(r.name, r.expect));
+    this.stats = routes.map((r) => emptyStats(r.name, r.expect, r.layer, r.label));
     this.completions = routes.map(() => []);
     this.inFlight = routes.map(() => 0);
   }
@@ -176,6 +229,12 @@ export class TrafficGenerator {
     const times = this.completions[i]!;
     times.push(now);
     while (times.length && times[0]! <= now - RATE_WINDOW_MS) times.shift();
+    bump(s.statuses, o.status !== undefined ? String(o.status) : o.kind === 'denied' ? NOT_HTTP.refused : NOT_HTTP.failed);
+    const attempts = o.kind === 'denied' ? undefined : o.attempts;
+    if (attempts !== undefined && attempts > 1 && o.status !== undefined) {
+      bump(s.retried, String(o.status));
+      s.retries += attempts - 1;
+    }
     if (o.kind === 'ok') {
       s.ok++;
       bump(s.apps, o.app);
@@ -187,6 +246,7 @@ export class TrafficGenerator {
       bump(s.deniedReasons, o.reason, MAX_DISTINCT_MESSAGES);
     } else {
       s.errors++;
+      if (o.pod !== undefined) bump(s.podFailures, o.pod, MAX_DISTINCT_MESSAGES);
       bump(s.errorMessages, o.message, MAX_DISTINCT_MESSAGES);
       s.lastError = o.message;
       this.opts.log?.debug({ route: s.route, err: o.message }, 'demo request failed');
@@ -194,8 +254,11 @@ export class TrafficGenerator {
   }
 }
 
-export function emptyStats(route: string, expect: Expectation): RouteStats {
-  return { route, expect, ok: 0, denied: 0, errors: 0, ratePerSec: 0, apps: {}, versions: {}, pods: {}, callerIdentities: {}, deniedReasons: {}, errorMessages: {} };
+export function emptyStats(route: string, expect: Expectation, layer: Layer = 'l4', label = route): RouteStats {
+  return {
+    route, expect, layer, label, ok: 0, denied: 0, errors: 0, ratePerSec: 0, apps: {}, versions: {}, pods: {}, callerIdentities: {}, deniedReasons: {},
+    errorMessages: {}, statuses: {}, retried: {}, retries: 0, podFailures: {},
+  };
 }
 
 function bump(m: Record<string, number>, key: string, maxKeys = Infinity): void {

@@ -147,6 +147,19 @@ describe('demo app process: per-pod faults', () => {
     assert.equal((await curl(`${app.base}/pay`, ['-H', `x-request-key: ${'k'.repeat(257)}`])).status, 400, 'a key over 256 bytes is refused');
   });
 
+  it('fails every request during the first FAIL of every PERIOD of --fail-window, and answers normally after it', async () => {
+    const app = await start(['--fail-window', '3s/1h', '--fail-status', '502']);
+    const during = await curl(`${app.base}/stock`);
+    assert.equal(during.status, 502, 'in the window (the first 3 s of the app)');
+    assert.equal(during.body.pod, 'echo-v2');
+    assert.equal((await curl(`${app.base}/healthz`)).status, 200, '/healthz never fails');
+    await new Promise((r) => setTimeout(r, 3_100));
+    assert.equal((await curl(`${app.base}/stock`)).status, 200, 'after the window');
+    const bad = StraitProcess.start(['demo-app', '--address', '127.0.0.1', '--port', '0', '--pod', 'p', '--namespace', 'n', '--app', 'a', '--version=v1', '--node', 'x', '--fail-window', '40s/20s']);
+    assert.notEqual(await bad.exited, 0);
+    assert.match(bad.stderr.join('\n'), /"40s\/20s" is not FAIL\/PERIOD/);
+  });
+
   it('waits --delay-ms before every answer but /healthz', async () => {
     const app = await start(['--delay-ms', '300']);
     const r = await curl(`${app.base}/`);

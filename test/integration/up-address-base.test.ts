@@ -1,16 +1,16 @@
 /**
  * Two local meshes of the same manifests on one machine (`--address-base`), and what each component costs in
- * `strait up`'s status line and the demo's live summary (systeminformation).
- * Addresses: 127.145.0.0/16 and 127.146.0.0/16 (the demo twice), 127.147.0.0/16 (`strait demo`), 127.148.0.0/16 (a demo
- * on a running mesh's addresses).
+ * `strait up`'s status line (systeminformation; the demo's live summary is checked in demo.test.ts).
+ * Addresses: 127.145.0.0/16 and 127.146.0.0/16 (the demo twice), 127.148.0.0/16 (a demo on a running mesh's addresses);
+ * 127.147.0.0/16 is demo.test.ts's.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { eventually } from '../helpers/eventually.js';
 import { docs } from '../helpers/manifests.js';
-import { TestMesh, alive, appPod, killAll, pidsMentioning, type MeshStateFile } from '../helpers/mesh.js';
+import { TestMesh, alive, appPod, killAll, pidsMentioning } from '../helpers/mesh.js';
 import { StraitProcess } from '../helpers/procs.js';
 import { tempDir } from '../helpers/temp-dir.js';
 
@@ -107,38 +107,6 @@ describe('two meshes of the demo side by side', () => {
     assert.ok(readdirSync(tmp.path).length >= 2, 'one copy per mesh while they run');
     await Promise.all([one.stop(), two.stop()]);
     assert.deepEqual(readdirSync(tmp.path), []);
-  });
-});
-
-describe('strait demo\'s live summary', () => {
-  const work = tempDir('base-demo-run');
-  after(() => {
-    killAll(pidsMentioning('127.147.'));
-    work.remove();
-  });
-
-  it('shows the CPU and memory of the controller, each ztunnel and the demo apps', async () => {
-    const stateFile = join(work.path, 'state.json');
-    const p = StraitProcess.start(['demo', '--duration', '7s', '--rate', '2', '--address-base', '127.147.0.0', '--state-file', stateFile, '--log-dir', join(work.path, 'logs')]);
-    const state = await eventually(() => (existsSync(stateFile) ? JSON.parse(readFileSync(stateFile, 'utf8')) as MeshStateFile : undefined), 40_000, 'state file');
-    const code = await p.exited;
-    assert.equal(code, 0, p.stderr.join('\n'));
-    const out = p.lines.map((l) => String(l.msg));
-    const final = out.slice(out.findIndex((l) => / · final$/.test(l)));
-    assert.ok(final.length > 1, 'a final summary');
-    assert.match(final.join('\n'), /^component\s+pid\s+cpu\s+memory$/m);
-    const row = (name: string) => final.find((l) => l.startsWith(name + ' '));
-    const controller = /^controller\s+(\d+)\s+(\d+\.\d)%\s+(\d+) MiB$/.exec(row('controller') ?? '');
-    assert.ok(controller, `controller row: ${row('controller')}`);
-    assert.equal(Number(controller[1]), state.controller.pid, 'the controller\'s own pid');
-    assert.ok(Number(controller[3]) >= 20 && Number(controller[3]) < 1000, `controller memory ${controller[3]} MiB`);
-    for (const n of ['node-a', 'node-b']) {
-      const z = new RegExp(`^ztunnel ${n}\\s+(\\d+)\\s+\\d+\\.\\d%\\s+\\d+ MiB$`).exec(row(`ztunnel ${n}`) ?? '');
-      assert.ok(z, `ztunnel ${n} row: ${row(`ztunnel ${n}`)}`);
-      assert.equal(Number(z[1]), state.nodes[n].pid);
-    }
-    assert.match(row('5 demo apps') ?? '', /^5 demo apps\s+\d+\.\d%\s+\d+ MiB$/);
-    assert.equal(alive(state.controller.pid), false, 'stopped at the end');
   });
 });
 

@@ -64,7 +64,11 @@ describe('demo app', () => {
   it('answers with the identity the ztunnel recorded for the connection the request came on', async () => {
     const s = await connectTo(app);
     // The ztunnel's own end of its connection to the pod is the app's remote end: that is the key.
-    admin.connections.push({ id: 1, direction: 'inbound', 'src.identity': CLIENT_ID, upstreamLocal: `${s.localAddress}:${s.localPort}` });
+    admin.connections.push(
+      { id: 1, direction: 'inbound', 'src.identity': CLIENT_ID, upstreamLocal: `${s.localAddress}:${s.localPort}`, 'dst.addr': `${app.address}:${app.port}` },
+      // The ztunnel's connection to another pod from the same local address and port (the kernel allows it).
+      { id: 9, direction: 'inbound', 'src.identity': 'spiffe://cluster.local/ns/store/sa/waypoint', upstreamLocal: `${s.localAddress}:${s.localPort}`, 'dst.addr': '127.0.10.22:8080' },
+    );
     const r = await get(s, '/items?x=1');
     assert.equal(r.status, 200);
     const a = JSON.parse(r.body) as DemoAppAnswer;
@@ -121,6 +125,23 @@ describe('caller lookup', () => {
       const both = await Promise.all([lookup.identityOf('127.0.0.1:50000', 1015, 1020), lookup.identityOf('127.0.0.1:50001', 1015, 1020)]);
       assert.deepEqual(both, [{ identity: null }, { identity: null }]);
       assert.equal(admin.hits(), 3);
+    } finally {
+      admin.server.close();
+    }
+  });
+
+  it('tells apart the ztunnel\'s connections to two pods that share its local address and port', async () => {
+    const admin = await startAdmin();
+    try {
+      const lookup = new CallerLookup(admin.address, 2000, () => 1000);
+      // Linux hands out one ephemeral port to connections towards different destinations at once.
+      admin.connections.push(
+        { upstreamLocal: '127.0.0.1:40000', 'dst.addr': '127.0.10.2:8080', 'src.identity': CLIENT_ID },
+        { upstreamLocal: '127.0.0.1:40000', 'dst.addr': '127.0.10.22:8080', 'src.identity': 'spiffe://cluster.local/ns/store/sa/waypoint' },
+      );
+      assert.deepEqual(await lookup.identityOf('127.0.0.1:40000', 900, 1000, '127.0.10.2:8080'), { identity: CLIENT_ID });
+      assert.deepEqual(await lookup.identityOf('127.0.0.1:40000', 900, 1000, '127.0.10.22:8080'), { identity: 'spiffe://cluster.local/ns/store/sa/waypoint' });
+      assert.deepEqual(await lookup.identityOf('127.0.0.1:40000', 900, 1000, '127.0.10.3:8080'), { identity: null }, 'another pod\'s connection is not this one\'s');
     } finally {
       admin.server.close();
     }

@@ -4,7 +4,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { MAX_REQUEST_KEYS, PodFaults, requestAsk } from '../../src/demo/behaviour.js';
 import { grpcCodeOfHttpStatus } from '../../src/demo/grpc-echo.js';
-import { demoBehaviourOf, parseDemoRatio } from '../../src/local/demo-annotations.js';
+import { demoBehaviourArgs, demoBehaviourOf, parseDemoFailWindow, parseDemoRatio } from '../../src/local/demo-annotations.js';
 import { appSpec } from '../../src/local/components.js';
 import { planLocalMesh } from '../../src/local/plan.js';
 import { docs, objectsOf } from '../helpers/manifests.js';
@@ -37,6 +37,19 @@ describe('PodFaults', () => {
     assert.deepEqual(seq.map((d) => d.attempt), [1, 2, 1, 3, 2, 3, 4]);
     // Without the header, requests share one counter.
     assert.deepEqual(failures(f, 3), [502, 502, undefined]);
+  });
+
+  it('fails every request during the first FAIL of every PERIOD of its fail window, counted from its start', () => {
+    let now = 1_000_000;
+    const f = new PodFaults({ failWindow: { failMs: 20_000, periodMs: 40_000 } }, () => now);
+    const at = (ms: number) => { now = 1_000_000 + ms; return f.decide(undefined).failStatus; };
+    assert.deepEqual([0, 19_999, 20_000, 39_999, 40_000, 59_999, 60_000, 85_000].map(at), [503, 503, undefined, undefined, 503, 503, undefined, 503]);
+    // With a status it fails with that status, and only in the window (a status alone would fail every request).
+    const g = new PodFaults({ failWindow: { failMs: 1_000, periodMs: 2_000 }, failStatus: 500 }, () => now);
+    now += 1_500;
+    assert.equal(g.decide(undefined).failStatus, undefined);
+    now += 600;
+    assert.equal(g.decide(undefined).failStatus, 500);
   });
 
   it('counts attempts without failing when the pod has no faults, and forgets the oldest key past its bound', () => {
@@ -88,6 +101,18 @@ describe('demo annotations', () => {
       'Pod a/b: annotation strait.dev/demo-delay-ms: "soon" is not milliseconds from 0 to 30000 (e.g. "250"); fix or remove the annotation',
     ]);
     assert.equal(parseDemoRatio('1e-7'), 1e-7, 'what String(ratio) writes on the command line reads back');
+  });
+
+  it('reads a fail window as FAIL/PERIOD durations and hands it to the app in milliseconds', () => {
+    const w = demoBehaviourOf({ 'strait.dev/demo-fail-window': '20s/40s', 'strait.dev/demo-fail-status': '503' }, 'Pod store/inventory-2');
+    assert.deepEqual(w, { behaviour: { failStatus: 503, failWindow: { failMs: 20_000, periodMs: 40_000 } }, errors: [] });
+    assert.deepEqual(demoBehaviourArgs(w.behaviour), ['--fail-status', '503', '--fail-window', '20000ms/40000ms']);
+    assert.deepEqual(parseDemoFailWindow('20000ms/40000ms'), { failMs: 20_000, periodMs: 40_000 }, 'the flag reads back');
+    assert.deepEqual(parseDemoFailWindow('1m/1m'), { failMs: 60_000, periodMs: 60_000 }, 'FAIL = PERIOD: always');
+    for (const bad of ['40s/20s', '0s/10s', '20s', '20s/', '5ms/50ms', '1s/25h', 'a/b', '1.5ns/1s', '1s/2s/3s']) assert.equal(parseDemoFailWindow(bad), undefined, bad);
+    assert.deepEqual(demoBehaviourOf({ 'strait.dev/demo-fail-window': '40s/20s' }, 'Pod a/b').errors, [
+      'Pod a/b: annotation strait.dev/demo-fail-window: "40s/20s" is not FAIL/PERIOD, two durations with 0 < FAIL ≤ PERIOD and PERIOD from 100ms to 24h (e.g. "20s/40s": failing 20 s of every 40 s); fix or remove the annotation',
+    ]);
     assert.equal(parseDemoRatio('0x1'), undefined);
   });
 

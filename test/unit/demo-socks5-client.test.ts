@@ -12,7 +12,7 @@ import type { DemoRoute } from '../../src/demo/routes.js';
 import { startDemoApp, type RunningDemoApp } from '../../src/demo/app.js';
 
 /** What the test proxy does with a CONNECT. */
-type Behaviour = 'pipe' | 'deny' | 'reset-after-success' | 'close-after-success';
+type Behaviour = 'pipe' | 'deny' | 'reset-after-success' | 'close-after-success' | 'rbac';
 
 interface Seen { source: string; target: Socks5Target }
 
@@ -24,6 +24,13 @@ async function startProxy(behaviour: () => Behaviour, app: () => RunningDemoApp,
       seen.push({ source: s.remoteAddress ?? '', target: req.target });
       const b = behaviour();
       if (b === 'deny') return req.reply(SOCKS5_REPLY.NOT_ALLOWED);
+      if (b === 'rbac') {
+        // A waypoint's L7 denial: it answers the request itself.
+        req.reply(SOCKS5_REPLY.SUCCEEDED, { host: '127.0.0.1', port: 4321 });
+        req.socket.once('data', () => req.socket.end('HTTP/1.1 403 Forbidden\r\ncontent-length: 19\r\ncontent-type: text/plain\r\n\r\nRBAC: access denied'));
+        req.socket.resume();
+        return;
+      }
       if (b === 'reset-after-success' || b === 'close-after-success') {
         req.reply(SOCKS5_REPLY.SUCCEEDED, { host: '127.0.0.1', port: 4321 });
         setTimeout(() => (b === 'reset-after-success' ? req.socket.resetAndDestroy() : req.socket.end()), 20);
@@ -48,7 +55,7 @@ describe('demo SOCKS5 client and request classification', () => {
   let behaviour: Behaviour = 'pipe';
   const seen: Seen[] = [];
   const route = (): DemoRoute => ({
-    name: 'client → catalog.backend',
+    name: 'client → catalog.backend', label: 'catalog.backend', layer: 'l4', method: 'GET', headers: {},
     from: { pod: 'client-1', namespace: 'shop', app: 'client', address: '127.0.0.1', node: 'node-a' },
     socks5: { host: '127.0.0.1', port: (proxy.address() as AddressInfo).port },
     host: 'catalog.backend.svc.cluster.local', port: 80, path: '/', expect: 'ok',
@@ -109,12 +116,29 @@ describe('demo SOCKS5 client and request classification', () => {
 
   it('classifies an answer from the demo app as ok, with version, pod and caller identity', async () => {
     behaviour = 'pipe';
-    assert.deepEqual(await sendOnce(route(), 5000), { kind: 'ok', app: 'catalog', version: 'v1', pod: 'catalog-v1', callerIdentity: null });
+    assert.deepEqual(await sendOnce(route(), 5000), { kind: 'ok', app: 'catalog', version: 'v1', pod: 'catalog-v1', callerIdentity: null, status: 200 });
+  });
+
+  it('sends the route\'s method, path and headers, and reads the tries the waypoint made from the answer\'s echoed headers', async () => {
+    behaviour = 'pipe';
+    const r = await sendOnce({ ...route(), method: 'DELETE', path: '/items/1', headers: { 'x-envoy-attempt-count': '3' } }, 5000);
+    assert.deepEqual(r, { kind: 'ok', app: 'catalog', version: 'v1', pod: 'catalog-v1', callerIdentity: null, status: 200, attempts: 3 });
+  });
+
+  it('classifies an error status a pod gave itself as an error naming the pod, with its status and tries', async () => {
+    behaviour = 'pipe';
+    const r = await sendOnce({ ...route(), headers: { 'x-demo-status': '503', 'x-envoy-attempt-count': '4' } }, 5000);
+    assert.deepEqual(r, { kind: 'error', message: 'HTTP 503 from catalog-v1', status: 503, pod: 'catalog-v1', attempts: 4 });
+  });
+
+  it('classifies a 403 with a proxy\'s body as denied, with the reason it gave', async () => {
+    behaviour = 'rbac';
+    assert.deepEqual(await sendOnce(route(), 5000), { kind: 'denied', reason: 'HTTP 403 RBAC: access denied', status: 403 });
   });
 
   it('classifies SOCKS5 0x02 as denied by policy', async () => {
     behaviour = 'deny';
-    assert.deepEqual(await sendOnce(route(), 5000), { kind: 'denied', reason: 'refused by policy (SOCKS5 0x02 connection not allowed by ruleset)' });
+    assert.deepEqual(await sendOnce(route(), 5000), { kind: 'denied', reason: 'refused by policy (SOCKS5 0x02)' });
   });
 
   it('classifies a reset or close right after SOCKS5 success, before any HTTP response, as denied', async () => {
