@@ -52,6 +52,7 @@ describe('the waypoint process in strait up', () => {
       pod('api-v2', 'node-b', '127.0.180.12', { app: 'api', version: 'v2' }),
       pod('echo', 'node-b', ECHO_POD, { app: 'echo' }, false),
       service('api', '127.0.180.100', { app: 'api' }),
+      service('solo', '127.0.180.102', { app: 'api', version: 'v1' }),
       // No appProtocol and an unnamed port: the waypoint tells HTTP from anything else by the first bytes.
       service('echo', '127.0.180.101', { app: 'echo' }, [{ port: 7000, targetPort: 8080 }]),
     ));
@@ -107,7 +108,7 @@ describe('the waypoint process in strait up', () => {
     assert.equal((await fetch(`http://${wp.ready}/healthz/ready`)).status, 200);
     const dump = await (await fetch(`http://${wp.admin}/config_dump`)).json() as { waypoint: { identity: string }; services: string[] };
     assert.equal(dump.waypoint.identity, WAYPOINT_ID);
-    assert.deepEqual(dump.services.sort(), ['shop/api', 'shop/echo']);
+    assert.deepEqual(dump.services.sort(), ['shop/api', 'shop/echo', 'shop/solo']);
   });
 
   it('forwards HTTP/1.1 and HTTP/2 (prior knowledge) through the waypoint to every endpoint, which see the waypoint as the caller', async () => {
@@ -132,6 +133,25 @@ describe('the waypoint process in strait up', () => {
     assert.equal(r.code, 0, r.stderr);
     const text = readFileSync(join(mesh!.logDir.path, 'waypoint_shop_waypoint.log'), 'utf8');
     assert.doesNotMatch(text, /MaxListenersExceeded/, 'a listener per request piled up on an upstream connection');
+  });
+
+  it('does not reuse an upstream connection the backend closed while idle (the next request is answered)', async () => {
+    // One endpoint: the second request is bound to find the connection the first one left in the pool.
+    assert.equal((await mesh!.curl(CLIENT, 'node-a', 'http://solo.shop/before-idle')).code, 0);
+    // The demo app closes keep-alive connections idle for 5 s (Node's default).
+    await new Promise((r) => setTimeout(r, 6_500));
+    const t0 = Date.now();
+    const r = await mesh!.curl(CLIENT, 'node-a', 'http://solo.shop/after-idle', ['--max-time', '4']);
+    assert.equal(r.code, 0, `answered after the backend closed its idle connection: ${r.stderr}`);
+    assert.ok(Date.now() - t0 < 3_000);
+  });
+
+  it('cancels the upstream request when the client goes away (flag DC, logged when the client left)', async () => {
+    const r = await mesh!.curl(CLIENT, 'node-a', 'http://api.shop/delay/4000', ['--max-time', '1']);
+    assert.notEqual(r.code, 0, 'curl gave up');
+    const line = await eventually(() => mesh!.logs('waypoint/shop/waypoint').find((l) => l.access && l.path === '/delay/4000'), 2_500, 'the access-log line, long before the backend would answer');
+    assert.match(String(line.response_flags), /DC/);
+    assert.ok(Number(line.duration_ms) < 2_500, `logged after ${line.duration_ms} ms`);
   });
 
   it('refuses a request with both Content-Length and Transfer-Encoding (smuggling) with 400, before any backend', async () => {

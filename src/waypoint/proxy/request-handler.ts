@@ -229,6 +229,9 @@ export class RequestHandler {
     // ---- tries ----
     const timeoutMs = action.timeoutMs;
     const overall = new AbortController();
+    // The client went away: the try in flight is cancelled (as Envoy resets the upstream stream), so a backend that
+    // never answers holds no slot, connection or record.
+    res.once('close', () => { if (!res.writableFinished) overall.abort(); });
     let timedOut = false;
     const overallTimer = timeoutMs && timeoutMs > 0 ? setTimeout(() => { timedOut = true; overall.abort(); }, timeoutMs) : undefined;
     const retries = action.retry?.retries ?? 0;
@@ -265,7 +268,7 @@ export class RequestHandler {
           }
           if (!connLease) {
             permit.release();
-            if (timedOut) break;
+            if (timedOut || clientGone) break;
             last = { cluster: cl, endpoint: ep, problem: { status: 503, flag: 'UO', reason: `${cl.name}: no upstream connection free (maxConnections ${cl.policy.connectionPool?.maxConnections}, pending queue full or timed out)` } };
             break;
           }
@@ -332,7 +335,7 @@ export class RequestHandler {
           last = { failure: new UpstreamFailure(kind, f.message, f.cause), endpoint: ep, cluster: cl };
           cl.outlier?.recordResult(ep.key, { gatewayError: true });
           outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
-          if (timedOut) break;
+          if (timedOut || clientGone) break;
           const retriable = body.kind !== 'streamed' && retryDecision(action.retry, attempts - 1, outcome);
           if (!retriable) break;
           if (attempts > retries) { if (retries > 0) flags.push('URX'); break; }
@@ -352,6 +355,7 @@ export class RequestHandler {
 
     // ---- no usable response: answer locally with what went wrong ----
     const extra: Partial<Outcome> = { route: rule.name, attempts, ...(last.cluster ? { cluster: last.cluster } : {}), ...(last.endpoint ? { upstream: last.endpoint } : {}) };
+    if (clientGone) return finish({ status: 0, flags: [...flags, 'DC'], responseBytes: 0, ...extra, attempts });
     if (timedOut) return local(504, [...flags, 'UT'], 'upstream request timeout', extra);
     if (last.problem) return local(last.problem.status, [...flags, last.problem.flag], `${last.problem.reason}\n`, { ...extra, detail: last.problem.reason });
     const f = last.failure;

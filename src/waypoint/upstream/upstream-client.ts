@@ -172,7 +172,12 @@ export class UpstreamClient {
     if (!a) {
       a = new http.Agent({ keepAlive: true, maxFreeSockets: this.o.maxIdlePerEndpoint ?? 64, scheduling: 'lifo' });
       (a as unknown as { createConnection: unknown }).createConnection = (_opts: unknown, cb: (err: Error | null, s?: Duplex) => void) => {
-        this.tunnel(t, tunnelHeaders).then((s) => cb(null, asSocket(s)), (err: Error) => cb(err));
+        this.tunnel(t, tunnelHeaders).then((s) => {
+          // The backend closed its side: the tunnel is done, whatever the agent thinks (a half-open stream stays in
+          // its pool, and the next request on it would wait for an answer that never comes).
+          s.once('end', () => setImmediate(() => s.destroy()));
+          cb(null, asSocket(s));
+        }, (err: Error) => cb(err));
         return undefined;
       };
       this.agents.set(k, a);
