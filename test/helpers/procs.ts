@@ -64,6 +64,7 @@ export async function run(cmd: string, args: string[], input?: string): Promise<
   child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   child.stdin.end(input ?? '');
-  const [code] = await once(child, 'exit');
+  // 'close', not 'exit': a process can exit before its output has been read from the pipes (then stdout came back empty).
+  const [code] = await once(child, 'close');
   return { code: code as number | null, stdout, stderr };
 }
