@@ -25,7 +25,7 @@ import { applyHeaderOps, redirectLocation, rewritePath } from '../filters.js';
 import { normalizePath } from '../path.js';
 import { authorizeRequest } from '../authz-l7.js';
 import { pickWeighted } from '../upstream/balancer.js';
-import { retryBackoffMs, retryDecision, type AttemptOutcome } from '../retry.js';
+import { retriableOutcome, retryBackoffMs, retryDecision, type AttemptOutcome } from '../retry.js';
 import { decideFault } from '../fault.js';
 import type { Backends, Cluster, Endpoint } from '../upstream/backends.js';
 import { UpstreamFailure, stripHopByHop, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
@@ -315,9 +315,11 @@ export class RequestHandler {
           outcome = { status: response.status, ...(grpcStatus !== undefined ? { grpcStatus: Number(grpcStatus) } : {}) };
           last = { response, endpoint: ep, cluster: cl };
           cl.outlier?.recordResult(ep.key, { status: response.status });
-          const retriable = body.kind !== 'streamed' && retryDecision(action.retry, attempts - 1, outcome);
-          if (retriable && attempts > retries && retries > 0) flags.push('URX');
-          if (retriable && attempts <= retries) {
+          // Envoy's URX: a retry policy would retry this response, but no retry is left.
+          const wouldRetry = body.kind !== 'streamed' && retriableOutcome(action.retry, outcome);
+          const retriable = wouldRetry && retryDecision(action.retry, attempts - 1, outcome);
+          if (wouldRetry && !retriable && retries > 0) flags.push('URX');
+          if (retriable) {
             retryPermit = cl.breaker.tryStartRetry();
             // maxRetries reached: the response in hand goes to the client, flagged UO (as Envoy's retry overflow).
             if ('overflow' in retryPermit) flags.push('UO');
@@ -336,9 +338,8 @@ export class RequestHandler {
           cl.outlier?.recordResult(ep.key, { gatewayError: true });
           outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
           if (timedOut || clientGone) break;
-          const retriable = body.kind !== 'streamed' && retryDecision(action.retry, attempts - 1, outcome);
-          if (!retriable) break;
-          if (attempts > retries) { if (retries > 0) flags.push('URX'); break; }
+          if (body.kind === 'streamed' || !retriableOutcome(action.retry, outcome)) break;
+          if (!retryDecision(action.retry, attempts - 1, outcome)) { if (retries > 0) flags.push('URX'); break; }
         } finally {
           cl.active.set(ep.key, Math.max(0, (cl.active.get(ep.key) ?? 1) - 1));
           endTry(last.response && last.endpoint === ep ? last.response.status : 0, last.failure ? [last.failure.kind === 'timeout' ? 'UT' : last.failure.kind === 'connect-failure' ? 'UF' : 'UC'] : []);
