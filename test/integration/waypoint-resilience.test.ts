@@ -102,6 +102,8 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
           rules: [{ retry: { attempts: 2, codes: [503] }, backendRefs: [{ name: 'hr-flaky', port: 80 }] }],
         },
       },
+      // maxRetries 0 is Istio's "unset": it limits nothing, so the retries above still happen.
+      dr('flaky', { connectionPool: { http: { maxRetries: 0 } } }),
       dr('pool', { connectionPool: { http: { http2MaxRequests: 1 } } }),
       dr('pool-conn', { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }),
       dr('outlier', { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '2s', maxEjectionPercent: 100 } }),

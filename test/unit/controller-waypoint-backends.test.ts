@@ -21,6 +21,14 @@ describe('DestinationRule → backend policy', () => {
     });
   });
 
+  it('reads maxRetries 0 as Istio does: unset, so retries in flight are not limited, with a note saying so', () => {
+    const c = compile([...baseMesh(), destinationRule('web', { host: 'web', trafficPolicy: { connectionPool: { http: { maxRetries: 0, http2MaxRequests: 5 } } } })]);
+    const p = c.policy('backend/shop/web');
+    assert.ok(p?.type === 'backend');
+    assert.deepEqual(p.policy.connectionPool, { maxRequests: 5 });
+    assert.deepEqual(c.warnings, ['mesh.yaml doc 15 DestinationRule shop/web: warning: spec.trafficPolicy.connectionPool.http.maxRetries: 0 means unset, as Istio reads it: retries in flight are not limited; to turn retries off, set retries.attempts: 0 on the route']);
+  });
+
   it('fills Istio\'s outlier defaults: 5 consecutive 5xx, interval 10 s, base ejection 30 s, 10 % (also for maxEjectionPercent 0)', () => {
     const c = compile([...baseMesh(),
       destinationRule('web', { host: 'web', trafficPolicy: { outlierDetection: { consecutiveGatewayErrors: 3, maxEjectionPercent: 0 } } }),

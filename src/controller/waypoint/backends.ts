@@ -5,7 +5,8 @@
  * - a subset's trafficPolicy replaces the top-level connectionPool / loadBalancer / outlierDetection it sets, each
  *   as a whole (Istio's MergeTrafficPolicy), never field by field inside them;
  * - outlier detection gets Envoy's defaults as Istio leaves them: 5 consecutive 5xx, interval 10 s, base ejection
- *   30 s, at most 10 % ejected (maxEjectionPercent 0 also means 10 %, as Istio passes only values above 0).
+ *   30 s, at most 10 % ejected (maxEjectionPercent 0 also means 10 %, as Istio passes only values above 0);
+ * - connectionPool.http.maxRetries 0 is unset (no limit), as Istio passes it only when above 0.
  * Pure.
  */
 import { parseDurationMs } from '../../common/model/duration.js';
@@ -86,7 +87,7 @@ export function compilePolicy(p: TrafficPolicy | undefined, object: string, path
   const out: TrafficPolicyCompiled = {};
   const lb = loadBalancer(p?.loadBalancer?.simple, object, `${path}.loadBalancer.simple`, notes);
   if (lb) out.loadBalancer = lb;
-  const pool = connectionPool(p);
+  const pool = connectionPool(p, object, `${path}.connectionPool`, notes);
   if (pool) out.connectionPool = pool;
   if (p?.outlierDetection) out.outlierDetection = outlier(p.outlierDetection);
   return out;
@@ -104,7 +105,7 @@ function loadBalancer(simple: string | undefined, object: string, path: string, 
   }
 }
 
-function connectionPool(p: TrafficPolicy | undefined): ConnectionPoolPolicy | undefined {
+function connectionPool(p: TrafficPolicy | undefined, object: string, path: string, notes: Notes): ConnectionPoolPolicy | undefined {
   const tcp = p?.connectionPool?.tcp;
   const http = p?.connectionPool?.http;
   if (!tcp && !http) return undefined;
@@ -115,7 +116,9 @@ function connectionPool(p: TrafficPolicy | undefined): ConnectionPoolPolicy | un
   if (http?.http1MaxPendingRequests !== undefined) out.maxPendingRequests = http.http1MaxPendingRequests;
   if (http?.http2MaxRequests !== undefined) out.maxRequests = http.http2MaxRequests;
   if (http?.maxRequestsPerConnection !== undefined) out.maxRequestsPerConnection = http.maxRequestsPerConnection;
-  if (http?.maxRetries !== undefined) out.maxRetries = http.maxRetries;
+  // Istio passes maxRetries to Envoy only when above 0: 0 is "unset", Istio's default (no limit), not "no retries".
+  if (http?.maxRetries !== undefined && http.maxRetries > 0) out.maxRetries = http.maxRetries;
+  if (http?.maxRetries === 0) notes.add(object, `${path}.http.maxRetries`, '0 means unset, as Istio reads it: retries in flight are not limited; to turn retries off, set retries.attempts: 0 on the route');
   const idle = ms(http?.idleTimeout);
   if (idle !== undefined) out.idleTimeoutMs = idle;
   return out;
