@@ -45,6 +45,11 @@ test('a denied request names the policy that decided; a gRPC one its protocol an
   assert.equal(grpc.grpc_status, 5);
 });
 
+test('an audited request names the AUDIT policies that matched', () => {
+  assert.equal(formatAccessLog(record({ audited: ['shop/audit-a', 'shop/audit-b'] })).audit, 'shop/audit-a,shop/audit-b');
+  assert.equal(formatAccessLog(record({})).audit, undefined);
+});
+
 test('control characters in client-chosen fields are escaped, so a request cannot forge a second line or terminal codes', () => {
   const { lines, raw, logger } = capture();
   const evil = '/a\r\n{"level":30,"msg":"request complete","path":"/forged"}\u001b[31m\u0000\u2028end';

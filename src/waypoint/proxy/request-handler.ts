@@ -108,6 +108,8 @@ export class RequestHandler {
     req.on('data', (c: Buffer) => { requestBytes += c.length; });
     let clientGone = false;
     res.once('close', () => { if (!res.writableFinished) clientGone = true; });
+    /** AUDIT policies that matched: they decide nothing, the access log names them. */
+    let audited: readonly string[] = [];
 
     const finish = (o: Outcome) => {
       const flags = clientGone && !o.flags.includes('DC') ? [...o.flags, 'DC'] : o.flags;
@@ -120,7 +122,7 @@ export class RequestHandler {
         ...(o.route ? { route: o.route } : {}),
         ...(o.upstream ? { upstream: o.upstream.key } : {}),
         ...(o.cluster ? { upstreamCluster: clusterName(o.cluster) } : {}),
-        attempts: o.attempts, ...(o.policy ? { policy: o.policy } : {}),
+        attempts: o.attempts, ...(o.policy ? { policy: o.policy } : {}), ...(audited.length > 0 ? { audited } : {}),
         connectionSecurityPolicy: 'mutual_tls',
         ...(header('user-agent') ? { userAgent: header('user-agent')! } : {}),
         ...(o.detail ? { error: o.detail } : {}),
@@ -142,6 +144,7 @@ export class RequestHandler {
       sourceIp: ctx.sourceIp, remoteIp: header('x-forwarded-for')?.split(',')[0]?.trim() || ctx.sourceIp,
       method, path, host: authority, port: ctx.destinationPort, header,
     });
+    audited = verdict.audited;
     if (!verdict.allowed) {
       // As Envoy: no response flag; the response code details name the policy (rbac_access_denied_matched_policy[...]).
       const decidedBy = verdict.policy ?? verdict.considered?.join(',');

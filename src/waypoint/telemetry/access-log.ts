@@ -80,6 +80,7 @@ export function formatAccessLog(r: RequestRecord, opts: AccessLogOptions = {}): 
     route: r.route,
     attempts: r.attempts,
     policy: r.policy,
+    audit: r.audited && r.audited.length > 0 ? r.audited.join(',') : undefined,
     trace_id: r.traceId ?? opts.traceId,
     request_id: (r.requestId ?? opts.requestId) === undefined ? undefined : boundedText((r.requestId ?? opts.requestId)!, f),
     user_agent: r.userAgent === undefined ? undefined : boundedText(r.userAgent, f),

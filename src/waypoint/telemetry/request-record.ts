@@ -82,8 +82,10 @@ export interface RequestRecord {
   upstreamCluster?: string;
   /** Tries made upstream, first try included (0 when the request never went upstream: denied, no route, fault). */
   attempts: number;
-  /** "ns/name" of the authorization policy that decided, when the request was denied (or audited). */
+  /** "ns/name" of the authorization policy that decided, when the request was denied. */
   policy?: string;
+  /** "ns/name" of the AUDIT policies that matched the request (they decide nothing; the access log names them). */
+  audited?: readonly string[];
   /** "mutual_tls" for HBONE (always, for a waypoint); "none" for plaintext. */
   connectionSecurityPolicy: 'mutual_tls' | 'none';
   /** User-Agent header as received. */
