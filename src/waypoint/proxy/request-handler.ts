@@ -68,6 +68,8 @@ interface Outcome {
 }
 
 const GRPC_CT = /^application\/grpc/;
+/** x-forwarded-client-cert: the peer certificate details a proxy states; never taken from a client. */
+const XFCC = 'x-forwarded-client-cert';
 
 export class RequestHandler {
   /** Bytes of request bodies held for retries now, across requests (bounded by retryBufferTotalBytes). */
@@ -195,6 +197,8 @@ export class RequestHandler {
     // ---- request: headers, filters, body ----
     const upstreamHeaders: Headers = stripHopByHop(req.headers as Headers);
     delete upstreamHeaders['host'];
+    // Certificate details only the mesh may state: a client's own copy is dropped (Envoy's default, SANITIZE).
+    delete upstreamHeaders[XFCC];
     upstreamHeaders['x-forwarded-proto'] = 'http';
     upstreamHeaders['x-request-id'] = trace.requestId;
     let upstreamAuthority = authority;
@@ -439,6 +443,7 @@ export class RequestHandler {
     const ep: Endpoint = { key: `${ctx.destinationIp}:${ctx.destinationPort}`, address: ctx.destinationIp, port: ctx.destinationPort, workload: w, identity: w.identity, plaintext: w.protocol !== 'HBONE' };
     const headers: Headers = stripHopByHop(req.headers as Headers);
     delete headers['host'];
+    delete headers[XFCC];
     return this.o.upstream.request({ address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol }, {
       method: r.method, path: r.path, authority: r.authority, headers, body: req as Readable, signal: new AbortController().signal,
     }).then(
