@@ -123,7 +123,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
   const servers = new HttpServers({
     maxHeaderBytes: cfg.maxHeaderBytes, maxConcurrentStreams: 100, keepAliveTimeoutMs: DOWNSTREAM_KEEPALIVE_MS, headersTimeoutMs: DOWNSTREAM_HEADERS_TIMEOUT_MS,
     onRequest: (req, res, ctx, protocol) => handler.handle(req, res, ctx, protocol),
-    onUpgrade: (req, socket, head, ctx) => websockets.handle(req, socket, head, ctx),
+    onUpgrade: (req, socket, head, ctx) => { if (handler.admitUpgrade(req, socket, ctx)) websockets.handle(req, socket, head, ctx); },
     onMalformed: (_ctx, status) => metrics.malformed.inc({ status: String(status) }),
     log: logs.child({ part: 'http' }),
   });

@@ -9,9 +9,9 @@
  * Invariants: the client gets exactly one response (or a reset once a response started); a try that lost (timed
  * out, retried) is aborted and its body discarded; every request is recorded once, with its response flags.
  */
-import type http from 'node:http';
+import http from 'node:http';
 import type http2 from 'node:http2';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { formatHostPort } from '../../common/net.js';
@@ -23,7 +23,7 @@ import type { WaypointState } from '../waypoint-state.js';
 import { matchRoute, type RouteInput } from '../router.js';
 import { applyHeaderOps, redirectLocation, rewritePath } from '../filters.js';
 import { normalizePath } from '../path.js';
-import { authorizeRequest } from '../authz-l7.js';
+import { authorizeRequest, type AuthzVerdict } from '../authz-l7.js';
 import { pickWeighted } from '../upstream/balancer.js';
 import { retriableOutcome, retryBackoffMs, retryDecision, type AttemptOutcome } from '../retry.js';
 import { decideFault } from '../fault.js';
@@ -70,6 +70,8 @@ interface Outcome {
 const GRPC_CT = /^application\/grpc/;
 /** x-forwarded-client-cert: the peer certificate details a proxy states; never taken from a client. */
 const XFCC = 'x-forwarded-client-cert';
+/** The body of an L7 authorization denial, as Envoy's RBAC filter writes it. */
+const RBAC_DENIED = 'RBAC: access denied';
 
 export class RequestHandler {
   /** Bytes of request bodies held for retries now, across requests (bounded by retryBufferTotalBytes). */
@@ -139,18 +141,11 @@ export class RequestHandler {
     if ('error' in target) return local(400, ['DPE'], `bad request target: ${target.error}\n`, { detail: target.error });
 
     // ---- L7 authorization: with the identity the caller's mTLS proved ----
-    const verdict = authorizeRequest(this.o.waypoint.authorizationPolicies(), {
-      ...(serviceKey ? { service: serviceKey } : {}),
-      ...(ctx.workload ? { destinationWorkload: { namespace: ctx.workload.namespace, labels: ctx.workload.labels } } : {}),
-      ...(ctx.peerIdentity.startsWith('spiffe://') ? { sourcePrincipal: ctx.peerIdentity.slice('spiffe://'.length) } : {}),
-      sourceIp: ctx.sourceIp, remoteIp: header('x-forwarded-for')?.split(',')[0]?.trim() || ctx.sourceIp,
-      method, path, host: authority, port: ctx.destinationPort, header,
-    });
+    const verdict = this.authorize(ctx, { method, path, authority, header });
     audited = verdict.audited;
     if (!verdict.allowed) {
       // As Envoy: no response flag; the response code details name the policy (rbac_access_denied_matched_policy[...]).
-      const decidedBy = verdict.policy ?? verdict.considered?.join(',');
-      return local(403, [], 'RBAC: access denied', { ...(decidedBy ? { policy: decidedBy } : {}), detail: verdict.details ?? verdict.reason });
+      return local(403, [], RBAC_DENIED, denialOf(verdict));
     }
 
     // ---- route ----
@@ -373,6 +368,60 @@ export class RequestHandler {
     return local(503, [...flags, 'UC'], 'upstream connect error or disconnect/reset before headers. reset reason: connection termination', { ...extra, ...(f ? { detail: f.message } : {}) });
   }
 
+  /**
+   * An HTTP/1.1 Upgrade request (WebSocket) is authorized like any other before it is passed through as bytes: a
+   * denied (or malformed) one is answered here, on the socket, and logged; true when the caller may pass it on.
+   */
+  admitUpgrade(req: http.IncomingMessage, socket: Duplex, ctx: DownstreamContext): boolean {
+    const startMs = Date.now();
+    const method = req.method ?? 'GET';
+    const target = normalizePath(req.url ?? '/');
+    const authority = req.headers.host ?? formatHostPort({ host: ctx.destinationIp, port: ctx.destinationPort });
+    const header = (name: string): string | undefined => {
+      const v = req.headers[name];
+      return v === undefined ? undefined : Array.isArray(v) ? v.join(',') : String(v);
+    };
+    let status: number;
+    let body: string;
+    let extra: { policy?: string; detail?: string; flags: string[]; audited?: readonly string[] };
+    if ('error' in target) {
+      status = 400;
+      body = `bad request target: ${target.error}\n`;
+      extra = { flags: ['DPE'], detail: target.error };
+    } else {
+      const verdict = this.authorize(ctx, { method, path: target.path + target.query, authority, header });
+      if (verdict.allowed) {
+        delete req.headers[XFCC];
+        return true;
+      }
+      status = 403;
+      body = RBAC_DENIED;
+      extra = { flags: [], ...denialOf(verdict), audited: verdict.audited };
+    }
+    socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: text/plain\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+    const serviceKey = ctx.service ? `${ctx.service.namespace}/${ctx.service.name}` : undefined;
+    const trace = this.o.telemetry.begin(req.headers as Record<string, string | string[] | undefined>, serviceKey ? { service: serviceKey } : {}, startMs);
+    this.o.telemetry.finish(trace, {
+      startMs, durationMs: Date.now() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1', grpc: false,
+      status, responseFlags: extra.flags, requestBytes: headerBytes(req.headers), responseBytes: Buffer.byteLength(body),
+      source: peerFromWorkload(ctx.source, ctx.sourceIp, ctx.peerIdentity), destination: destinationOf(ctx.service, ctx.destinationPort, ctx.workload),
+      attempts: 0, ...(extra.policy ? { policy: extra.policy } : {}), ...(extra.audited?.length ? { audited: extra.audited } : {}),
+      connectionSecurityPolicy: 'mutual_tls', ...(header('user-agent') ? { userAgent: header('user-agent')! } : {}), ...(extra.detail ? { error: extra.detail } : {}),
+    });
+    return false;
+  }
+
+  /** The L7 policies' verdict on a request, with the identity the caller's mTLS proved (never a header). */
+  private authorize(ctx: DownstreamContext, r: { method: string; path: string; authority: string; header: (name: string) => string | undefined }): AuthzVerdict {
+    return authorizeRequest(this.o.waypoint.authorizationPolicies(), {
+      ...(ctx.service ? { service: `${ctx.service.namespace}/${ctx.service.name}` } : {}),
+      ...(ctx.workload ? { destinationWorkload: { namespace: ctx.workload.namespace, labels: ctx.workload.labels } } : {}),
+      ...(ctx.peerIdentity.startsWith('spiffe://') ? { sourcePrincipal: ctx.peerIdentity.slice('spiffe://'.length) } : {}),
+      sourceIp: ctx.sourceIp, remoteIp: r.header('x-forwarded-for')?.split(',')[0]?.trim() || ctx.sourceIp,
+      method: r.method, path: r.path, host: r.authority, port: ctx.destinationPort, header: r.header,
+    });
+  }
+
   /** Writes the upstream's response to the client: status, filtered headers, body, trailers. */
   private async respond(res: DownstreamResponse, up: UpstreamResponse, o: {
     action: Extract<RouteAction, { kind: 'forward' }>; backend: BackendRef | undefined; release: () => void;
@@ -491,6 +540,12 @@ export class RequestHandler {
     res.end(body);
     return Buffer.byteLength(body);
   }
+}
+
+/** What the access log says of a denial: the policy that decided (or the ALLOW policies none of which matched) and Envoy's details. */
+function denialOf(v: AuthzVerdict): { policy?: string; detail: string } {
+  const decidedBy = v.policy ?? v.considered?.join(',');
+  return { ...(decidedBy ? { policy: decidedBy } : {}), detail: v.details ?? v.reason };
 }
 
 /** Istio's cluster name for a try: outbound|<port>|<subset>|<service host>. */
