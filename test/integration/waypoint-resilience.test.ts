@@ -124,7 +124,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
     const headers = { 'x-request-key': id, 'x-request-id': id, ...o.headers };
     const r = await mesh.curlJson(CLIENT, 'node-a', url, [...(o.h2 ? ['--http2-prior-knowledge'] : []), ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`])]);
     assert.equal(r.exit, 0, `curl ${url}: ${r.stderr}`);
-    const line = await eventually(() => accessLines().find((l) => l.request_id === id), 3000, `access-log line of ${url}`);
+    const line = await eventually(() => accessLines().find((l) => l.request_id === id), 3000, `access-log line of ${url} (answered ${r.status} ${r.text.slice(0, 200)})`);
     return { ...r, log: line };
   };
   const accessLines = () => mesh.logs(WAYPOINT).filter((l) => l.msg === 'request complete');
