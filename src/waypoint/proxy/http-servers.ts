@@ -46,6 +46,8 @@ export class HttpServers {
   private handing: DownstreamContext | undefined;
   private draining = false;
   private readonly malformedLog: RateLimitedLog;
+  /** HTTP/1.1 connections already answered for a parse error. */
+  private readonly refused = new WeakSet<object>();
 
   constructor(private readonly o: HttpServersOptions) {
     this.malformedLog = new RateLimitedLog({ logger: o.log, level: 'warn', msg: 'refused a malformed HTTP/1.1 request', what: 'malformed requests' });
@@ -69,6 +71,9 @@ export class HttpServers {
       o.onUpgrade(req, socket, head, ctx);
     });
     this.http1.on('clientError', (err: NodeJS.ErrnoException & { code?: string }, socket: Duplex) => {
+      // Node's parser reports its error again for every later chunk on the connection: one request, one count.
+      if (this.refused.has(socket)) { socket.destroy(); return; }
+      this.refused.add(socket);
       const ctx = this.ctxBySocket.get(socket);
       const tooLarge = err.code === 'HPE_HEADER_OVERFLOW';
       const status = tooLarge ? 431 : 400;
