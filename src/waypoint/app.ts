@@ -124,7 +124,10 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
     maxHeaderBytes: cfg.maxHeaderBytes, maxConcurrentStreams: 100, keepAliveTimeoutMs: DOWNSTREAM_KEEPALIVE_MS, headersTimeoutMs: DOWNSTREAM_HEADERS_TIMEOUT_MS,
     onRequest: (req, res, ctx, protocol) => handler.handle(req, res, ctx, protocol),
     onUpgrade: (req, socket, head, ctx) => { if (handler.admitUpgrade(req, socket, ctx)) websockets.handle(req, socket, head, ctx); },
-    onMalformed: (_ctx, status) => metrics.malformed.inc({ status: String(status) }),
+    onMalformed: (ctx, status, code) => {
+      metrics.malformed.inc({ status: String(status) });
+      if (ctx) handler.recordMalformed(ctx, status, code);
+    },
     log: logs.child({ part: 'http' }),
   });
   const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);

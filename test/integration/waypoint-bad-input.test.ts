@@ -108,6 +108,14 @@ describe('bad input at the waypoint through strait up', () => {
       assert.match(name, /^HTTP\/1\.1 400 /);
       assert.equal(await attemptOf(key), 1, 'the app never saw either');
       assert.equal(await malformed('400'), before + 2);
+      // Each has its access-log line, as Envoy writes one for a request its codec refused.
+      const lines = await eventually(() => { const l = accessLines().filter((x) => x.response_flags === 'DPE' && x.status === 400); return l.length >= 2 ? l : undefined; }, 3000, 'DPE access-log lines');
+      for (const l of lines) {
+        assert.equal(l['src.identity'], 'spiffe://cluster.local/ns/bad/sa/client');
+        assert.equal(l['dst.service'], 'app.bad.svc.cluster.local');
+        assert.equal(l.attempts, 0);
+        assert.match(l.error, /^HPE_/);
+      }
     });
 
     it('refuses conflicting Content-Length and Transfer-Encoding (smuggling) with 400, the smuggled request included', async () => {
@@ -160,7 +168,7 @@ describe('bad input at the waypoint through strait up', () => {
       const r = await mesh.curlJson(CLIENT, 'node-a', 'http://lost.bad/x', ['-H', `x-request-id: ${id}`]);
       assert.equal(r.status, 500);
       const line = await eventually(() => accessLines().find((l) => l.request_id === id), 3000, 'access-log line');
-      assert.notEqual(line.response_flags, '-', 'a flag says why');
+      assert.equal(line.response_flags, 'NC', 'a flag says why');
       assert.equal(line.attempts, 0);
       const configz = await (await fetch('http://127.0.207.254:15014/debug/configz')).json() as { httpRoutes: Record<string, unknown> };
       const status = JSON.stringify(configz.httpRoutes['bad/lost'] ?? configz.httpRoutes);

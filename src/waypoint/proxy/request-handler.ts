@@ -411,6 +411,20 @@ export class RequestHandler {
     return false;
   }
 
+  /**
+   * A request the HTTP/1.1 parser refused (bad bytes, conflicting lengths, an oversized header block), answered 400 or
+   * 431 before any headers were read: recorded as Envoy records a codec error, request line "- - -", flag DPE.
+   */
+  recordMalformed(ctx: DownstreamContext, status: number, code: string): void {
+    const startMs = Date.now();
+    this.o.telemetry.finish(this.o.telemetry.begin({}, {}, startMs), {
+      startMs, durationMs: 0, method: '-', authority: '-', path: '-', scheme: 'http', protocol: 'HTTP/1.1', grpc: false,
+      status, responseFlags: ['DPE'], requestBytes: 0, responseBytes: 0,
+      source: peerFromWorkload(ctx.source, ctx.sourceIp, ctx.peerIdentity), destination: destinationOf(ctx.service, ctx.destinationPort, ctx.workload),
+      attempts: 0, connectionSecurityPolicy: 'mutual_tls', error: code,
+    });
+  }
+
   /** The L7 policies' verdict on a request, with the identity the caller's mTLS proved (never a header). */
   private authorize(ctx: DownstreamContext, r: { method: string; path: string; authority: string; header: (name: string) => string | undefined }): AuthzVerdict {
     return authorizeRequest(this.o.waypoint.authorizationPolicies(), {
