@@ -119,10 +119,13 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
 
   const wp = () => (mesh.readState() as unknown as { waypoints: Record<string, { admin: string; metrics: string }> }).waypoints['res/waypoint']!;
   /** One request with its own x-request-key and x-request-id; its access-log line once the waypoint wrote it. */
-  const call = async (url: string, o: { h2?: boolean; headers?: Record<string, string> } = {}) => {
+  const call = async (url: string, o: { h2?: boolean; headers?: Record<string, string>; data?: string } = {}) => {
     const id = randomUUID();
     const headers = { 'x-request-key': id, 'x-request-id': id, ...o.headers };
-    const r = await mesh.curlJson(CLIENT, 'node-a', url, [...(o.h2 ? ['--http2-prior-knowledge'] : []), ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`])]);
+    const r = await mesh.curlJson(CLIENT, 'node-a', url, [
+      ...(o.h2 ? ['--http2-prior-knowledge'] : []), ...Object.entries(headers).flatMap(([k, v]) => ['-H', `${k}: ${v}`]),
+      ...(o.data !== undefined ? ['--data-binary', o.data] : []),
+    ]);
     assert.equal(r.exit, 0, `curl ${url}: ${r.stderr}`);
     const line = await eventually(() => accessLines().find((l) => l.request_id === id), 3000, `access-log line of ${url} (answered ${r.status} ${r.text.slice(0, 200)})`);
     return { ...r, log: line };
@@ -141,6 +144,18 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
         assert.equal(flags(r), '-');
         assert.equal(r.log.status, 200);
       }
+    });
+
+    it('sends a request body again on a retry, and does not retry one longer than the retry buffer (64 KiB)', async () => {
+      const small = await call('http://flaky.res/retry5xx', { headers: { 'content-type': 'text/plain' }, data: 'payload' });
+      assert.equal(small.status, 200);
+      assert.equal(small.body.attempt, 2);
+      assert.equal(small.body.bodyBytes, 7, 'the retry carried the body');
+      const big = await call('http://flaky.res/retry5xx', { h2: true, data: 'x'.repeat(100 * 1024) });
+      assert.equal(big.status, 503, 'a streamed body cannot be sent twice');
+      assert.equal(big.body.attempt, 1);
+      assert.equal(big.body.bodyBytes, 100 * 1024);
+      assert.equal(big.log.attempts, 1);
     });
 
     it('returns the last 503 with flag URX once the 2 retries are spent (3 tries: attempts counts retries after the first)', async () => {
@@ -325,6 +340,14 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.ok(readmittedAfter >= 1500, `not before baseEjectionTime (${readmittedAfter} ms)`);
       const back = await Promise.all(Array.from({ length: 4 }, () => mesh.curlJson(CLIENT, 'node-a', 'http://outlier.res/')));
       assert.ok(back.some((r) => r.status === 503 && r.body?.pod === 'outlier-bad'), 'the readmitted endpoint gets traffic again');
+      // Still failing: ejected again, for twice the base ejection time.
+      const again = await eventually(async () => {
+        await mesh.curlJson(CLIENT, 'node-a', 'http://outlier.res/');
+        const ejections = mesh.logs(WAYPOINT).filter((l) => l.msg === 'endpoint ejected (outlier detection)' && l.endpoint === bad);
+        return ejections.length >= 2 ? ejections[1] : undefined;
+      }, 5000, 'ejected a second time');
+      const lasts = Date.parse(again.until) - Date.parse(again.time);
+      assert.ok(lasts >= 3900 && lasts <= 4100, `the second ejection lasts 2 × baseEjectionTime (${lasts} ms)`);
     });
 
     it('ejects at most maxEjectionPercent of the endpoints: with 2 always failing and 50 %, only one', async () => {
