@@ -431,7 +431,9 @@ export class RequestHandler {
       ...(ctx.service ? { service: `${ctx.service.namespace}/${ctx.service.name}` } : {}),
       ...(ctx.workload ? { destinationWorkload: { namespace: ctx.workload.namespace, labels: ctx.workload.labels } } : {}),
       ...(ctx.peerIdentity.startsWith('spiffe://') ? { sourcePrincipal: ctx.peerIdentity.slice('spiffe://'.length) } : {}),
-      sourceIp: ctx.sourceIp, remoteIp: r.header('x-forwarded-for')?.split(',')[0]?.trim() || ctx.sourceIp,
+      // remote.ip as Istio's default numTrustedProxies 0 has it: the downstream address; X-Forwarded-For is the
+      // client's to write, so it is not trusted.
+      sourceIp: ctx.sourceIp, remoteIp: ctx.sourceIp,
       method: r.method, path: r.path, host: r.authority, port: ctx.destinationPort, header: r.header,
     });
   }
