@@ -19,6 +19,7 @@ import { docs } from '../helpers/manifests.js';
 import { TestMesh, demoPod, node } from '../helpers/mesh.js';
 import { tempDir } from '../helpers/temp-dir.js';
 import { eventually } from '../helpers/eventually.js';
+import { socks5Connect } from '../../src/demo/socks5-client.js';
 
 const EXAMPLES = new URL('../../../examples/l7/', import.meta.url).pathname;
 /** The objects of one examples/l7 file, as written. */
@@ -95,6 +96,8 @@ describe('L7 authorization at the waypoint through strait up, with the callers\'
         { to: [{ operation: { paths: ['/team'] } }], when: [{ key: 'request.headers[x-team]', values: ['blue'] }] },
         { to: [{ operation: { paths: ['/token'] } }], when: [{ key: 'request.headers[x-token]', values: ['*'] }] },
         { to: [{ operation: { paths: ['/bob-only'] } }], when: [{ key: 'source.principal', values: [principal('bob')] }] },
+        { from: [{ source: { ipBlocks: [`${CAROL}/32`] } }], to: [{ operation: { paths: ['/from-carol-ip'] } }] },
+        { from: [{ source: { remoteIpBlocks: [CAROL] } }], to: [{ operation: { paths: ['/remote-carol'] } }] },
         { to: [{ operation: { paths: ['/admin*', '/audited'] } }] },
       ] }),
       policy('api-audit', { ...toApi, action: 'AUDIT', rules: [{ to: [{ operation: { paths: ['/audited'] } }] }] }),
@@ -186,6 +189,41 @@ describe('L7 authorization at the waypoint through strait up, with the callers\'
       await denied(BOB, 'http://api.authz/not-authz');
       await allowed(BOB, 'http://api.authz/no-delete', { method: 'PUT' });
       await denied(BOB, 'http://api.authz/no-delete', { method: 'DELETE' });
+    });
+
+    it('matches ipBlocks and remoteIpBlocks on the caller\'s address, which X-Forwarded-For cannot change', async () => {
+      await allowed(CAROL, 'http://api.authz/from-carol-ip');
+      await denied(ALICE, 'http://api.authz/from-carol-ip', { headers: { 'x-forwarded-for': CAROL } });
+      await allowed(CAROL, 'http://api.authz/remote-carol');
+      // Istio's default (numTrustedProxies 0): remote.ip is the downstream address, X-Forwarded-For is not trusted.
+      await denied(ALICE, 'http://api.authz/remote-carol', { headers: { 'x-forwarded-for': CAROL } });
+      await denied(ALICE, 'http://api.authz/remote-carol', { headers: { 'x-forwarded-for': `${CAROL}, ${ALICE}` }, h2: true });
+    });
+
+    it('relays a connection that is not HTTP only under the L4 parts of the policies: HTTP fields of an ALLOW never match, of a DENY always do', async () => {
+      /**
+       * A client that says nothing for 1.5 s (a server-first protocol: the waypoint relays it as TCP), then sends an
+       * HTTP request; what comes back before the connection closes.
+       */
+      const tcp = async (from: string, host: string) => {
+        const r = await socks5Connect({ proxy: { host: mesh.state.nodes['node-a'].address, port: 15080 }, localAddress: from, target: { host, port: 80 }, timeoutMs: 5000 });
+        assert.ok(r.ok, r.ok ? '' : r.message);
+        return new Promise<string>((resolve) => {
+          let text = '';
+          const t = setTimeout(() => { r.socket.destroy(); resolve(text); }, 4000);
+          r.socket.on('data', (d) => { text += d.toString('latin1'); if (text.includes('"app"')) r.socket.destroy(); });
+          r.socket.on('close', () => { clearTimeout(t); resolve(text); });
+          r.socket.on('error', () => undefined);
+          r.socket.resume();
+          setTimeout(() => { if (!r.socket.destroyed) r.socket.write(`GET /tcp HTTP/1.1\r\nhost: ${host}\r\n\r\n`); }, 1500);
+        });
+      };
+      const [api, adminBob, adminAlice] = await Promise.all([tcp(ALICE, 'api.authz'), tcp(BOB, 'admin.authz'), tcp(ALICE, 'admin.authz')]);
+      assert.equal(api, '', 'api-allow has no rule without HTTP fields');
+      assert.equal(adminBob, '', 'deny-bob-admin matches bob on its principal alone');
+      assert.match(adminAlice, /^HTTP\/1\.1 200 /, 'nothing denies alice on admin: relayed to the app');
+      const refused = mesh.logs('waypoint/authz/waypoint').filter((l) => l.reason === 'policy_denied');
+      assert.ok(refused.some((l) => l['src.identity'] === `spiffe://${principal('bob')}` && /deny-bob-admin/.test(l.error)), JSON.stringify(refused));
     });
 
     it('checks `when` request headers (value and presence) and source.principal', async () => {
