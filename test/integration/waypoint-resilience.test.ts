@@ -104,6 +104,8 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       },
       // maxRetries 0 is Istio's "unset": it limits nothing, so the retries above still happen.
       dr('flaky', { connectionPool: { http: { maxRetries: 0 } } }),
+      // The dead endpoint of mixed: ejected after 2 gateway errors (connect failures) in a row.
+      dr('mixed', { outlierDetection: { consecutiveGatewayErrors: 2, consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 } }),
       dr('pool', { connectionPool: { http: { http2MaxRequests: 1 } } }),
       dr('pool-conn', { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }),
       dr('outlier', { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '2s', maxEjectionPercent: 100 } }),
@@ -206,6 +208,13 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.deepEqual(results.map((r) => r.status), Array(8).fill(200), 'every request ended on the live endpoint');
       assert.ok(results.some((r) => r.log.attempts === 2), 'some requests met the dead endpoint first and were retried');
       assert.ok(results.every((r) => r.body.pod === 'mixed-live'));
+      // Its connect failures are gateway errors: outlier detection ejects it, and requests stop meeting it.
+      await eventually(async () => {
+        await call('http://mixed.res/');
+        return mesh.logs(WAYPOINT).find((l) => l.msg === 'endpoint ejected (outlier detection)' && l.endpoint === '127.0.204.32:8080');
+      }, 5000, 'the dead endpoint ejected after consecutiveGatewayErrors');
+      const after = await Promise.all(Array.from({ length: 6 }, () => call('http://mixed.res/')));
+      assert.deepEqual(after.map((r) => r.log.attempts), Array(6).fill(1), 'no request meets the ejected endpoint');
       const dead = await call('http://ghost.res/');
       assert.equal(dead.status, 503);
       assert.equal(dead.log.attempts, 3);
@@ -218,6 +227,17 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.equal(r.body.attempt, 2);
       assert.equal(r.log.attempts, 2);
       assert.match(r.log.route, /^HTTPRoute\/res\/hr-flaky\/rules\[0\]/);
+    });
+  });
+
+  describe('upstream connections', () => {
+    it('does not reuse a keep-alive connection the app closed while idle (the demo app closes after 5 s, its socket after 6)', async () => {
+      const first = await call('http://plain.res/before-idle');
+      assert.equal(first.status, 200);
+      await new Promise((r) => setTimeout(r, 6500));
+      const r = await mesh.curlJson(CLIENT, 'node-a', 'http://plain.res/after-idle', ['--max-time', '3']);
+      assert.equal(r.exit, 0, `the request after the idle close was answered: ${r.stderr}`);
+      assert.equal(r.status, 200);
     });
   });
 

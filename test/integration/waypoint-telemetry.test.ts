@@ -206,7 +206,25 @@ describe('waypoint telemetry through strait up: Istio request metrics, access lo
       assert.equal(server.tags['http.status_code'], '200');
     });
 
-    it('samples a request without trace context at 100 %, and one for a service at 0 % not at all', async () => {
+    it('continues a B3 trace, and propagates it to the app in B3', async () => {
+      const traceId = randomBytes(16).toString('hex');
+      const parent = randomBytes(8).toString('hex');
+      const r = await curl('http://traced.tel/b3', ['-H', `b3: ${traceId}-${parent}-1`]);
+      assert.equal(r.status, 200);
+      // B3 single: trace-span-sampled[-parent].
+      const b3 = new RegExp(`^${traceId}-([0-9a-f]{16})-1(?:-([0-9a-f]{16}))?$`).exec(r.body.headers.b3);
+      assert.ok(b3, `the app got a b3 header of the same trace: ${r.body.headers.b3}`);
+      assert.equal(r.body.headers['x-b3-traceid'], traceId);
+      const spans = await eventually(() => { const s = spansOf(traceId); return s.length >= 2 ? s : undefined; }, 10_000, 'the spans at the collector');
+      const server = spans.find((s) => s.kind === 'SERVER');
+      const client = spans.find((s) => s.kind === 'CLIENT');
+      assert.equal(server?.parentId, parent);
+      assert.equal(client?.parentId, server?.id);
+      assert.equal(b3[1], client?.id);
+      if (b3[2] !== undefined) assert.equal(b3[2], server?.id, 'its parent is the server span');
+    });
+
+    it('samples a request without trace context at 100 %; keeps a caller\'s "not sampled"; sends nothing for a service at 0 %', async () => {
       const before = posts.length;
       // The unsampled ones first: spans leave in order, so by the time the sampled one's arrive, theirs would have too.
       const unsampled: string[] = [];
@@ -216,13 +234,17 @@ describe('waypoint telemetry through strait up: Istio request metrics, access lo
         assert.match(r.body.headers.traceparent ?? '', /^$|-00$/, 'not sampled');
         unsampled.push(r.body.headers['x-request-id']);
       }
+      const declined = randomBytes(16).toString('hex');
+      const notSampled = await curl('http://traced.tel/declined', ['-H', `traceparent: 00-${declined}-${randomBytes(8).toString('hex')}-00`]);
+      assert.match(notSampled.body.headers.traceparent, new RegExp(`^00-${declined}-[0-9a-f]{16}-00$`), 'the caller\'s decision goes on');
+      unsampled.push(notSampled.body.headers['x-request-id']);
       const sampled = await curl('http://traced.tel/new-trace');
       const fresh = /^00-([0-9a-f]{32})-[0-9a-f]{16}-01$/.exec(sampled.body.headers.traceparent);
       assert.ok(fresh, `a new sampled trace: ${sampled.body.headers.traceparent}`);
       await eventually(() => spansOf(fresh[1]!).length >= 2, 10_000, 'the new trace\'s spans');
       const all = posts.slice(before).flatMap((p) => p.body as any[]);
-      assert.deepEqual(all.filter((s) => unsampled.includes(s.tags?.['guid:x-request-id']) || String(s.tags?.['http.url']).includes('web.tel')), [],
-        'nothing was sent for the service sampled at 0 %');
+      assert.deepEqual(all.filter((s) => unsampled.includes(s.tags?.['guid:x-request-id']) || String(s.tags?.['http.url']).includes('web.tel') || s.traceId === declined), [],
+        'nothing was sent for the service sampled at 0 % nor for the trace its caller did not sample');
     });
   });
 });
