@@ -66,7 +66,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       service('flaky', '127.0.204.101'), service('plain', '127.0.204.102'), service('ghost', '127.0.204.103'),
       service('mixed', '127.0.204.104'), service('pool', '127.0.204.105'), service('pool-conn', '127.0.204.106', 'pool'),
       service('outlier', '127.0.204.107'), service('bothbad', '127.0.204.108'),
-      service('hr', '127.0.204.109', 'plain'), service('hr-flaky', '127.0.204.110', 'flaky'),
+      service('hr', '127.0.204.109', 'plain'), service('hr-flaky', '127.0.204.110', 'flaky'), service('empty', '127.0.204.111', 'no-such-app'),
       vs('flaky', [
         { match: prefix('/retry5xx'), route: to('flaky'), retries: { attempts: 2, retryOn: '5xx' } },
         { match: prefix('/gw'), route: to('flaky'), retries: { attempts: 2, retryOn: 'gateway-error' } },
@@ -227,6 +227,10 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.equal(r.body.attempt, 2);
       assert.equal(r.log.attempts, 2);
       assert.match(r.log.route, /^HTTPRoute\/res\/hr-flaky\/rules\[0\]/);
+      const spent = await call('http://hr-flaky.res/x', { headers: { 'x-demo-status': '503' } });
+      assert.equal(spent.status, 503);
+      assert.equal(spent.body.attempt, 3, 'attempts: 2 retries after the first try, as Istio converts it');
+      assert.equal(flags(spent), 'URX');
     });
   });
 
@@ -238,6 +242,15 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       const r = await mesh.curlJson(CLIENT, 'node-a', 'http://plain.res/after-idle', ['--max-time', '3']);
       assert.equal(r.exit, 0, `the request after the idle close was answered: ${r.stderr}`);
       assert.equal(r.status, 200);
+    });
+  });
+
+  describe('no endpoint', () => {
+    it('answers 503 UH for a service with no ready endpoint', async () => {
+      const r = await call('http://empty.res/');
+      assert.equal(r.status, 503);
+      assert.equal(flags(r), 'UH');
+      assert.equal(r.log.attempts, 0);
     });
   });
 
