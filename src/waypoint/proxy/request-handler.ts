@@ -238,6 +238,8 @@ export class RequestHandler {
     const overallTimer = timeoutMs && timeoutMs > 0 ? setTimeout(() => { timedOut = true; overall.abort(); }, timeoutMs) : undefined;
     const retries = action.retry?.retries ?? 0;
     const tried = new Set<string>();
+    /** The maxRetries slot of the retry in flight: as Envoy, held from the retry's scheduling until its outcome. */
+    let heldRetry: { release(): void } | undefined;
     let attempts = 0;
     let last: { response?: UpstreamResponse; failure?: UpstreamFailure; endpoint?: Endpoint; cluster?: Cluster; problem?: { status: number; flag: string; reason: string } } = {};
     try {
@@ -315,6 +317,8 @@ export class RequestHandler {
           );
           const grpcStatus = headerValue(response.headers['grpc-status']);
           outcome = { status: response.status, ...(grpcStatus !== undefined ? { grpcStatus: Number(grpcStatus) } : {}) };
+          heldRetry?.release();
+          heldRetry = undefined;
           last = { response, endpoint: ep, cluster: cl };
           cl.outlier?.recordResult(ep.key, { status: response.status });
           // Envoy's URX: a retry policy would retry this response, but no retry is left.
@@ -339,6 +343,8 @@ export class RequestHandler {
           last = { failure: new UpstreamFailure(kind, f.message, f.cause), endpoint: ep, cluster: cl };
           cl.outlier?.recordResult(ep.key, { gatewayError: true });
           outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
+          heldRetry?.release();
+          heldRetry = undefined;
           if (timedOut || clientGone) break;
           if (body.kind === 'streamed' || !retriableOutcome(action.retry, outcome)) break;
           if (!retryDecision(action.retry, attempts - 1, outcome)) { if (retries > 0) flags.push('URX'); break; }
@@ -348,12 +354,13 @@ export class RequestHandler {
         }
         retryPermit ??= cl.breaker.tryStartRetry();
         if ('overflow' in retryPermit) { flags.push('UO'); break; }
+        heldRetry = retryPermit;
         await new Promise((r) => setTimeout(r, retryBackoffMs(action.retry, attempts - 1, this.o.random)));
-        retryPermit.release();
         if (timedOut) break;
       }
     } finally {
       if (overallTimer) clearTimeout(overallTimer);
+      heldRetry?.release();
     }
 
     // ---- no usable response: answer locally with what went wrong ----
