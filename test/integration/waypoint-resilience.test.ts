@@ -67,6 +67,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       service('mixed', '127.0.204.104'), service('pool', '127.0.204.105'), service('pool-conn', '127.0.204.106', 'pool'),
       service('outlier', '127.0.204.107'), service('bothbad', '127.0.204.108'),
       service('hr', '127.0.204.109', 'plain'), service('hr-flaky', '127.0.204.110', 'flaky'), service('empty', '127.0.204.111', 'no-such-app'),
+      service('budget', '127.0.204.112', 'flaky'),
       vs('flaky', [
         { match: prefix('/retry5xx'), route: to('flaky'), retries: { attempts: 2, retryOn: '5xx' } },
         { match: prefix('/gw'), route: to('flaky'), retries: { attempts: 2, retryOn: 'gateway-error' } },
@@ -83,6 +84,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
         { match: prefix('/abort-half'), route: to('plain'), fault: { abort: { httpStatus: 503, percentage: { value: 50 } } } },
         { route: to('plain') },
       ]),
+      vs('budget', [{ route: to('budget'), retries: { attempts: 2, retryOn: '5xx' } }]),
       vs('ghost', [{ route: to('ghost'), retries: { attempts: 2, retryOn: 'connect-failure' } }]),
       vs('mixed', [{ route: to('mixed'), retries: { attempts: 2, retryOn: 'connect-failure' } }]),
       {
@@ -106,6 +108,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       dr('flaky', { connectionPool: { http: { maxRetries: 0 } } }),
       // The dead endpoint of mixed: ejected after 2 gateway errors (connect failures) in a row.
       dr('mixed', { outlierDetection: { consecutiveGatewayErrors: 2, consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 } }),
+      dr('budget', { connectionPool: { http: { maxRetries: 1 } } }),
       dr('pool', { connectionPool: { http: { http2MaxRequests: 1 } } }),
       dr('pool-conn', { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }),
       dr('outlier', { loadBalancer: { simple: 'ROUND_ROBIN' }, outlierDetection: { consecutive5xxErrors: 3, interval: '1s', baseEjectionTime: '2s', maxEjectionPercent: 100 } }),
@@ -219,6 +222,27 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.equal(dead.status, 503);
       assert.equal(dead.log.attempts, 3);
       assert.equal(flags(dead), 'UF,URX');
+    });
+
+    it('holds a maxRetries slot for the whole retried try, as Envoy: a second request\'s retry meanwhile overflows (UO)', async () => {
+      assert.equal((await call('http://budget.res/warm-up')).status, 200, 'connections up before timing anything');
+      // Both of A's tries take 1 s (the first fails, the retry succeeds): A's retry is in flight from ~1 s to ~2 s;
+      // B's first try fails at once at ~1.4 s, so its retry would be the second in flight at once.
+      const a = call('http://budget.res/a', { headers: { 'x-demo-delay-ms': '1000' } });
+      await new Promise((r) => setTimeout(r, 1400));
+      const b = await call('http://budget.res/b');
+      const both = [await a, b];
+      const refused = both.filter((r) => r.status === 503);
+      assert.equal(refused.length, 1, `one retry was refused: ${both.map((r) => `${r.status} ${flags(r)}`).join(', ')}`);
+      assert.equal(flags(refused[0]!), 'UO');
+      assert.equal(refused[0]!.body.attempt, 1, 'its first try\'s answer');
+      const served = both.find((r) => r.status === 200)!;
+      assert.equal(served.body.attempt, 2);
+      assert.equal(b.status, 503, 'B is the one refused');
+      const dump = await (await fetch(`http://${wp().admin}/config_dump`)).json() as { clusters: { name: string; circuitBreaker: { overflows: { retries: number }; active: { retries: number } } }[] };
+      const cl = dump.clusters.find((c) => c.name === 'res/budget:80');
+      assert.equal(cl?.circuitBreaker.overflows.retries, 1);
+      assert.equal(cl?.circuitBreaker.active.retries, 0, 'every slot given back');
     });
 
     it('retries as an HTTPRoute rule\'s retry {attempts: 2, codes: [503]} says', async () => {
