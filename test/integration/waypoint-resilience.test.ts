@@ -360,6 +360,16 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.equal(cl.circuitBreaker.overflows.requests, t[503]);
     });
 
+    it('cancels the upstream try of a client that went away, so its pool slot is free at once', async () => {
+      const gone = await mesh.curlJson(CLIENT, 'node-a', 'http://pool.res/delay/2000', ['--max-time', '0.3']);
+      assert.equal(gone.exit, 28, 'the client gave up');
+      await new Promise((r) => setTimeout(r, 200));
+      const next = await call('http://pool.res/after-gone');
+      assert.equal(next.status, 200, `the slot was free (${flags(next)})`);
+      const line = await eventually(() => accessLines().find((l) => l.path === '/delay/2000' && l.authority === 'pool.res' && /DC/.test(l.response_flags)), 3000, 'the abandoned request\'s access-log line');
+      assert.ok(line.duration_ms < 1500, `recorded when the client left, not when the backend answered (${line.duration_ms} ms)`);
+    });
+
     it('queues HTTP/1.1 requests past maxConnections 1 up to http1MaxPendingRequests, and answers 503 UO beyond', async () => {
       const rs = await concurrently(5, 'http://pool-conn.res/delay/500');
       // One on the connection, one waiting for it (served after the first), the rest overflow at once.

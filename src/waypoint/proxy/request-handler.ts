@@ -341,7 +341,8 @@ export class RequestHandler {
           const f = err instanceof UpstreamFailure ? err : new UpstreamFailure('reset', errorMessage(err), err);
           const kind = tryTimedOut ? 'timeout' : timedOut ? 'timeout' : f.kind;
           last = { failure: new UpstreamFailure(kind, f.message, f.cause), endpoint: ep, cluster: cl };
-          cl.outlier?.recordResult(ep.key, { gatewayError: true });
+          // A try cancelled because its client left says nothing about the endpoint (Envoy reports no result then).
+          if (!(clientGone && !timedOut && !tryTimedOut)) cl.outlier?.recordResult(ep.key, { gatewayError: true });
           outcome = { error: kind === 'overflow' ? 'connect-failure' : kind };
           heldRetry?.release();
           heldRetry = undefined;
