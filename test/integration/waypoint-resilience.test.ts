@@ -67,7 +67,7 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       service('mixed', '127.0.204.104'), service('pool', '127.0.204.105'), service('pool-conn', '127.0.204.106', 'pool'),
       service('outlier', '127.0.204.107'), service('bothbad', '127.0.204.108'),
       service('hr', '127.0.204.109', 'plain'), service('hr-flaky', '127.0.204.110', 'flaky'), service('empty', '127.0.204.111', 'no-such-app'),
-      service('budget', '127.0.204.112', 'flaky'),
+      service('budget', '127.0.204.112', 'flaky'), service('patience', '127.0.204.113', 'plain'),
       vs('flaky', [
         { match: prefix('/retry5xx'), route: to('flaky'), retries: { attempts: 2, retryOn: '5xx' } },
         { match: prefix('/gw'), route: to('flaky'), retries: { attempts: 2, retryOn: 'gateway-error' } },
@@ -108,6 +108,8 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       dr('flaky', { connectionPool: { http: { maxRetries: 0 } } }),
       // The dead endpoint of mixed: ejected after 2 gateway errors (connect failures) in a row.
       dr('mixed', { outlierDetection: { consecutiveGatewayErrors: 2, consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 50 } }),
+      // One endpoint, ejected after 2 gateway errors in a row (at most all of them).
+      dr('patience', { outlierDetection: { consecutiveGatewayErrors: 2, consecutive5xxErrors: 0, interval: '1s', baseEjectionTime: '30s', maxEjectionPercent: 100 } }),
       dr('budget', { connectionPool: { http: { maxRetries: 1 } } }),
       dr('pool', { connectionPool: { http: { http2MaxRequests: 1 } } }),
       dr('pool-conn', { connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } } }),
@@ -415,6 +417,18 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       }, 5000, 'ejected a second time');
       const lasts = Date.parse(again.until) - Date.parse(again.time);
       assert.ok(lasts >= 3900 && lasts <= 4100, `the second ejection lasts 2 × baseEjectionTime (${lasts} ms)`);
+    });
+
+    it('does not count a client that went away against the endpoint it was waiting for', async () => {
+      const answers: string[] = [];
+      for (let i = 0; i < 3; i++) {
+        const gone = await mesh.curlJson(CLIENT, 'node-a', 'http://patience.res/delay/1500', ['--max-time', '0.3']);
+        answers.push(gone.exit === 28 ? 'gave up' : `${gone.status} ${gone.text.trim()}`);
+      }
+      assert.deepEqual(answers, ['gave up', 'gave up', 'gave up'], 'each client waited for the endpoint and gave up');
+      const r = await call('http://patience.res/after');
+      assert.equal(r.status, 200, `the endpoint is still in service (${flags(r)})`);
+      assert.ok(!mesh.logs(WAYPOINT).some((l) => l.msg === 'endpoint ejected (outlier detection)' && l.cluster === 'res/patience:80'));
     });
 
     it('ejects at most maxEjectionPercent of the endpoints: with 2 always failing and 50 %, only one', async () => {
