@@ -21,6 +21,15 @@ describe('DestinationRule → backend policy', () => {
     });
   });
 
+  it('reads connection limits of 0 as Istio does: unset (no limit), each with a note; idleTimeout is said not to be applied', () => {
+    const c = compile([...baseMesh(), destinationRule('web', { host: 'web', trafficPolicy: { connectionPool: { tcp: { maxConnections: 0 }, http: { http1MaxPendingRequests: 0, http2MaxRequests: 0, idleTimeout: '5s' } } } })]);
+    const p = c.policy('backend/shop/web');
+    assert.ok(p?.type === 'backend');
+    assert.deepEqual(p.policy.connectionPool, { idleTimeoutMs: 5000 });
+    assert.equal(c.warnings.filter((w) => /0 means unset, as Istio reads it: no limit/.test(w)).length, 3);
+    assert.ok(c.warnings.some((w) => /http\.idleTimeout: not applied by Strait's waypoint yet/.test(w)));
+  });
+
   it('reads maxRetries 0 as Istio does: unset, so retries in flight are not limited, with a note saying so', () => {
     const c = compile([...baseMesh(), destinationRule('web', { host: 'web', trafficPolicy: { connectionPool: { http: { maxRetries: 0, http2MaxRequests: 5 } } } })]);
     const p = c.policy('backend/shop/web');

@@ -112,6 +112,13 @@ describe('VirtualService actions', () => {
     assert.deepEqual(d!.retry, DEFAULT_RETRY);
   });
 
+  it('a gRPC fault abort (grpcStatus by name) compiles to its code; a name gRPC does not define is refused', () => {
+    const c = compile([...baseMesh(), virtualService('g', { hosts: ['web'], http: [{ fault: { abort: { grpcStatus: 'UNAVAILABLE', percentage: { value: 50 } } }, route: [{ destination: { host: 'web' } }] }] })]);
+    assert.deepEqual(forward(c.routes('shop/web').rules[0]!.action).fault, { abort: { percentage: 50, grpcStatus: 14 } });
+    assert.throws(() => compile([...baseMesh(), virtualService('g', { hosts: ['web'], http: [{ fault: { abort: { grpcStatus: 'NOPE' } }, route: [{ destination: { host: 'web' } }] }] })]),
+      (err: Error) => /"NOPE" is not a gRPC status name \(one of OK, CANCELLED/.test(err.message) && !/httpStatus: required/.test(err.message));
+  });
+
   it('timeout, faults (percentage 100 when absent), headers, rewrite (prefix when matched by prefix) and mirrors (100 % when absent)', () => {
     const c = compile([...baseMesh(), virtualService('x', { hosts: ['web'], http: [
       {

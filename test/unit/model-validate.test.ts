@@ -385,10 +385,10 @@ test('PeerAuthentication modes are checked and portLevelMtls needs a selector', 
 
 // ---------- DestinationRule ----------
 
-test('a DestinationRule needs a host and positive limits', () => {
-  assert.deepEqual(rejected(dr({ trafficPolicy: { connectionPool: { tcp: { maxConnections: 0 }, http: { maxRetries: -1 } } } })), [
+test('a DestinationRule needs a host and non-negative limits (0 is unset, as Istio reads it)', () => {
+  assert.deepEqual(rejected(dr({ trafficPolicy: { connectionPool: { tcp: { maxConnections: -1 }, http: { maxRetries: -1, http2MaxRequests: 0 } } } })), [
     'policies.yaml doc 3 DestinationRule default/d: spec.host: required field is missing; the service this rule applies to, e.g. "reviews.default.svc.cluster.local"',
-    'policies.yaml doc 3 DestinationRule default/d: spec.trafficPolicy.connectionPool.tcp.maxConnections: 0 is out of range; expected an integer of at least 1',
+    'policies.yaml doc 3 DestinationRule default/d: spec.trafficPolicy.connectionPool.tcp.maxConnections: -1 is out of range; expected an integer (0 or more)',
     'policies.yaml doc 3 DestinationRule default/d: spec.trafficPolicy.connectionPool.http.maxRetries: -1 is out of range; expected an integer (0 or more)',
   ]);
 });

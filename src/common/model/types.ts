@@ -271,7 +271,7 @@ export interface HTTPRetry {
 }
 export interface HTTPFaultInjection {
   delay?: { percentage?: { value: number }; fixedDelay: string };
-  abort?: { percentage?: { value: number }; httpStatus: number };
+  abort?: { percentage?: { value: number }; httpStatus?: number; grpcStatus?: string };
 }
 export interface HTTPMirrorPolicy {
   destination: Destination;

@@ -282,7 +282,8 @@ function vsFault(ctx: Ctx, v: unknown, path: string): HTTPFaultInjection | undef
   const dPath = at(path, 'delay');
   const d = struct(ctx, f['delay'], dPath, { known: ['percentage', 'fixedDelay'], unsupported: ['percent', 'exponentialDelay'] });
   const aPath = at(path, 'abort');
-  const a = struct(ctx, f['abort'], aPath, { known: ['percentage', 'httpStatus'], unsupported: ['grpcStatus', 'http2Error'] });
+  const a = struct(ctx, f['abort'], aPath, { known: ['percentage', 'httpStatus', 'grpcStatus'], unsupported: ['http2Error'] });
+  const grpcStatus = a && a['grpcStatus'] !== undefined ? grpcStatusName(ctx, a['grpcStatus'], at(aPath, 'grpcStatus')) : undefined;
   return compact({
     delay: d && compact({
       percentage: percentage(ctx, d['percentage'], at(dPath, 'percentage')),
@@ -290,9 +291,24 @@ function vsFault(ctx: Ctx, v: unknown, path: string): HTTPFaultInjection | undef
     }),
     abort: a && compact({
       percentage: percentage(ctx, a['percentage'], at(aPath, 'percentage')),
-      httpStatus: int(ctx, a['httpStatus'], at(aPath, 'httpStatus'), { min: 200, max: 599 }, true) ?? 0,
+      // One of httpStatus or grpcStatus (Istio's oneof error_type).
+      httpStatus: int(ctx, a['httpStatus'], at(aPath, 'httpStatus'), { min: 200, max: 599 }, a['grpcStatus'] === undefined),
+      grpcStatus,
     }),
   });
+}
+
+/** gRPC status names Istio's fault abort takes ("UNAVAILABLE"), as numbered by gRPC. */
+export const GRPC_STATUS_CODES: Readonly<Record<string, number>> = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+};
+
+function grpcStatusName(ctx: Ctx, v: unknown, path: string): string | undefined {
+  if (typeof v === 'string' && v in GRPC_STATUS_CODES) return v;
+  ctx.error(path, `${JSON.stringify(v)} is not a gRPC status name (one of ${Object.keys(GRPC_STATUS_CODES).join(', ')})`);
+  return undefined;
 }
 
 function vsTcpRoute(ctx: Ctx, v: unknown, path: string): NonNullable<VirtualService['spec']['tcp']>[number] | undefined {
@@ -384,12 +400,12 @@ function connectionPool(ctx: Ctx, v: unknown, path: string): ConnectionPoolSetti
   });
   return compact({
     tcp: t && compact({
-      maxConnections: int(ctx, t['maxConnections'], at(tPath, 'maxConnections'), POSITIVE),
+      maxConnections: int(ctx, t['maxConnections'], at(tPath, 'maxConnections'), NON_NEGATIVE),
       connectTimeout: duration(ctx, t['connectTimeout'], at(tPath, 'connectTimeout')),
     }),
     http: h && compact({
-      http1MaxPendingRequests: int(ctx, h['http1MaxPendingRequests'], at(hPath, 'http1MaxPendingRequests'), POSITIVE),
-      http2MaxRequests: int(ctx, h['http2MaxRequests'], at(hPath, 'http2MaxRequests'), POSITIVE),
+      http1MaxPendingRequests: int(ctx, h['http1MaxPendingRequests'], at(hPath, 'http1MaxPendingRequests'), NON_NEGATIVE),
+      http2MaxRequests: int(ctx, h['http2MaxRequests'], at(hPath, 'http2MaxRequests'), NON_NEGATIVE),
       maxRequestsPerConnection: int(ctx, h['maxRequestsPerConnection'], at(hPath, 'maxRequestsPerConnection'), NON_NEGATIVE),
       maxRetries: int(ctx, h['maxRetries'], at(hPath, 'maxRetries'), NON_NEGATIVE),
       idleTimeout: duration(ctx, h['idleTimeout'], at(hPath, 'idleTimeout')),

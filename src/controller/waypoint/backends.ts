@@ -110,17 +110,25 @@ function connectionPool(p: TrafficPolicy | undefined, object: string, path: stri
   const http = p?.connectionPool?.http;
   if (!tcp && !http) return undefined;
   const out: ConnectionPoolPolicy = {};
-  if (tcp?.maxConnections !== undefined) out.maxConnections = tcp.maxConnections;
+  // Istio passes these limits to Envoy only when above 0: 0 is "unset" (no limit).
+  const unset = (value: number | undefined, field: string) => {
+    if (value === 0) notes.add(object, `${path}.${field}`, '0 means unset, as Istio reads it: no limit');
+    return value !== undefined && value > 0;
+  };
+  if (unset(tcp?.maxConnections, 'tcp.maxConnections')) out.maxConnections = tcp!.maxConnections!;
   const connect = ms(tcp?.connectTimeout);
   if (connect !== undefined) out.connectTimeoutMs = connect;
-  if (http?.http1MaxPendingRequests !== undefined) out.maxPendingRequests = http.http1MaxPendingRequests;
-  if (http?.http2MaxRequests !== undefined) out.maxRequests = http.http2MaxRequests;
+  if (unset(http?.http1MaxPendingRequests, 'http.http1MaxPendingRequests')) out.maxPendingRequests = http!.http1MaxPendingRequests!;
+  if (unset(http?.http2MaxRequests, 'http.http2MaxRequests')) out.maxRequests = http!.http2MaxRequests!;
   if (http?.maxRequestsPerConnection !== undefined) out.maxRequestsPerConnection = http.maxRequestsPerConnection;
   // Istio passes maxRetries to Envoy only when above 0: 0 is "unset", Istio's default (no limit), not "no retries".
   if (http?.maxRetries !== undefined && http.maxRetries > 0) out.maxRetries = http.maxRetries;
   if (http?.maxRetries === 0) notes.add(object, `${path}.http.maxRetries`, '0 means unset, as Istio reads it: retries in flight are not limited; to turn retries off, set retries.attempts: 0 on the route');
   const idle = ms(http?.idleTimeout);
-  if (idle !== undefined) out.idleTimeoutMs = idle;
+  if (idle !== undefined) {
+    out.idleTimeoutMs = idle;
+    notes.add(object, `${path}.http.idleTimeout`, 'not applied by Strait\'s waypoint yet: idle upstream connections stay open until the backend or the pool closes them (HBONE pool idle 5 min)');
+  }
   return out;
 }
 

@@ -16,6 +16,7 @@
 import type { Destination, HeaderOperations, HTTPMatchRequest, StringMatch, VirtualService, VSHTTPRoute } from '../../common/model/types.js';
 import type { BackendRef, HeaderOps, MirrorPolicy, RequestMatch, RetryPolicy, RouteAction, RouteRule, ValueMatch } from '../../common/xds/waypoint-resources.js';
 import { parseDurationMs } from '../../common/model/duration.js';
+import { GRPC_STATUS_CODES } from '../../common/model/validate-networking.js';
 import { ISTIO_DEFAULT_RETRY_ON, failedBackend, istioDefaultRetry, parseRetryOn, timeoutMs, FLAG_NO_CLUSTER } from './route-common.js';
 import { byAge, headerOps, keyOf, resolveHost, serviceKey, type Notes, type Registry } from './registry.js';
 
@@ -216,7 +217,14 @@ function routeAction(
   if (http.fault) {
     const f: NonNullable<typeof action.fault> = {};
     if (http.fault.delay) f.delay = { percentage: http.fault.delay.percentage?.value ?? 100, delayMs: Math.round(parseDurationMs(http.fault.delay.fixedDelay) ?? 0) };
-    if (http.fault.abort) f.abort = { percentage: http.fault.abort.percentage?.value ?? 100, httpStatus: http.fault.abort.httpStatus };
+    if (http.fault.abort) {
+      const a = http.fault.abort;
+      f.abort = {
+        percentage: a.percentage?.value ?? 100,
+        ...(a.httpStatus ? { httpStatus: a.httpStatus } : {}),
+        ...(a.grpcStatus !== undefined ? { grpcStatus: GRPC_STATUS_CODES[a.grpcStatus] ?? 2 } : {}),
+      };
+    }
     action.fault = f;
   }
   return action;

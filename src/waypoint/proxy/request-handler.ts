@@ -306,7 +306,7 @@ export class RequestHandler {
         let retryPermit: { release(): void } | { overflow: string } | undefined;
         try {
           const response = await this.o.upstream.request(
-            { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: upstreamProtocol },
+            { address: ep.address, port: ep.port, identity: ep.identity, plaintext: ep.plaintext, protocol: upstreamProtocol, ...(cl.policy.connectionPool?.connectTimeoutMs ? { connectTimeoutMs: cl.policy.connectionPool.connectTimeoutMs } : {}) },
             {
               ...(cl.policy.connectionPool?.maxRequestsPerConnection ? { maxRequestsPerConnection: cl.policy.connectionPool.maxRequestsPerConnection } : {}),
               method, path: upstreamPath, authority: tryAuthority, headers,

@@ -33,6 +33,8 @@ export interface UpstreamTarget {
   protocol: 'http1' | 'h2';
   /** The endpoint is not in the mesh (its pod is not enrolled): plain TCP to it, as Istio's waypoint does. */
   plaintext?: boolean;
+  /** DestinationRule tcp.connectTimeout: a new connection not up within this fails the try (connect-failure). */
+  connectTimeoutMs?: number;
 }
 
 export interface UpstreamRequest {
@@ -140,6 +142,24 @@ export class UpstreamClient {
 
   private async tunnel(t: UpstreamTarget, headers: Record<string, string> | undefined): Promise<Duplex> {
     if (t.plaintext) return this.plain(t);
+    if (t.connectTimeoutMs === undefined) return this.hbone(t, headers);
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new UpstreamFailure('connect-failure', `HBONE to endpoint ${formatHostPort({ host: t.address, port: t.port })} not up within the DestinationRule's connectTimeout (${t.connectTimeoutMs} ms)`)), t.connectTimeoutMs);
+    });
+    const opening = this.hbone(t, headers);
+    try {
+      return await Promise.race([opening, late]);
+    } catch (err) {
+      // A stream that arrives after the deadline is not used.
+      opening.then((s) => s.destroy(), () => undefined);
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async hbone(t: UpstreamTarget, headers: Record<string, string> | undefined): Promise<Duplex> {
     try {
       const c = await this.o.pool.connect({
         key: `${this.o.identity}|${t.identity}|${t.address}`,
