@@ -282,6 +282,7 @@ function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: Binding
       healthy: pod.status.ready,
       canonicalName: labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels['app'] ?? pod.metadata.name,
       canonicalRevision: labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels['version'] ?? 'latest',
+      workloadName: workloadNameOf(pod.metadata.name),
       namedPorts: namedPorts(pod),
       services: servicesOfPod.get(uid) ?? [],
     };
@@ -295,6 +296,12 @@ function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: Binding
   }
 
   return { services, workloads };
+}
+
+/** A Deployment's pod is "<deployment>-<pod-template-hash>-<5 chars>": its workload is the Deployment; else the pod. */
+export function workloadNameOf(podName: string): string {
+  const m = /^(.+)-[bcdfghjklmnpqrstvwxz2456789]{6,10}-[bcdfghjklmnpqrstvwxz2456789]{5}$/.exec(podName);
+  return m ? m[1]! : podName;
 }
 
 function namedPorts(pod: Pod): Record<string, number> {

@@ -32,12 +32,12 @@ const principal = (id?: string) => (id ? id : UNKNOWN);
 export function tcpLabels(p: ConnectionPeers, responseFlags = '-'): TcpLabels {
   return {
     reporter: p.reporter,
-    source_workload: p.src?.canonicalName ?? UNKNOWN,
+    source_workload: p.src?.workloadName ?? p.src?.canonicalName ?? UNKNOWN,
     source_workload_namespace: p.src?.namespace ?? namespaceOf(p.srcIdentity) ?? UNKNOWN,
     source_principal: principal(p.srcIdentity),
     source_app: p.src?.canonicalName ?? UNKNOWN,
     source_version: p.src?.canonicalRevision ?? UNKNOWN,
-    destination_workload: p.dst?.canonicalName ?? UNKNOWN,
+    destination_workload: p.dst?.workloadName ?? p.dst?.canonicalName ?? UNKNOWN,
     destination_workload_namespace: p.dst?.namespace ?? UNKNOWN,
     destination_service: p.dstService?.hostname ?? UNKNOWN,
     destination_service_name: p.dstService?.name ?? UNKNOWN,

@@ -101,7 +101,7 @@ describe('waypoint telemetry through strait up: Istio request metrics, access lo
       for (let i = 0; i < 2; i++) assert.equal((await curl('http://api.tel/elsewhere')).status, 404);
       const text = await metrics();
       // *_workload is the canonical name (the app label), as the ztunnel's TCP metrics report it.
-      const ok = series('web', { destination_workload: 'web', destination_app: 'web', destination_version: 'v1', destination_principal: 'spiffe://cluster.local/ns/tel/sa/web', response_code: '200', response_flags: '-' });
+      const ok = series('web', { destination_workload: 'web-v1', destination_app: 'web', destination_version: 'v1', destination_principal: 'spiffe://cluster.local/ns/tel/sa/web', response_code: '200', response_flags: '-' });
       assert.equal(metricValue(text, 'istio_requests_total', ok), 5, text.split('\n').filter((l) => l.startsWith('istio_requests_total')).join('\n'));
       assert.equal(metricValue(text, 'istio_requests_total', { ...ok, response_code: '503' }), 3);
       // No route: no endpoint answered, so the destination workload is unknown; the flag is NR.

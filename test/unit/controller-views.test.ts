@@ -167,3 +167,13 @@ describe('L4 authorization for ztunnels', () => {
     assert.deepEqual(v.authorizations.get('peerauthn/legacy/db'), { type: 'peerauthn', name: 'db', namespace: 'legacy', scope: 'workload', selector: { app: 'db' }, mode: 'STRICT', portLevel: { '5432': 'PERMISSIVE' } });
   });
 });
+
+describe('workload names in metrics', () => {
+  it('names a Deployment\'s pod by its Deployment (ReplicaSet suffixes removed) and any other pod by itself', async () => {
+    const { workloadNameOf } = await import('../../src/controller/views.js');
+    assert.equal(workloadNameOf('reviews-v1-5f7b8c9d4-x2kqz'), 'reviews-v1');
+    assert.equal(workloadNameOf('reviews-v1'), 'reviews-v1');
+    assert.equal(workloadNameOf('web-1'), 'web-1');
+    assert.equal(workloadNameOf('db-0'), 'db-0', 'a StatefulSet pod keeps its ordinal');
+  });
+});

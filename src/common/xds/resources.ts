@@ -41,6 +41,11 @@ export interface WorkloadResource {
   /** Canonical service name/revision (app.kubernetes.io/name | app | pod name; version label). */
   canonicalName: string;
   canonicalRevision: string;
+  /**
+   * The workload's name as Istio's metrics report it (`*_workload`): its Deployment's for a pod named by one (the
+   * ReplicaSet suffixes "-<hash>-<id>" removed), else the pod's.
+   */
+  workloadName?: string;
   /** Named container ports, for services' named targetPorts. */
   namedPorts: Record<string, number>;
   /** Service keys ("ns/name") that select this workload. */

@@ -118,7 +118,7 @@ export function requestLabels(r: RequestRecord, clusterId = DEFAULT_CLUSTER_ID):
   const dstKnown = d.workload !== undefined || d.canonicalName !== undefined;
   return {
     reporter: 'waypoint',
-    source_workload: v(s.canonicalName),
+    source_workload: v(s.workloadName ?? s.canonicalName),
     source_workload_namespace: v(srcNs),
     source_principal: v(s.principal),
     source_app: v(s.app),
@@ -126,7 +126,7 @@ export function requestLabels(r: RequestRecord, clusterId = DEFAULT_CLUSTER_ID):
     source_canonical_service: v(s.canonicalName),
     source_canonical_revision: s.canonicalRevision ? v(s.canonicalRevision) : 'latest',
     source_cluster: s.workload !== undefined || s.canonicalName !== undefined ? v(clusterId) : UNKNOWN,
-    destination_workload: v(d.canonicalName),
+    destination_workload: v(d.workloadName ?? d.canonicalName),
     destination_workload_namespace: v(d.namespace),
     destination_principal: v(d.principal),
     destination_app: v(d.app),

@@ -13,6 +13,8 @@ import type { ServiceResource, WorkloadResource } from '../../common/xds/resourc
 export interface RequestPeer {
   /** Workload (pod) name, for the access log (`src.workload` / `dst.workload`). */
   workload?: string;
+  /** The workload as Istio's metrics name it (`source_workload` / `destination_workload`): the Deployment's or the pod's name. */
+  workloadName?: string;
   /** Kubernetes namespace of the workload. */
   namespace?: string;
   /** SPIFFE id proved by mTLS ("spiffe://cluster.local/ns/default/sa/frontend"); never taken from a header. */
@@ -107,6 +109,7 @@ export function peerFromWorkload(w: WorkloadResource | undefined, address?: stri
   if (!w) return { address, principal };
   return {
     workload: w.name,
+    workloadName: w.workloadName ?? w.name,
     namespace: w.namespace,
     principal: principal ?? w.identity,
     canonicalName: w.canonicalName,
