@@ -457,7 +457,15 @@ export class RequestHandler {
     let bytes = 0;
     let grpcStatus = headerValue(up.headers['grpc-status']);
     try {
-      res.writeHead(up.status, headers as http.OutgoingHttpHeaders);
+      if (up.headersOnly) {
+        // Trailers-only (how a gRPC server answers a failed call): the headers go out with the end, as one HEADERS
+        // frame with END_STREAM. Sent now, then ended, they would be read as metadata and the call would end with no
+        // status (INTERNAL at the client).
+        res.statusCode = up.status;
+        for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+      } else {
+        res.writeHead(up.status, headers as http.OutgoingHttpHeaders);
+      }
     } catch (err) {
       up.body.destroy();
       o.release();
@@ -480,7 +488,7 @@ export class RequestHandler {
         if (!(res as http.ServerResponse).write(c)) up.body.pause();
       });
       res.on('drain', () => up.body.resume());
-      up.body.once('end', () => {
+      whenEnded(up.body, () => {
         void up.trailers.then((tr) => {
           if (tr && Object.keys(tr).length > 0) {
             grpcStatus = headerValue(tr['grpc-status']) ?? grpcStatus;
@@ -491,7 +499,9 @@ export class RequestHandler {
         });
       });
       up.body.once('error', () => { res.destroy(); end('UR'); });
-      up.body.once('close', () => { if (!up.body.readableEnded) { res.destroy(); end(o.overall.aborted ? 'UT' : 'UR'); } });
+      const closed = () => { if (!up.body.readableEnded) { res.destroy(); end(o.overall.aborted ? 'UT' : 'UR'); } };
+      if (up.body.destroyed) closed();
+      else up.body.once('close', closed);
       res.once('close', () => { if (!res.writableFinished) { up.body.destroy(); end('DC'); } });
     });
   }
@@ -524,8 +534,9 @@ export class RequestHandler {
         res.writeHead(up.status, up.headers as http.OutgoingHttpHeaders);
         let bytes = 0;
         up.body.on('data', (c: Buffer) => { bytes += c.length; });
-        up.body.pipe(res as unknown as NodeJS.WritableStream);
-        up.body.once('end', () => { r.finish({ status: up.status, flags: [], attempts: 1, responseBytes: bytes, upstream: ep }); resolve(); });
+        if (up.body.readableEnded) res.end();
+        else up.body.pipe(res as unknown as NodeJS.WritableStream);
+        whenEnded(up.body, () => { r.finish({ status: up.status, flags: [], attempts: 1, responseBytes: bytes, upstream: ep }); resolve(); });
         up.body.once('error', () => { res.destroy(); r.finish({ status: up.status, flags: ['UR'], attempts: 1, responseBytes: bytes, upstream: ep }); resolve(); });
       }),
       (err) => r.local(503, [err instanceof UpstreamFailure && err.kind === 'connect-failure' ? 'UF' : 'UC'], 'upstream connect error or disconnect/reset before headers\n', { attempts: 1, upstream: ep, detail: errorMessage(err) }),
@@ -585,6 +596,16 @@ function headerBytes(h: Record<string, string | string[] | undefined>): number {
     for (const x of Array.isArray(v) ? v : [v]) n += k.length + x.length + 4;
   }
   return n;
+}
+
+/**
+ * Calls `fn` once `body` has ended, also when it ended before the caller got it: an HTTP/2 response whose HEADERS
+ * carry END_STREAM (a trailers-only gRPC answer: every failed call) has emitted 'end' and 'close' by the time the
+ * try's promise resolves, and a listener added then would wait forever.
+ */
+function whenEnded(body: Readable, fn: () => void): void {
+  if (body.readableEnded) queueMicrotask(fn);
+  else body.once('end', fn);
 }
 
 function headerValue(v: string | string[] | undefined): string | undefined {

@@ -61,6 +61,8 @@ export interface UpstreamResponse {
   trailers: Promise<Record<string, string | string[]> | undefined>;
   /** Counts response body bytes as they pass. */
   connectionReused: boolean;
+  /** HTTP/2: the response was its HEADERS alone (END_STREAM on them), as a trailers-only gRPC answer is. */
+  headersOnly?: boolean;
 }
 
 const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'host', 'http2-settings']);
@@ -295,14 +297,15 @@ export class UpstreamClient {
         const refused = stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM;
         reject(new UpstreamFailure(refused ? 'refused-stream' : 'reset', `upstream ${formatHostPort({ host: t.address, port: t.port })}: ${errorMessage(err)}`, err));
       });
-      stream.on('response', (h) => {
+      stream.on('response', (h, flags: number) => {
         settled = true;
         const status = Number(h[':status']);
         const trailers = new Promise<Record<string, string | string[]> | undefined>((done) => {
           stream.once('end', () => setImmediate(() => done(trailersSeen)));
           stream.once('close', () => done(trailersSeen));
         });
-        resolve({ status, headers: stripPseudo(h as Record<string, string | string[]>), body: stream, trailers, connectionReused: entry.active > 1 });
+        const headersOnly = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        resolve({ status, headers: stripPseudo(h as Record<string, string | string[]>), body: stream, trailers, connectionReused: entry.active > 1, ...(headersOnly ? { headersOnly } : {}) });
       });
       stream.on('close', () => {
         if (settled) return;
