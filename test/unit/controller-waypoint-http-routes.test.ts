@@ -43,6 +43,16 @@ describe('HTTPRoute precedence (Gateway API HTTPRouteRule.matches)', () => {
     assert.deepEqual(c.routes('shop/web').origin, { kind: 'HTTPRoute', objects: ['shop/b', 'shop/a'] });
   });
 
+  it('measures a PathPrefix without its trailing "/": "/api/" ties with "/api" and the header match decides', () => {
+    const c = compile([...baseMesh(),
+      httpRoute('t', { parentRefs: [svcParent('web')], rules: [
+        { matches: [{ path: { type: 'PathPrefix', value: '/api/' } }], backendRefs: [web()] },
+        { matches: [{ path: { type: 'PathPrefix', value: '/api' }, headers: [{ name: 'x-a', value: '1' }] }], backendRefs: [web()] },
+      ] }),
+    ]);
+    assert.deepEqual(ruleNames(c.routes('shop/web')), ['HTTPRoute/shop/t/rules[1]/matches[0]', 'HTTPRoute/shop/t/rules[0]/matches[0]']);
+  });
+
   it('breaks ties by the oldest route, then "namespace/name", then rule order, then match order', () => {
     const same = { matches: [{ path: { type: 'PathPrefix', value: '/x' } }, { path: { type: 'PathPrefix', value: '/x' } }], backendRefs: [web()] };
     const c = compile([...baseMesh(),

@@ -139,10 +139,14 @@ function compareKeys(a: number[], b: number[]): number {
   return 0;
 }
 
-/** Larger is earlier: path kind (Exact 3, PathPrefix 2, RegularExpression 1), path length, method, headers, query params. */
+/**
+ * Larger is earlier: path kind (Exact 3, PathPrefix 2, RegularExpression 1), path length, method, headers, query params.
+ * A PathPrefix counts without its trailing "/" (ignored when matching, so "/foo/" is no longer than "/foo"), as Istio.
+ */
 function precedence(m: HTTPRouteMatch): number[] {
   const rank = m.path?.type === 'Exact' ? 3 : m.path?.type === 'PathPrefix' ? 2 : m.path ? 1 : 0;
-  return [rank, m.path?.value.length ?? 0, m.method ? 1 : 0, firstByName(m.headers ?? [], true).length, firstByName(m.queryParams ?? [], false).length];
+  const length = !m.path ? 0 : m.path.type === 'PathPrefix' ? prefixValue(m.path.value).length : m.path.value.length;
+  return [rank, length, m.method ? 1 : 0, firstByName(m.headers ?? [], true).length, firstByName(m.queryParams ?? [], false).length];
 }
 
 /** Gateway API: with repeated names only the first entry counts (header names case-insensitively). */
@@ -162,7 +166,7 @@ function requestMatch(m: HTTPRouteMatch, port: number | undefined): RequestMatch
     if (m.path.type === 'Exact') out.path = { type: 'exact', value: m.path.value };
     else if (m.path.type === 'RegularExpression') out.path = { type: 'regex', value: m.path.value };
     // PathPrefix matches whole segments and ignores a trailing "/" ("/foo/" is "/foo").
-    else out.path = { type: 'prefix', value: m.path.value.length > 1 ? m.path.value.replace(/\/+$/, '') : m.path.value, segments: true };
+    else out.path = { type: 'prefix', value: prefixValue(m.path.value), segments: true };
   }
   if (m.method) out.method = { type: 'exact', value: m.method };
   const headers = firstByName(m.headers ?? [], true);
@@ -171,6 +175,11 @@ function requestMatch(m: HTTPRouteMatch, port: number | undefined): RequestMatch
   if (query.length > 0) out.queryParams = query.map((q) => ({ name: q.name, type: q.type === 'Exact' ? 'exact' : 'regex', value: q.value }));
   if (port !== undefined) out.port = port;
   return out;
+}
+
+/** A PathPrefix value without its trailing "/" ("/" stays "/"). */
+function prefixValue(value: string): string {
+  return value.length > 1 ? value.replace(/\/+$/, '') : value;
 }
 
 // ---------- parents ----------
