@@ -137,6 +137,15 @@ export function redirectLocation(req: RedirectInput, redirect: RedirectPolicy, r
   return `${scheme}://${host}${showPort ? `:${port}` : ''}${target}`;
 }
 
+/**
+ * The authority of a mirrored request, as Envoy sends shadows: the host suffixed with "-shadow", the port kept
+ * ("reviews:9080" → "reviews-shadow:9080", "[fd00::1]:80" → "[fd00::1]-shadow:80").
+ */
+export function shadowAuthority(authority: string): string {
+  const host = hostOf(authority);
+  return `${host}-shadow${authority.slice(host.length)}`;
+}
+
 /** The host of an authority without its port ("[::1]:80" → "[::1]", "a.b:80" → "a.b"). */
 function hostOf(authority: string): string {
   if (authority.startsWith('[')) {

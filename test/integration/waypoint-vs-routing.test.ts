@@ -55,7 +55,7 @@ const manifests = () => docs(
   },
   service('echo', '127.0.201.40', { app: 'echo' }),
   service('match', '127.0.201.41', { app: 'echo' }, [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'http-alt', port: 8081, targetPort: 8080 }]),
-  service('filters', '127.0.201.42', { app: 'echo' }),
+  service('filters', '127.0.201.42', { app: 'echo' }, [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'http-alt', port: 8082, targetPort: 8080 }]),
   service('plain', '127.0.201.43', { app: 'plain' }),
   service('shadow', '127.0.201.48', { app: 'shadow' }),
   vs('match', {
@@ -272,6 +272,10 @@ describe('VirtualService routing through the waypoint', () => {
     assert.match(copy.authority, new RegExp(`^filters\\.${NS}-shadow(:80)?$`));
     assert.equal(copy.headers['x-trace-me'], '1');
     assert.equal(copy.bodyBytes, 'hello shadow'.length);
+    // On another port: the port stays after the suffix (Envoy's shadow host), it is not dropped.
+    await mesh.curlJson(CLIENT, 'node-a', `http://filters.${NS}:8082/mirror/two`);
+    const two = await eventually(() => mirrored.find((m) => m.url === '/mirror/two'), 5000, 'the mirrored copy on port 8082');
+    assert.equal(two.authority, `filters.${NS}-shadow:8082`);
   });
 
   it('mirrorPercentage 50: about half of 200 requests are mirrored', async () => {

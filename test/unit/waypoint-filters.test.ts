@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { applyHeaderOps, redirectLocation, rewritePath, type HeaderMap, type RedirectInput } from '../../src/waypoint/filters.js';
+import { applyHeaderOps, redirectLocation, rewritePath, shadowAuthority, type HeaderMap, type RedirectInput } from '../../src/waypoint/filters.js';
 import type { RequestMatch, RouteRule } from '../../src/common/xds/waypoint-resources.js';
 
 function rule(path?: RequestMatch['path']): RouteRule {
@@ -146,5 +146,15 @@ describe('redirectLocation', () => {
   it('brackets IPv6 hosts and strips the port of an IPv6 authority', () => {
     assert.equal(redirectLocation({ ...base, authority: '[fd00::1]:8080' }, { statusCode: 302 }, rule()), 'http://[fd00::1]:8080/old/x?q=1');
     assert.equal(redirectLocation(base, { host: 'fd00::2', statusCode: 302 }, rule()), 'http://[fd00::2]:8080/old/x?q=1');
+  });
+});
+
+describe('shadowAuthority', () => {
+  it('suffixes the host with -shadow and keeps the port, IPv6 literals included', () => {
+    assert.equal(shadowAuthority('reviews.default'), 'reviews.default-shadow');
+    assert.equal(shadowAuthority('reviews.default:9080'), 'reviews.default-shadow:9080');
+    assert.equal(shadowAuthority('10.96.0.1:80'), '10.96.0.1-shadow:80');
+    assert.equal(shadowAuthority('[fd00::1]:80'), '[fd00::1]-shadow:80');
+    assert.equal(shadowAuthority('[fd00::1]'), '[fd00::1]-shadow');
   });
 });

@@ -21,7 +21,7 @@ import type {
 } from '../../common/xds/waypoint-resources.js';
 import type { WaypointState } from '../waypoint-state.js';
 import { matchRoute, type RouteInput } from '../router.js';
-import { applyHeaderOps, redirectLocation, rewritePath } from '../filters.js';
+import { applyHeaderOps, redirectLocation, rewritePath, shadowAuthority } from '../filters.js';
 import { normalizePath } from '../path.js';
 import { authorizeRequest, type AuthzVerdict } from '../authz-l7.js';
 import { pickWeighted } from '../upstream/balancer.js';
@@ -225,7 +225,7 @@ export class RequestHandler {
     for (const m of action.mirrors ?? []) {
       if (body.kind === 'streamed') break;
       if (this.o.random() * 100 >= m.percentage) continue;
-      this.mirror(m.backend, ctx, { method, path: upstreamPath, authority: `${upstreamAuthority.split(':')[0]}-shadow`, headers: upstreamHeaders, body, protocol });
+      this.mirror(m.backend, ctx, { method, path: upstreamPath, authority: shadowAuthority(upstreamAuthority), headers: upstreamHeaders, body, protocol });
     }
 
     // ---- tries ----
