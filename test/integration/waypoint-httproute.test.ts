@@ -55,6 +55,14 @@ const manifests = () => docs(
   // Services the routes attach to; their own endpoints are backend a (they are reached only when no route applies).
   service('target', '127.0.201.121', 'a'), service('paths', '127.0.201.122', 'a'), service('weighted', '127.0.201.123', 'a'),
   service('flt', '127.0.201.124', 'a'), service('brk', '127.0.201.125', 'a'), service('both', '127.0.201.126', 'a'),
+  {
+    apiVersion: 'v1', kind: 'Service', metadata: { name: 'twoport', namespace: NS },
+    spec: { clusterIP: '127.0.201.127', selector: { app: 'a' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }, { name: 'http-admin', port: 8081, targetPort: 8080 }] },
+  },
+  {
+    apiVersion: 'gateway.networking.k8s.io/v1', kind: 'HTTPRoute', metadata: { name: 'admin-only', namespace: NS },
+    spec: { parentRefs: [{ group: '', kind: 'Service', name: 'twoport', sectionName: 'http-admin' }], rules: [{ backendRefs: [to('f')] }] },
+  },
 
   // ---- precedence (Service target) ----
   route('main', 'target', [
@@ -283,6 +291,11 @@ describe('HTTPRoute (GAMMA) through the waypoint', () => {
     assert.equal((half.statuses[500] ?? 0) + (half.statuses[200] ?? 0), 100, JSON.stringify(half.statuses));
     assert.ok((half.statuses[500] ?? 0) >= 25 && (half.statuses[200] ?? 0) >= 25, JSON.stringify(half.statuses));
     assert.equal(half.tally.c, half.statuses[200]);
+  });
+
+  it('a route attached to one port (sectionName) routes that port; the other port reaches the Service\'s own endpoints', async () => {
+    assert.equal((await mesh.curlJson(CLIENT, 'node-a', `http://twoport.${NS}:8081/`)).body.app, 'f');
+    assert.equal((await mesh.curlJson(CLIENT, 'node-a', `http://twoport.${NS}/`)).body.app, 'a');
   });
 
   it('an HTTPRoute and a VirtualService for one Service: the HTTPRoute routes it, and /debug/configz says so', async () => {

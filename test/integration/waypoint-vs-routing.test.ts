@@ -12,7 +12,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { docs } from '../helpers/manifests.js';
@@ -77,6 +77,7 @@ const manifests = () => docs(
       tagged('first', [{ uri: { prefix: '/first' } }]),
       tagged('without', [{ uri: { prefix: '/wo' }, withoutHeaders: { 'x-block': { exact: 'yes' } } }]),
       tagged('or', [{ uri: { exact: '/or1' } }, { uri: { exact: '/or2' } }]),
+      tagged('authority', [{ authority: { prefix: 'alias.' } }]),
       // No catch-all: anything else gets 404 with flag NR.
     ],
   }),
@@ -186,6 +187,10 @@ describe('VirtualService routing through the waypoint', () => {
       assert.equal(await rule(`http://match.${NS}:8081/anything`), 'port');
       assert.equal(await rule(`http://match.${NS}/or1`), 'or');
       assert.equal(await rule(`http://match.${NS}/or2`), 'or');
+      assert.equal(await rule(`http://match.${NS}/auth`, ['-H', 'host: alias.example']), 'authority');
+      assert.equal(await rule(`http://match.${NS}/auth`), 'status 404');
+      // Addressed by its cluster IP rather than its name: the same Service, the same routes.
+      assert.equal(await rule('http://127.0.201.41/exact'), 'uri-exact');
     });
 
     it(`the first matching http[] rule wins (${proto})`, async () => {
@@ -221,6 +226,16 @@ describe('VirtualService routing through the waypoint', () => {
     assert.ok((r.tally['plain-1'] ?? 0) >= 5 && (r.tally['plain-2'] ?? 0) >= 5, JSON.stringify(r.tally));
     const line = mesh.logs(`waypoint/${NS}/waypoint`).find((l) => l.msg === 'request complete' && l['dst.service'] === `plain.${NS}.svc.cluster.local`);
     assert.equal(line?.route, `Service/${NS}/plain`);
+  });
+
+  it('a VirtualService added to the manifest directory routes at once, and removed gives the service back its endpoints', async () => {
+    const file = join(dir.path, 'live.yaml');
+    writeFileSync(file, docs(vs('plain', { hosts: ['plain'], http: [{ route: [{ destination: { host: 'echo', subset: 'v2' } }] }] })));
+    await eventually(async () => (await mesh.curlJson(CLIENT, 'node-a', `http://plain.${NS}/live`)).body?.pod === 'echo-v2', 10_000, 'the new VirtualService to route plain to echo v2');
+    const r = await mesh.curlBatch(CLIENT, 'node-a', `http://plain.${NS}/live`, 20, { tally: 'pod' });
+    assert.deepEqual(r.tally, { 'echo-v2': 20 });
+    rmSync(file);
+    await eventually(async () => String((await mesh.curlJson(CLIENT, 'node-a', `http://plain.${NS}/live`)).body?.pod).startsWith('plain-'), 10_000, 'plain to answer itself again');
   });
 
   for (const [proto, extra] of [['HTTP/1.1', []], ['h2c', H2C]] as const) {
