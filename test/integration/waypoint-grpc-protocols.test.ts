@@ -138,6 +138,15 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
     assert.ok((seen.v1 ?? 0) >= 12 && (seen.v2 ?? 0) >= 12, `both versions answer: ${JSON.stringify(seen)}`);
   });
 
+  it('gRPC: 100 concurrent calls on one client connection (HTTP/2 streams at once) all answered, by both versions', async () => {
+    const client = await echoClient();
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => client.say(`c${i}`, { delayMs: 20 })));
+    assert.deepEqual(results.filter((r) => r.code !== 0).map((r) => r.details), []);
+    assert.ok(results.every((r, i) => r.reply!.message === `c${i}`), 'each reply is its own call\'s');
+    const versions = new Set(results.map((r) => r.reply!.version));
+    assert.deepEqual([...versions].sort(), ['v1', 'v2']);
+  });
+
   it('gRPC: a VirtualService header match routes on the call\'s metadata', async () => {
     const client = await echoClient();
     for (let i = 0; i < 20; i++) {
@@ -192,6 +201,17 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
       await new Promise((res) => setTimeout(res, IDLE_KEEP_ALIVE_MS * 4));
     }
     assert.ok(idleConnections.length >= 3, `a fresh upstream connection each round (${idleConnections.length})`);
+  });
+
+  it('HEAD, 204 and 304 answers carry no body, over HTTP/1.1 and h2c', async () => {
+    for (const extra of [[], ['--http2-prior-knowledge']]) {
+      const head = await mesh.curl(CLIENT, 'node-a', `http://web.${NS}/status/200`, [...extra, '-I', '-o', '/dev/null', '-w', '%{http_code} %{size_download}']);
+      assert.equal(head.stdout, '200 0', head.stderr);
+      for (const code of [204, 304]) {
+        const r = await mesh.curl(CLIENT, 'node-a', `http://web.${NS}/status/${code}`, [...extra, '-o', '/dev/null', '-w', '%{http_code} %{size_download}']);
+        assert.equal(r.stdout, `${code} 0`, r.stderr);
+      }
+    }
   });
 
   it('a chunked POST body of 1 MiB reaches the backend whole over HTTP/1.1 and h2c', async () => {
