@@ -54,6 +54,15 @@ const manifests = () => docs(
   service('web', '127.0.201.80', HTTP_PORT),
   service('echo', '127.0.201.81', [{ name: 'grpc', port: 9090, targetPort: 'grpc' }]),
   service('idle', '127.0.201.84', HTTP_PORT),
+  // The echo pods again, behind a route table that matches only calls with x-allowed: yes.
+  service('strict', '127.0.201.85', [{ name: 'grpc', port: 9090, targetPort: 'grpc' }], { app: 'echo' }),
+  {
+    apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'strict', namespace: NS },
+    spec: { hosts: ['strict'], http: [
+      { match: [{ headers: { 'x-allowed': { exact: 'yes' } } }], route: [{ destination: { host: 'echo' } }] },
+      { match: [{ headers: { 'x-subset': { exact: 'missing' } } }], route: [{ destination: { host: 'echo', subset: 'v9' } }] },
+    ] },
+  },
   {
     apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'echo', namespace: NS },
     spec: { host: 'echo', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }] },
@@ -182,6 +191,19 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
     assert.equal(five.attempts, 1, 'NOT_FOUND is not retried');
     // UNAVAILABLE is retried by Istio's default retry policy (2 retries on unavailable, cancelled, ...).
     assert.equal(access.find((l) => l.grpc_status === 14)?.attempts, 3);
+  });
+
+  it('gRPC: the waypoint\'s own answers carry a gRPC status: no route → UNIMPLEMENTED, a missing subset → UNAVAILABLE', async () => {
+    const fwd = await mesh.forwarder(CLIENT, 'node-a', `strict.${NS}`, 9090);
+    forwarders.push(fwd);
+    const client = new EchoClient(fwd.address, { authority: `strict.${NS}:9090` });
+    clients.push(client);
+    const ok = await client.say('allowed', { metadata: { 'x-allowed': 'yes' } });
+    assert.equal(ok.code, 0, ok.details);
+    const none = await client.say('no route', { deadlineMs: 5000 });
+    assert.equal(none.code, 12, `${none.code} ${none.details}`);
+    const missing = await client.say('no subset', { metadata: { 'x-subset': 'missing' }, deadlineMs: 5000 });
+    assert.equal(missing.code, 14, `${missing.code} ${missing.details}`);
   });
 
   it('HTTP/1.1 keep-alive: several requests on one client connection, each routed and answered', async () => {

@@ -563,16 +563,19 @@ export class RequestHandler {
       out['content-type'] = 'application/grpc';
       out['grpc-status'] = String(httpToGrpc(status));
       out['grpc-message'] = encodeURIComponent(body.trim());
-      res.writeHead(200, out as http.OutgoingHttpHeaders);
-      res.end();
-      return 0;
+      status = 200;
+      body = '';
     }
     if (body) {
       out['content-type'] = out['content-type'] ?? 'text/plain';
       out['content-length'] = String(Buffer.byteLength(body));
     }
-    res.writeHead(status, out as http.OutgoingHttpHeaders);
-    res.end(body);
+    // The headers leave with the end (not with writeHead, which sends them at once): over HTTP/2 an answer without a
+    // body is then one HEADERS frame with END_STREAM, the trailers-only form in which a gRPC client must get its status.
+    res.statusCode = status;
+    for (const [k, v] of Object.entries(out)) res.setHeader(k, v);
+    if (body) res.end(body);
+    else res.end();
     return Buffer.byteLength(body);
   }
 }
