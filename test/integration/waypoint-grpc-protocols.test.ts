@@ -184,7 +184,11 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
       }
       return true;
     }, 5000, 'istio_requests_total with request_protocol="grpc" and each grpc_response_status');
-    const access = mesh.logs(`waypoint/${NS}/waypoint`).filter((l) => l.msg === 'request complete' && l.path === '/strait.demo.v1.Echo/Fail');
+    // Access-log lines are written in batches: wait for the last call's.
+    const access = await eventually(() => {
+      const lines = mesh.logs(`waypoint/${NS}/waypoint`).filter((l) => l.msg === 'request complete' && l.path === '/strait.demo.v1.Echo/Fail');
+      return lines.some((l) => l.grpc_status === 0) ? lines : undefined;
+    }, 5000, 'the access-log lines of the Fail calls');
     const five = access.find((l) => l.grpc_status === 5);
     assert.ok(five, 'the access log has the call with grpc_status 5');
     assert.equal(five.protocol, 'HTTP/2 gRPC');

@@ -224,8 +224,8 @@ describe('VirtualService routing through the waypoint', () => {
     const r = await mesh.curlBatch(CLIENT, 'node-a', `http://plain.${NS}/`, 40, { tally: 'pod' });
     assert.deepEqual(r.statuses, { 200: 40 });
     assert.ok((r.tally['plain-1'] ?? 0) >= 5 && (r.tally['plain-2'] ?? 0) >= 5, JSON.stringify(r.tally));
-    const line = mesh.logs(`waypoint/${NS}/waypoint`).find((l) => l.msg === 'request complete' && l['dst.service'] === `plain.${NS}.svc.cluster.local`);
-    assert.equal(line?.route, `Service/${NS}/plain`);
+    const line = await eventually(() => mesh.logs(`waypoint/${NS}/waypoint`).find((l) => l.msg === 'request complete' && l['dst.service'] === `plain.${NS}.svc.cluster.local`), 5000, 'an access-log line for plain');
+    assert.equal(line.route, `Service/${NS}/plain`);
   });
 
   it('a VirtualService added to the manifest directory routes at once, and removed gives the service back its endpoints', async () => {
