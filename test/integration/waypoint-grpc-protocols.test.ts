@@ -218,6 +218,22 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
     assert.deepEqual(lines, ['200 1', '200 0', '200 0', '200 0', '200 0', '200 0'], 'one connection, six answers');
   });
 
+  it('an HTTP/1.1 request asking to upgrade to h2c (curl --http2, Java\'s HttpClient) is served as HTTP/1.1, the upgrade ignored as Envoy does', async () => {
+    const get = await mesh.curlJson(CLIENT, 'node-a', `http://web.${NS}/h2c-upgrade?x=1`, ['--http2']);
+    assert.equal(get.status, 200, `exit ${get.exit} ${get.stderr}`);
+    assert.equal(get.httpVersion, '1.1');
+    assert.equal(get.body.path, '/h2c-upgrade');
+    assert.equal(get.body.headers.upgrade, undefined, 'the backend is not asked to upgrade');
+    assert.equal(get.body.headers['http2-settings'], undefined);
+    const post = await mesh.curlJson(CLIENT, 'node-a', `http://web.${NS}/echo`, ['--http2', '--data-binary', 'upgrade-with-a-body']);
+    assert.equal(post.status, 200, post.stderr);
+    assert.equal(post.body.body, 'upgrade-with-a-body');
+    // Two requests on one connection: the connection stays usable after the ignored upgrade.
+    const urls = [`http://web.${NS}/u1`, `http://web.${NS}/u2`];
+    const two = await mesh.curl(CLIENT, 'node-a', urls[0]!, ['--http2', '-o', '/dev/null', urls[1]!, '-o', '/dev/null', '-w', '%{http_code} %{num_connects}\n']);
+    assert.deepEqual(two.stdout.trim().split('\n'), ['200 1', '200 0'], two.stderr);
+  });
+
   it('a backend that closes idle keep-alive connections: the next request gets a new connection, not a dead one', async () => {
     for (let i = 0; i < 3; i++) {
       const r = await mesh.curlJson(CLIENT, 'node-a', `http://idle.${NS}/round/${i}`, ['--max-time', '4']);

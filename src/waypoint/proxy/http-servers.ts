@@ -68,6 +68,14 @@ export class HttpServers {
     this.http1.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
       const ctx = this.ctxBySocket.get(req.socket);
       if (!ctx) { socket.destroy(); return; }
+      if (String(req.headers.upgrade).trim().toLowerCase() === 'h2c') {
+        // An upgrade to HTTP/2 (Java's HttpClient and `curl --http2` ask for one on http:// by default): ignored, as
+        // Envoy does. The request goes back to the parser without the headers that ask for it and is served as
+        // HTTP/1.1 on the same connection, body and keep-alive included.
+        socket.unshift(Buffer.concat([withoutH2cUpgrade(req), head]));
+        this.http1.emit('connection', socket);
+        return;
+      }
       o.onUpgrade(req, socket, head, ctx);
     });
     this.http1.on('clientError', (err: NodeJS.ErrnoException & { code?: string }, socket: Duplex) => {
@@ -141,4 +149,22 @@ export class HttpServers {
     t.once('close', () => this.tunnels.delete(t));
     t.on('error', () => undefined);
   }
+}
+
+/** The request head of an `Upgrade: h2c` request as it would be without the upgrade: Upgrade, HTTP2-Settings and their Connection tokens gone. */
+function withoutH2cUpgrade(req: http.IncomingMessage): Buffer {
+  const lines = [`${req.method} ${req.url} HTTP/${req.httpVersion}`];
+  for (let i = 0; i < req.rawHeaders.length; i += 2) {
+    const name = req.rawHeaders[i]!;
+    const value = req.rawHeaders[i + 1]!;
+    const lower = name.toLowerCase();
+    if (lower === 'upgrade' || lower === 'http2-settings') continue;
+    if (lower === 'connection') {
+      const kept = value.split(',').map((t) => t.trim()).filter((t) => t !== '' && !['upgrade', 'http2-settings'].includes(t.toLowerCase()));
+      if (kept.length > 0) lines.push(`${name}: ${kept.join(', ')}`);
+      continue;
+    }
+    lines.push(`${name}: ${value}`);
+  }
+  return Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1');
 }
