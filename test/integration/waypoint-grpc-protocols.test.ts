@@ -208,6 +208,10 @@ describe('gRPC and HTTP protocols through the waypoint', () => {
     assert.equal(none.code, 12, `${none.code} ${none.details}`);
     const missing = await client.say('no subset', { metadata: { 'x-subset': 'missing' }, deadlineMs: 5000 });
     assert.equal(missing.code, 14, `${missing.code} ${missing.details}`);
+    // Recorded as Envoy records them: HTTP 200 with the gRPC status (the NR flag says why).
+    const line = await eventually(() => mesh.logs(`waypoint/${NS}/waypoint`).find((l) => l.msg === 'request complete' && l.response_flags === 'NR' && l.authority === `strict.${NS}:9090`), 3000, 'the no-route call\'s access-log line');
+    assert.equal(line.status, 200);
+    assert.equal(line.grpc_status, 12);
   });
 
   it('HTTP/1.1 keep-alive: several requests on one client connection, each routed and answered', async () => {

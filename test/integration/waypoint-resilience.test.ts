@@ -336,8 +336,12 @@ describe('waypoint resilience through strait up (retries, timeouts, faults, pool
       assert.equal((batch.statuses[200] ?? 0) + (batch.statuses[503] ?? 0), 400, JSON.stringify(batch.statuses));
       // Binomial(400, 0.5): standard deviation 10, so ±50 is five of them.
       assert.ok(Math.abs((batch.statuses[503] ?? 0) - 200) <= 50, `503s: ${batch.statuses[503]}`);
-      const aborted = accessLines().filter((l) => l.path === '/abort-half' && l.status === 503);
-      assert.ok(aborted.length >= (batch.statuses[503] ?? 0) && aborted.every((l) => l.response_flags === 'FI'));
+      // Access-log lines are written in batches (at most 100 ms late).
+      const aborted = await eventually(() => {
+        const lines = accessLines().filter((l) => l.path === '/abort-half' && l.status === 503);
+        return lines.length >= (batch.statuses[503] ?? 0) ? lines : undefined;
+      }, 3000, 'the aborted requests\' access-log lines');
+      assert.ok(aborted.every((l) => l.response_flags === 'FI'));
     });
   });
 

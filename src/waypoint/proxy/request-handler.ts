@@ -135,7 +135,9 @@ export class RequestHandler {
     const local = (status: number, flags: string[], body: string, extra: Partial<Outcome> = {}, headers: Headers = {}) => {
       req.resume();
       const bytes = this.reply(res, status, body, headers, grpc);
-      finish({ status, flags, attempts: 0, responseBytes: bytes, ...extra });
+      // A gRPC call gets its answer as HTTP 200 with a grpc-status, and is recorded so, as Envoy records it.
+      if (grpc && status !== 200) finish({ status: 200, flags, attempts: 0, responseBytes: bytes, grpcStatus: String(httpToGrpc(status)), ...extra });
+      else finish({ status, flags, attempts: 0, responseBytes: bytes, ...extra });
     };
 
     if ('error' in target) return local(400, ['DPE'], `bad request target: ${target.error}\n`, { detail: target.error });
