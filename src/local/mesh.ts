@@ -73,7 +73,7 @@ export class LocalMesh {
   private readonly controllerAddress: string;
   private readonly nodePoolPrefix: string;
   private readonly waypointPoolPrefix: string;
-  /** Manifests the mesh writes for the controller (the waypoints' pods): a directory of its own, removed at stop. */
+  /** Manifests the mesh writes for the controller (the waypoints' pods): `<data-dir>/platform`, removed at stop. */
   private platformDir: string | undefined;
   private readonly log: Logger;
   private readonly sampler = new UsageSampler();
@@ -198,7 +198,10 @@ export class LocalMesh {
       this.madeDataDir = true;
     }
     if (this.base !== 0) this.mirror = new ManifestMirror(resolve(this.opts.manifestDir), this.base);
-    this.platformDir = mkdtempSync(join(tmpdir(), 'strait-up-platform-'));
+    // Inside the data directory, so that nothing is left anywhere else even when strait up is killed outright.
+    this.platformDir = join(this.dataDir, 'platform');
+    rmSync(this.platformDir, { recursive: true, force: true });
+    mkdirSync(this.platformDir, { recursive: true, mode: 0o700 });
 
     const { loaded, plan } = await this.load();
     if (loaded.problems.some((p) => p.severity === 'error' && p.code === 'STRAIT_ERR_MANIFEST_SOURCE' && p.doc === 0 && loaded.objects.length === 0)) {

@@ -64,6 +64,7 @@ describe('strait up on the demo', () => {
     const pids = [grown.controller.pid, ...Object.values(grown.nodes as Record<string, { pid: number }>).map((n) => n.pid), ...Object.values(grown.apps as Record<string, { pid: number }>).map((a) => a.pid)];
     assert.equal(await mesh.stop(), 0, 'strait up exits 0 on SIGTERM');
     assert.equal(existsSync(mesh.stateFile), false, 'state file removed');
+    assert.equal(existsSync(join(mesh.dataDir.path, 'platform')), false, 'the waypoints\' pods directory removed');
     assert.deepEqual(pids.filter(alive), [], 'no process left behind');
     assert.equal(await portOpen('127.0.100.1', 15080), false, 'ports freed');
     assert.equal(await portOpen('127.0.99.1', 15012), false, 'controller port freed');
