@@ -2,12 +2,9 @@
  * The waypoint's configuration (DESIGN §6): which Gateway it is, where the controller is, where it listens, and
  * its limits. Pure apart from reading the token and root files it is pointed at; flags win over the environment.
  */
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
-import { StraitError, errorMessage } from '../common/errors.js';
+import { configFail, configValues } from '../common/config-values.js';
 import { parseByteSize } from '../common/byte-size.js';
-import { parseDurationMs } from '../common/model/duration.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
 import { HBONE_PORT } from '../hbone/wire.js';
@@ -105,21 +102,14 @@ export interface WaypointFlags {
   xdsMaxMessageSize?: string;
 }
 
-const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
+const fail = configFail;
 
 export function parseWaypointConfig(env: Record<string, string | undefined>, flags: WaypointFlags = {}): WaypointConfig {
-  const pick = (flag: string | undefined, envName: string) => flag ?? (env[envName] || undefined);
+  const { pick, readFile, duration, int, size } = configValues(env);
   const which = pick(flags.waypoint, ENV_WAYPOINT);
   if (!which) throw fail(`no waypoint named: pass --waypoint NAMESPACE/NAME (the Gateway with gatewayClassName istio-waypoint) or set ${ENV_WAYPOINT}`);
   const [namespace, name, ...rest] = which.split('/');
   if (!namespace || !name || rest.length > 0) throw fail(`--waypoint must be NAMESPACE/NAME, got "${which}"`);
-  const readFile = (path: string, what: string) => {
-    try {
-      return readFileSync(resolve(path), 'utf8');
-    } catch (err) {
-      throw fail(`${what} ${path} cannot be read: ${errorMessage(err)}`);
-    }
-  };
   const tokenFile = pick(flags.tokenFile, ENV_TOKEN_FILE);
   const token = (pick(flags.token, ENV_TOKEN) ?? (tokenFile ? readFile(tokenFile, '--token-file') : '')).trim();
   if (!token) throw fail(`no bootstrap token: pass --token-file FILE (the controller writes <data-dir>/tokens/waypoint-${namespace}-${name}.token; \`strait token --waypoint ${namespace}/${name}\` prints it) or set ${ENV_TOKEN}`);
@@ -129,24 +119,6 @@ export function parseWaypointConfig(env: Record<string, string | undefined>, fla
   if (!rootCertPem.includes('BEGIN CERTIFICATE')) throw fail(`--root-cert ${rootPath} holds no PEM certificate`);
   const listenAddress = pick(flags.listenAddress, ENV_LISTEN_ADDRESS) ?? DEFAULT_LISTEN_ADDRESS;
   if (!isIP(listenAddress)) throw fail(`--listen-address: "${listenAddress}" is not an IP address`);
-  const duration = (raw: string | undefined, what: string, dflt: number) => {
-    if (raw === undefined) return dflt;
-    const ms = parseDurationMs(raw);
-    if (ms === undefined) throw fail(`${what}: "${raw}" is not a duration (use forms like 500ms, 5s, 1m)`);
-    return ms;
-  };
-  const int = (raw: string | undefined, what: string, dflt: number, min: number, max: number) => {
-    if (raw === undefined) return dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) throw fail(`${what}: "${raw}" must be a whole number from ${min} to ${max}`);
-    return n;
-  };
-  const size = (raw: string | undefined, what: string, dflt: number, min: number, max: number) => {
-    if (raw === undefined) return dflt;
-    const n = parseByteSize(raw);
-    if (n === undefined || n < min || n > max) throw fail(`${what}: "${raw}" must be a size from ${min} to ${max} bytes (e.g. 64KiB)`);
-    return n;
-  };
   const offset = int(flags.portOffset, '--port-offset', 0, -15000, 50000);
   const maxMsgRaw = pick(flags.xdsMaxMessageSize, ENV_XDS_MAX_MESSAGE_SIZE);
   const xdsMaxMessageBytes = maxMsgRaw === undefined ? DEFAULT_XDS_MAX_RECEIVE_BYTES : parseByteSize(maxMsgRaw);

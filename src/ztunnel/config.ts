@@ -1,8 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { resolve } from 'node:path';
-import { StraitError, errorMessage } from '../common/errors.js';
-import { parseDurationMs } from '../common/model/duration.js';
+import { configFail, configValues } from '../common/config-values.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_EJECTION_BASE_MS, DEFAULT_EJECTION_MAX_MS } from './proxy/endpoint-health.js';
 import {
@@ -175,20 +172,13 @@ export interface ZtunnelFlags {
   xdsMaxMessageSize?: string;
 }
 
-const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
+const fail = configFail;
 
 /** Pure apart from reading the token and root files it is pointed at. Flags win over the environment. */
 export function parseConfig(env: Record<string, string | undefined>, flags: ZtunnelFlags = {}): ZtunnelConfig {
-  const pick = (flag: string | undefined, envName: string) => flag ?? (env[envName] || undefined);
+  const { pick, readFile, duration, int } = configValues(env);
   const nodeName = pick(flags.node, ENV_NODE_NAME);
   if (!nodeName) throw fail(`no node name: pass --node NAME or set ${ENV_NODE_NAME} (in Kubernetes, from spec.nodeName)`);
-  const readFile = (path: string, what: string) => {
-    try {
-      return readFileSync(resolve(path), 'utf8');
-    } catch (err) {
-      throw fail(`${what} ${path} cannot be read: ${errorMessage(err)}`);
-    }
-  };
   const tokenFile = pick(flags.tokenFile, ENV_TOKEN_FILE);
   const token = (pick(flags.token, ENV_TOKEN) ?? (tokenFile ? readFile(tokenFile, '--token-file') : '')).trim();
   if (!token) throw fail(`no bootstrap token: pass --token-file FILE (the controller writes <data-dir>/tokens/node-${nodeName}.token) or set ${ENV_TOKEN}`);
@@ -198,18 +188,6 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (!rootCertPem.includes('BEGIN CERTIFICATE')) throw fail(`--root-cert ${rootPath} holds no PEM certificate`);
   const listenAddress = pick(flags.listenAddress, ENV_LISTEN_ADDRESS) ?? DEFAULT_LISTEN_ADDRESS;
   if (!isIP(listenAddress)) throw fail(`--listen-address: "${listenAddress}" is not an IP address`);
-  const duration = (raw: string | undefined, what: string, dflt: number) => {
-    if (raw === undefined) return dflt;
-    const ms = parseDurationMs(raw);
-    if (ms === undefined) throw fail(`${what}: "${raw}" is not a duration (use forms like 500ms, 5s, 1m)`);
-    return ms;
-  };
-  const int = (raw: string | undefined, what: string, dflt: number, min: number, max: number) => {
-    if (raw === undefined) return dflt;
-    const n = Number(raw);
-    if (!Number.isInteger(n) || n < min || n > max) throw fail(`${what}: "${raw}" must be a whole number from ${min} to ${max}`);
-    return n;
-  };
   const offset = int(flags.portOffset, '--port-offset', 0, -15000, 50000);
   const ports: ZtunnelPorts = {
     outbound: PORT_OUTBOUND + offset, inboundPlaintext: PORT_INBOUND_PLAINTEXT + offset, hbone: PORT_HBONE + offset,
