@@ -1,6 +1,7 @@
 import { Command } from 'commander';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
-import { parseWaypointConfig } from '../waypoint/config.js';
+import { setFlagsFromString } from 'node:v8';
+import { WAYPOINT_V8_FLAGS, parseWaypointConfig } from '../waypoint/config.js';
 import { onShutdown } from './shutdown.js';
 
 /** Request access-log lines go through a buffer this size rather than synchronously (as the ztunnel's, see its LOG_BUFFER_BYTES). */
@@ -34,6 +35,8 @@ export function waypointCommand(): Command {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseWaypointConfig(process.env, flags);
       const log = createRootLogger({ component: 'waypoint', level: globals.logLevel, format: globals.logFormat, base: { waypoint: `${config.namespace}/${config.name}` }, asyncBufferBytes: LOG_BUFFER_BYTES, asyncMinBytes: LOG_BATCH_BYTES });
+      // Process-wide, before any route regex is compiled (see WAYPOINT_V8_FLAGS).
+      for (const f of WAYPOINT_V8_FLAGS) setFlagsFromString(f);
       const { startWaypoint } = await import('../waypoint/app.js');
       const running = await startWaypoint(config, log);
       onShutdown(log, () => running.drain());

@@ -87,3 +87,26 @@ describe('waypoint state', () => {
     assert.equal(s.routesFor('shop/api'), undefined);
   });
 });
+
+describe('the waypoint process and hostile paths', () => {
+  it('matches a route regex with nested quantifiers against a hostile path in linear time, with the V8 settings the waypoint starts with', async () => {
+    const { spawnSync } = await import('node:child_process');
+    const router = new URL('../../src/waypoint/router.js', import.meta.url).href;
+    const config = new URL('../../src/waypoint/config.js', import.meta.url).href;
+    const script = `
+      import { setFlagsFromString } from 'node:v8';
+      const { WAYPOINT_V8_FLAGS } = await import(${JSON.stringify(config)});
+      for (const f of WAYPOINT_V8_FLAGS) setFlagsFromString(f);
+      const { matchRoute } = await import(${JSON.stringify(router)});
+      const table = { service: 's/x', hostname: 'x', origin: { kind: 'VirtualService', objects: [] }, rules: [
+        { name: 'r', match: { path: { type: 'regex', value: '/(a+)+b' } }, action: { kind: 'fail', status: 500, flag: 'NC', reason: 'x' } }] };
+      const t = Date.now();
+      const hit = matchRoute(table, { method: 'GET', path: '/' + 'a'.repeat(30), authority: 'x', port: 80, header: () => undefined });
+      console.log(JSON.stringify({ hit: hit !== undefined, ms: Date.now() - t }));`;
+    const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', timeout: 20_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const out = JSON.parse(r.stdout) as { hit: boolean; ms: number };
+    assert.equal(out.hit, false);
+    assert.ok(out.ms < 1000, `took ${out.ms} ms (exponential backtracking takes ~30 s here)`);
+  });
+});
