@@ -43,6 +43,7 @@
 import type { L7Operation, L7PolicyResource, L7Rule, L7Source } from '../common/xds/waypoint-resources.js';
 import { IpBlocks, parseIpBlock } from '../dataplane/policy/ip-blocks.js';
 import { pathOf } from './path.js';
+import { parsePrincipal } from '../dataplane/policy/principal.js';
 
 export interface AuthzRequest {
   /** "ns/name" of the service the request is for. */
@@ -180,26 +181,6 @@ class RequestContext {
     this.path = pathOf(req.path);
     this.hostLower = req.host.toLowerCase();
   }
-}
-
-interface ParsedPrincipal { principal: string; namespace?: string; serviceAccount?: string }
-const principalCache = new Map<string, ParsedPrincipal>();
-const PRINCIPAL_CACHE_MAX_ENTRIES = 10_000;
-
-/** "td/ns/x/sa/y" (or with "spiffe://") → namespace "x", service account "x/y"; other shapes keep only the principal. */
-function parsePrincipal(id: string): ParsedPrincipal {
-  let parsed = principalCache.get(id);
-  if (parsed) return parsed;
-  const principal = id.startsWith('spiffe://') ? id.slice('spiffe://'.length) : id;
-  parsed = { principal };
-  const seg = principal.split('/');
-  if (seg.length === 5 && seg[0] && seg[1] === 'ns' && seg[2] && seg[3] === 'sa' && seg[4]) {
-    parsed.namespace = seg[2];
-    parsed.serviceAccount = `${seg[2]}/${seg[4]}`;
-  }
-  if (principalCache.size >= PRINCIPAL_CACHE_MAX_ENTRIES) principalCache.clear();
-  principalCache.set(id, parsed);
-  return parsed;
 }
 
 // ---------- compilation ----------

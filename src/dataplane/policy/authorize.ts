@@ -21,6 +21,7 @@
  */
 import type { AuthorizationResource, L4Match, L4Rule } from '../../common/xds/resources.js';
 import { IpBlocks } from './ip-blocks.js';
+import { parsePrincipal } from './principal.js';
 
 export interface ConnectionAttrs {
   /** SPIFFE id of the peer ("spiffe://td/ns/x/sa/y"); undefined for plaintext (no principal). */
@@ -165,7 +166,7 @@ class ConnContext {
   readonly destinationIp: string;
 
   constructor(conn: ConnectionAttrs) {
-    const id = conn.sourceIdentity ? parseIdentity(conn.sourceIdentity) : undefined;
+    const id = conn.sourceIdentity ? parsePrincipal(conn.sourceIdentity) : undefined;
     this.principal = id?.principal;
     this.namespace = id?.namespace;
     this.serviceAccount = id?.serviceAccount;
@@ -173,30 +174,6 @@ class ConnContext {
     this.sourceIp = conn.sourceIp;
     this.destinationIp = conn.destinationIp;
   }
-}
-
-interface ParsedIdentity { principal: string; namespace?: string; serviceAccount?: string }
-
-const identityCache = new Map<string, ParsedIdentity>();
-const CACHE_MAX_ENTRIES = 10_000;
-
-/**
- * "spiffe://td/ns/x/sa/y" → principal "td/ns/x/sa/y", namespace "x", service account "x/y". An id that is not
- * of that shape still has a principal (the id without "spiffe://") but no namespace or service account.
- */
-function parseIdentity(id: string): ParsedIdentity {
-  let parsed = identityCache.get(id);
-  if (parsed) return parsed;
-  const principal = id.startsWith('spiffe://') ? id.slice('spiffe://'.length) : id;
-  parsed = { principal };
-  const seg = principal.split('/');
-  if (seg.length === 5 && seg[0] && seg[1] === 'ns' && seg[2] && seg[3] === 'sa' && seg[4]) {
-    parsed.namespace = seg[2];
-    parsed.serviceAccount = `${seg[2]}/${seg[4]}`;
-  }
-  if (identityCache.size >= CACHE_MAX_ENTRIES) identityCache.clear();
-  identityCache.set(id, parsed);
-  return parsed;
 }
 
 // ---------- compiled rules ----------
