@@ -15,6 +15,7 @@ export function ztunnelCommand(): Command {
     .option('--admin-address <ip>', 'where admin (15000) listens, default the listen address, or 127.0.0.1 when that is a wildcard  [env STRAIT_ADMIN_ADDRESS]')
     .option('--capture', 'install the node\'s iptables capture (scripts/iptables) at start, add/remove each enrolled pod\'s rules as pods join/leave, remove them all at stop; needs NET_ADMIN and the capture addon  [env STRAIT_CAPTURE=true]')
     .option('--capture-scripts <dir>', 'with --capture: directory of the capture scripts (default: the package\'s scripts/iptables)  [env STRAIT_CAPTURE_SCRIPTS]')
+    .option('--capture-resync <duration>', 'with --capture: check the rules on the node this often and put back what someone else removed; 0 = never (default 30s)  [env STRAIT_CAPTURE_RESYNC]')
     .option('--iptables <bin>', 'with --capture: the iptables program the scripts use (default: iptables-nft if it works, else iptables-legacy, else iptables)  [env STRAIT_IPTABLES]')
     .option('--local-pod-listeners', 'local mesh: also answer HBONE on each local pod\'s address:15008  [env STRAIT_LOCAL_POD_LISTENERS=true]')
     .option('--drain <duration>', 'on SIGTERM, SIGINT or /quitquitquit: stop accepting, let connections finish for this long, then close the rest and exit 0 (default 5s; keep it below the pod\'s terminationGracePeriodSeconds)  [env STRAIT_DRAIN_DURATION]')

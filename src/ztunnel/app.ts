@@ -153,7 +153,7 @@ async function setUpCapture(cfg: ZtunnelConfig, state: ProxyState, metrics: Ztun
   const mark = cfg.captureMark!;
   const scripts = new CaptureScripts({ ...(cfg.capture?.scriptsDir ? { dir: cfg.capture.scriptsDir } : {}), ...(cfg.capture?.iptables ? { iptables: cfg.capture.iptables } : {}), mark, ports: cfg.ports });
   const capture = new PodCapture({
-    state, node: cfg.nodeName, scripts, mark, log: logs.child({ part: 'capture' }),
+    state, node: cfg.nodeName, scripts, mark, log: logs.child({ part: 'capture' }), resyncMs: cfg.capture?.resyncMs ?? 0,
     counters: { operation: (operation, result) => metrics.captureOperations.inc({ operation, result }) },
   });
   await capture.setup();

@@ -33,6 +33,7 @@ export const ENV_CAPTURE = 'STRAIT_CAPTURE';
 export const ENV_CAPTURE_SCRIPTS = 'STRAIT_CAPTURE_SCRIPTS';
 export const ENV_IPTABLES = 'STRAIT_IPTABLES';
 export const ENV_ADMIN_ADDRESS = 'STRAIT_ADMIN_ADDRESS';
+export const ENV_CAPTURE_RESYNC = 'STRAIT_CAPTURE_RESYNC';
 export const ENV_GC = 'STRAIT_GC';
 export const ENV_LISTEN_BACKLOG = 'STRAIT_LISTEN_BACKLOG';
 export const ENV_ENDPOINT_ATTEMPTS = 'STRAIT_ENDPOINT_ATTEMPTS';
@@ -72,6 +73,8 @@ export const DEFAULT_LISTEN_ADDRESS = '127.0.0.1';
 export const DEFAULT_CAPTURE_LISTEN_ADDRESS = '0.0.0.0';
 /** Where admin (15000: /quitquitquit, /logging) listens when the listen address is a wildcard: never reachable from pods. */
 export const DEFAULT_WILDCARD_ADMIN_ADDRESS = '127.0.0.1';
+/** How often, under capture, the rules on the node are checked against what the ztunnel applied. */
+export const DEFAULT_CAPTURE_RESYNC_MS = 30_000;
 /** The capture mark when --capture is given without --capture-mark (Istio's 1337; the scripts' default). */
 export const DEFAULT_CAPTURE_MARK = 0x539;
 export const DEFAULT_DRAIN_MS = 5_000;
@@ -144,7 +147,7 @@ export interface ZtunnelConfig {
    */
   captureMark?: number;
   /** `--capture`: the ztunnel installs and removes the node's iptables capture itself (scripts/iptables). */
-  capture?: { scriptsDir?: string; iptables?: string };
+  capture?: { scriptsDir?: string; iptables?: string; resyncMs: number };
   gc: GcMode;
   /** listen() backlog of every listener; undefined = as large as the kernel allows (net.core.somaxconn). */
   listenBacklog?: number;
@@ -181,6 +184,7 @@ export interface ZtunnelFlags {
   capture?: boolean;
   captureScripts?: string;
   iptables?: string;
+  captureResync?: string;
   adminAddress?: string;
   gc?: string;
   listenBacklog?: string;
@@ -218,9 +222,13 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   }
   const captureScripts = pick(flags.captureScripts, ENV_CAPTURE_SCRIPTS);
   const iptables = pick(flags.iptables, ENV_IPTABLES);
-  if (!capture && (flags.captureScripts !== undefined || flags.iptables !== undefined)) {
-    throw fail(`${flags.captureScripts !== undefined ? '--capture-scripts' : '--iptables'} only applies with --capture (the ztunnel installs the capture rules itself): add --capture, or drop it`);
+  const captureOnly = (['captureScripts', 'iptables', 'captureResync'] as const).find((k) => flags[k] !== undefined);
+  if (!capture && captureOnly) {
+    const name = { captureScripts: '--capture-scripts', iptables: '--iptables', captureResync: '--capture-resync' }[captureOnly];
+    throw fail(`${name} only applies with --capture (the ztunnel installs the capture rules itself): add --capture, or drop it`);
   }
+  const resyncMs = duration(pick(flags.captureResync, ENV_CAPTURE_RESYNC), '--capture-resync', DEFAULT_CAPTURE_RESYNC_MS);
+  if (resyncMs > MAX_TIMER_MS) throw fail(`--capture-resync: at most 24d (a timer's range), or 0 for never`);
   if (iptables !== undefined && !/^[\w./-]+$/.test(iptables)) throw fail(`--iptables: "${iptables}" is not a program name or path (e.g. iptables-nft, iptables-legacy)`);
   const offset = int(flags.portOffset, '--port-offset', 0, -15000, 50000);
   const ports: ZtunnelPorts = {
@@ -251,7 +259,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
   return {
     ...(captureMark !== undefined ? { captureMark } : {}),
-    ...(capture ? { capture: { ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
+    ...(capture ? { capture: { resyncMs, ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
     adminAddress,
     ...(listenBacklog !== undefined ? { listenBacklog } : {}),
     endpointAttempts: int(pick(flags.endpointAttempts, ENV_ENDPOINT_ATTEMPTS), '--endpoint-attempts', DEFAULT_ENDPOINT_ATTEMPTS, 1, 10),

@@ -3,7 +3,9 @@
  * enrolled pod's rules while it is in the mesh, nothing of Strait's after the ztunnel stops.
  * Invariants: scripts run one at a time, in the order steps were planned; `applied` holds every address that has (or
  * may have) rules, with what is known of them; a failed step is retried with a doubling delay (RETRY_BASE_MS up to
- * RETRY_MAX_MS) and never stops the ztunnel; after stop() no script runs but the teardown.
+ * RETRY_MAX_MS) and never stops the ztunnel; after stop() no script runs but the teardown. Every `resyncMs` the rules
+ * on the node are compared with `applied`: rules someone else removed (an iptables flush, a firewall reload) are put
+ * back, node chains included, and rules no pod of this node wants are removed.
  * Live connections of a pod that leaves are not touched: conntrack keeps their redirection until they close.
  */
 import { errorMessage } from '../../common/errors.js';
@@ -31,6 +33,8 @@ export interface PodCaptureOptions {
   mark: number;
   counters: CaptureCounters;
   log: Logger;
+  /** How often the rules on the node are checked against what was applied (0 = never). */
+  resyncMs: number;
   now?: () => number;
 }
 
@@ -49,6 +53,9 @@ export class PodCapture {
   private readonly applied = new Map<string, AppliedPod>();
   private queue: Promise<void> = Promise.resolve();
   private retryTimer: NodeJS.Timeout | undefined;
+  private resyncTimer: NodeJS.Timeout | undefined;
+  /** A pod-add failed or rules went missing: run node-setup.sh (idempotent) before the next additions. */
+  private chainsSuspect = false;
   private following = false;
   private stopped = false;
   private setupAt: number | undefined;
@@ -101,6 +108,35 @@ export class PodCapture {
       await this.reconcile();
     });
     this.o.state.on('workloads', () => this.schedule());
+    if (this.o.resyncMs > 0) {
+      this.resyncTimer = setInterval(() => this.enqueue(() => this.resync()), this.o.resyncMs);
+      this.resyncTimer.unref();
+    }
+  }
+
+  /** Compares the rules on the node with `applied` and reconciles the difference. */
+  private async resync(): Promise<void> {
+    if (this.stopped) return;
+    let found: Set<string>;
+    try {
+      found = new Set(await this.o.scripts.listPods());
+      this.o.counters.operation('list', 'ok');
+    } catch (err) {
+      this.o.counters.operation('list', 'error');
+      this.o.log.warn({ err: errorMessage(err) }, 'cannot list the capture rules to check them; checking again later');
+      return;
+    }
+    const missing = [...this.applied.values()].filter((a) => a.state === 'present' && !found.has(a.address));
+    for (const a of missing) this.applied.delete(a.address);
+    if (missing.length > 0) {
+      this.chainsSuspect = true;
+      this.o.log.warn({ pods: missing.map((a) => a.pod), addresses: missing.map((a) => a.address) }, 'capture rules missing (removed by someone else: an iptables flush, a firewall reload?); putting them back');
+    }
+    const t = this.now();
+    for (const address of found) {
+      if (!this.applied.has(address)) this.applied.set(address, { address, pod: '(unknown)', state: 'present', since: t, attempts: 0 });
+    }
+    await this.reconcile();
   }
 
   /** True once node chains exist and every enrolled pod of this node that can be captured has its rules. */
@@ -139,6 +175,7 @@ export class PodCapture {
     if (this.stopped) return;
     this.stopped = true;
     clearTimeout(this.retryTimer);
+    clearInterval(this.resyncTimer);
     await this.queue.catch(() => undefined);
     try {
       await this.o.scripts.run('node-teardown.sh');
@@ -169,7 +206,18 @@ export class PodCapture {
       const w = wanted.get(address);
       if (w && w.pod !== a.pod) this.applied.set(address, { ...a, pod: w.pod });
     }
-    for (const step of planPodRules(wanted, this.applied, this.now())) {
+    const steps = planPodRules(wanted, this.applied, this.now());
+    if (this.chainsSuspect && steps.some((st) => st.operation === 'add')) {
+      try {
+        await this.o.scripts.run('node-setup.sh');
+        this.o.counters.operation('setup', 'ok');
+        this.chainsSuspect = false;
+      } catch (err) {
+        this.o.counters.operation('setup', 'error');
+        this.o.log.error({ err: errorMessage(err) }, 'cannot restore the capture chains (node-setup.sh); pod rules will fail until it works');
+      }
+    }
+    for (const step of steps) {
       if (this.stopped) return;
       // The state may have moved on while earlier steps ran: a step no longer wanted is planned again next time.
       const still = wantedPods(this.o.state, this.o.node).has(step.address);
@@ -195,6 +243,7 @@ export class PodCapture {
       }
     } catch (err) {
       this.o.counters.operation(step.operation, 'error');
+      if (step.operation === 'add') this.chainsSuspect = true;
       const attempts = (before?.state === 'failed' ? before.attempts : 0) + 1;
       const delay = retryDelayMs(attempts);
       const lastError = errorMessage(err);
