@@ -23,25 +23,24 @@ die() {
   exit 1
 }
 
-# pick_backend NAME FORCED: prints FORCED when set, else NAME-nft or NAME-legacy (the first that can read the nat
-# table), else NAME.
-pick_backend() {
-  if [ -n "$2" ]; then
-    printf '%s\n' "$2"
-    return 0
-  fi
-  for candidate in "$1-nft" "$1-legacy"; do
-    if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -w -t nat -S >/dev/null 2>&1; then
-      printf '%s\n' "$candidate"
-      return 0
-    fi
-  done
-  printf '%s\n' "$1"
-}
+# can_read BIN: BIN is on PATH and can list the nat table (one chain of it: on a node with many NAT rules, listing
+# them all would be slow).
+can_read() { command -v "$1" >/dev/null 2>&1 && "$1" -w -t nat -S PREROUTING >/dev/null 2>&1; }
 
-# can_read BIN: "true" when BIN is on PATH and can list the nat table, else "false".
-can_read() {
-  if command -v "$1" >/dev/null 2>&1 && "$1" -w -t nat -S >/dev/null 2>&1; then echo true; else echo false; fi
+# choose_backend NAME FORCED: sets CHOSEN to FORCED when set, else NAME-nft or NAME-legacy (the first that can read the
+# nat table), else NAME; and CHOSEN_READABLE to true when CHOSEN can read the nat table.
+choose_backend() {
+  CHOSEN=$2 CHOSEN_READABLE=false
+  if [ -z "$CHOSEN" ]; then
+    for candidate in "$1-nft" "$1-legacy"; do
+      if can_read "$candidate"; then
+        CHOSEN=$candidate CHOSEN_READABLE=true
+        return 0
+      fi
+    done
+    CHOSEN=$1
+  fi
+  if can_read "$CHOSEN"; then CHOSEN_READABLE=true; fi
 }
 
 # use_family 4|6: the backend every later ipt/change call uses (IPT, its environment variable IPT_VAR, and READABLE:
@@ -51,15 +50,15 @@ use_family() {
   case "$1" in
     4)
       if [ -z "$IPT4" ]; then
-        IPT4=$(pick_backend iptables "${STRAIT_IPTABLES:-}")
-        READABLE4=$(can_read "$IPT4")
+        choose_backend iptables "${STRAIT_IPTABLES:-}"
+        IPT4=$CHOSEN READABLE4=$CHOSEN_READABLE
       fi
       IPT=$IPT4 READABLE=$READABLE4 IPT_VAR=STRAIT_IPTABLES IPT_FORCED=${STRAIT_IPTABLES:-}
       ;;
     6)
       if [ -z "$IPT6" ]; then
-        IPT6=$(pick_backend ip6tables "${STRAIT_IP6TABLES:-}")
-        READABLE6=$(can_read "$IPT6")
+        choose_backend ip6tables "${STRAIT_IP6TABLES:-}"
+        IPT6=$CHOSEN READABLE6=$CHOSEN_READABLE
       fi
       IPT=$IPT6 READABLE=$READABLE6 IPT_VAR=STRAIT_IP6TABLES IPT_FORCED=${STRAIT_IP6TABLES:-}
       ;;
