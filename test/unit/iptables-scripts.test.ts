@@ -82,7 +82,7 @@ describe('capture scripts: shellcheck', () => {
     const probe = spawnSync('shellcheck', ['--version'], { encoding: 'utf8' });
     if (!requireOrSkip(t, probe.error ? 'shellcheck is not installed: apt-get install -y shellcheck' : undefined)) return;
     const files = readdirSync(SCRIPTS_DIR).filter((f) => f.endsWith('.sh')).sort();
-    assert.deepEqual(files, ['lib.sh', ...SCRIPTS].sort());
+    assert.deepEqual(files, ['lib.sh', 'pod-list.sh', ...SCRIPTS].sort());
     const r = spawnSync('shellcheck', ['-s', 'sh', ...files.map((f) => join(SCRIPTS_DIR, f))], { cwd: ROOT, encoding: 'utf8' });
     assert.equal(r.status, 0, `shellcheck -s sh reported:\n${r.stdout}${r.stderr}`);
     assert.equal(r.stdout, '');
@@ -201,8 +201,8 @@ describe('capture scripts: refusals', () => {
   });
 
   it('without --dry-run and without iptables every script fails with exit 1 and the command that installs it', () => {
-    for (const script of SCRIPTS) {
-      const args = script.startsWith('pod-') ? ['198.18.0.2'] : [];
+    for (const script of [...SCRIPTS, 'pod-list.sh']) {
+      const args = script.startsWith('pod-') && script !== 'pod-list.sh' ? ['198.18.0.2'] : [];
       const r = run(script, args);
       assert.equal(r.status, 1, script);
       assert.equal(r.stdout, '', script);
