@@ -26,7 +26,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_LISTEN: 'A listener could not bind its address (port in use or address not local).',
   STRAIT_ERR_LOCAL_MESH: 'What the manifests ask for cannot run as a local mesh (`strait up`, `strait demo`), or one of its processes did not start: a pod address off loopback, a child that exited or never got ready. The message names the object or component and the fix.',
   STRAIT_ERR_SOCKS5: 'A client on the explicit outbound port (15080) broke the SOCKS5 handshake: wrong version, no acceptable method, unsupported command or address type, malformed bytes, or a timeout.',
-  STRAIT_ERR_CAPTURE: 'Traffic capture failed: the original destination of a redirected connection could not be read (not redirected, or the native addon is not built), or a socket could not be marked.',
+  STRAIT_ERR_CAPTURE: 'Traffic capture failed: the original destination of a redirected connection could not be read (not redirected, or the native addon is not built), or a socket could not be marked, or a capture script (scripts/iptables) failed.',
   STRAIT_ERR_HBONE_CONNECT: 'An HBONE (mTLS HTTP/2 CONNECT) connection to a peer failed: refused, unreachable, TLS handshake rejected, or closed before answering.',
   STRAIT_ERR_HBONE_CONNECT_TIMEOUT: 'An HBONE connection or its CONNECT request got no answer in time (check that HBONE port 15008 is reachable).',
   STRAIT_ERR_HBONE_REFUSED: 'An HBONE peer answered CONNECT with a non-200 status (400 unknown target, 401/403 policy, 503 unreachable, 504 timeout).',
