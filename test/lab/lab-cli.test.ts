@@ -246,6 +246,43 @@ test('lab down after lab up was SIGKILLed removes the namespaces and kills what 
   assert.equal(existsSync(state.dataDir), false);
 });
 
+test('a failure while the lab is being built removes what was built so far', async (t) => {
+  if (!requireLab(t)) return;
+  const dir = tempDir('lab-fail');
+  dirs.push(dir);
+  writeFileSync(join(dir.path, 'apps.yaml'), manifests());
+  const stateFile = join(dir.path, 'lab.json');
+  // The fabric and control namespaces exist by the time the lab finds that this "iptables" cannot read the nat table.
+  const r = await runAsync([process.execPath, STRAIT, 'lab', 'up', dir.path, '--state-file', stateFile], { allowFailure: true, env: { STRAIT_IPTABLES: '/bin/false' }, timeoutMs: 60_000 });
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /\[STRAIT_ERR_LAB\] `ip netns exec strait-lab[0-9a-f]{4}-fabric \/bin\/false -w -t nat -S` failed/);
+  const starting = r.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; prefix?: string; dataDir?: string }).find((l) => l.msg === 'lab starting')!;
+  assert.deepEqual(listNamespaces(starting.prefix!), []);
+  assert.equal(existsSync(stateFile), false);
+  assert.equal(existsSync(starting.dataDir!), false);
+});
+
+test('a second signal while lab up stops exits at once, and still removes every namespace and process', async (t) => {
+  if (!requireLab(t)) return;
+  const dir = tempDir('lab-sig');
+  dirs.push(dir);
+  // A pod that ignores SIGTERM: stopping it takes the stop grace (5 s), long enough for a second signal to come.
+  const stubborn = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'stubborn', namespace: 'apps', annotations: { 'strait.dev/lab-command': "trap '' TERM; while true; do sleep 1; done" } },
+    spec: { nodeName: 'node-a', containers: [{ name: 'app', image: 'x' }] }, status: { podIP: '127.0.10.9' } };
+  writeFileSync(join(dir.path, 'apps.yaml'), manifests(stubborn));
+  const stateFile = join(dir.path, 'lab.json');
+  const up = await labUp(dir.path, stateFile);
+  const state = readState(stateFile);
+  up.child.kill('SIGTERM');
+  await until('"shutting down"', () => (up.lines.some((l) => l.msg === 'shutting down' && l.component === 'lab') ? true : undefined), 10_000);
+  up.child.kill('SIGTERM');
+  assert.equal(await up.exited, 1, 'the second signal exits 1 without waiting for the processes to drain');
+  assert.deepEqual(listNamespaces(state.prefix), []);
+  assert.deepEqual(statePids(state).filter(alive), []);
+  assert.equal(existsSync(stateFile), false);
+  assert.equal(existsSync(state.dataDir), false);
+});
+
 test('lab up refuses manifests it cannot run, naming the object and the fix, and leaves nothing', async (t) => {
   if (!requireLab(t)) return;
   const dir = tempDir('lab-bad');
