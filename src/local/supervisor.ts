@@ -11,7 +11,7 @@
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { describeExit, type ChildSpec, type MeshChild } from './child.js';
-import { waitReady, type ReadyOutcome } from './readiness.js';
+import { httpGetIn, waitListening, waitReady, type ReadyOutcome } from './readiness.js';
 
 export const RESTART_BASE_MS = 500;
 export const RESTART_MAX_MS = 30_000;
@@ -25,8 +25,13 @@ export function restartDelayMs(failures: number): number {
 export interface ComponentSpec extends ChildSpec {
   /** For people: "controller", "ztunnel on node-a", "demo app shop/web-1/app:8080". */
   what: string;
-  /** Answers 200 with the process's pid (PID_HEADER) once it is ready. */
-  readyUrl: string;
+  /**
+   * Answers 200 with the process's pid (PID_HEADER) once it is ready; asked from inside the child's network namespace
+   * when it has one. None: `readyListen` says when it is ready, or else it is once started.
+   */
+  readyUrl?: string;
+  /** Without readyUrl: "ip:port" pairs it accepts TCP connections on once ready (a lab pod's own command; needs `netns`). */
+  readyListen?: readonly string[];
   /** Between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
@@ -87,7 +92,11 @@ export class Supervisor {
   private async launch(): Promise<void> {
     const child = this.deps.spawn(this.spec);
     this.child = child;
-    const outcome = await waitReady({ url: this.spec.readyUrl, pid: child.pid, gone: () => child.exit !== undefined || this.stopping, timeoutMs: this.deps.readyTimeoutMs });
+    const { readyUrl: url, readyListen: listen, netns } = this.spec;
+    const gone = () => child.exit !== undefined || this.stopping;
+    const outcome: ReadyOutcome = url !== undefined
+      ? await waitReady({ url, pid: child.pid, gone, timeoutMs: this.deps.readyTimeoutMs, ...(netns ? { get: httpGetIn(netns) } : {}) })
+      : listen?.length && netns ? await waitListening({ addresses: listen, netns, gone, timeoutMs: this.deps.readyTimeoutMs }) : { ready: true };
     if (!outcome.ready) {
       await child.stop(this.spec.stopGraceMs);
       throw this.failure(outcome, child);
@@ -145,7 +154,7 @@ export class Supervisor {
     const answered = o.answeredBy !== undefined ? `; meanwhile ${this.spec.readyUrl} was answered by another process (${o.answeredBy === 'unknown' ? 'it does not say its pid' : `pid ${o.answeredBy}`})` : '';
     const why = o.why === 'exited'
       ? `${this.spec.what} exited (${child.exit ? describeExit(child.exit) : 'stopped'}) before it was ready: ${errors || 'see its log lines'}${answered}`
-      : `${this.spec.what} not ready after ${this.deps.readyTimeoutMs / 1000} s (${this.spec.readyUrl}: ${o.last})${answered}`;
+      : `${this.spec.what} not ready after ${this.deps.readyTimeoutMs / 1000} s (${this.spec.readyUrl ?? this.spec.readyListen?.join(', ')}: ${o.last})${answered}`;
     return new StraitError(held ? 'STRAIT_ERR_LISTEN' : 'STRAIT_ERR_LOCAL_MESH', held ? `${why}. ${this.deps.conflictHint}` : why);
   }
 }
