@@ -31,6 +31,10 @@ export const CONNECTION_OUTCOMES = {
     socks5: SOCKS.NOT_ALLOWED, blame: 'other',
     hint: 'The source pod runs on another node: a pod sends through the ztunnel of its own node.',
   },
+  loopback_destination: {
+    socks5: SOCKS.NOT_ALLOWED, blame: 'other',
+    hint: 'A captured connection asked for a loopback or unspecified address (127.0.0.0/8, 0.0.0.0/8, ::1, ::): only a pod crafting packets sends that through its node, and passing it on would reach the node\'s own localhost services (the ztunnel\'s admin among them).',
+  },
   no_port: {
     socks5: SOCKS.HOST_UNREACHABLE, blame: 'other',
     hint: 'The service has no such port: check the port the client uses against the Service\'s spec.ports.',

@@ -45,7 +45,7 @@ export async function openTrafficPorts(d: TrafficPortsDeps): Promise<void> {
   });
   await listen(d.ports.outbound, 'outbound capture', (s) => {
     const orig = captured(s, 'outbound');
-    if (orig) void outbound.handle(s, s.remoteAddress ?? '', orig, captureResponder(s));
+    if (orig) void outbound.handle(s, s.remoteAddress ?? '', { ...orig, captured: true }, captureResponder(s));
   });
   await listen(d.ports.inboundPlaintext, 'inbound plaintext', (s) => {
     const orig = captured(s, 'inbound-plaintext');

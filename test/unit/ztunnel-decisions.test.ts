@@ -114,6 +114,23 @@ describe('buildRequest: where an outbound connection goes', () => {
     });
   }
 
+  for (const to of ['127.0.0.1', '127.3.2.1', '0.0.0.0', '::1', '::', '::ffff:127.0.0.1']) {
+    it(`a captured connection to ${to} (this node's own localhost: its admin port) is refused, never passed through`, () => {
+      const d = buildRequest(state, 'node-a', '10.0.0.1', { host: to, port: 15000, captured: true }, { pick: () => 0 });
+      assert.deepEqual(summary(d), { kind: 'refuse', code: 'loopback_destination', source: 'client', service: undefined });
+    });
+  }
+
+  it('a captured connection to an ordinary address outside the mesh is still passed through', () => {
+    const d = buildRequest(state, 'node-a', '10.0.0.1', { host: '192.0.2.1', port: 443, captured: true }, { pick: () => 0 });
+    assert.deepEqual(summary(d), { kind: 'passthrough', to: '192.0.2.1:443', service: undefined });
+  });
+
+  it('over SOCKS5 (not captured) a loopback destination is passed through as before: the local mesh\'s apps live on loopback', () => {
+    const d = buildRequest(state, 'node-a', '10.0.0.1', { host: '127.0.0.1', port: 8080 }, { pick: () => 0 });
+    assert.deepEqual(summary(d), { kind: 'passthrough', to: '127.0.0.1:8080', service: undefined });
+  });
+
   it('an IPv4-mapped source address is the same source', () => {
     const d = buildRequest(state, 'node-a', '::ffff:10.0.0.1', { host: '10.96.0.10', port: 80 }, { pick: roundRobin() });
     assert.equal(d.kind, 'hbone');

@@ -5,7 +5,7 @@
 import { isIP } from 'node:net';
 import type { ServiceResource, WaypointRef, WorkloadResource } from '../../common/xds/resources.js';
 import type { OutcomeCode } from '../../dataplane/outcomes.js';
-import { formatHostPort, normalizeIp } from '../../common/net.js';
+import { formatHostPort, isThisHostAddress, normalizeIp } from '../../common/net.js';
 import { HBONE_PORT } from '../../hbone/wire.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 
@@ -13,10 +13,15 @@ export interface OutboundTarget {
   /** An IP literal (captured original destination, SOCKS5 IP) or a host name (SOCKS5 domain). */
   host: string;
   port: number;
+  /**
+   * The kernel's original destination of a connection captured from a pod (15001), not one a local client asked
+   * for over SOCKS5: it came from another host, so it can never legitimately be this host's own address.
+   */
+  captured?: boolean;
 }
 
 /** The outcomes (dataplane/outcomes.ts) the outbound decision itself can give. */
-export type RefusalCode = Extract<OutcomeCode, 'unknown_source' | 'source_not_local' | 'no_endpoint' | 'no_port' | 'waypoint_unready'>;
+export type RefusalCode = Extract<OutcomeCode, 'unknown_source' | 'source_not_local' | 'loopback_destination' | 'no_endpoint' | 'no_port' | 'waypoint_unready'>;
 
 export interface Refusal {
   kind: 'refuse';
@@ -120,6 +125,8 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
 /**
  * Where does a connection from `sourceAddress` to `target` go?
  * - the source must be an enrolled workload on this node;
+ * - a captured connection to a loopback or unspecified address is refused: passed through, it would reach the
+ *   node's own localhost services (the ztunnel's admin among them), which no pod may reach;
  * - a service (by VIP or host name) bound to a waypoint → HBONE to the waypoint, :authority = VIP:port;
  * - a service otherwise → one ready endpoint: HBONE to <pod>:15008 if it is in the mesh, plain TCP if not;
  * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
@@ -132,6 +139,12 @@ export function buildRequest(state: ProxyStateView, node: string, sourceAddress:
   }
   if (source.node !== node) {
     return { kind: 'refuse', code: 'source_not_local', message: `workload ${source.uid} (${normalizeIp(sourceAddress)}) runs on node ${source.node}, not on ${node}; it must use its own node's ztunnel`, source };
+  }
+  if (target.captured && isThisHostAddress(target.host)) {
+    return {
+      kind: 'refuse', code: 'loopback_destination', source,
+      message: `${formatHostPort(target)} is this node's own loopback or unspecified address: a pod's connection never reaches the node's localhost services (it was sent with a raw socket, or a route the pod should not have)`,
+    };
   }
   let svc: ServiceResource | undefined;
   let ip: string | undefined;
