@@ -197,7 +197,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
     counted: () => listeners.open + upstream.dialing + upstream.open + pool.stats().connections,
     expected: () => Math.max(0, settingUp() - upstream.dialing),
   });
-  await openTrafficPorts({ address: cfg.listenAddress, ports: cfg.ports, listeners, outbound, inbound, hbone, log });
+  await openTrafficPorts({
+    address: cfg.listenAddress, ports: cfg.ports, listeners, outbound, inbound, hbone, log,
+    onUnredirected: (listener) => metrics.captureUnredirected.inc({ listener }),
+  });
   if (cfg.localPodListeners) {
     new PodListeners({ state, node: cfg.nodeName, listeners, port: cfg.ports.hbone, onSocket: (s, a, p) => hbone.handleSocket(s, a, p), log }).follow();
   }

@@ -21,6 +21,7 @@ export class ZtunnelMetrics {
   readonly logDropped: Counter;
   readonly captureOperations: Counter<'operation' | 'result'>;
   readonly capturePods: Gauge<'state'>;
+  readonly captureUnredirected: Counter<'listener'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -69,6 +70,11 @@ export class ZtunnelMetrics {
       name: 'strait_capture_pods',
       help: 'Pod addresses of this node by the state of their capture rules (present, adding, removing, failed, unsupported).',
       labelNames: ['state'], registers,
+    });
+    this.captureUnredirected = new Counter({
+      name: 'strait_capture_unredirected_total',
+      help: 'Connections made straight to a capture port (listener: outbound 15001, inbound-plaintext 15006, hbone 15008) that no capture rule redirected, so without an original destination: reset.',
+      labelNames: ['listener'], registers,
     });
   }
 }

@@ -6,6 +6,7 @@
 import type net from 'node:net';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { RateLimitedLog } from '../common/rate-limited-log.js';
 import type { HboneServer } from '../hbone/index.js';
 import { originalDestination } from './capture/original-dst.js';
 import type { ZtunnelPorts } from './config.js';
@@ -23,16 +24,26 @@ export interface TrafficPortsDeps {
   inbound: InboundHandler;
   hbone: HboneServer;
   log: Logger;
+  /** A connection reached a capture port (15001, 15006, 15008) without a capture rule redirecting it, and was reset. */
+  onUnredirected?: (listener: 'outbound' | 'inbound-plaintext' | 'hbone') => void;
 }
+
+/** Individual warnings per 10 s about connections that reached a capture port directly (the rest are summed up). */
+export const UNREDIRECTED_LOG_BURST = 5;
 
 export async function openTrafficPorts(d: TrafficPortsDeps): Promise<void> {
   const { log, outbound, inbound, hbone } = d;
   const listen = (port: number, what: string, onSocket: (s: net.Socket) => void, opts?: { hbone?: boolean }) => d.listeners.listen(d.address, port, what, onSocket, opts);
-  const captured = (s: net.Socket, what: string) => {
+  const unredirected = new RateLimitedLog({
+    logger: log, level: 'warn', burst: UNREDIRECTED_LOG_BURST, what: 'connections without an original destination refused',
+    msg: 'connection without an original destination refused (in the local mesh, use SOCKS5 on 15080)',
+  });
+  const captured = (s: net.Socket, what: 'outbound' | 'inbound-plaintext' | 'hbone') => {
     try {
       return originalDestination(s);
     } catch (err) {
-      log.warn({ listener: what, 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'connection without an original destination refused (in the local mesh, use SOCKS5 on 15080)');
+      d.onUnredirected?.(what);
+      unredirected.record(what, { listener: what, 'src.addr': s.remoteAddress, err: errorMessage(err) });
       s.resetAndDestroy();
       return undefined;
     }

@@ -90,15 +90,22 @@ test('a hostile enrolled pod cannot reach its node\'s localhost (admin, /quitqui
 
   const nodeNs = l.namespace('node');
   const aNs = l.namespace('a');
+  const bNs = l.namespace('b');
   const toA = l.link(nodeNs, aNs, { a: 'pod-a', b: 'eth0' });
+  const toB = l.link(nodeNs, bNs, { a: 'pod-b', b: 'eth0' });
   const aIp = toA.b.address;
   l.route(aNs, toA.a.address);
+  l.route(bNs, toB.a.address);
   l.sysctl(nodeNs, 'net.ipv4.ip_forward', '1');
   const pod = {
     apiVersion: 'v1', kind: 'Pod', metadata: { name: 'a', namespace: 'apps', labels: { app: 'a' } },
     spec: { nodeName: 'lab-node', serviceAccountName: 'a', containers: [{ name: 'app', image: 'app' }] }, status: { podIP: aIp },
   };
-  writeFileSync(join(cfg, 'mesh.yaml'), docs(namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }), pod));
+  const outsider = {
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: 'b', namespace: 'plain', labels: { app: 'b' } },
+    spec: { nodeName: 'lab-node', serviceAccountName: 'b', containers: [{ name: 'app', image: 'app' }] }, status: { podIP: toB.b.address },
+  };
+  writeFileSync(join(cfg, 'mesh.yaml'), docs(namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }), pod, namespace('plain'), outsider));
 
   const controller = l.spawnNode(nodeNs, [STRAIT, 'controller', '--config-dir', cfg, '--data-dir', data, '--xds-address', '127.0.0.1:15012', '--admin-address', '127.0.0.1:15014']);
   await controller.waitFor((x) => x.msg === 'controller ready', 20_000, 'controller ready');
@@ -137,4 +144,25 @@ test('a hostile enrolled pod cannot reach its node\'s localhost (admin, /quitqui
       assert.ok(ready(), 'still ready, capture still in place');
     });
   }
+
+  await t.test('a pod knocking on the capture ports directly is reset, counted, and logged a few times, not once per connection', async () => {
+    const mark = ztunnel.lines.length;
+    const n = 40;
+    const knock = `
+      import net from 'node:net';
+      let left = ${n * 3};
+      for (let i = 0; i < ${n}; i++) for (const port of [15001, 15006, 15008]) {
+        const s = net.connect({ host: '${toB.a.address}', port });
+        s.on('error', () => {}); s.on('close', () => { if (--left === 0) console.log(JSON.stringify({ done: true })); });
+      }`;
+    const r = await l.runNodeScript(bNs, knock, [], { timeoutMs: 20_000 });
+    assert.match(r.stdout, /"done":true/);
+    const metrics = l.exec(nodeNs, ['curl', '-s', '--noproxy', '*', 'http://127.0.0.1:15020/metrics']).stdout;
+    for (const listener of ['outbound', 'inbound-plaintext', 'hbone']) {
+      assert.match(metrics, new RegExp(`strait_capture_unredirected_total\\{listener="${listener}"\\} ${n}\\b`), listener);
+    }
+    const warned = ztunnel.lines.slice(mark).filter((x) => String(x.msg ?? '').startsWith('connection without an original destination refused'));
+    assert.ok(warned.length >= 1 && warned.length <= 5, `${warned.length} warning lines for ${n * 3} connections`);
+    assert.equal(ztunnel.running, true);
+  });
 });
