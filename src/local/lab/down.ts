@@ -6,8 +6,8 @@
  */
 import { readFileSync, rmSync } from 'node:fs';
 import type { Logger } from '../../common/log.js';
-import { namespacesWithPrefix, removeNamespaces } from './network.js';
-import { isLabUpAlive, readLabState, removeLabDir, stateNamespaces, type LabState } from './state.js';
+import { namespacesWithPrefix, pidsIn, removeNamespaces } from './network.js';
+import { isLabUpAlive, readLabState, removeLabDir, stateNamespaces, unsafeToRemove, type LabState } from './state.js';
 
 /** How long `down` waits for `lab up` to stop by itself (its ztunnels drain first). */
 export const DOWN_WAIT_MS = 30_000;
@@ -44,14 +44,45 @@ export async function removeLeftovers(state: LabState, log: Logger): Promise<str
   // Those that exist: every one with the prefix (the state file may predate the last ones made).
   const listed = await namespacesWithPrefix(state.prefix).catch(() => undefined);
   const names = listed ?? stateNamespaces(state);
+  // A state file names its prefix, but a stale one (whose prefix a new lab took since) or an edited one may name the
+  // namespaces of a lab that runs: those are that lab's to remove.
+  const owner = await runningLabOwning(names, state.pid);
+  if (owner !== undefined) {
+    const why = `not removed: processes in them belong to a running strait lab up (pid ${owner}), not to the lab of this state file (pid ${state.pid}); stop that lab with its own state file`;
+    log.error({ prefix: state.prefix, lab_up_pid: owner }, `the namespaces ${state.prefix}* belong to another running lab: leaving them`);
+    return [`${state.prefix}*: ${why}`];
+  }
   // Pods first, the fabric last: the order they were made in, reversed (as lab up removes them).
   names.sort((a, b) => order(a, state.prefix) - order(b, state.prefix));
   const left = await removeNamespaces(names);
   for (const dir of state.temporaryDirs ?? []) {
-    if (typeof dir === 'string' && !removeLabDir(dir, state.id)) left.push(`${dir}: not removed (it does not carry lab ${state.id}'s marker)`);
+    if (typeof dir !== 'string' || removeLabDir(dir, state.id, true)) continue;
+    const unsafe = unsafeToRemove(dir);
+    left.push(`${dir}: not removed (${unsafe ? `not safe to remove as root: ${unsafe}` : `it does not carry lab ${state.id}'s marker`})`);
   }
   if (names.length > 0) log.info({ prefix: state.prefix, namespaces: names.length, left }, 'removed the lab\'s leftovers');
   return left;
+}
+
+/** A live `strait lab up` other than `expected` that runs a process in one of `names` (or an ancestor of one). */
+async function runningLabOwning(names: readonly string[], expected: number): Promise<number | undefined> {
+  for (const ns of names) {
+    for (const pid of await pidsIn(ns)) {
+      for (let p = parentOf(pid), depth = 0; p !== undefined && p > 1 && depth < 8; p = parentOf(p), depth++) {
+        if (p !== expected && isLabUpAlive(p)) return p;
+      }
+    }
+  }
+  return undefined;
+}
+
+function parentOf(pid: number): number | undefined {
+  try {
+    const m = /^PPid:\s+(\d+)$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 function order(ns: string, prefix: string): number {

@@ -211,7 +211,7 @@ export class LabNetwork {
 // ---- removal (also for `strait lab down` and leftovers of a lab that is gone) ----
 
 /** Pids of the processes in network namespace `ns` (none when it does not exist). */
-async function pidsIn(ns: string): Promise<number[]> {
+export async function pidsIn(ns: string): Promise<number[]> {
   try {
     return parsePids(await run(['ip', 'netns', 'pids', ns]));
   } catch {

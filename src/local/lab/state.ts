@@ -4,8 +4,8 @@
  * change, removed at stop. Also what `down` trusts to remove a lab whose `lab up` is gone: only namespaces with the
  * lab's own prefix, and only directories holding the lab's marker file.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { StraitError, errorMessage } from '../../common/errors.js';
 import type { ComponentStatus } from '../supervisor.js';
 
@@ -40,10 +40,15 @@ export interface LabState {
   temporaryDirs: string[];
 }
 
+/**
+ * Writes the state whole: into FILE.partial, created afresh (O_EXCL: never through a symlink or file someone planted
+ * there, which `lab up`, as root, would otherwise write through), then renamed over FILE.
+ */
 export function writeLabState(file: string, state: LabState): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   const partial = `${file}.partial`;
-  writeFileSync(partial, JSON.stringify(state, null, 2) + '\n', { mode: 0o644 });
+  rmSync(partial, { force: true });
+  writeFileSync(partial, JSON.stringify(state, null, 2) + '\n', { mode: 0o644, flag: 'wx' });
   renameSync(partial, file);
 }
 
@@ -68,6 +73,17 @@ export function readLabState(file: string): LabState | undefined {
   return state;
 }
 
+/**
+ * Whether `argv` (a /proc cmdline) is a `strait lab up`: the strait program (`strait`, `strait.js`), then, after its
+ * global options, `lab` immediately followed by `up`. Not any command line that merely holds the words `lab` and `up`.
+ */
+export function isLabUpCommandLine(argv: readonly string[]): boolean {
+  const program = argv.findIndex((a) => /^strait(\.js)?$/.test(basename(a)));
+  if (program < 0) return false;
+  const lab = argv.indexOf('lab', program + 1);
+  return lab > program && argv[lab + 1] === 'up';
+}
+
 /** Whether `pid` is a live `strait lab up` (not just any process that got the pid of one that died). */
 export function isLabUpAlive(pid: number): boolean {
   if (!Number.isInteger(pid) || pid <= 0) return false;
@@ -77,9 +93,7 @@ export function isLabUpAlive(pid: number): boolean {
     if ((err as NodeJS.ErrnoException).code !== 'EPERM') return false;
   }
   try {
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const lab = argv.indexOf('lab');
-    return lab >= 0 && argv.slice(lab + 1).includes('up');
+    return isLabUpCommandLine(readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0'));
   } catch {
     return false;
   }
@@ -97,8 +111,40 @@ export function markLabDir(dir: string, id: string): void {
   writeFileSync(join(dir, LAB_MARKER_FILE), `${id}\n`);
 }
 
-/** Removes `dir` if it carries lab `id`'s marker (a state file cannot make `down` remove anything else). */
-export function removeLabDir(dir: string, id: string): boolean {
+/**
+ * Why `dir` cannot be removed safely as root, or undefined: it must be an absolute, normalised path whose every
+ * component is a real directory (no symlink) owned by this user, the directories above it writable by no one else
+ * unless sticky (as /tmp: others cannot rename what is ours there), and `dir` itself writable by no one else. Otherwise
+ * whoever can write one of them could swap a component for a symlink between the marker check and the removal, and
+ * have root remove a directory of their choice.
+ */
+export function unsafeToRemove(dir: string): string | undefined {
+  if (!isAbsolute(dir) || normalize(dir) !== dir || dir === '/') return 'not an absolute, normalised path';
+  const uid = process.getuid?.() ?? 0;
+  const parts = dir.split('/').filter(Boolean);
+  for (let i = 0; i <= parts.length; i++) {
+    const path = '/' + parts.slice(0, i).join('/');
+    let st;
+    try {
+      st = lstatSync(path);
+    } catch {
+      return `${path} cannot be read`;
+    }
+    if (!st.isDirectory()) return `${path} is not a directory (a symlink?)`;
+    if (st.uid !== uid && !(i === 0 && st.uid === 0)) return `${path} belongs to uid ${st.uid}`;
+    const othersWrite = (st.mode & 0o022) !== 0;
+    if (othersWrite && (i === parts.length || (st.mode & 0o1000) === 0)) return `${path} is writable by others`;
+  }
+  return undefined;
+}
+
+/**
+ * Removes `dir` if it carries lab `id`'s marker (a state file cannot make `down` remove anything else). `untrusted`:
+ * `dir` comes from a state file, which anyone who can write it may have edited: removed only when unsafeToRemove
+ * finds nothing (returns false otherwise).
+ */
+export function removeLabDir(dir: string, id: string, untrusted = false): boolean {
+  if (untrusted && existsSync(dir) && unsafeToRemove(dir) !== undefined) return false;
   try {
     if (readFileSync(join(dir, LAB_MARKER_FILE), 'utf8').trim() !== id) return false;
   } catch {
