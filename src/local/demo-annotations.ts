@@ -11,6 +11,10 @@ export const ANNOTATION_DEMO_FAIL_RATIO = 'strait.dev/demo-fail-ratio';
 export const ANNOTATION_DEMO_FAIL_FIRST = 'strait.dev/demo-fail-first';
 export const ANNOTATION_DEMO_DELAY_MS = 'strait.dev/demo-delay-ms';
 export const ANNOTATION_DEMO_FAIL_WINDOW = 'strait.dev/demo-fail-window';
+/** Every annotation the demo app reads. */
+export const DEMO_ANNOTATIONS: readonly string[] = [
+  ANNOTATION_DEMO_FAIL_STATUS, ANNOTATION_DEMO_FAIL_RATIO, ANNOTATION_DEMO_FAIL_FIRST, ANNOTATION_DEMO_DELAY_MS, ANNOTATION_DEMO_FAIL_WINDOW,
+];
 
 /** Longest delay the demo app waits, per pod and per request (`/delay/<ms>`): a test never waits forever. */
 export const MAX_DEMO_DELAY_MS = 30_000;

@@ -79,9 +79,22 @@ describe('planLab: pods', () => {
     assert.deepEqual(p.errors, []);
   });
 
-  it('runs nothing in a pod that is neither a demo app nor has a lab-command', () => {
+  it('runs nothing in a pod that is neither a demo app nor has a lab-command, and says so with what to write', () => {
     const p = lab([pod('apps', 'plain', { node: 'node-a', ip: '127.0.10.5' })]);
     assert.deepEqual(p.pods.map((x) => [x.key, x.command, x.apps.length]), [['apps/plain', undefined, 0]]);
+    assert.deepEqual(p.problems, ['Pod apps/plain: the lab runs no container images, so nothing runs in this pod (it is there for strait lab exec); '
+      + 'to run something in it, add the annotation strait.dev/lab-command: "<shell command>", or use image strait/demo-app']);
+    const quiet = lab([appPod('apps', 'web', 'node-a', '127.0.10.2', 'web'), withCommand(pod('apps', 'cli', { node: 'node-a', ip: '127.0.10.1' }), 'sleep 1')]);
+    assert.deepEqual(quiet.problems, [], 'a demo app or a lab-command is not warned about');
+  });
+
+  it('warns about a strait.dev/ annotation it does not read (a misspelt lab-command runs nothing), suggesting the near one', () => {
+    const typo = structuredClone(pod('apps', 'typo', { node: 'node-a', ip: '127.0.10.5' })) as { metadata: { annotations?: Record<string, string> } };
+    typo.metadata.annotations = { 'strait.dev/lab-comand': 'sleep 1', 'strait.dev/whatever': 'x', 'example.com/other': 'y' };
+    const p = lab([typo]);
+    assert.ok(p.problems.includes('Pod apps/typo: annotation strait.dev/lab-comand is not one Strait reads, so it is ignored; did you mean strait.dev/lab-command?'), p.problems.join('\n'));
+    assert.ok(p.problems.some((x) => x.startsWith('Pod apps/typo: annotation strait.dev/whatever is not one Strait reads, so it is ignored (it reads strait.dev/lab-command, strait.dev/demo-fail-status')), p.problems.join('\n'));
+    assert.ok(!p.problems.some((x) => x.includes('example.com/other')), 'other domains\' annotations are not Strait\'s business');
   });
 
   it('warns about pods it gives no namespace (no spec.nodeName, no status.podIP), and about their lab-command', () => {

@@ -7,10 +7,13 @@
 import { isIPv4 } from 'node:net';
 import type { AuthzSource, MeshObject, Pod, Service } from '../../common/model/types.js';
 import { LAB_NET } from '../address-base.js';
-import { planDemoApps, planWaypoints, type PlannedApp, type PlannedWaypoint } from '../plan.js';
+import { DEMO_ANNOTATIONS } from '../demo-annotations.js';
+import { DEMO_APP_IMAGE, planDemoApps, planWaypoints, type PlannedApp, type PlannedWaypoint } from '../plan.js';
 
 /** The pod annotation naming a shell command the lab runs in the pod's namespace (`/bin/sh -c`). */
 export const ANNOTATION_LAB_COMMAND = 'strait.dev/lab-command';
+/** The pod annotations of Strait's own domain that the lab reads; any other strait.dev/ one is a warning (a typo?). */
+const KNOWN_POD_ANNOTATIONS: readonly string[] = [ANNOTATION_LAB_COMMAND, ...DEMO_ANNOTATIONS];
 /** Kept for the lab itself; an error when the manifests use it. */
 export const LAB_RESERVED = '198.19.252.0/22';
 /** Nodes and the controller, on one bridge. Node i (0-based) is .(i+1). */
@@ -187,6 +190,15 @@ export function planLab(objects: readonly MeshObject[], opts: LabPlanOptions = {
       pod.command = String(command);
     } else {
       pod.apps = planDemoApps(p, ip!, services, errors);
+      if (pod.apps.length === 0 && !p.spec.containers.some((c) => c.image === DEMO_APP_IMAGE || c.image?.startsWith(`${DEMO_APP_IMAGE}:`))) {
+        problems.push(`Pod ${key}: the lab runs no container images, so nothing runs in this pod (it is there for strait lab exec); `
+          + `to run something in it, add the annotation ${ANNOTATION_LAB_COMMAND}: "<shell command>", or use image ${DEMO_APP_IMAGE}`);
+      }
+    }
+    for (const name of Object.keys(p.metadata.annotations)) {
+      if (!name.startsWith('strait.dev/') || KNOWN_POD_ANNOTATIONS.includes(name)) continue;
+      const near = KNOWN_POD_ANNOTATIONS.find((k) => editDistance(k, name) <= 2);
+      problems.push(`Pod ${key}: annotation ${name} is not one Strait reads, so it is ignored${near ? `; did you mean ${near}?` : ` (it reads ${KNOWN_POD_ANNOTATIONS.join(', ')})`}`);
     }
     labPods.push(pod);
   }
@@ -196,6 +208,17 @@ export function planLab(objects: readonly MeshObject[], opts: LabPlanOptions = {
   const labServices = planServices(services, pods, labPods, problems, errors, claim);
   warnIpBlocks(objects, problems);
   return { nodes, pods: labPods, waypoints, services: labServices, problems, errors };
+}
+
+/** Levenshtein distance (small strings: annotation names). */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
 }
 
 function planNodes(objects: readonly MeshObject[], opts: LabPlanOptions, problems: string[], errors: string[]): LabNode[] {
