@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { WorkloadResource } from '../../src/common/xds/resources.js';
 import { ProxyState } from '../../src/dataplane/state/proxy-state.js';
-import { nextRetryAt, planPodRules, wantedPods, type AppliedPod } from '../../src/ztunnel/capture/pod-rules.js';
+import { captureRefusal, nextRetryAt, planPodRules, wantedPods, type AppliedPod } from '../../src/ztunnel/capture/pod-rules.js';
 import { retryDelayMs, RETRY_BASE_MS, RETRY_MAX_MS } from '../../src/ztunnel/capture/pod-capture.js';
 
 function workload(name: string, node: string, addresses: string[], protocol: 'HBONE' | 'TCP' = 'HBONE'): WorkloadResource {
@@ -60,6 +60,22 @@ describe('capture planning (which pod addresses get rules)', () => {
   it('never plans scripts for IPv6 addresses (the scripts make IPv4 chains): they are reported as unsupported instead', () => {
     const wanted = wantedPods(stateOf(workload('b', 'node-a', ['fd00::2'])), 'node-a');
     assert.deepEqual(planPodRules(wanted, new Map(), 0), []);
+  });
+
+  it('never captures a loopback, unspecified or node-own pod address (a hostNetwork pod), and removes rules found for one', () => {
+    const node = new Set(['198.19.254.1', '10.0.0.5']);
+    const wanted = wantedPods(stateOf(workload('lo', 'node-a', ['127.0.0.1']), workload('any', 'node-a', ['0.0.0.0']),
+      workload('host', 'node-a', ['10.0.0.5']), workload('ok', 'node-a', ['198.18.10.1'])), 'node-a');
+    assert.deepEqual(planPodRules(wanted, new Map(), 0, node), [{ operation: 'add', address: '198.18.10.1', pod: 'apps/ok' }]);
+    const found = new Map([['10.0.0.5', present('10.0.0.5', 'apps/host')], ['127.0.0.1', present('127.0.0.1', 'apps/lo')], ['198.18.10.1', present('198.18.10.1', 'apps/ok')]]);
+    assert.deepEqual(planPodRules(wanted, found, 0, node), [
+      { operation: 'remove', address: '10.0.0.5', pod: 'apps/host' },
+      { operation: 'remove', address: '127.0.0.1', pod: 'apps/lo' },
+    ]);
+    assert.equal(captureRefusal('10.0.0.5', node)?.code, 'node_address');
+    assert.equal(captureRefusal('127.0.0.1', node)?.code, 'this_host');
+    assert.equal(captureRefusal('fd00::2', node)?.code, 'ipv6');
+    assert.equal(captureRefusal('198.18.10.1', node), undefined);
   });
 
   it('retries after 0.5 s, doubling to at most 30 s', () => {

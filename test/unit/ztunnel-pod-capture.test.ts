@@ -113,4 +113,31 @@ describe('PodCapture', () => {
     assert.ok(!readFileSync(join(dir, 'calls.log'), 'utf8').includes('fd00'));
     await capture.stop();
   });
+
+  it('a pod with this node\'s own address (a hostNetwork pod) is reported once, never handed to pod-add, and does not hold readiness', async () => {
+    const dir = scriptsDir();
+    const state = new ProxyState();
+    const { log, lines } = logger();
+    const capture = new PodCapture({
+      state, node: 'n1', mark: 0x539, log, resyncMs: 0, nodeAddresses: () => new Set(['198.19.254.1']),
+      scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
+      counters: { operation: () => undefined },
+    });
+    await capture.setup();
+    state.applyWorkloads([workload('host', '198.19.254.1'), workload('lo', '127.0.0.1'), workload('a', '198.18.10.1')], []);
+    capture.follow();
+    await eventually(() => {
+      assert.deepEqual(capture.snapshot().pods.map((p) => [p.address, p.state]).sort(), [['127.0.0.1', 'unsupported'], ['198.18.10.1', 'present'], ['198.19.254.1', 'unsupported']]);
+      return true;
+    });
+    assert.equal(capture.ready().ready, true, capture.ready().detail);
+    assert.match(capture.snapshot().pods.find((p) => p.address === '198.19.254.1')!.lastError ?? '', /this node's own \(a hostNetwork pod\?\)/);
+    state.applyWorkloads([workload('host', '198.19.254.1')], []);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(lines.filter((l) => l.reason === 'node_address').length, 1);
+    assert.equal(lines.filter((l) => l.reason === 'this_host').length, 1);
+    const calls = readFileSync(join(dir, 'calls.log'), 'utf8');
+    assert.ok(!calls.includes('198.19.254.1') && !calls.includes('127.0.0.1'), calls);
+    await capture.stop();
+  });
 });

@@ -8,11 +8,13 @@
  * back, node chains included, and rules no pod of this node wants are removed.
  * Live connections of a pod that leaves are not touched: conntrack keeps their redirection until they close.
  */
+import { networkInterfaces } from 'node:os';
 import { errorMessage } from '../../common/errors.js';
+import { normalizeIp } from '../../common/net.js';
 import type { Logger } from '../../common/log.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { CaptureScripts } from './capture-scripts.js';
-import { captureSupported, nextRetryAt, planPodRules, wantedPods, type AppliedPod, type PodRuleState, type PodRuleStep, type WantedPod } from './pod-rules.js';
+import { captureRefusal, captureSupported, nextRetryAt, planPodRules, wantedPods, type AppliedPod, type PodRuleState, type PodRuleStep, type WantedPod } from './pod-rules.js';
 
 export const RETRY_BASE_MS = 500;
 export const RETRY_MAX_MS = 30_000;
@@ -36,6 +38,13 @@ export interface PodCaptureOptions {
   /** How often the rules on the node are checked against what was applied (0 = never). */
   resyncMs: number;
   now?: () => number;
+  /** The addresses of this node's own interfaces (default: read from the kernel each time); never captured. */
+  nodeAddresses?: () => ReadonlySet<string>;
+}
+
+/** Every address of this network namespace's interfaces. */
+export function interfaceAddresses(): Set<string> {
+  return new Set(Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => normalizeIp(i.address))));
 }
 
 export interface CaptureSnapshot {
@@ -63,8 +72,11 @@ export class PodCapture {
   private readonly now: () => number;
   private readonly saidUnsupported = new Set<string>();
 
+  private readonly nodeAddresses: () => ReadonlySet<string>;
+
   constructor(private readonly o: PodCaptureOptions) {
     this.now = o.now ?? Date.now;
+    this.nodeAddresses = o.nodeAddresses ?? interfaceAddresses;
   }
 
   /** node-setup.sh: the node chains. Throws (with the script's message) when they cannot be made. */
@@ -144,7 +156,8 @@ export class PodCapture {
     if (this.setupAt === undefined) return { ready: false, detail: 'capture chains not set up' };
     if (!this.following) return { ready: false, detail: 'waiting for the controller\'s workloads' };
     const wanted = wantedPods(this.o.state, this.o.node);
-    const pending = [...wanted.keys()].filter((a) => captureSupported(a) && this.applied.get(a)?.state !== 'present');
+    const local = this.nodeAddresses();
+    const pending = [...wanted.keys()].filter((a) => captureSupported(a, local) && this.applied.get(a)?.state !== 'present');
     return pending.length === 0 ? { ready: true, detail: 'ok' } : { ready: false, detail: `capture rules pending for ${pending.length} pod address(es): ${pending.slice(0, 5).join(', ')}` };
   }
 
@@ -200,13 +213,14 @@ export class PodCapture {
   private async reconcile(): Promise<void> {
     if (this.stopped) return;
     const wanted = wantedPods(this.o.state, this.o.node);
-    this.noteUnsupported(wanted);
+    const local = this.nodeAddresses();
+    this.noteUnsupported(wanted, local);
     // Rules name addresses, not pods: an address now given to another pod keeps its rules under the new name.
     for (const [address, a] of this.applied) {
       const w = wanted.get(address);
       if (w && w.pod !== a.pod) this.applied.set(address, { ...a, pod: w.pod });
     }
-    const steps = planPodRules(wanted, this.applied, this.now());
+    const steps = planPodRules(wanted, this.applied, this.now(), local);
     if (this.chainsSuspect && steps.some((st) => st.operation === 'add')) {
       try {
         await this.o.scripts.run('node-setup.sh');
@@ -220,7 +234,7 @@ export class PodCapture {
     for (const step of steps) {
       if (this.stopped) return;
       // The state may have moved on while earlier steps ran: a step no longer wanted is planned again next time.
-      const still = wantedPods(this.o.state, this.o.node).has(step.address);
+      const still = wantedPods(this.o.state, this.o.node).has(step.address) && captureSupported(step.address, local);
       if ((step.operation === 'add') !== still) continue;
       await this.apply(step);
     }
@@ -260,14 +274,17 @@ export class PodCapture {
     this.retryTimer.unref();
   }
 
-  /** Addresses the scripts cannot capture are said once per address and shown in /config_dump, never run. */
-  private noteUnsupported(wanted: ReadonlyMap<string, WantedPod>): void {
+  /** Addresses that are not captured (captureRefusal) are said once per address and shown in /config_dump, never run. */
+  private noteUnsupported(wanted: ReadonlyMap<string, WantedPod>, local: ReadonlySet<string>): void {
     for (const w of wanted.values()) {
-      if (captureSupported(w.address)) continue;
-      if (!this.applied.has(w.address)) this.applied.set(w.address, { address: w.address, pod: w.pod, state: 'unsupported', since: this.now(), attempts: 0 });
+      const refusal = captureRefusal(w.address, local);
+      if (!refusal) continue;
+      if (!this.applied.has(w.address)) {
+        this.applied.set(w.address, { address: w.address, pod: w.pod, state: 'unsupported', since: this.now(), attempts: 0, lastError: refusal.message });
+      }
       if (this.saidUnsupported.has(w.address)) continue;
       this.saidUnsupported.add(w.address);
-      this.o.log.warn({ pod: w.pod, address: w.address }, 'capture of IPv6 pod addresses is not supported yet: this address is not captured (its traffic bypasses the mesh); give the pod an IPv4 address');
+      this.o.log.warn({ pod: w.pod, address: w.address, reason: refusal.code }, refusal.message);
     }
     for (const [address, a] of this.applied) if (a.state === 'unsupported' && !wanted.has(address)) this.applied.delete(address);
   }
