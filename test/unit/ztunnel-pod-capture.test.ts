@@ -140,4 +140,22 @@ describe('PodCapture', () => {
     assert.ok(!calls.includes('198.19.254.1') && !calls.includes('127.0.0.1'), calls);
     await capture.stop();
   });
+
+  it('takes only IP addresses from pod-list.sh: a hand-made tag never becomes a script argument', async () => {
+    const dir = scriptsDir();
+    writeFileSync(join(dir, 'pod-list.sh'), '#!/bin/sh\nprintf "%s\\n" 198.18.10.9 -rf "x;reboot" 198.18.10.1\n');
+    const state = new ProxyState();
+    const capture = new PodCapture({
+      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0,
+      scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
+      counters: { operation: () => undefined },
+    });
+    await capture.setup();
+    state.applyWorkloads([workload('a', '198.18.10.1')], []);
+    capture.follow();
+    await eventually(() => { assert.deepEqual(capture.snapshot().pods.map((p) => [p.address, p.state]), [['198.18.10.1', 'present']]); return true; });
+    const calls = readFileSync(join(dir, 'calls.log'), 'utf8').split('\n').filter((c) => c.endsWith(' start') && !c.startsWith('node-'));
+    assert.deepEqual(calls, ['pod-del.sh 198.18.10.9 start'], 'the stale IP is removed; the rest is left alone; pod a was found in place');
+    await capture.stop();
+  });
 });

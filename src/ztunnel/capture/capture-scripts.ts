@@ -6,8 +6,10 @@
  */
 import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { join } from 'node:path';
 import { StraitError } from '../../common/errors.js';
+import { normalizeIp } from '../../common/net.js';
 import { findPackageFile } from '../../common/package-file.js';
 
 export const SCRIPTS_DIR = 'scripts/iptables';
@@ -77,9 +79,12 @@ export class CaptureScripts {
     });
   }
 
-  /** The pod addresses that have capture rules now (pod-list.sh). */
+  /**
+   * The pod addresses that have capture rules now (pod-list.sh). Only IP addresses: a rule tagged with anything else
+   * (written by hand) is not Strait's to remove, and its text never becomes an argument of a script.
+   */
   async listPods(): Promise<string[]> {
     const { stdout } = await this.run('pod-list.sh');
-    return stdout.split('\n').map((l) => l.trim()).filter(Boolean);
+    return stdout.split('\n').map((l) => l.trim()).filter((l) => isIP(l) !== 0).map(normalizeIp);
   }
 }
