@@ -158,4 +158,27 @@ describe('PodCapture', () => {
     assert.deepEqual(calls, ['pod-del.sh 198.18.10.9 start'], 'the stale IP is removed; the rest is left alone; pod a was found in place');
     await capture.stop();
   });
+
+  it('a burst of workload updates while a script runs costs one more reconcile, not one per update', async () => {
+    const dir = scriptsDir();
+    const state = new ProxyState();
+    let passes = 0;
+    const local = state.localWorkloads.bind(state);
+    state.localWorkloads = (node: string) => { passes++; return local(node); };
+    const capture = new PodCapture({
+      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0, nodeAddresses: () => new Set(),
+      scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
+      counters: { operation: () => undefined },
+    });
+    await capture.setup();
+    state.applyWorkloads([workload('a', '198.18.10.1')], []);
+    capture.follow();
+    await eventually(() => { assert.equal(capture.snapshot().pods[0]?.state, 'present'); return true; });
+    const before = passes;
+    state.applyWorkloads([workload('b', '198.18.10.2')], []); // its pod-add takes 50 ms: the burst below arrives meanwhile
+    for (let i = 0; i < 500; i++) state.applyWorkloads([workload(`x${i}`, '198.18.10.3')], [`apps/x${i - 1}`]);
+    await eventually(() => { assert.deepEqual(capture.snapshot().pods.map((p) => [p.address, p.state]), [['198.18.10.1', 'present'], ['198.18.10.2', 'present'], ['198.18.10.3', 'present']]); return true; }, 10_000);
+    assert.ok(passes - before < 30, `${passes - before} reads of the local workloads for 501 updates`);
+    await capture.stop();
+  });
 });

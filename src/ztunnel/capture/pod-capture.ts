@@ -1,7 +1,8 @@
 /**
  * The ztunnel's capture of its node's pods (`strait ztunnel --capture`, DESIGN §6a): the node chains at start, each
  * enrolled pod's rules while it is in the mesh, nothing of Strait's after the ztunnel stops.
- * Invariants: scripts run one at a time, in the order steps were planned; `applied` holds every address that has (or
+ * Invariants: scripts run one at a time, in the order steps were planned; at most one reconcile waits in the queue;
+ * `applied` holds every address that has (or
  * may have) rules, with what is known of them; a failed step is retried with a doubling delay (RETRY_BASE_MS up to
  * RETRY_MAX_MS) and never stops the ztunnel; after stop() no script runs but the teardown. Every `resyncMs` the rules
  * on the node are compared with `applied`: rules someone else removed (an iptables flush, a firewall reload) are put
@@ -66,6 +67,7 @@ export class PodCapture {
   /** A pod-add failed or rules went missing: run node-setup.sh (idempotent) before the next additions. */
   private chainsSuspect = false;
   private following = false;
+  private reconcileQueued = false;
   private stopped = false;
   private setupAt: number | undefined;
   private foundAtStart: number | undefined;
@@ -201,9 +203,15 @@ export class PodCapture {
     }
   }
 
+  /** Queues one reconcile unless one is queued and not begun yet (it will read the latest state): a burst of workload
+   * updates costs one pass, and the queue never grows with the update rate. */
   private schedule(): void {
-    if (!this.following || this.stopped) return;
-    this.enqueue(() => this.reconcile());
+    if (!this.following || this.stopped || this.reconcileQueued) return;
+    this.reconcileQueued = true;
+    this.enqueue(() => {
+      this.reconcileQueued = false;
+      return this.reconcile();
+    });
   }
 
   private enqueue(work: () => Promise<void>): void {
