@@ -240,14 +240,18 @@ describe('service DNAT rules', () => {
 });
 
 describe('lab exec targets and readiness inside a namespace', () => {
-  const state = { pods: { 'shop/web-1': { netns: 'strait-lab0001-p-1' } }, waypoints: { 'store/waypoint': { netns: 'strait-lab0001-p-2' } }, nodes: { 'node-a': { netns: 'strait-lab0001-n-node-a' } } } as unknown as LabState;
+  const state = { prefix: 'strait-lab0001-', pods: { 'shop/web-1': { netns: 'strait-lab0001-p-1' }, 'shop/odd': { netns: 'cni-1234' } }, waypoints: { 'store/waypoint': { netns: 'strait-lab0001-p-2' } }, nodes: { 'node-a': { netns: 'strait-lab0001-n-node-a' } } } as unknown as LabState;
 
   it('finds a pod, a waypoint or a node, and lists the pods when it cannot', () => {
     assert.deepEqual(execTarget(state, { pod: 'shop/web-1' }), { netns: 'strait-lab0001-p-1' });
     assert.deepEqual(execTarget(state, { pod: 'store/waypoint' }), { netns: 'strait-lab0001-p-2' });
     assert.deepEqual(execTarget(state, { node: 'node-a' }), { netns: 'strait-lab0001-n-node-a' });
-    assert.deepEqual(execTarget(state, { pod: 'shop/web-9' }), { error: 'no pod shop/web-9 in the lab (write <namespace>/<pod>, or --node NAME); its pods: shop/web-1; waypoints: store/waypoint' });
+    assert.deepEqual(execTarget(state, { pod: 'shop/web-9' }), { error: 'no pod shop/web-9 in the lab (write <namespace>/<pod>, or --node NAME); its pods: shop/web-1, shop/odd; waypoints: store/waypoint' });
     assert.match((execTarget(state, { node: 'node-z' }) as { error: string }).error, /^no node node-z in the lab; its nodes: node-a$/);
+  });
+
+  it('runs nothing in a namespace that is not the lab\'s, whatever an edited state file says', () => {
+    assert.deepEqual(execTarget(state, { pod: 'shop/odd' }), { error: 'the state file names namespace cni-1234 for it, which is not one of the lab\'s (strait-lab0001-*): is the state file intact?' });
   });
 
   it('reads the status, the pid header (any case) and the body of curl -D - output, after a 100 Continue', () => {

@@ -154,16 +154,21 @@ export function removeLabDir(dir: string, id: string, untrusted = false): boolea
   return true;
 }
 
-/** Who to run `lab exec` in: a pod ("ns/name"), a waypoint ("ns/gateway") or a node (--node). */
+/**
+ * Who to run `lab exec` in: a pod ("ns/name"), a waypoint ("ns/gateway") or a node (--node). Only a namespace of the
+ * lab (its prefix): an edited state file cannot send the command into another namespace of the machine.
+ */
 export function execTarget(state: LabState, target: { pod?: string; node?: string }): { netns: string } | { error: string } {
+  const own = (netns: string) => (typeof netns === 'string' && netns.startsWith(state.prefix) ? { netns }
+    : { error: `the state file names namespace ${netns} for it, which is not one of the lab's (${state.prefix}*): is the state file intact?` });
   if (target.node !== undefined) {
     const n = state.nodes[target.node];
-    if (n) return { netns: n.netns };
+    if (n) return own(n.netns);
     return { error: `no node ${target.node} in the lab; its nodes: ${Object.keys(state.nodes).join(', ') || 'none'}` };
   }
   const key = target.pod ?? '';
   const p = state.pods[key] ?? state.waypoints[key];
-  if (p) return { netns: p.netns };
+  if (p) return own(p.netns);
   return { error: `no pod ${key || '(none given)'} in the lab (write <namespace>/<pod>, or --node NAME); its pods: ${Object.keys(state.pods).join(', ') || 'none'}`
     + (Object.keys(state.waypoints).length ? `; waypoints: ${Object.keys(state.waypoints).join(', ')}` : '') };
 }
