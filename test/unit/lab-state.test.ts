@@ -35,6 +35,20 @@ describe('writeLabState', () => {
   });
 });
 
+describe('writeLabState exclusive (the first write of a lab up)', () => {
+  it('creates the file when it is absent, and refuses (EEXIST) leaving it intact when another lab up wrote it first', () => {
+    const dir = tmp('x');
+    const file = join(dir, 'lab.json');
+    writeLabState(file, STATE, { exclusive: true });
+    const other = { ...STATE, prefix: 'strait-lab1111-' } as LabState;
+    assert.throws(() => writeLabState(file, other, { exclusive: true }), (err: NodeJS.ErrnoException) => err.code === 'EEXIST');
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).prefix, 'strait-lab0000-');
+    assert.equal(existsSync(`${file}.partial`), false);
+    writeLabState(file, other);
+    assert.equal(JSON.parse(readFileSync(file, 'utf8')).prefix, 'strait-lab1111-', 'later writes replace it');
+  });
+});
+
 describe('isLabUpCommandLine: which pid a state file may make `lab down` signal', () => {
   const rows: [string[], boolean][] = [
     [['node', '/opt/strait/dist/src/cli/strait.js', 'lab', 'up', 'examples/demo'], true],

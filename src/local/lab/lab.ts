@@ -122,7 +122,7 @@ export class NetnsLab {
     await this.takeStateFile();
     await this.chooseId();
     this.makeDirs();
-    this.writeState();
+    this.claimStateFile();
     this.log.info({ id: this.id, prefix: this.prefix, stateFile: this.opts.stateFile, manifestDir: this.opts.manifestDir, dataDir: this.dataDir }, 'lab starting');
 
     const { loaded, plan } = await this.load();
@@ -452,6 +452,18 @@ export class NetnsLab {
       controller: { netns: `${this.prefix}control`, address: CONTROLLER_ADDRESS, xds: `${CONTROLLER_ADDRESS}:${PORTS.xds}`, admin: `${CONTROLLER_ADDRESS}:${PORTS.controllerAdmin}`, ...proc('controller') },
       nodes, pods, waypoints, services, temporaryDirs: [...this.temporaryDirs],
     };
+  }
+
+  /** The first write: the state file must still be absent, else another `lab up` took it since takeStateFile. */
+  private claimStateFile(): void {
+    try {
+      writeLabState(this.opts.stateFile, this.state(), { exclusive: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      throw new StraitError('STRAIT_ERR_LAB', `another lab up took the state file ${this.opts.stateFile} while this one was starting: `
+        + `stop it with \`strait lab down --state-file ${this.opts.stateFile}\`, or run this one with another --state-file`);
+    }
+    this.wroteState = true;
   }
 
   private writeState(): LabState {

@@ -4,7 +4,7 @@
  * change, removed at stop. Also what `down` trusts to remove a lab whose `lab up` is gone: only namespaces with the
  * lab's own prefix, and only directories holding the lab's marker file.
  */
-import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, linkSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, normalize } from 'node:path';
 import { StraitError, errorMessage } from '../../common/errors.js';
 import type { ComponentStatus } from '../supervisor.js';
@@ -42,14 +42,21 @@ export interface LabState {
 
 /**
  * Writes the state whole: into FILE.partial, created afresh (O_EXCL: never through a symlink or file someone planted
- * there, which `lab up`, as root, would otherwise write through), then renamed over FILE.
+ * there, which `lab up`, as root, would otherwise write through), then renamed over FILE. `exclusive`: FILE must not
+ * exist yet (throws EEXIST, leaving it as it was).
  */
-export function writeLabState(file: string, state: LabState): void {
+export function writeLabState(file: string, state: LabState, o: { exclusive?: boolean } = {}): void {
   mkdirSync(dirname(file), { recursive: true, mode: 0o755 });
   const partial = `${file}.partial`;
   rmSync(partial, { force: true });
   writeFileSync(partial, JSON.stringify(state, null, 2) + '\n', { mode: 0o644, flag: 'wx' });
-  renameSync(partial, file);
+  if (!o.exclusive) return renameSync(partial, file);
+  // The first write of a lab: FILE must not exist (another `lab up` that started at the same moment took it).
+  try {
+    linkSync(partial, file);
+  } finally {
+    rmSync(partial, { force: true });
+  }
 }
 
 /** The state, or undefined when there is no file. A file that is not a lab's state is an error naming it. */
