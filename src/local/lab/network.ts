@@ -5,7 +5,8 @@
  * via the node's gateway address, which sits /32 on each of the node's pod veths). Nodes forward (ip_forward=1) and
  * route every other node's pods via that node's fabric address (and the rest of 198.18.0.0/15 onto the fabric, so
  * that Service VIPs have a route to be DNATed from); pods do not forward.
- * Invariants: a namespace is in `made` before `ip netns add` runs, so removal covers one made halfway; every link is
+ * Invariants: a namespace is in `made` before `ip netns add` runs, so removal covers one made halfway, and none is
+ * made once destroy() began (it waits for those being made); every link is
  * created inside a lab namespace with its peer moved straight into another lab namespace, never the root one; no
  * address, route, rule or sysctl is ever set outside the lab's namespaces; every address is in 198.18.0.0/15
  * (checked before each command that sets one), so nothing routes out of the lab.
@@ -74,6 +75,10 @@ export class LabNetwork {
   readonly controlNs: string;
   /** Namespaces made (or being made), in order. */
   private readonly made: string[] = [];
+  /** `ip netns add` still running: destroy() waits for them, so none is made behind its back. */
+  private readonly adding = new Set<Promise<unknown>>();
+  /** Set by destroy(): no namespace is made any more (a start still running when a signal came fails instead). */
+  private closing = false;
   private iptablesBin: string | undefined;
 
   /** `iptables`: the binary to use (STRAIT_IPTABLES); default: chosen as the capture scripts choose. */
@@ -161,23 +166,37 @@ export class LabNetwork {
     if (i >= 0) this.made.splice(i, 1);
   }
 
-  /** Removes every namespace made (newest first); returns those it could not delete, with why. */
+  /**
+   * Removes every namespace made (newest first), after those being made; from then on none is made. Returns those it
+   * could not delete, with why (they stay known, for destroySync at exit).
+   */
   async destroy(): Promise<string[]> {
-    const failed = await removeNamespaces([...this.made].reverse());
-    const left = this.made.filter((ns) => failed.some((f) => f.startsWith(`${ns}: `)));
+    this.closing = true;
+    await Promise.allSettled([...this.adding]);
+    const tried = [...this.made].reverse();
+    const failed = await removeNamespaces(tried);
+    const left = this.made.filter((ns) => !tried.includes(ns) || failed.some((f) => f.startsWith(`${ns}: `)));
     this.made.splice(0, this.made.length, ...left);
     return failed;
   }
 
   /** destroy(), synchronously: the last resort at process exit. */
   destroySync(): void {
+    this.closing = true;
     removeNamespacesSync([...this.made].reverse());
     this.made.splice(0, this.made.length);
   }
 
   private async addNamespace(ns: string): Promise<void> {
+    if (this.closing) throw new StraitError('STRAIT_ERR_LAB', `not making namespace ${ns}: the lab is stopping`);
     this.made.push(ns);
-    await run(['ip', 'netns', 'add', ns]);
+    const adding = run(['ip', 'netns', 'add', ns]);
+    this.adding.add(adding);
+    try {
+      await adding;
+    } finally {
+      this.adding.delete(adding);
+    }
   }
 
   /** `ip -n NS -batch -`: one process for several commands; stops at the first failure unless `force`. */
