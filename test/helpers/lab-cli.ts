@@ -299,7 +299,8 @@ export class LabCli {
     const file = join(this.root.path, `capture-${node}-${this.pcaps++}.pcap`);
     const n = this.node(node);
     // -Z root: tcpdump would otherwise drop to its own user and not be able to write into our 0700 temp directory.
-    const child: ChildProcess = spawn('ip', ['netns', 'exec', n.netns, 'tcpdump', '-i', n.fabricInterface, '-n', '-U', '-s', '0', '-Z', 'root', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // --immediate-mode: without it packets wait in a kernel block and a SIGINT ends tcpdump before it reads them.
+    const child: ChildProcess = spawn('ip', ['netns', 'exec', n.netns, 'tcpdump', '-i', n.fabricInterface, '-n', '-U', '--immediate-mode', '-s', '0', '-Z', 'root', '-w', file, 'tcp'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     await new Promise<void>((resolve, reject) => {
