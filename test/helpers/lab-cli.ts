@@ -420,9 +420,11 @@ export class LabCli {
       try { net = readlinkSync(`/proc/${pid}/ns/net`); } catch { continue; }
       const cmd = cmdline(pid);
       const inLabNs = nsInodes.has(net);
-      const namesLab = cmd.includes(this.root.path) || (state?.dataDir !== undefined && cmd.includes(state.dataDir));
+      let cwd = '';
+      try { cwd = readlinkSync(`/proc/${pid}/cwd`); } catch { /* gone */ }
+      const namesLab = [cmd, cwd].some((s) => s.includes(this.root.path) || (state?.dataDir !== undefined && s.includes(state.dataDir)));
       if (inLabNs || namesLab) {
-        problems.push(`process ${pid} ${inLabNs ? 'still runs in a namespace of the lab' : 'names the lab\'s files'}: ${cmd}`);
+        problems.push(`process ${pid} ${inLabNs ? 'still runs in a namespace of the lab' : 'names the lab\'s files (arguments or working directory)'}: ${cmd}`);
         try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
       }
     }
