@@ -31,7 +31,8 @@ function assertAnswered(r: CurlResult, who: string): void {
   assert.equal(r.body?.pod, 'server', r.text);
 }
 
-function assertRefused(r: CurlResult, who: string): void {
+function assertRefused(t: { diagnostic(m: string): void }, r: CurlResult, who: string): void {
+  t.diagnostic(`${who}: curl exit ${r.exit} (${r.stderr.trim()})`);
   assert.ok(r.exit !== null && REFUSED_OR_RESET.has(r.exit),
     `${who}: curl must see the connection refused (7), closed empty (52) or reset (56), not exit ${r.exit} (HTTP ${r.status}): ${r.stderr} ${r.text}`);
   assert.equal(r.status, 0, `${who}: no HTTP answer`);
@@ -63,21 +64,21 @@ test('strait lab: STRICT refuses a pod outside the mesh, PERMISSIVE accepts it; 
       assert.equal(line['src.identity'], undefined, 'plaintext has no identity');
     });
 
-    await t.test('STRICT: the same curl is refused (the app sees refused/reset), and an enrolled pod still gets through', async () => {
+    await t.test('STRICT: the same curl is refused (the app sees refused/reset), and an enrolled pod still gets through', async (t) => {
       lab.write('20-peer-authn.yaml', peerAuthn('STRICT'));
       await until(async () => (await modeOnB()) === 'STRICT', 'STRICT on node-b');
-      assertRefused(await lab.curl('outside/stranger', URL), 'outside/stranger under STRICT');
+      assertRefused(t, await lab.curl('outside/stranger', URL), 'outside/stranger under STRICT');
       const line = await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-b' && l.msg === 'connection refused'
         && l.direction === 'inbound-plaintext' && String(l['src.addr']).startsWith('198.18.10.3'), 'node-b\'s refusal in the access log');
       assert.equal(line.reason, 'mtls_required', JSON.stringify(line));
       assertAnswered(await lab.curl('secure/caller', URL), 'secure/caller (mTLS) under STRICT');
     });
 
-    await t.test('an L4 DENY AuthorizationPolicy blocks the enrolled caller (reset/empty reply); removing it restores its calls', async () => {
+    await t.test('an L4 DENY AuthorizationPolicy blocks the enrolled caller (reset/empty reply); removing it restores its calls', async (t) => {
       assertAnswered(await lab.curl('secure/caller', URL), 'secure/caller before the policy');
       lab.write('30-deny.yaml', denyCaller);
       await until(() => policyOnB('authz/secure/deny-caller'), 'the DENY policy on node-b');
-      assertRefused(await lab.curl('secure/caller', URL), 'secure/caller under the DENY policy');
+      assertRefused(t, await lab.curl('secure/caller', URL), 'secure/caller under the DENY policy');
       const line = await lab.waitForLog((l) => l.component === 'ztunnel' && l.msg === 'connection refused'
         && l['src.identity'] === 'spiffe://cluster.local/ns/secure/sa/caller', 'the denial in an access log');
       assert.equal(line.reason, 'policy_denied', JSON.stringify(line));

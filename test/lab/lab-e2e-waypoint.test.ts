@@ -63,19 +63,23 @@ test('strait lab: through the namespace\'s waypoint an HTTPRoute routes and an L
   try {
     const wp = lab.state.waypoints['store/waypoint'];
     assert.ok(wp, `the lab runs the store's waypoint: ${JSON.stringify(lab.state.waypoints)}`);
-    // The waypoint has its config once the route answers from v2 (the Service alone balances over v1 and v2).
-    await until(async () => (await lab.curl(CLIENT, `${URL}/`, ['-H', 'x-version: v2'])).body?.pod === 'api-v2', 'the HTTPRoute in force at the waypoint', 20_000, 300);
+    // The waypoint serves the Service once a request arrives with the x-request-id it adds to every request.
+    await until(async () => (await lab.curl(CLIENT, `${URL}/`)).body?.headers?.['x-request-id'], 'requests to the Service going through the waypoint', 20_000, 300);
+    const viaWaypoint = (r: { body?: any; text: string }) => assert.ok(r.body?.headers?.['x-request-id'], `the request went through the waypoint (it adds x-request-id): ${r.text}`);
 
     await t.test('the HTTPRoute sends x-version: v2 and /beta to api-v2, everything else to api-v1', async () => {
       for (let i = 0; i < 4; i++) {
         const plain = await lab.curl(CLIENT, `${URL}/plain/${i}`);
         assert.equal(plain.status, 200, `${plain.exit} ${plain.stderr} ${plain.text}`);
+        viaWaypoint(plain);
         assert.equal(plain.body?.pod, 'api-v1', `no match: the last rule (api-v1): ${plain.text}`);
         const byHeader = await lab.curl(CLIENT, `${URL}/h/${i}`, ['-H', 'x-version: v2']);
         assert.equal(byHeader.status, 200, byHeader.text);
+        viaWaypoint(byHeader);
         assert.equal(byHeader.body?.pod, 'api-v2', `header match: ${byHeader.text}`);
         const byPath = await lab.curl(CLIENT, `${URL}/beta/${i}`);
         assert.equal(byPath.status, 200, byPath.text);
+        viaWaypoint(byPath);
         assert.equal(byPath.body?.pod, 'api-v2', `path match: ${byPath.text}`);
       }
     });
@@ -90,6 +94,7 @@ test('strait lab: through the namespace\'s waypoint an HTTPRoute routes and an L
       const get = await lab.curl(CLIENT, `${URL}/items/1`);
       assert.equal(get.status, 200, `GET: ${get.text}`);
       assert.equal(get.body?.method, 'GET');
+      viaWaypoint(get);
       const post = await lab.curl(CLIENT, `${URL}/items`, ['-d', 'x=1']);
       assert.equal(post.status, 200, `POST: ${post.text}`);
       assert.equal(post.body?.method, 'POST');
