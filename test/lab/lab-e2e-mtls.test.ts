@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 
 import { namespace, service } from '../helpers/manifests.js';
 import { demoPod } from '../helpers/mesh.js';
-import { requireLab } from '../helpers/netns.js';
+import { requireLab, runSync } from '../helpers/netns.js';
 import { LabCli, until, type Pcap } from '../helpers/lab-cli.js';
 
 const AMBIENT = { 'istio.io/dataplane-mode': 'ambient' };
@@ -21,6 +21,8 @@ const IP = {
   flip: { client: '198.18.10.5', server: '198.18.10.6', vip: '198.18.20.3' },
 };
 const spiffe = (ns: string, sa: string): string => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
+/** A mesh pod on the client's own node, behind its own VIP: same-node HBONE (lab contract §1). */
+const LOCAL = { pod: '198.18.10.7', vip: '198.18.20.4' };
 
 const pods = (ns: keyof typeof IP) => [
   demoPod(ns, 'client', 'node-a', IP[ns].client, 'client'),
@@ -79,7 +81,8 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
     files: {
       '00-namespaces.yaml': [namespace('mesh', AMBIENT), namespace('plain')],
       '01-flip.yaml': [namespace('flip', AMBIENT)],
-      '10-mesh.yaml': pods('mesh'),
+      '10-mesh.yaml': [...pods('mesh'), demoPod('mesh', 'local', 'node-a', LOCAL.pod, 'local'),
+        service('mesh', 'local', { ip: LOCAL.vip, selector: { app: 'local' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] })],
       '11-plain.yaml': pods('plain'),
       '12-flip.yaml': pods('flip'),
     },
@@ -102,6 +105,35 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
         && l['src.identity'] === id, 'node-b\'s inbound access-log line');
       assert.equal(inb['dst.workload'], 'server', JSON.stringify(inb));
       assert.equal(inb['dst.identity'], spiffe('mesh', 'server'), JSON.stringify(inb));
+    });
+
+    await t.test('curl to a Service whose pod is on the client\'s own node goes through the node\'s ztunnel both ways, with the client\'s identity', async () => {
+      const r = await lab.curl('mesh/client', `http://${LOCAL.vip}/same-node`);
+      assert.equal(r.exit, 0, r.stderr);
+      assert.equal(r.status, 200, r.text);
+      assert.equal(r.body?.pod, 'local');
+      const inb = await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-a' && l.msg === 'connection complete' && l.direction === 'inbound'
+        && l['dst.workload'] === 'local', 'node-a\'s inbound access-log line for mesh/local');
+      assert.equal(inb['src.identity'], spiffe('mesh', 'client'), JSON.stringify(inb));
+    });
+
+    await t.test('nothing in the lab routes out of 198.18.0.0/15 (pods only to their node, which has no way out), and no link reaches the machine\'s own namespace', async () => {
+      const routeGet = (ns: string, dest: string) => runSync(['ip', 'netns', 'exec', ns, 'ip', 'route', 'get', dest], { allowFailure: true });
+      const outside = ['192.0.2.1', '10.0.0.1', '8.8.8.8'];
+      for (const ns of [lab.state.controller.netns, ...Object.values(lab.state.nodes).map((n) => n.netns)]) {
+        for (const dest of outside) {
+          const r = routeGet(ns, dest);
+          assert.notEqual(r.status, 0, `${ns} has a route to ${dest}: ${r.stdout}`);
+        }
+      }
+      for (const [name, pod] of Object.entries(lab.state.pods)) {
+        for (const dest of outside) {
+          const r = routeGet(pod.netns, dest);
+          if (r.status === 0) assert.match(r.stdout, new RegExp(`via ${lab.node(pod.node).gateway.replace(/\./g, '\\.')} dev eth0 `), `${name} routes ${dest} only to its node`);
+        }
+      }
+      const rootLinks = runSync(['ip', '-o', 'link', 'show']).stdout;
+      assert.equal(rootLinks.includes(lab.state.prefix), false, `a link of the machine's namespace has its peer in the lab:\n${rootLinks}`);
     });
 
     await t.test('the same capture sees the marker when the namespace is not in the mesh (the proof that it would)', async () => {
