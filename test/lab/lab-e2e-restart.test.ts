@@ -89,6 +89,35 @@ test('strait lab: a ztunnel killed and restarted by the lab leaves its node\'s c
     await until(captured, 'node-a\'s enrolled pods captured', 20_000);
     const before = assertNodeRules(await lab.natRules('node-a'));
 
+    await t.test('the capture is observable: /config_dump capture section, strait_capture_* metrics, `capture rules added` lines; admin on loopback only', async () => {
+      const dump = (await lab.configDump('node-a')).capture;
+      assert.equal(dump?.enabled, true, JSON.stringify(dump));
+      assert.equal(dump.mark, '0x539');
+      assert.ok(typeof dump.iptables === 'string' && dump.iptables.length > 0, `iptables: ${dump.iptables}`);
+      assert.match(String(dump.scripts), /scripts\/iptables\/?$/);
+      assert.ok(!Number.isNaN(Date.parse(dump.setupAt)), `setupAt: ${dump.setupAt}`);
+      const pods = (dump.pods as { pod: string; address: string; state: string; attempts: number }[]).map((p) => `${p.pod} ${p.address} ${p.state}`).sort();
+      assert.deepEqual(pods, Object.entries(ENROLLED_A).map(([pod, ip]) => `${pod} ${ip} present`).sort());
+
+      const metrics = (await lab.inNode('node-a', ['curl', '-sS', '--noproxy', '*', '--max-time', '3', 'http://127.0.0.1:15020/metrics'])).stdout;
+      const value = (series: string): number => Number(new RegExp(`^${series.replace(/[{}]/g, '\\$&')} (\\S+)$`, 'm').exec(metrics)?.[1] ?? NaN);
+      assert.equal(value('strait_capture_pods{state="present"}'), 2, metrics.split('\n').filter((l) => l.startsWith('strait_capture')).join('\n'));
+      assert.ok(value('strait_capture_operations_total{operation="setup",result="ok"}') >= 1, 'setup counted');
+      assert.ok(value('strait_capture_operations_total{operation="add",result="ok"}') >= 2, 'one add per enrolled pod counted');
+
+      for (const [pod, address] of Object.entries(ENROLLED_A)) {
+        await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-a' && l.msg === 'capture rules added' && l.pod === pod && l.address === address, `\`capture rules added\` for ${pod}`);
+      }
+
+      // Listening on 0.0.0.0, the traffic, metrics and readiness ports answer on the node's address; admin does not.
+      const nodeA = lab.node('node-a').address;
+      const fromB = (port: number, path: string) => lab.inNode('node-b', ['curl', '-sS', '--noproxy', '*', '--max-time', '3', '-o', '/dev/null', '-w', '%{http_code}', `http://${nodeA}:${port}${path}`]);
+      assert.equal((await fromB(15021, '/healthz/ready')).stdout, '200', 'readiness answers on the node address');
+      assert.equal((await fromB(15020, '/metrics')).stdout, '200', 'metrics answer on the node address');
+      const admin = await fromB(15000, '/config_dump');
+      assert.equal(admin.status, 7, `admin (15000) must not answer on the node address (curl exit ${admin.status}, HTTP ${admin.stdout})`);
+    });
+
     await t.test('after SIGKILL and restart: each enrolled pod\'s 3 rules once, none for the pod outside the mesh, each jump once; traffic flows', async () => {
       const pid = await killAndWait();
       const after = assertNodeRules(await lab.natRules('node-a'));
