@@ -170,8 +170,8 @@ function installHooks(): void {
 }
 
 export interface LabStartOptions {
-  /** Manifest files: name → YAML text (use `docs(...)`), or a list of objects. */
-  files: Record<string, string | unknown[]>;
+  /** Manifest files: name → YAML text (use `docs(...)`), or a list of objects; absent: `lab up` without DIR (the built-in demo). */
+  files?: Record<string, string | unknown[]>;
   /** How long `lab ready` may take. */
   readyTimeoutMs?: number;
   logLevel?: string;
@@ -197,8 +197,9 @@ export class LabCli {
   static async start(opts: LabStartOptions): Promise<LabCli> {
     installHooks();
     const lab = new LabCli();
-    for (const [name, text] of Object.entries(opts.files)) lab.write(name, text);
-    lab.proc = StraitProcess.start(['--log-level', opts.logLevel ?? 'info', 'lab', 'up', lab.manifestDir, '--state-file', lab.stateFile, '--log-dir', lab.logDir, '--data-dir', lab.dataDir]);
+    for (const [name, text] of Object.entries(opts.files ?? {})) lab.write(name, text);
+    const dir = opts.files ? [lab.manifestDir] : [];
+    lab.proc = StraitProcess.start(['--log-level', opts.logLevel ?? 'info', 'lab', 'up', ...dir, '--state-file', lab.stateFile, '--log-dir', lab.logDir, '--data-dir', lab.dataDir]);
     live.add(lab);
     try {
       await lab.proc.waitFor((l) => l.msg === 'lab ready', opts.readyTimeoutMs ?? 90_000, '`lab ready`');
