@@ -119,6 +119,7 @@ export class NetnsLab {
     await this.chooseId();
     this.makeDirs();
     this.writeState();
+    this.log.info({ id: this.id, prefix: this.prefix, stateFile: this.opts.stateFile, manifestDir: this.opts.manifestDir, dataDir: this.dataDir }, 'lab starting');
 
     const { loaded, plan } = await this.load();
     if (loaded.problems.some((p) => p.severity === 'error' && p.code === 'STRAIT_ERR_MANIFEST_SOURCE' && p.doc === 0 && loaded.objects.length === 0)) {
@@ -370,6 +371,7 @@ export class NetnsLab {
       try { if (!statSync(dir).isDirectory()) cwd = dirname(dir); } catch { /* gone: the next edit says so */ }
       return [{
         name: `pod/${p.key}`, what: `lab-command of pod ${p.key}`, stopGraceMs: STOP_GRACE_MS, args: [], shell: p.command, netns: built.netns, cwd,
+        readyListen: p.ports.map((port) => `${p.address}:${port}`),
         env: { POD_NAME: p.name, POD_NAMESPACE: p.namespace, POD_IP: p.address, NODE_NAME: p.node },
       }];
     }
@@ -387,7 +389,8 @@ export class NetnsLab {
     }
     for (const s of specs) {
       if (this.components.has(s.name)) continue;
-      await this.add(s, fatal);
+      // A pod's own command is the user's: one that does not get ready is retried, it never fails the lab's start.
+      await this.add(s, fatal && s.shell === undefined);
       changed = true;
     }
     return changed;
@@ -491,7 +494,7 @@ function merge(current: LabPlan, next: LabPlan): LabPlan {
 }
 
 function sameSpec(a: ComponentSpec, b: ComponentSpec): boolean {
-  return JSON.stringify([a.args, a.shell, a.netns, a.env, a.cwd]) === JSON.stringify([b.args, b.shell, b.netns, b.env, b.cwd]);
+  return JSON.stringify([a.args, a.shell, a.netns, a.env, a.cwd, a.readyListen]) === JSON.stringify([b.args, b.shell, b.netns, b.env, b.cwd, b.readyListen]);
 }
 
 /** Stop order: pods' processes, waypoints, ztunnels, the controller (the reverse of start). */
