@@ -101,6 +101,8 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
         && String(l['src.addr']).startsWith(IP.mesh.client), 'node-a\'s outbound access-log line');
       assert.equal(out['src.identity'], id, JSON.stringify(out));
       assert.equal(out['dst.identity'], spiffe('mesh', 'server'), JSON.stringify(out));
+      // Captured before the lab's service DNAT: the client's ztunnel saw the VIP, and named the Service.
+      assert.equal(out['dst.service'], 'server.mesh.svc.cluster.local', JSON.stringify(out));
       const inb = await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-b' && l.msg === 'connection complete' && l.direction === 'inbound'
         && l['src.identity'] === id, 'node-b\'s inbound access-log line');
       assert.equal(inb['dst.workload'], 'server', JSON.stringify(inb));

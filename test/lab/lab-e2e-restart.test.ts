@@ -1,8 +1,10 @@
 /**
- * `strait lab` end to end (issue 11): a node's ztunnel killed with SIGKILL (no teardown) and restarted by the lab's
- * supervisor leaves the node's nat table exactly right: each enrolled pod's three rules once, none for a pod outside the
- * mesh, every jump into Strait's chains (and the lab's service chain) once; rules tampered with while it was down (a
- * stale pod's rules added, an enrolled pod's removed) are reconciled by the new process; traffic flows again.
+ * `strait lab` end to end (issue 11): a node's capture rules. They are observable (/config_dump, metrics, log lines);
+ * a node's ztunnel killed with SIGKILL (no teardown) and restarted by the lab's supervisor leaves the node's nat table
+ * exactly right: each enrolled pod's three rules once, none for a pod outside the mesh, every jump into Strait's chains
+ * (and the lab's service chain) once; rules tampered with while it was down (a stale pod's rules added, an enrolled
+ * pod's removed) are reconciled by the new process; traffic flows again. Pods deleted from and added to the manifest
+ * lose and get their rules and namespaces live.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 
 import { namespace, service } from '../helpers/manifests.js';
 import { demoPod } from '../helpers/mesh.js';
-import { requireLab } from '../helpers/netns.js';
+import { listNamespaces, requireLab } from '../helpers/netns.js';
 import { LabCli, until } from '../helpers/lab-cli.js';
 
 const SCRIPTS = join(fileURLToPath(new URL('../../../', import.meta.url)), 'scripts/iptables');
@@ -45,7 +47,7 @@ function assertNodeRules(dump: string): string[] {
   return [...lines].sort();
 }
 
-test('strait lab: a ztunnel killed and restarted by the lab leaves its node\'s capture rules exactly right, and traffic flows again', async (t) => {
+test('strait lab: a node\'s capture rules stay exactly right across a ztunnel SIGKILL and restart and as pods come and go, and traffic flows', async (t) => {
   if (!requireLab(t)) return;
   const lab = await LabCli.start({
     files: {
@@ -144,6 +146,30 @@ test('strait lab: a ztunnel killed and restarted by the lab leaves its node\'s c
       }, 'node-a\'s rules reconciled', 10_000).catch(async () => assertNodeRules(await lab.natRules('node-a')));
       assert.deepEqual(after, before);
       await traffic(pid);
+    });
+
+    await t.test('a pod deleted from the manifest loses its rules and its namespace; a pod added gets both, and its calls go in mTLS', async () => {
+      const gone = lab.pod('app/a-2');
+      lab.write('10-pods.yaml', [
+        demoPod('app', 'a-1', 'node-a', ENROLLED_A['app/a-1'], 'a'),
+        demoPod('app', 'a-3', 'node-a', '198.18.10.4', 'a3'),
+        demoPod('out', 'o-1', 'node-a', OUTSIDE_A, 'o'),
+        demoPod('app', 'b-1', 'node-b', '198.18.10.11', 'b'),
+        service('app', 'b', { ip: VIP, selector: { app: 'b-1' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
+      ]);
+      await until(async () => {
+        const pods = await lab.capturePods('node-a');
+        return pods.get('app/a-3')?.state === 'present' && !pods.has('app/a-2') && lab.refresh().pods['app/a-3']?.process?.status === 'running';
+      }, 'node-a to capture app/a-3 and drop app/a-2', 20_000);
+      const rules = ruleLines(await lab.natRules('node-a'));
+      assert.equal(rules.filter((l) => tag(ENROLLED_A['app/a-2']).test(l)).length, 0, 'the deleted pod\'s rules are gone');
+      assert.equal(rules.filter((l) => tag('198.18.10.4').test(l)).length, 3, 'the new pod has its 3 rules');
+      await until(() => !lab.refresh().pods['app/a-2'] && !listNamespaces(lab.state.prefix).includes(gone.netns), 'the deleted pod\'s namespace to be removed', 10_000);
+      if (gone.process?.pid) assert.throws(() => process.kill(gone.process!.pid!, 0), 'the deleted pod\'s process is gone');
+      const r = await lab.curl('app/a-3', `http://${VIP}/`);
+      assert.equal(r.status, 200, `${r.exit} ${r.stderr} ${r.text}`);
+      await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-b' && l.msg === 'connection complete' && l.direction === 'inbound'
+        && l['src.identity'] === 'spiffe://cluster.local/ns/app/sa/a3', 'node-b\'s inbound line naming a-3\'s identity');
     });
   } finally {
     await lab.down();
