@@ -193,9 +193,10 @@ test('lab up builds two nodes, lab exec reaches a VIP on the other node, edits a
     assert.equal(direct.status, 0, `a pod reaches the VIP also when it picks the pod itself: ${JSON.stringify(direct)}`);
 
     writeFileSync(join(dir.path, 'apps.yaml'), manifests());
-    const gone = await until('server-2 removed', () => {
+    // server-1's command is back to the first one, so it is restarted once more.
+    const gone = await until('server-2 removed and server-1 running again', () => {
       const s = readState(stateFile);
-      return s.pods['apps/server-2'] === undefined && s.services['apps/server']!.endpoints.length === 1 ? s : undefined;
+      return s.pods['apps/server-2'] === undefined && s.services['apps/server']!.endpoints.length === 1 && s.pods['apps/server-1']?.process?.status === 'running' ? s : undefined;
     });
     assert.equal(listNamespaces(s.pods['apps/server-2']!.netns).length, 0, 'its namespace is deleted');
     assert.equal(alive(s.pods['apps/server-2']!.process!.pid!), false, 'its process is gone');
