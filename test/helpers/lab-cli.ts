@@ -436,6 +436,9 @@ export class LabCli {
     }
     if (!prefix) problems.push('the lab never wrote a state file naming its namespace prefix: cannot check its namespaces');
     if (existsSync(this.stateFile)) problems.push(`the state file ${this.stateFile} is still there`);
+    for (const dir of (state as { temporaryDirs?: string[] } | undefined)?.temporaryDirs ?? []) {
+      if (existsSync(dir)) problems.push(`the lab's temporary directory ${dir} is still there`);
+    }
     const newRules = rootStraitRules().filter((l) => !this.rootRulesBefore.has(l));
     if (newRules.length) problems.push(`new Strait rules in the machine's own namespace: ${newRules.join(' / ')}`);
     if (problems.length === 0) this.root.remove();
