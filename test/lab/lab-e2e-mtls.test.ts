@@ -23,6 +23,14 @@ const IP = {
 const spiffe = (ns: string, sa: string): string => `spiffe://cluster.local/ns/${ns}/sa/${sa}`;
 /** A mesh pod on the client's own node, behind its own VIP: same-node HBONE (lab contract §1). */
 const LOCAL = { pod: '198.18.10.7', vip: '198.18.20.4' };
+/** A mesh pod on node-b whose app is not Strait's: Python's http.server, run by the pod's strait.dev/lab-command. */
+const PY = { pod: '198.18.10.8', vip: '198.18.20.5' };
+const pyPod = {
+  apiVersion: 'v1', kind: 'Pod',
+  metadata: { name: 'py', namespace: 'mesh', labels: { app: 'py' }, annotations: { 'strait.dev/lab-command': `exec /usr/bin/python3 -m http.server 8080 --bind ${PY.pod}` } },
+  spec: { nodeName: 'node-b', serviceAccountName: 'py', containers: [{ name: 'app', image: 'python:3', ports: [{ name: 'http', containerPort: 8080 }] }] },
+  status: { podIP: PY.pod },
+};
 
 const pods = (ns: keyof typeof IP) => [
   demoPod(ns, 'client', 'node-a', IP[ns].client, 'client'),
@@ -75,14 +83,15 @@ function assertPlaintext(lab: LabCli, ns: keyof typeof IP, { marker, pcap }: { m
     `the marker went to ${IP[ns].server}:8080 in plain TCP`);
 }
 
-test('strait lab: plain curl between pods on two nodes goes over mTLS, and a flipped namespace label moves it to plaintext and back', async (t) => {
+test('strait lab: plain curl between pods on two nodes goes over mTLS, and a flipped namespace label (absent, none) moves it to plaintext and back', async (t) => {
   if (!requireLab(t)) return;
   const lab = await LabCli.start({
     files: {
       '00-namespaces.yaml': [namespace('mesh', AMBIENT), namespace('plain')],
       '01-flip.yaml': [namespace('flip', AMBIENT)],
       '10-mesh.yaml': [...pods('mesh'), demoPod('mesh', 'local', 'node-a', LOCAL.pod, 'local'),
-        service('mesh', 'local', { ip: LOCAL.vip, selector: { app: 'local' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] })],
+        service('mesh', 'local', { ip: LOCAL.vip, selector: { app: 'local' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] }),
+        pyPod, service('mesh', 'py', { ip: PY.vip, selector: { app: 'py' }, ports: [{ name: 'http', port: 80, targetPort: 'http' }] })],
       '11-plain.yaml': pods('plain'),
       '12-flip.yaml': pods('flip'),
     },
@@ -119,6 +128,17 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
       assert.equal(inb['src.identity'], spiffe('mesh', 'client'), JSON.stringify(inb));
     });
 
+    await t.test('an app that is not Strait\'s (a pod\'s lab-command: Python\'s http.server) is reached in mTLS the same way', async () => {
+      assert.match(lab.pod('mesh/py').process?.command ?? '', /http\.server/);
+      const r = await lab.curl('mesh/client', `http://${PY.vip}/`);
+      assert.equal(r.exit, 0, r.stderr);
+      assert.equal(r.status, 200, r.text);
+      assert.match(r.text, /Directory listing/);
+      const inb = await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-b' && l.msg === 'connection complete' && l.direction === 'inbound'
+        && l['dst.workload'] === 'py', 'node-b\'s inbound access-log line for mesh/py');
+      assert.equal(inb['src.identity'], spiffe('mesh', 'client'), JSON.stringify(inb));
+    });
+
     await t.test('nothing in the lab routes out of 198.18.0.0/15 (pods only to their node, which has no way out), and no link reaches the machine\'s own namespace', async () => {
       const routeGet = (ns: string, dest: string) => runSync(['ip', 'netns', 'exec', ns, 'ip', 'route', 'get', dest], { allowFailure: true });
       const outside = ['192.0.2.1', '10.0.0.1', '8.8.8.8'];
@@ -145,7 +165,7 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
       assert.equal(caps.some((p) => p.startsWith('plain/')), false, `no capture rules for pods outside the mesh: ${caps.join(', ')}`);
     });
 
-    await t.test('a namespace label flipped in the manifest moves its pods from mTLS to plaintext and back, without restarting them', async () => {
+    await t.test('a namespace label flipped in the manifest (absent, then none) moves its pods from mTLS to plaintext and back, without restarting them', async () => {
       const pidsOf = () => ['flip/client', 'flip/server'].map((p) => lab.refresh().pods[p]!.process?.pid);
       const pidsBefore = pidsOf();
       for (const pid of pidsBefore) assert.ok(typeof pid === 'number' && pid > 0, `the pods run the demo app: ${JSON.stringify(pidsBefore)}`);
@@ -175,6 +195,11 @@ test('strait lab: plain curl between pods on two nodes goes over mTLS, and a fli
       await enrolled(true);
       // The ztunnel may reuse its pooled HBONE connection from the first round: no handshake need be on the wire.
       assertOnlyTls(lab, 'flip', await markedRequest(lab, 'flip'), false);
+
+      // The explicit opt-out value works as the absent label does.
+      lab.write('01-flip.yaml', [namespace('flip', { 'istio.io/dataplane-mode': 'none' })]);
+      await enrolled(false);
+      assertPlaintext(lab, 'flip', await markedRequest(lab, 'flip'));
 
       assert.deepEqual(pidsOf(), pidsBefore, 'the pods\' processes were not restarted');
       for (const pid of pidsBefore) assert.doesNotThrow(() => process.kill(pid!, 0), `pod process ${pid} is alive`);
