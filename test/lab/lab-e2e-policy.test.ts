@@ -16,6 +16,8 @@ import { LabCli, REFUSED_OR_RESET, until, type CurlResult } from '../helpers/lab
 const SERVER = '198.18.10.2';
 const VIP = '198.18.20.1';
 const URL = `http://${VIP}/`;
+/** A mesh pod on the stranger's own node (node-a), behind its own VIP. */
+const NEAR = { pod: '198.18.10.4', vip: '198.18.20.2' };
 
 const peerAuthn = (mode: string) => [{
   apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'secure' }, spec: { mtls: { mode } },
@@ -25,10 +27,10 @@ const denyCaller = [{
   spec: { selector: { matchLabels: { app: 'server' } }, action: 'DENY', rules: [{ from: [{ source: { principals: ['cluster.local/ns/secure/sa/caller'] } }] }] },
 }];
 
-function assertAnswered(r: CurlResult, who: string): void {
+function assertAnswered(r: CurlResult, who: string, pod = 'server'): void {
   assert.equal(r.exit, 0, `${who}: curl exit ${r.exit}: ${r.stderr}`);
   assert.equal(r.status, 200, r.text);
-  assert.equal(r.body?.pod, 'server', r.text);
+  assert.equal(r.body?.pod, pod, r.text);
 }
 
 function assertRefused(t: { diagnostic(m: string): void }, r: CurlResult, who: string): void {
@@ -48,6 +50,8 @@ test('strait lab: STRICT refuses a pod outside the mesh, PERMISSIVE accepts it; 
         demoPod('secure', 'caller', 'node-a', '198.18.10.1', 'caller'),
         demoPod('outside', 'stranger', 'node-a', '198.18.10.3', 'stranger'),
         service('secure', 'server', { ip: VIP, selector: { app: 'server' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
+        demoPod('secure', 'near', 'node-a', NEAR.pod, 'near'),
+        service('secure', 'near', { ip: NEAR.vip, selector: { app: 'near' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] }),
       ],
       '20-peer-authn.yaml': peerAuthn('PERMISSIVE'),
     },
@@ -72,6 +76,12 @@ test('strait lab: STRICT refuses a pod outside the mesh, PERMISSIVE accepts it; 
         && l.direction === 'inbound-plaintext' && String(l['src.addr']).startsWith('198.18.10.3'), 'node-b\'s refusal in the access log');
       assert.equal(line.reason, 'mtls_required', JSON.stringify(line));
       assertAnswered(await lab.curl('secure/caller', URL), 'secure/caller (mTLS) under STRICT');
+    });
+
+    await t.test('STRICT also refuses the outside pod calling a mesh pod on its own node, by the pod\'s address and by its Service VIP', async (t) => {
+      assertRefused(t, await lab.curl('outside/stranger', `http://${NEAR.pod}:8080/`), 'outside/stranger to secure/near\'s pod address under STRICT');
+      assertRefused(t, await lab.curl('outside/stranger', `http://${NEAR.vip}/`), 'outside/stranger to secure/near\'s VIP under STRICT');
+      assertAnswered(await lab.curl('secure/caller', `http://${NEAR.vip}/`), 'secure/caller (mTLS) to secure/near', 'near');
     });
 
     await t.test('an L4 DENY AuthorizationPolicy blocks the enrolled caller (reset/empty reply); removing it restores its calls', async (t) => {
