@@ -3,7 +3,7 @@
  * decides anything: each part is built, handed what it needs, and started.
  */
 import net from 'node:net';
-import { errorMessage } from '../common/errors.js';
+import { StraitError, errorMessage } from '../common/errors.js';
 import { tls13ChannelCredentials } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
@@ -17,7 +17,9 @@ import { ProxyState } from '../dataplane/state/proxy-state.js';
 import { startStateSync } from '../dataplane/state/state-sync.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
 import { CaClient } from '../identity/ca-client.js';
-import { connectMarked, type NofileLimit } from './capture/original-dst.js';
+import { CaptureScripts } from './capture/capture-scripts.js';
+import { captureAddonError, connectMarked, type NofileLimit } from './capture/original-dst.js';
+import { PodCapture } from './capture/pod-capture.js';
 import type { ZtunnelConfig } from './config.js';
 import { ztunnelConfigDump } from './config-dump.js';
 import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
@@ -51,7 +53,7 @@ export interface RunningZtunnel {
 }
 
 /** The controller link: xDS (the state's one writer), the CA, and the certificates of the local pods. */
-function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger) {
+function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger, onSynced: (type: string) => void) {
   const credentials = tls13ChannelCredentials(cfg.rootCertPem);
   const address = formatHostPort(cfg.xdsAddress);
   // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
@@ -65,7 +67,11 @@ function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: Ztunn
     address, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: logs.child({ part: 'xds' }),
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
   });
-  xds.on('update', (type) => synced.add(type));
+  xds.on('update', (type) => {
+    if (synced.has(type)) return;
+    synced.add(type);
+    onSynced(type);
+  });
   xds.on('connected', () => { connected = true; metrics.xdsConnected.set(1); log.info({ controller: address }, 'connected to the controller'); });
   xds.on('disconnected', (err) => { connected = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
   xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
@@ -138,6 +144,23 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
 }
 
 /**
+ * Capture mode (DESIGN §6a): the addon that reads original destinations and marks sockets must load, and the node
+ * chains must be in place, before anything listens; either failing stops the start with the reason.
+ */
+async function setUpCapture(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels): Promise<PodCapture> {
+  const addonError = captureAddonError();
+  if (addonError) throw new StraitError('STRAIT_ERR_CAPTURE', `--capture needs the capture addon: ${addonError}`);
+  const mark = cfg.captureMark!;
+  const scripts = new CaptureScripts({ ...(cfg.capture?.scriptsDir ? { dir: cfg.capture.scriptsDir } : {}), ...(cfg.capture?.iptables ? { iptables: cfg.capture.iptables } : {}), mark, ports: cfg.ports });
+  const capture = new PodCapture({
+    state, node: cfg.nodeName, scripts, mark, log: logs.child({ part: 'capture' }), resyncMs: cfg.capture?.resyncMs ?? 0,
+    counters: { operation: (operation, result) => metrics.captureOperations.inc({ operation, result }) },
+  });
+  await capture.setup();
+  return capture;
+}
+
+/**
  * What the process did for the ztunnel before starting it (process-wide, so the command does it, not this
  * function): `nofile` is the result of raising RLIMIT_NOFILE's soft limit; absent when the ztunnel runs inside
  * another process (tests), whose limits it then only reads.
@@ -155,8 +178,10 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
   const metrics = new ZtunnelMetrics();
   const state = new ProxyState();
+  const capture = cfg.capture ? await setUpCapture(cfg, state, metrics, logs) : undefined;
   const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);
-  const controller = connectController(cfg, state, metrics, logs, log);
+  // Capture follows the pods once the controller's workloads are in: rules an earlier run left stay until then.
+  const controller = connectController(cfg, state, metrics, logs, log, (type) => { if (type === TYPE_WORKLOAD) capture?.follow(); });
   const { identities } = controller;
   const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
 
@@ -192,27 +217,36 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
       ejector.close();
       fd.close();
       controller.close();
+      // After the drain: removing the rules earlier would send new connections of enrolled pods out unencrypted.
+      await capture?.stop();
       await runtime.close();
     },
   });
   const runtime = new ProxyRuntime({
-    address: cfg.listenAddress, ports: cfg.ports, backlog, logLevels: logs, drain, drainMs: cfg.drainMs,
+    address: cfg.listenAddress, adminAddress: cfg.adminAddress, ports: cfg.ports, backlog, logLevels: logs, drain, drainMs: cfg.drainMs,
     configDump: async () => ztunnelConfigDump({
       node: cfg.nodeName, controller: controller.status, state, identities,
       liveConnections: () => tracker.live.size, listeners, fd, endpoints: ejector.health, drainMs: cfg.drainMs,
+      ...(capture ? { capture: () => capture.snapshot() } : {}),
     }),
     connections: () => ({ node: cfg.nodeName, connections: tracker.snapshot() }),
     metrics: async () => {
       const ps = pool.stats();
       metrics.hbonePoolConnections.set(ps.connections);
       metrics.hboneHandshakes.set(ps.handshakes);
+      if (capture) for (const [st, n] of Object.entries(capture.counts())) metrics.capturePods.set({ state: st }, n);
       return { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     },
-    readiness: controller.readiness,
+    readiness: () => {
+      const r = controller.readiness();
+      if (!capture) return r;
+      const c = capture.ready();
+      return { ready: r.ready && c.ready, detail: { ...r.detail, capture: c.detail } };
+    },
   });
   const { admin } = await runtime.listen();
 
   fd.sample(); // everything the ztunnel opens at start is open now
-  log.info({ address: cfg.listenAddress, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }

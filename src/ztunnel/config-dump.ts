@@ -8,6 +8,7 @@ import type { FdGuard } from './fd-guard.js';
 import type { ZtunnelIdentities } from './identities.js';
 import type { Listeners } from './listeners.js';
 import type { EndpointHealth } from './proxy/endpoint-health.js';
+import type { CaptureSnapshot } from './capture/pod-capture.js';
 
 export interface ZtunnelDumpSources {
   node: string;
@@ -19,6 +20,8 @@ export interface ZtunnelDumpSources {
   fd: FdGuard;
   endpoints: EndpointHealth;
   drainMs: number;
+  /** Capture mode: the rules this ztunnel applied, per pod. */
+  capture?: () => CaptureSnapshot;
 }
 
 export function ztunnelConfigDump(s: ZtunnelDumpSources): Record<string, unknown> {
@@ -37,5 +40,6 @@ export function ztunnelConfigDump(s: ZtunnelDumpSources): Record<string, unknown
     fileDescriptors: s.fd.snapshot(),
     ejectedEndpoints: s.endpoints.snapshot().map((e) => ({ endpoint: e.endpoint, until: new Date(e.until).toISOString(), ejections: e.ejections })),
     drainMs: s.drainMs,
+    capture: s.capture ? s.capture() : { enabled: false },
   };
 }

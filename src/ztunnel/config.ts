@@ -29,6 +29,11 @@ export const ENV_HBONE_MAX_SESSIONS_PER_IDENTITY = 'STRAIT_HBONE_MAX_SESSIONS_PE
 export const ENV_CERT_TTL = 'STRAIT_CERT_TTL';
 export const ENV_CONNECT_TIMEOUT = 'STRAIT_CONNECT_TIMEOUT';
 export const ENV_CAPTURE_MARK = 'STRAIT_CAPTURE_MARK';
+export const ENV_CAPTURE = 'STRAIT_CAPTURE';
+export const ENV_CAPTURE_SCRIPTS = 'STRAIT_CAPTURE_SCRIPTS';
+export const ENV_IPTABLES = 'STRAIT_IPTABLES';
+export const ENV_ADMIN_ADDRESS = 'STRAIT_ADMIN_ADDRESS';
+export const ENV_CAPTURE_RESYNC = 'STRAIT_CAPTURE_RESYNC';
 export const ENV_GC = 'STRAIT_GC';
 export const ENV_LISTEN_BACKLOG = 'STRAIT_LISTEN_BACKLOG';
 export const ENV_ENDPOINT_ATTEMPTS = 'STRAIT_ENDPOINT_ATTEMPTS';
@@ -64,6 +69,14 @@ export const PORT_READY = 15021;
 
 export const DEFAULT_XDS_ADDRESS = '127.0.0.1:15012';
 export const DEFAULT_LISTEN_ADDRESS = '127.0.0.1';
+/** Under capture the kernel redirects to the address of the interface a packet came in on: listen on all of them. */
+export const DEFAULT_CAPTURE_LISTEN_ADDRESS = '0.0.0.0';
+/** Where admin (15000: /quitquitquit, /logging) listens when the listen address is a wildcard: never reachable from pods. */
+export const DEFAULT_WILDCARD_ADMIN_ADDRESS = '127.0.0.1';
+/** How often, under capture, the rules on the node are checked against what the ztunnel applied. */
+export const DEFAULT_CAPTURE_RESYNC_MS = 30_000;
+/** The capture mark when --capture is given without --capture-mark (Istio's 1337; the scripts' default). */
+export const DEFAULT_CAPTURE_MARK = 0x539;
 export const DEFAULT_DRAIN_MS = 5_000;
 /** As Istio's ztunnel (POOL_UNUSED_RELEASE_TIMEOUT). */
 export const DEFAULT_POOL_IDLE_MS = 5 * 60_000;
@@ -106,8 +119,10 @@ export interface ZtunnelConfig {
   xdsAddress: HostPort;
   token: string;
   rootCertPem: string;
-  /** The node's address: every standard listener binds here. */
+  /** The node's address: every standard listener binds here (admin too, unless it is a wildcard: see adminAddress). */
   listenAddress: string;
+  /** Where admin (15000) listens: listenAddress, or 127.0.0.1 when that is a wildcard. */
+  adminAddress: string;
   ports: ZtunnelPorts;
   /**
    * Local mesh: also listen for HBONE on each local pod's own address (port `ports.hbone`), presenting that pod's
@@ -131,6 +146,8 @@ export interface ZtunnelConfig {
    * capture rules skip (Istio's 1337 = 0x539). Undefined in the local mesh, where nothing is captured.
    */
   captureMark?: number;
+  /** `--capture`: the ztunnel installs and removes the node's iptables capture itself (scripts/iptables). */
+  capture?: { scriptsDir?: string; iptables?: string; resyncMs: number };
   gc: GcMode;
   /** listen() backlog of every listener; undefined = as large as the kernel allows (net.core.somaxconn). */
   listenBacklog?: number;
@@ -164,6 +181,11 @@ export interface ZtunnelFlags {
   certTtl?: string;
   connectTimeout?: string;
   captureMark?: string;
+  capture?: boolean;
+  captureScripts?: string;
+  iptables?: string;
+  captureResync?: string;
+  adminAddress?: string;
   gc?: string;
   listenBacklog?: string;
   endpointAttempts?: string;
@@ -186,8 +208,28 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (!rootPath) throw fail(`no mesh root certificate: pass --root-cert FILE (the controller's <data-dir>/root-cert.pem) or set ${ENV_ROOT_CERT}`);
   const rootCertPem = readFile(rootPath, '--root-cert');
   if (!rootCertPem.includes('BEGIN CERTIFICATE')) throw fail(`--root-cert ${rootPath} holds no PEM certificate`);
-  const listenAddress = pick(flags.listenAddress, ENV_LISTEN_ADDRESS) ?? DEFAULT_LISTEN_ADDRESS;
+  const captureRaw = flags.capture === true ? 'true' : env[ENV_CAPTURE];
+  if (captureRaw !== undefined && captureRaw !== 'true' && captureRaw !== 'false') throw fail(`${ENV_CAPTURE}: "${captureRaw}" must be true or false`);
+  const capture = captureRaw === 'true';
+  const listenAddress = pick(flags.listenAddress, ENV_LISTEN_ADDRESS) ?? (capture ? DEFAULT_CAPTURE_LISTEN_ADDRESS : DEFAULT_LISTEN_ADDRESS);
   if (!isIP(listenAddress)) throw fail(`--listen-address: "${listenAddress}" is not an IP address`);
+  const wildcard = listenAddress === '0.0.0.0' || listenAddress === '::';
+  const adminAddress = pick(flags.adminAddress, ENV_ADMIN_ADDRESS) ?? (wildcard ? DEFAULT_WILDCARD_ADMIN_ADDRESS : listenAddress);
+  if (!isIP(adminAddress)) throw fail(`--admin-address: "${adminAddress}" is not an IP address`);
+  const localPodListeners = flags.localPodListeners ?? env[ENV_LOCAL_POD_LISTENERS] === 'true';
+  if (capture && localPodListeners) {
+    throw fail('--capture and --local-pod-listeners exclude each other: under capture the kernel redirects pod:15008 to the node listener; drop --local-pod-listeners');
+  }
+  const captureScripts = pick(flags.captureScripts, ENV_CAPTURE_SCRIPTS);
+  const iptables = pick(flags.iptables, ENV_IPTABLES);
+  const captureOnly = (['captureScripts', 'iptables', 'captureResync'] as const).find((k) => flags[k] !== undefined);
+  if (!capture && captureOnly) {
+    const name = { captureScripts: '--capture-scripts', iptables: '--iptables', captureResync: '--capture-resync' }[captureOnly];
+    throw fail(`${name} only applies with --capture (the ztunnel installs the capture rules itself): add --capture, or drop it`);
+  }
+  const resyncMs = duration(pick(flags.captureResync, ENV_CAPTURE_RESYNC), '--capture-resync', DEFAULT_CAPTURE_RESYNC_MS);
+  if (resyncMs > MAX_TIMER_MS) throw fail(`--capture-resync: at most 24d (a timer's range), or 0 for never`);
+  if (iptables !== undefined && !/^[\w./-]+$/.test(iptables)) throw fail(`--iptables: "${iptables}" is not a program name or path (e.g. iptables-nft, iptables-legacy)`);
   const offset = int(flags.portOffset, '--port-offset', 0, -15000, 50000);
   const ports: ZtunnelPorts = {
     outbound: PORT_OUTBOUND + offset, inboundPlaintext: PORT_INBOUND_PLAINTEXT + offset, hbone: PORT_HBONE + offset,
@@ -195,7 +237,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     metrics: PORT_METRICS + offset, ready: PORT_READY + offset,
   };
   const markRaw = pick(flags.captureMark, ENV_CAPTURE_MARK);
-  let captureMark: number | undefined;
+  let captureMark: number | undefined = capture ? DEFAULT_CAPTURE_MARK : undefined;
   if (markRaw !== undefined) {
     captureMark = Number(markRaw);
     if (!Number.isInteger(captureMark) || captureMark <= 0 || captureMark > 0xffffffff) throw fail(`--capture-mark: "${markRaw}" must be a positive 32-bit number (e.g. 0x539)`);
@@ -217,6 +259,8 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
   return {
     ...(captureMark !== undefined ? { captureMark } : {}),
+    ...(capture ? { capture: { resyncMs, ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
+    adminAddress,
     ...(listenBacklog !== undefined ? { listenBacklog } : {}),
     endpointAttempts: int(pick(flags.endpointAttempts, ENV_ENDPOINT_ATTEMPTS), '--endpoint-attempts', DEFAULT_ENDPOINT_ATTEMPTS, 1, 10),
     ejectionBaseMs,
@@ -229,7 +273,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     rootCertPem,
     listenAddress,
     ports,
-    localPodListeners: flags.localPodListeners ?? env[ENV_LOCAL_POD_LISTENERS] === 'true',
+    localPodListeners,
     drainMs: duration(pick(flags.drain, ENV_DRAIN), '--drain', DEFAULT_DRAIN_MS),
     poolIdleMs,
     poolMaxStreams: int(pick(flags.poolMaxStreams, ENV_POOL_MAX_STREAMS), '--pool-max-streams', DEFAULT_POOL_MAX_STREAMS, 1, 10_000),

@@ -19,6 +19,8 @@ export class ZtunnelMetrics {
   readonly endpointRetries: Counter;
   readonly fdExhausted: Counter<'op' | 'reason'>;
   readonly logDropped: Counter;
+  readonly captureOperations: Counter<'operation' | 'result'>;
+  readonly capturePods: Gauge<'state'>;
 
   constructor() {
     collectDefaultMetrics({ register: this.registry });
@@ -57,6 +59,16 @@ export class ZtunnelMetrics {
         if (now > droppedSeen) this.inc(now - droppedSeen);
         droppedSeen = now;
       },
+    });
+    this.captureOperations = new Counter({
+      name: 'strait_capture_operations_total',
+      help: 'Capture scripts run by the ztunnel (--capture), by operation (setup, add, remove, list, teardown) and result (ok, error).',
+      labelNames: ['operation', 'result'], registers,
+    });
+    this.capturePods = new Gauge({
+      name: 'strait_capture_pods',
+      help: 'Pod addresses of this node by the state of their capture rules (present, adding, removing, failed, unsupported).',
+      labelNames: ['state'], registers,
     });
   }
 }

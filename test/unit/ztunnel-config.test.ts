@@ -67,4 +67,29 @@ describe('ztunnel configuration', () => {
     assert.throws(() => parseConfig({}, { ...base, ejectionBase: '0' }), { message: /--ejection-base: must be longer than 0/ });
     assert.throws(() => parseConfig({}, { ...base, ejectionBase: '1m', ejectionMax: '10s' }), { message: '--ejection-max (10000 ms) must be at least --ejection-base (60000 ms)' });
   });
+
+  it('--capture: mark 0x539, listeners on 0.0.0.0 and admin on 127.0.0.1 unless given; capture-only flags refused without it', () => {
+    const base = { node: 'node-a', token: 't', rootCert: root };
+    const plain = parseConfig({}, base);
+    assert.equal(plain.capture, undefined);
+    assert.equal(plain.captureMark, undefined);
+    assert.equal(plain.listenAddress, '127.0.0.1');
+    assert.equal(plain.adminAddress, '127.0.0.1');
+    const c = parseConfig({}, { ...base, capture: true });
+    assert.deepEqual(c.capture, { resyncMs: 30_000 });
+    assert.equal(c.captureMark, 0x539);
+    assert.equal(c.listenAddress, '0.0.0.0');
+    assert.equal(c.adminAddress, '127.0.0.1');
+    assert.deepEqual(parseConfig({ STRAIT_CAPTURE: 'true', STRAIT_IPTABLES: 'iptables-legacy' }, { ...base, captureMark: '0x10', captureResync: '0' }).capture, { iptables: 'iptables-legacy', resyncMs: 0 });
+    assert.equal(parseConfig({}, { ...base, capture: true, captureMark: '0x10' }).captureMark, 0x10);
+    assert.equal(parseConfig({}, { ...base, capture: true, listenAddress: '198.19.254.1' }).adminAddress, '198.19.254.1');
+    assert.equal(parseConfig({}, { ...base, capture: true, adminAddress: '198.19.254.1' }).adminAddress, '198.19.254.1');
+    assert.throws(() => parseConfig({}, { ...base, capture: true, localPodListeners: true }), /--capture and --local-pod-listeners exclude each other/);
+    assert.throws(() => parseConfig({}, { ...base, iptables: 'iptables-nft' }), /--iptables only applies with --capture/);
+    assert.throws(() => parseConfig({}, { ...base, captureScripts: '/tmp' }), /--capture-scripts only applies with --capture/);
+    assert.throws(() => parseConfig({}, { ...base, captureResync: '5s' }), /--capture-resync only applies with --capture/);
+    assert.throws(() => parseConfig({ STRAIT_CAPTURE: 'yes' }, base), /STRAIT_CAPTURE: "yes" must be true or false/);
+    assert.throws(() => parseConfig({}, { ...base, capture: true, iptables: 'iptables; rm -rf /' }), /is not a program name or path/);
+    assert.throws(() => parseConfig({}, { ...base, adminAddress: 'localhost' }), /--admin-address: "localhost" is not an IP address/);
+  });
 });

@@ -13,6 +13,8 @@ import type { LogLevels } from './log-levels.js';
 
 export interface ProxyRuntimeOptions {
   address: string;
+  /** Where admin listens, when not `address` (a wildcard listen address keeps admin on loopback). */
+  adminAddress?: string;
   ports: { admin: number; metrics: number; ready: number };
   /** listen() backlog of the three listeners. */
   backlog: number;
@@ -61,7 +63,7 @@ export class ProxyRuntime {
   /** Listens on the three ports; resolves with the admin address (port 0 picks one). */
   async listen(): Promise<{ admin: HostPort }> {
     const { address, ports, backlog } = this.o;
-    const admin = await this.admin.listen(address, ports.admin, backlog);
+    const admin = await this.admin.listen(this.o.adminAddress ?? address, ports.admin, backlog);
     await this.metrics.listen(address, ports.metrics, backlog);
     await this.ready.listen(address, ports.ready, backlog);
     return { admin };

@@ -1,10 +1,9 @@
-import { closeSync, existsSync } from 'node:fs';
+import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { isIP, Socket } from 'node:net';
 import { constants as osConstants } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { StraitError, bug, errorMessage } from '../../common/errors.js';
+import { findPackageFile } from '../../common/package-file.js';
 
 /**
  * The kernel's view of captured sockets (DESIGN §6a), through the project's one native addon
@@ -56,16 +55,8 @@ function load(): { addon: Addon } | { error: string } {
     loaded = { error: `the capture addon works only on Linux (this is ${process.platform})` };
     return loaded;
   }
-  // Walk up from this module (dist/src/ztunnel/capture or src/ztunnel/capture) to the package root holding build/.
-  let dir = dirname(fileURLToPath(import.meta.url));
-  let file: string | undefined;
-  for (;;) {
-    const candidate = join(dir, ADDON_FILE);
-    if (existsSync(candidate)) { file = candidate; break; }
-    const parent = dirname(dir);
-    if (parent === dir) break;
-    dir = parent;
-  }
+  // From this module (dist/src/ztunnel/capture or src/ztunnel/capture) up to the package root holding build/.
+  const file = findPackageFile(import.meta.url, ADDON_FILE);
   if (!file) {
     loaded = { error: `the capture addon (${ADDON_FILE}) is not built: ${BUILD_HINT}` };
     return loaded;
@@ -87,6 +78,12 @@ function addon(): Addon {
 /** True when the native addon is built and loads, i.e. original destinations can be read and sockets marked. */
 export function isOriginalDstAvailable(): boolean {
   return 'addon' in load();
+}
+
+/** Why the native addon cannot be used (what to do about it), or undefined when it loads. */
+export function captureAddonError(): string | undefined {
+  const l = load();
+  return 'error' in l ? l.error : undefined;
 }
 
 function errnoName(errno: number | undefined): string {
