@@ -166,3 +166,51 @@ export class RemoteLoad implements LoadDriver {
     return this.child.stop();
   }
 }
+
+/**
+ * Several load drivers behind one: each path is carried by the driver `route(path)` names (bench/capture.ts: the
+ * client in the enrolled pod and the one in the plain pod). Invariant: a set is used with the driver of the path it
+ * was opened on.
+ */
+export class LoadByPath implements LoadDriver {
+  private readonly setPath = new Map<string, string>();
+
+  constructor(private readonly route: (path: string) => LoadDriver) {}
+
+  private bySet(set: string): LoadDriver {
+    const path = this.setPath.get(set);
+    if (path === undefined) throw new Error(`BUG: connection set ${set} was never opened`);
+    return this.route(path);
+  }
+
+  probe(path: string, timeoutMs?: number): Promise<void> {
+    return this.route(path).probe(path, timeoutMs);
+  }
+
+  open(set: string, path: string, connections: number): Promise<void> {
+    this.setPath.set(set, path);
+    return this.route(path).open(set, path, connections);
+  }
+
+  sequential(set: string, count: number, maxMs: number): Promise<SequentialResult> {
+    return this.bySet(set).sequential(set, count, maxMs);
+  }
+
+  openLoop(set: string, rps: number, durationMs: number): Promise<OpenLoopResult> {
+    return this.bySet(set).openLoop(set, rps, durationMs);
+  }
+
+  download(path: string, bytes: number, streams: number, maxMs: number): Promise<TransferResult> {
+    return this.route(path).download(path, bytes, streams, maxMs);
+  }
+
+  upload(path: string, bytes: number, streams: number, maxMs: number): Promise<TransferResult> {
+    return this.route(path).upload(path, bytes, streams, maxMs);
+  }
+
+  async close(set: string): Promise<void> {
+    if (!this.setPath.has(set)) return;
+    await this.bySet(set).close(set);
+    this.setPath.delete(set);
+  }
+}
