@@ -10,6 +10,7 @@ import { validateCommand } from './validate.js';
 import { ztunnelCommand } from './ztunnel.js';
 import { waypointCommand } from './waypoint.js';
 import { upCommand } from './up.js';
+import { labCommand } from './lab.js';
 import { demoCommand } from './demo.js';
 import { demoAppCommand } from './demo-app.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../common/log.js';
@@ -29,6 +30,7 @@ program.addCommand(tokenCommand());
 program.addCommand(ztunnelCommand());
 program.addCommand(waypointCommand());
 program.addCommand(upCommand());
+program.addCommand(labCommand());
 program.addCommand(demoCommand());
 program.addCommand(demoAppCommand(), { hidden: true });
 

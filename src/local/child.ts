@@ -1,9 +1,12 @@
 /**
- * One process of the local mesh (`strait controller`, `strait ztunnel`, `strait demo-app`), started by `strait up`.
+ * One process of the local mesh (`strait controller`, `strait ztunnel`, `strait demo-app`), started by `strait up`,
+ * or of a lab (`strait lab`), where it may run inside a network namespace (`ip netns exec NS ...`: ip execs the
+ * command, so the pid is the command's own) and may be a pod's own shell command instead of a strait one.
  * Its output lines go to a log file or to the parent's writer; its last error lines are kept to say why it failed.
  * It runs in its own process group, so a terminal's Ctrl-C or hang-up reaches only `strait up`, which stops the
- * children in order; and it holds an IPC channel to the parent, which closes when the parent dies however it dies,
- * and the child then stops itself (src/cli/shutdown.ts).
+ * children in order; and a strait child holds an IPC channel to the parent, which closes when the parent dies however
+ * it dies, and the child then stops itself (src/cli/shutdown.ts). A shell command gets no channel (it is not ours to
+ * hand one to): it is signalled as a whole process group, and a lab removes what is left in its namespaces.
  * Invariants: `exited` resolves exactly once, after the process is gone and its output has been read to the end.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,6 +28,14 @@ export interface ChildSpec {
   args: string[];
   /** Node options before the script (V8 heap sizes cannot be set from inside). */
   nodeOptions?: readonly string[];
+  /** Run inside this network namespace (`ip netns exec NS ...`). */
+  netns?: string;
+  /** A shell command (`/bin/sh -c`) to run instead of `strait args` (a lab pod's strait.dev/lab-command). */
+  shell?: string;
+  /** Added to the environment. */
+  env?: Readonly<Record<string, string>>;
+  /** Working directory (default: the parent's). */
+  cwd?: string;
 }
 
 export interface ChildOutput {
@@ -40,14 +51,18 @@ export class MeshChild {
   private readonly errors: string[] = [];
   private stopping: Promise<ChildExit> | undefined;
 
-  private constructor(readonly name: string, private readonly proc: ChildProcess, out: ChildOutput) {
+  private constructor(readonly name: string, private readonly proc: ChildProcess, out: ChildOutput, private readonly shell: boolean) {
     if (proc.pid === undefined) throw new Error(`BUG: ${name} has no pid`);
     this.pid = proc.pid;
     const file: WriteStream | undefined = out.logDir ? createWriteStream(join(out.logDir, `${name.replace(/[/:]/g, '_')}.log`), { flags: 'a' }) : undefined;
     const sink = (line: string) => (file ? file.write(line + '\n') : out.write(line + '\n'));
     const stdoutDone = once(createInterface({ input: proc.stdout! }).on('line', (line) => {
-      sink(line);
-      this.noteError(line);
+      // A shell command's lines are its own text: wrapped, so that what the lab writes stays JSON lines.
+      if (shell) sink(JSON.stringify({ level: 'info', component: name, stdout: line }));
+      else {
+        sink(line);
+        this.noteError(line);
+      }
     }), 'close');
     const stderrDone = once(createInterface({ input: proc.stderr! }).on('line', (line) => {
       sink(JSON.stringify({ level: 'error', component: name, stderr: line }));
@@ -63,10 +78,14 @@ export class MeshChild {
   }
 
   static spawn(spec: ChildSpec, logLevel: string, out: ChildOutput): MeshChild {
-    const proc = spawn(process.execPath, [...(spec.nodeOptions ?? []), STRAIT_BIN, '--log-level', logLevel, ...spec.args], {
-      stdio: ['ignore', 'pipe', 'pipe', 'ipc'], detached: true,
+    const shell = spec.shell !== undefined;
+    const command = shell ? ['/bin/sh', '-c', spec.shell!] : [process.execPath, ...(spec.nodeOptions ?? []), STRAIT_BIN, '--log-level', logLevel, ...spec.args];
+    const argv = spec.netns ? ['ip', 'netns', 'exec', spec.netns, ...command] : command;
+    const proc = spawn(argv[0]!, argv.slice(1), {
+      stdio: shell ? ['ignore', 'pipe', 'pipe'] : ['ignore', 'pipe', 'pipe', 'ipc'], detached: true,
+      ...(spec.env ? { env: { ...process.env, ...spec.env } } : {}), ...(spec.cwd ? { cwd: spec.cwd } : {}),
     });
-    return new MeshChild(spec.name, proc, out);
+    return new MeshChild(spec.name, proc, out, shell);
   }
 
   /** How it ended, once it has. */
@@ -82,7 +101,9 @@ export class MeshChild {
   kill(signal: NodeJS.Signals): void {
     if (this.exitInfo) return;
     try {
-      this.proc.kill(signal);
+      // A shell command's own children (its process group, made by `detached`) go with it.
+      if (this.shell) process.kill(-this.pid, signal);
+      else this.proc.kill(signal);
     } catch {
       // already gone
     }

@@ -59,22 +59,34 @@ export function waypointSpec(m: MeshPlaces, w: PlannedWaypoint): ComponentSpec {
  */
 export function waypointPodsManifest(waypoints: readonly PlannedWaypoint[]): string {
   const docs = waypoints.map((w) => [
-    '# Written by strait up: the pod of the waypoint it runs for this Gateway.',
+    '# Written by strait up (or strait lab): the pod of the waypoint it runs for this Gateway.',
     'apiVersion: v1', 'kind: Pod', 'metadata:', `  name: ${w.name}-waypoint`, `  namespace: ${w.namespace}`,
     '  labels:', `    gateway.networking.k8s.io/gateway-name: ${w.name}`, '    istio.io/dataplane-mode: none',
-    'spec:', `  serviceAccountName: ${w.serviceAccount}`, '  containers:', '    - name: waypoint', '      image: strait/waypoint',
+    'spec:', ...(w.node ? [`  nodeName: ${w.node}`] : []), `  serviceAccountName: ${w.serviceAccount}`, '  containers:', '    - name: waypoint', '      image: strait/waypoint',
     '      ports:', '        - name: hbone', `          containerPort: ${PORTS.hbone}`,
     'status:', '  phase: Running', `  podIP: ${w.address}`, '  podIPs:', `    - ip: ${w.address}`,
   ].join('\n'));
   return docs.join('\n---\n') + '\n';
 }
 
-export function ztunnelSpec(m: MeshPlaces, n: PlannedNode): ComponentSpec {
+/**
+ * How a ztunnel meets its node's pods: `loopback` (strait up) listens on the node's loopback address and on each local
+ * pod's; `capture` (strait lab) runs in the node's network namespace and captures the enrolled pods' traffic with
+ * iptables (DESIGN §6a), listening on every address of the namespace.
+ */
+export type ZtunnelPlacement = 'loopback' | 'capture';
+
+// TODO(lead): `strait ztunnel --capture` (lab contract §2) replaces this stand-in at merge: ['--capture']. Until it
+// lands the ztunnel listens on every address with the capture mark, and runs no capture scripts itself.
+const CAPTURE_ARGS: readonly string[] = ['--listen-address', '0.0.0.0', '--capture-mark', '0x539'];
+
+export function ztunnelSpec(m: MeshPlaces, n: PlannedNode, placement: ZtunnelPlacement = 'loopback'): ComponentSpec {
   return {
     name: `ztunnel/${n.name}`, what: `ztunnel on ${n.name}`, stopGraceMs: ZTUNNEL_STOP_GRACE_MS, readyUrl: `http://${n.address}:${PORTS.ready}/healthz/ready`,
     nodeOptions: ZTUNNEL_NODE_OPTIONS,
     args: ['ztunnel', '--node', n.name, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`, '--token-file', join(m.dataDir, 'tokens', `node-${n.name}.token`),
-      '--root-cert', join(m.dataDir, 'root-cert.pem'), '--listen-address', n.address, '--local-pod-listeners', '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+      '--root-cert', join(m.dataDir, 'root-cert.pem'), ...(placement === 'capture' ? CAPTURE_ARGS : ['--listen-address', n.address, '--local-pod-listeners']),
+      '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
   };
 }
 

@@ -1,6 +1,7 @@
 /**
- * A copy of the user's manifests with their loopback addresses moved into the mesh's address base (see
- * address-base.ts): the controller reads the copy, so it hands out the addresses the mesh really uses.
+ * A copy of the user's manifests with their addresses translated (see address-base.ts): into the local mesh's
+ * address base (`strait up --address-base`), or into the lab's 198.18.0.0/15 (`strait lab`). The controller reads the
+ * copy, so it hands out the addresses the mesh really uses.
  * Invariants: `dir` holds, for each *.yaml / *.yml file of the source, the file at the same relative path with its
  * addresses moved, and no other manifest; a file is rewritten only when its moved text changed, and by rename, so
  * the controller never reads half a file.
@@ -8,7 +9,6 @@
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
-import { relocateText } from './address-base.js';
 
 const MANIFEST_RE = /\.ya?ml$/;
 /** Not a manifest name: the controller never picks up a file while it is being written. */
@@ -17,8 +17,12 @@ const PARTIAL_SUFFIX = '.strait-partial';
 export class ManifestMirror {
   readonly dir: string;
 
-  constructor(private readonly source: string, private readonly base: number) {
-    this.dir = mkdtempSync(join(tmpdir(), 'strait-up-manifests-'));
+  /**
+   * `translate`: a manifest's text → the copy's (relocateText, labAddressText). `parent`: where the copy's directory
+   * is made (default: the system's temporary directory).
+   */
+  constructor(private readonly source: string, private readonly translate: (text: string) => string, parent = tmpdir()) {
+    this.dir = mkdtempSync(join(parent, 'strait-manifests-'));
   }
 
   /** Brings the copy up to date; returns whether any file changed. */
@@ -35,7 +39,7 @@ export class ManifestMirror {
       } catch {
         continue; // removed while we looked: the next sync sees it gone
       }
-      want.set(rel, relocateText(text, this.base));
+      want.set(rel, this.translate(text));
     }
     let changed = false;
     for (const [rel, text] of want) {

@@ -7,17 +7,18 @@
  * started and removed what it made (temporary data directory, manifest copy, state file); stop() ends every child
  * (SIGTERM, then SIGKILL after a grace period: a ztunnel's exceeds its drain period) and removes the same.
  */
-import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, watch, writeFileSync, type FSWatcher } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { loadManifestPath, type ParseResult } from '../common/model/index.js';
 import { formatProblem } from '../common/model/types.js';
-import { formatAddressBase } from './address-base.js';
+import { formatAddressBase, relocateText } from './address-base.js';
 import { MeshChild } from './child.js';
 import { PORTS, appSpec, controllerSpec, listenAddresses, waypointPodsManifest, waypointSpec, ztunnelSpec, type MeshPlaces } from './components.js';
 import { ManifestMirror } from './manifest-mirror.js';
+import { watchManifests, type ManifestWatch } from './manifest-watch.js';
 import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode, type PlannedWaypoint } from './plan.js';
 import { describeTaken, takenAddresses } from './preflight.js';
 import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
@@ -81,8 +82,7 @@ export class LocalMesh {
   private madeDataDir = false;
   private mirror: ManifestMirror | undefined;
   private plan: LocalPlan = EMPTY_PLAN;
-  private watcher: FSWatcher | undefined;
-  private poll: NodeJS.Timeout | undefined;
+  private watcher: ManifestWatch | undefined;
   private reconciling: Promise<void> = Promise.resolve();
   private started = false;
   private stopping = false;
@@ -197,7 +197,7 @@ export class LocalMesh {
       this.dataDir = mkdtempSync(join(tmpdir(), 'strait-up-'));
       this.madeDataDir = true;
     }
-    if (this.base !== 0) this.mirror = new ManifestMirror(resolve(this.opts.manifestDir), this.base);
+    if (this.base !== 0) this.mirror = new ManifestMirror(resolve(this.opts.manifestDir), (text) => relocateText(text, this.base));
     // Inside the data directory, so that nothing is left anywhere else even when strait up is killed outright.
     this.platformDir = join(this.dataDir, 'platform');
     rmSync(this.platformDir, { recursive: true, force: true });
@@ -236,7 +236,6 @@ export class LocalMesh {
   private async stopAll(): Promise<void> {
     this.stopping = true;
     this.watcher?.close();
-    clearInterval(this.poll);
     // Apps first, then waypoints, then ztunnels, then the controller: the reverse of start. Stopping a component also ends a wait
     // for it to get ready, so an edit being applied finishes at once; what it started is stopped in the second pass.
     const stopEverything = async () => {
@@ -325,20 +324,9 @@ export class LocalMesh {
   // ---- live edits ----
 
   private watch(): void {
-    const schedule = () => {
+    this.watcher = watchManifests(this.opts.manifestDir, () => {
       this.reconciling = this.reconciling.then(() => this.reconcile()).catch((err) => this.log.error({ err: errorMessage(err) }, 'applying manifest changes failed'));
-    };
-    let pending: NodeJS.Timeout | undefined;
-    try {
-      this.watcher = watch(this.opts.manifestDir, { recursive: true, persistent: false }, () => {
-        clearTimeout(pending);
-        pending = setTimeout(schedule, 200);
-      });
-    } catch {
-      // polling below still applies edits
-    }
-    this.poll = setInterval(schedule, 2000);
-    this.poll.unref();
+    });
   }
 
   /**

@@ -54,6 +54,8 @@ export interface PlannedWaypoint {
   name: string;
   address: string;
   serviceAccount: string;
+  /** The node its pod runs on (the lab's first node); the local mesh's waypoints are on none. */
+  node?: string;
 }
 
 export interface LocalPlan {
@@ -121,53 +123,86 @@ export function planLocalMesh(objects: MeshObject[], opts: PlanOptions = {}): Lo
   for (const p of pods) {
     const ip = p.status.podIP;
     if (!ip || !isLoopback(ip)) continue; // a pod without an address runs nothing; one off loopback is in `errors`
-    const ns = p.metadata.namespace!;
-    const demo = p.spec.containers.filter((c) => c.image === DEMO_APP_IMAGE || c.image?.startsWith(`${DEMO_APP_IMAGE}:`));
-    if (demo.length === 0) continue;
-    const { behaviour, errors: bad } = demoBehaviourOf(p.metadata.annotations, `Pod ${ns}/${p.metadata.name}`);
-    if (bad.length > 0) {
-      errors.push(...bad);
-      continue;
-    }
-    for (const c of demo) {
-      for (const port of c.ports.length ? c.ports : [{ containerPort: 8080 }]) {
-        apps.push({
-          key: `${ns}/${p.metadata.name}/${c.name}:${port.containerPort}`, namespace: ns, pod: p.metadata.name, node: p.spec.nodeName ?? '',
-          address: ip, port: port.containerPort, serviceAccount: p.spec.serviceAccountName,
-          version: p.metadata.labels['version'] ?? 'v1', app: p.metadata.labels['app'] ?? p.metadata.name,
-          behaviour, grpc: isGrpcPort(p, port, services),
-        });
-      }
-    }
+    apps.push(...planDemoApps(p, ip, services, errors));
   }
-  const waypoints = planWaypoints(objects, opts, problems);
+  const waypoints = planWaypoints(objects, loopbackWaypointPool(opts), problems);
   return { nodes, apps, pods: planned, waypoints, problems, errors };
 }
 
-function planWaypoints(objects: MeshObject[], opts: PlanOptions, problems: string[]): PlannedWaypoint[] {
+/**
+ * The demo apps a pod runs at `address` (the local mesh's or the lab's): one per port of each container whose image is
+ * strait/demo-app, none otherwise. What is wrong with its demo annotations goes to `errors` (and then it runs none).
+ */
+export function planDemoApps(p: Pod, address: string, services: readonly Service[], errors: string[]): PlannedApp[] {
+  const ns = p.metadata.namespace!;
+  const demo = p.spec.containers.filter((c) => c.image === DEMO_APP_IMAGE || c.image?.startsWith(`${DEMO_APP_IMAGE}:`));
+  if (demo.length === 0) return [];
+  const { behaviour, errors: bad } = demoBehaviourOf(p.metadata.annotations, `Pod ${ns}/${p.metadata.name}`);
+  if (bad.length > 0) {
+    errors.push(...bad);
+    return [];
+  }
+  const apps: PlannedApp[] = [];
+  for (const c of demo) {
+    for (const port of c.ports.length ? c.ports : [{ containerPort: 8080 }]) {
+      apps.push({
+        key: `${ns}/${p.metadata.name}/${c.name}:${port.containerPort}`, namespace: ns, pod: p.metadata.name, node: p.spec.nodeName ?? '',
+        address, port: port.containerPort, serviceAccount: p.spec.serviceAccountName,
+        version: p.metadata.labels['version'] ?? 'v1', app: p.metadata.labels['app'] ?? p.metadata.name,
+        behaviour, grpc: isGrpcPort(p, port, services),
+      });
+    }
+  }
+  return apps;
+}
+
+/** Where waypoints get their address: which Gateway addresses are usable, and the pool for the others. */
+export interface WaypointPool {
+  /** Addresses already given to running waypoints ("ns/name" → address). */
+  previous: ReadonlyMap<string, string>;
+  /** Whether a Gateway's spec.addresses value can be the waypoint's address here. */
+  usable: (ip: string) => boolean;
+  /** Said (as a problem) of a Gateway IP address that is not usable. */
+  unusable: (key: string, ip: string) => string;
+  /** The k-th (0-based) address of the pool; undefined past its end. */
+  address: (k: number) => string | undefined;
+  /** "127.0.101.0/24", for the error when the pool runs out. */
+  range: string;
+}
+
+function loopbackWaypointPool(opts: PlanOptions): WaypointPool {
   const pool = opts.waypointPoolPrefix ?? DEFAULT_WAYPOINT_POOL_PREFIX;
-  const previous = opts.previousWaypoints ?? new Map<string, string>();
+  return {
+    previous: opts.previousWaypoints ?? new Map(), usable: isLoopback, range: `${pool}0/24`,
+    unusable: (key, ip) => `Gateway ${key}: address ${ip} is not in 127.0.0.0/8; the local mesh runs the waypoint on a loopback address instead`,
+    address: (k) => (k < 254 ? `${pool}${k + 1}` : undefined),
+  };
+}
+
+/** The waypoint Gateways of the manifests, sorted by "ns/name", each with its address from `pool`. */
+export function planWaypoints(objects: readonly MeshObject[], pool: WaypointPool, problems: string[]): PlannedWaypoint[] {
   const gateways = objects
     .filter((o): o is Extract<MeshObject, { kind: 'Gateway' }> => o.kind === 'Gateway' && o.spec.gatewayClassName === WAYPOINT_GATEWAY_CLASS)
     .sort((a, b) => (`${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1));
   const chosen = new Map<string, string>();
   for (const g of gateways) {
     const key = `${g.metadata.namespace}/${g.metadata.name}`;
-    const given = g.spec.addresses?.find((a) => (!a.type || a.type === 'IPAddress') && isLoopback(a.value))?.value;
-    const other = g.spec.addresses?.find((a) => (!a.type || a.type === 'IPAddress') && !isLoopback(a.value));
-    if (other) problems.push(`Gateway ${key}: address ${other.value} is not in 127.0.0.0/8; the local mesh runs the waypoint on a loopback address instead`);
+    const ips = (g.spec.addresses ?? []).filter((a) => !a.type || a.type === 'IPAddress').map((a) => a.value);
+    const given = ips.find(pool.usable);
+    const other = ips.find((ip) => !pool.usable(ip));
+    if (other) problems.push(pool.unusable(key, other));
     if (given) chosen.set(key, given);
-    else if (previous.has(key)) chosen.set(key, previous.get(key)!);
+    else if (pool.previous.has(key)) chosen.set(key, pool.previous.get(key)!);
   }
   const used = new Set(chosen.values());
-  let next = 1;
+  let next = 0;
   return gateways.map((g) => {
     const key = `${g.metadata.namespace}/${g.metadata.name}`;
     let address = chosen.get(key);
     if (!address) {
-      while (used.has(`${pool}${next}`)) next++;
-      if (next > 254) throw new Error(`more than 254 waypoints: the local mesh assigns waypoint addresses from ${pool}0/24`);
-      address = `${pool}${next++}`;
+      while (pool.address(next) !== undefined && used.has(pool.address(next)!)) next++;
+      address = pool.address(next++);
+      if (address === undefined) throw new Error(`too many waypoints: waypoint addresses are assigned from ${pool.range}`);
       used.add(address);
     }
     const sa = g.metadata.annotations?.[ANNOTATION_WAYPOINT_SERVICE_ACCOUNT] ?? g.metadata.name;

@@ -11,7 +11,7 @@
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { describeExit, type ChildSpec, type MeshChild } from './child.js';
-import { waitReady, type ReadyOutcome } from './readiness.js';
+import { httpGetIn, waitReady, type ReadyOutcome } from './readiness.js';
 
 export const RESTART_BASE_MS = 500;
 export const RESTART_MAX_MS = 30_000;
@@ -25,8 +25,11 @@ export function restartDelayMs(failures: number): number {
 export interface ComponentSpec extends ChildSpec {
   /** For people: "controller", "ztunnel on node-a", "demo app shop/web-1/app:8080". */
   what: string;
-  /** Answers 200 with the process's pid (PID_HEADER) once it is ready. */
-  readyUrl: string;
+  /**
+   * Answers 200 with the process's pid (PID_HEADER) once it is ready; asked from inside the child's network namespace
+   * when it has one. None: the process counts as ready once started (a lab pod's own command).
+   */
+  readyUrl?: string;
   /** Between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
@@ -87,7 +90,11 @@ export class Supervisor {
   private async launch(): Promise<void> {
     const child = this.deps.spawn(this.spec);
     this.child = child;
-    const outcome = await waitReady({ url: this.spec.readyUrl, pid: child.pid, gone: () => child.exit !== undefined || this.stopping, timeoutMs: this.deps.readyTimeoutMs });
+    const url = this.spec.readyUrl;
+    const outcome: ReadyOutcome = url === undefined ? { ready: true } : await waitReady({
+      url, pid: child.pid, gone: () => child.exit !== undefined || this.stopping, timeoutMs: this.deps.readyTimeoutMs,
+      ...(this.spec.netns ? { get: httpGetIn(this.spec.netns) } : {}),
+    });
     if (!outcome.ready) {
       await child.stop(this.spec.stopGraceMs);
       throw this.failure(outcome, child);

@@ -76,7 +76,7 @@ describe('ManifestMirror', () => {
     writeFileSync(join(src.path, 'a.yaml'), 'podIP: 127.0.10.1\n');
     writeFileSync(join(src.path, 'sub', 'b.yml'), 'address: 127.0.100.1\n');
     writeFileSync(join(src.path, 'notes.txt'), '127.0.0.1\n');
-    const m = new ManifestMirror(src.path, 33);
+    const m = new ManifestMirror(src.path, (t) => relocateText(t, 33));
     mirrors.push(m);
     assert.equal(m.sync(), true);
     assert.equal(readFileSync(join(m.dir, 'a.yaml'), 'utf8'), 'podIP: 127.33.10.1\n');
@@ -97,7 +97,7 @@ describe('ManifestMirror', () => {
   it('copies a single manifest file', () => {
     const file = join(src.path, 'one.yaml');
     writeFileSync(file, 'podIP: 127.0.10.9\n');
-    const m = new ManifestMirror(file, 2);
+    const m = new ManifestMirror(file, (t) => relocateText(t, 2));
     mirrors.push(m);
     m.sync();
     assert.deepEqual(readdirSync(m.dir), ['one.yaml']);
