@@ -16,10 +16,9 @@
  * asserted. Writes bench/results/capture.json and prints a table. Needs root (network namespaces, iptables).
  *
  *   node --expose-gc dist/bench/capture.js [--quick] [--phases rate,throughput] [--variants direct,strait,stunnel,node-tls]
- *                                          [--streams 8] [--keep] [--quiet-wait-s 30] [--noise-budget-s 75] [--interim]
+ *                                          [--streams 8] [--keep] [--quiet-wait-s 30] [--noise-budget-s 75]
  *
- * --interim builds the network by hand (bench/lib/capture-interim.ts) instead of `strait lab up`: no mesh, so the
- * strait variant is skipped. Every namespace and process the run made is removed at the end, on failure and on a signal.
+ * Every namespace and process the run made is removed at the end, on failure and on a signal.
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +26,6 @@ import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NOISY_VCPU, NoiseGuard, waitForQuiet } from './lib/bench-noise.js';
-import { InterimLab } from './lib/capture-interim.js';
 import { ADDR, CLIENT_ID, HTTP_PORT, MESH_NS, NODE_A, NODE_B, PLAIN_NS, SERVER_ID, SINK_PORT, StraitLab, captureManifests, type LabState } from './lib/capture-lab.js';
 import { VARIANTS, figures, report, type Results, type VariantName } from './lib/capture-report.js';
 import type { DialSpec } from './lib/datapath-client.js';
@@ -48,7 +46,6 @@ const argv = process.argv.slice(2);
 const option = (name: string): string | undefined => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1] : undefined);
 const QUICK = argv.includes('--quick');
 const KEEP = argv.includes('--keep');
-const INTERIM = argv.includes('--interim');
 const QUIET_WAIT_MS = Number(option('quiet-wait-s') ?? 30) * 1000;
 const PHASES = new Set((option('phases') ?? 'rate,throughput').split(','));
 const STREAMS = Number(option('streams') ?? 8);
@@ -78,6 +75,12 @@ function nodeGet(netns: string, port: number, path: string): string | undefined 
   return r.status === 0 ? r.stdout : undefined;
 }
 
+/** POST http://127.0.0.1:PORT/PATH inside a node namespace. */
+function nodePost(netns: string, port: number, path: string): void {
+  const r = spawnSync('ip', ['netns', 'exec', netns, 'curl', '-sf', '--max-time', '5', '-X', 'POST', `http://127.0.0.1:${port}${path}`], { encoding: 'utf8', timeout: 10_000 });
+  if (r.status !== 0) throw new Error(`POST ${path} to the ztunnel's admin in ${netns} failed (${r.status}): ${(r.stderr ?? '').trim()}`);
+}
+
 /** Waits until the node's ztunnel reports the pods' capture rules present in /config_dump. */
 async function waitCaptured(netns: string, pods: string[], timeoutMs = 60_000): Promise<void> {
   const until = Date.now() + timeoutMs;
@@ -89,7 +92,10 @@ async function waitCaptured(netns: string, pods: string[], timeoutMs = 60_000): 
       seen = JSON.stringify(Object.fromEntries(states));
       if (pods.every((p) => states.get(p) === 'present')) return;
     } catch { /* not up yet */ }
-    if (Date.now() > until) throw new Error(`the ztunnel in ${netns} has not captured ${pods.join(', ')} after ${timeoutMs / 1000} s (its capture pods: ${seen || 'none'})`);
+    if (Date.now() > until) {
+      throw new Error(`the ztunnel in ${netns} has not captured ${pods.join(', ')} after ${timeoutMs / 1000} s (its /config_dump capture pods: ${seen || 'none'}; `
+        + 'does this build\'s lab run the ztunnels with --capture?)');
+    }
     await sleep(250);
   }
 }
@@ -138,7 +144,7 @@ async function main(): Promise<void> {
   const work = mkdtempSync(join(tmpdir(), 'strait-bench-capture-'));
   const cleanups: (() => Promise<unknown>)[] = [];
   const children = new Set<number>();
-  let lab: StraitLab | InterimLab | undefined;
+  let lab: StraitLab | undefined;
   let cleaned = false;
   const leftovers: string[] = [];
   const cleanup = async () => {
@@ -170,10 +176,6 @@ async function main(): Promise<void> {
     say('!!! stunnel is not installed: the stunnel reference is SKIPPED. Install it with: apt-get install -y stunnel4 !!!');
     wanted = wanted.filter((v) => v !== 'stunnel');
   }
-  if (INTERIM && wanted.includes('strait')) {
-    notes.push('--interim: the network was built by hand, without the mesh: the strait variant was skipped');
-    wanted = wanted.filter((v) => v !== 'strait');
-  }
   const loadAtStart = loadAverage();
   let ourPids: () => number[] = () => [process.pid];
 
@@ -181,21 +183,10 @@ async function main(): Promise<void> {
     const quiet = await waitForQuiet(QUIET_WAIT_MS, () => ourPids(), say);
     if (!quiet.ok) say(`!!! the machine is still busy (other jobs use ${quiet.otherVcpu.toFixed(2)} vCPU of ${cpus().length}): figures will be noisy !!!`);
 
-    let state: LabState;
-    let ca: string;
-    if (INTERIM) {
-      const interim = new InterimLab();
-      lab = interim;
-      say(`building the network by hand (${interim.prefix}*)`);
-      state = interim.start();
-      ca = join(work, 'ca');
-    } else {
-      const strait = new StraitLab(join(work, 'lab'));
-      lab = strait;
-      say('starting the cluster (strait lab up)');
-      state = await strait.start(captureManifests());
-      ca = caDir(state);
-    }
+    lab = new StraitLab(join(work, 'lab'));
+    say('starting the cluster (strait lab up)');
+    const state = await lab.start(captureManifests());
+    const ca = caDir(state);
     const pod = (key: string) => {
       const p = state.pods[key];
       if (!p) throw new Error(`the lab has no pod ${key} (pods: ${Object.keys(state.pods).join(', ')})`);
@@ -270,6 +261,8 @@ async function main(): Promise<void> {
       await waitCaptured(nodeA.netns, [`${MESH_NS}/client`]);
       await waitCaptured(nodeB.netns, [`${MESH_NS}/server`]);
       ztunnels = { [`ztunnel/${NODE_A}`]: resolvePid(nodeA.ztunnel.pid, 'ztunnel'), [`ztunnel/${NODE_B}`]: resolvePid(nodeB.ztunnel.pid, 'ztunnel') };
+      // As the loopback data-path benchmark runs them: at warn, no access-log line per connection on the hot path.
+      for (const n of [nodeA, nodeB]) nodePost(n.netns, 15000, '/logging?level=warn');
       say(`both pods captured; ztunnels ${Object.entries(ztunnels).map(([n, p]) => `${n} pid ${p}`).join(', ')}`);
     }
 
@@ -293,17 +286,19 @@ async function main(): Promise<void> {
     for (const v of variants) await (v.load as RemoteLoad).addPath(v.name, v.http, v.sink);
     const load = new LoadByPath((path) => variants.find((v) => v.name === path)!.load);
 
-    // Every path answers; the mesh path's requests went through both ztunnels, the others' through neither.
-    const opened = () => counterSum(nodeGet(nodeA.netns, 15020, '/metrics'), 'istio_tcp_connections_opened_total') + counterSum(nodeGet(nodeB.netns, 15020, '/metrics'), 'istio_tcp_connections_opened_total');
+    // Every path answers; the mesh path's connections went through both ztunnels, the others' through neither.
+    const opened = (netns: string) => counterSum(nodeGet(netns, 15020, '/metrics'), 'istio_tcp_connections_opened_total');
+    const counted = () => [opened(nodeA.netns), opened(nodeB.netns)];
     for (const v of variants) {
-      const before = wanted.includes('strait') ? opened() : 0;
+      const before = wanted.includes('strait') ? counted() : [];
       await load.probe(v.name);
-      if (wanted.includes('strait')) {
-        await sleep(200);
-        const delta = opened() - before;
-        if (v.name === 'strait' && delta < 1) throw new Error('the strait path answered but neither ztunnel counted a connection: the client pod\'s traffic was not captured');
-        if (v.name !== 'strait' && delta > 0) throw new Error(`the ${v.name} path went through a ztunnel (${delta} connections counted): its pods must not be enrolled`);
+      if (!wanted.includes('strait')) continue;
+      await sleep(200);
+      const [a, b] = counted().map((x, i) => x - before[i]!);
+      if (v.name === 'strait' && (a! < 1 || b! < 1)) {
+        throw new Error(`the strait path answered, but the ztunnels counted ${a} (${NODE_A}) and ${b} (${NODE_B}) new connections: the pods' traffic was not captured on both nodes`);
       }
+      if (v.name !== 'strait' && (a! > 0 || b! > 0)) throw new Error(`the ${v.name} path went through a ztunnel (${a} + ${b} connections counted): its pods must not be enrolled`);
     }
     const results: Results = {};
     for (const v of variants) {
@@ -324,7 +319,7 @@ async function main(): Promise<void> {
 
     const cfg = { rps: CFG.rate.rps, connections: CFG.rate.connections, streams: STREAMS };
     const header = [
-      `Through real capture (${INTERIM ? 'network built by hand, --interim' : 'strait lab'}): 1 KB HTTP/1.1 GETs and bulk transfers, pod on ${NODE_A} → pod on ${NODE_B}; times in ms`,
+      `Through real capture (strait lab): 1 KB HTTP/1.1 GETs and bulk transfers, pod on ${NODE_A} → pod on ${NODE_B}; times in ms`,
       '  direct   = pods not enrolled, routed through both node namespaces',
       `  strait   = enrolled pods: iptables → ztunnel ${NODE_A} :15001 → HBONE → ztunnel ${NODE_B} :15008 → pod`,
       `  stunnel  = client pod → stunnel in ${NODE_A}'s namespace → mTLS 1.3 → stunnel in ${NODE_B}'s → server pod (same CA)`,
@@ -336,7 +331,6 @@ async function main(): Promise<void> {
       date: new Date().toISOString(),
       durationSeconds: (Date.now() - t0) / 1000,
       machine: { cpus: cpus().length, cpuModel: cpus()[0]?.model, memoryGiB: totalmem() / 2 ** 30, node: process.version, kernel: readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim(), loadAverageAtStart: loadAtStart, otherJobsVcpuBeforeStart: quiet.otherVcpu },
-      topology: INTERIM ? 'interim (by hand, no mesh)' : 'strait lab',
       stunnel: stunnel?.version ?? null,
       config: CFG,
       units: { latency: 'ms', throughput: 'MiB/s (all connections together)', rss: 'MB (10^6 bytes) in figures; MiB in raw process usage', cpu: 'CPU seconds (utime+stime); per request in ms' },

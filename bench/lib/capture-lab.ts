@@ -75,7 +75,7 @@ export class StraitLab {
   private stopped = false;
   state!: LabState;
 
-  constructor(private readonly workDir: string, private readonly logLevel = 'warn') {
+  constructor(workDir: string) {
     this.manifestDir = join(workDir, 'manifests');
     this.dataDir = join(workDir, 'data');
     this.logDir = join(workDir, 'logs');
@@ -89,8 +89,9 @@ export class StraitLab {
   async start(manifests: string, timeoutMs = 90_000): Promise<LabState> {
     for (const d of [this.manifestDir, this.dataDir, this.logDir]) mkdirSync(d, { recursive: true });
     writeFileSync(join(this.manifestDir, 'capture.yaml'), manifests);
-    // Access logs are info lines, one per connection: warn keeps the ztunnels from logging on the hot path.
-    this.proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', this.logLevel, 'lab', 'up', this.manifestDir, '--state-file', this.stateFile,
+    // Info: "lab ready" is an info line. The ztunnels' access log (one info line per connection) is turned off
+    // afterwards through their admin endpoint (quietZtunnels).
+    this.proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', 'info', 'lab', 'up', this.manifestDir, '--state-file', this.stateFile,
       '--data-dir', this.dataDir, '--log-dir', this.logDir], { stdio: ['ignore', 'pipe', 'pipe'] });
     const out = createWriteStream(this.upLog);
     this.proc.stderr!.pipe(out);
