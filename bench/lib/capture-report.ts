@@ -107,6 +107,12 @@ export function report(o: { r: Results; cfg: ReportConfig; header: string[]; not
   if (rateRows.length) {
     out.push(`At ${cfg.rps} req/s (open loop over ${cfg.connections} keep-alive connections; latency from the scheduled send time, and from the write)`);
     out.push(table(['variant', 'req/s', 'p50', 'p99', 'p50 (write)', 'p99 (write)', 'errors', 'completed', 'other jobs vCPU'], rateRows));
+    for (const v of ran) {
+      const rate = r[v]?.rate;
+      if (rate && (rate.errors > 0 || rate.completed < rate.scheduled)) {
+        out.push(`  !!! ${v}: ${rate.errors} errors, ${rate.completed}/${rate.scheduled} requests completed: its figures at ${cfg.rps} req/s are not comparable !!!`);
+      }
+    }
     out.push('');
     const procRows = ran.flatMap((v) => Object.entries(r[v]?.rate?.usage.processes ?? {}).map(([name, x]) => [
       name, x.vcpu.toFixed(3), `${Math.round((100 * (x.userSeconds ?? NaN)) / x.cpuSeconds)}/${Math.round((100 * (x.systemSeconds ?? NaN)) / x.cpuSeconds)}%`,

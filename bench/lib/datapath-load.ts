@@ -38,10 +38,16 @@ export interface LoadDriver {
 
 const REQUEST = requestBytes(REQUEST_PATH, REQUEST_HOST);
 
-/** The load in this process. Invariant: every connection of a set is in `sets` until close(set) destroys it. */
+/**
+ * The load in this process. Invariants: every connection of a set is in `sets` until close(set) destroys it; a run
+ * starts with every connection of its set open (one that closed while idle, e.g. at the server's keep-alive timeout
+ * during a long wait for a quiet machine, is dialled again first, and `say` tells so).
+ */
 export class LocalLoad implements LoadDriver {
   private readonly paths = new Map<string, { http: Dialer; sink: Dialer }>();
-  private readonly sets = new Map<string, HttpConn[]>();
+  private readonly sets = new Map<string, { path: string; conns: HttpConn[] }>();
+
+  constructor(private readonly say: (msg: string) => void = (msg) => process.stderr.write(`[load] ${msg}\n`)) {}
 
   addPath(name: string, http: Dialer, sink: Dialer): void {
     this.paths.set(name, { http, sink });
@@ -53,10 +59,17 @@ export class LocalLoad implements LoadDriver {
     return p;
   }
 
-  private set(name: string): HttpConn[] {
+  /** The set's connections, those closed while idle replaced by fresh ones. */
+  private async set(name: string): Promise<HttpConn[]> {
     const s = this.sets.get(name);
-    if (!s?.length) throw new Error(`BUG: no connections open as ${name}`);
-    return s;
+    if (!s?.conns.length) throw new Error(`BUG: no connections open as ${name}`);
+    const closed = s.conns.filter((c) => c.closed).length;
+    if (closed > 0) {
+      this.say(`${name}: ${closed} of ${s.conns.length} connections closed while idle; dialling them again before the run`);
+      const dial = this.path(s.path).http;
+      for (let i = 0; i < s.conns.length; i++) if (s.conns[i]!.closed) s.conns[i] = (await openConns(dial, 1))[0]!;
+    }
+    return s.conns;
   }
 
   async probe(path: string, timeoutMs = 30_000): Promise<void> {
@@ -79,15 +92,15 @@ export class LocalLoad implements LoadDriver {
 
   async open(set: string, path: string, connections: number): Promise<void> {
     const conns = await openConns(this.path(path).http, connections);
-    this.sets.set(set, [...(this.sets.get(set) ?? []), ...conns]);
+    this.sets.set(set, { path, conns: [...(this.sets.get(set)?.conns ?? []), ...conns] });
   }
 
-  sequential(set: string, count: number, maxMs: number): Promise<SequentialResult> {
-    return sequential(this.set(set)[0]!, REQUEST, count, maxMs);
+  async sequential(set: string, count: number, maxMs: number): Promise<SequentialResult> {
+    return sequential((await this.set(set))[0]!, REQUEST, count, maxMs);
   }
 
-  openLoop(set: string, rps: number, durationMs: number): Promise<OpenLoopResult> {
-    return openLoop(this.set(set), REQUEST, rps, durationMs);
+  async openLoop(set: string, rps: number, durationMs: number): Promise<OpenLoopResult> {
+    return openLoop(await this.set(set), REQUEST, rps, durationMs);
   }
 
   download(path: string, bytes: number, streams: number, maxMs: number): Promise<TransferResult> {
@@ -99,7 +112,7 @@ export class LocalLoad implements LoadDriver {
   }
 
   async close(set: string): Promise<void> {
-    for (const c of this.sets.get(set) ?? []) c.close();
+    for (const c of this.sets.get(set)?.conns ?? []) c.close();
     this.sets.delete(set);
   }
 }
