@@ -1,5 +1,6 @@
 #!/bin/sh
 # Strait node capture: create Strait's own chains in the nat table (DESIGN §6a). Idempotent.
+# Usage: node-setup.sh [--dry-run]
 #
 # Run once per node, in the node's network namespace, before any pod-add.sh (the ztunnel runs it at start-up;
 # it needs NET_ADMIN). Nothing outside Strait's chains is touched except one jump each from PREROUTING and OUTPUT.
@@ -10,8 +11,18 @@
 #       3. -j STRAIT_INBOUND              TCP *to* an enrolled pod    -> REDIRECT :15008 (dport 15008, HBONE)
 #                                                                    or :15006 (any other port, plaintext)
 #   nat OUTPUT     -> STRAIT_OUTPUT       traffic originated in the node namespace itself
-#       1. mark MARK/MASK     -> RETURN   the ztunnel's own sockets (SO_MARK, see original-dst.ts connectMarked)
-#       2. -j STRAIT_INBOUND              a node-local, unmarked client reaching an enrolled pod is captured too
+#       1. tcp dport HBONE_PORT -> STRAIT_INBOUND   same-node HBONE, marked or not (below)
+#       2. mark MARK/MASK     -> RETURN   the ztunnel's own sockets (SO_MARK, see original-dst.ts connectMarked)
+#       3. -j STRAIT_INBOUND              a node-local, unmarked client reaching an enrolled pod is captured too
+#
+# Same-node HBONE (STRAIT_OUTPUT rule 1): when a client pod and its server pod share a node, the ztunnel's outbound
+# side opens its HBONE connection to SERVER_POD:15008 from a marked socket. Rule 2 alone would let it through to the
+# pod itself; rule 1 sends it first to STRAIT_INBOUND, whose per-pod rule redirects it to this node's own 15008
+# listener, which reads the pod's address with SO_ORIGINAL_DST and answers with that pod's certificate. Only pods
+# with rules are affected: STRAIT_INBOUND holds per-pod rules only, so a connection to port 15008 of any other
+# address (a pod on another node, a pod outside the mesh) comes back from it and meets rule 2 as before. Marked
+# connections to other ports of a local pod (the ztunnel delivering to the pod) still RETURN. Pods must not serve
+# port 15008 themselves (Istio reserves it too).
 #
 # From-pod rules are consulted before to-pod rules, so pod-to-pod traffic on one node is captured as outbound
 # (15001) first; the ztunnel's own connection onwards carries the mark and is not captured again.
@@ -21,33 +32,101 @@
 # In the lab a "node" is a network namespace and pods are namespaces routed through it over veths, so pod traffic
 # meets the node's PREROUTING hook exactly as it would on a Kubernetes node.
 #
-# Parameters (environment): STRAIT_IPTABLES (default iptables; ip6tables for IPv6),
-#   STRAIT_CAPTURE_MARK (default 0x539, Istio's 1337), STRAIT_CAPTURE_MASK (default 0xfff).
+# Idempotent: STRAIT_PREROUTING and STRAIT_OUTPUT are brought to exactly the rules above, in this order (a chain left
+# by an older version, e.g. without rule 1, gets the missing rule inserted in place and any extra rule deleted, with no
+# moment without capture); the jumps are inserted first in PREROUTING / OUTPUT unless already there. A second run
+# changes nothing. IPv6: the same chains are made with ip6tables when STRAIT_IP6TABLES is set or an ip6tables backend
+# can read its nat table (a node without IPv6 NAT gets IPv4 only).
+#
+# --dry-run: prints the iptables commands this run would make, one per line, and changes nothing. As root it reads the
+# current tables and prints only what is missing (nothing on a node already set up); without root or without the
+# binary it prints the full set for IPv4 (and for IPv6 when STRAIT_IP6TABLES is set).
+#
+# Parameters (environment): STRAIT_IPTABLES, STRAIT_IP6TABLES (default: see the backend choice in lib.sh),
+#   STRAIT_CAPTURE_MARK (default 0x539, Istio's 1337), STRAIT_CAPTURE_MASK (default 0xfff),
+#   STRAIT_HBONE_PORT (default 15008). Prints nothing on success; errors on stderr with the fix, exit 1.
 set -eu
 
-IPT="${STRAIT_IPTABLES:-iptables}"
-MARK="${STRAIT_CAPTURE_MARK:-0x539}"
-MASK="${STRAIT_CAPTURE_MASK:-0xfff}"
+case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
+[ -r "$here/lib.sh" ] || { echo "strait node-setup: $here/lib.sh not found: keep the scripts of scripts/iptables together" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-ipt() { "$IPT" -w -t nat "$@"; }
-die() { echo "strait node-setup: $*" >&2; exit 1; }
+if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
+[ "$#" -eq 0 ] || die "usage: node-setup.sh [--dry-run] (parameters come from STRAIT_* environment variables)"
 
-command -v "$IPT" >/dev/null 2>&1 || die "$IPT not found: install iptables (apt-get install -y iptables)"
-ipt -S >/dev/null 2>&1 || die "cannot read the nat table with $IPT: run as root (NET_ADMIN) on a kernel with iptable_nat/nf_tables"
+load_ports
 
-ensure_chain() { ipt -S "$1" >/dev/null 2>&1 || ipt -N "$1"; }
-# ensure_rule CHAIN RULE...: append RULE unless an identical rule is already there.
-ensure_rule() { c="$1"; shift; ipt -C "$c" "$@" 2>/dev/null || ipt -A "$c" "$@"; }
+# The mark match as iptables -S prints it: lower-case hex, the mask left out when it is all ones.
+hex32() {
+  case "$1" in
+    0[xX]*) case "${1#0[xX]}" in '' | *[!0-9a-fA-F]*) return 1 ;; esac ;;
+    *) case "$1" in '' | *[!0-9]*) return 1 ;; esac ;;
+  esac
+  value=$(printf '%d' "$1" 2>/dev/null) || return 1
+  [ "$value" -ge 0 ] && [ "$value" -le 4294967295 ] || return 1
+  printf '0x%x\n' "$value"
+}
+MARK=$(hex32 "${STRAIT_CAPTURE_MARK:-0x539}") || die "invalid STRAIT_CAPTURE_MARK '${STRAIT_CAPTURE_MARK:-}': expected a 32-bit number (e.g. 0x539)"
+MASK=$(hex32 "${STRAIT_CAPTURE_MASK:-0xfff}") || die "invalid STRAIT_CAPTURE_MASK '${STRAIT_CAPTURE_MASK:-}': expected a 32-bit number (e.g. 0xfff)"
+if [ "$MASK" = 0xffffffff ]; then MARK_MATCH=$MARK; else MARK_MATCH=$MARK/$MASK; fi
+
+# wanted CHAIN: the rules CHAIN must hold, in order, one per line, written as `iptables -S` prints them (so the current
+# chain can be compared line by line) and as they are given to iptables.
+wanted() {
+  case "$1" in
+    STRAIT_PREROUTING)
+      printf '%s\n' "-m mark --mark $MARK_MATCH -j RETURN" "-j STRAIT_OUTBOUND" "-j STRAIT_INBOUND" ;;
+    STRAIT_OUTPUT)
+      printf '%s\n' "-p tcp -m tcp --dport $HBONE_PORT -j STRAIT_INBOUND" "-m mark --mark $MARK_MATCH -j RETURN" "-j STRAIT_INBOUND" ;;
+  esac
+}
+
+ensure_chain() { { readable && ipt -S "$1" >/dev/null 2>&1; } || change -N "$1"; }
+
+# ensure_rules CHAIN: keeps the rules CHAIN shares with the wanted list at its start and end, and replaces what lies
+# between: the missing rules are inserted first, then the unwanted ones deleted, so the chain never lacks a rule it
+# had. A chain holding the wanted rules already changes nothing; a new (or unreadable) chain gets them appended.
+ensure_rules() {
+  have=''
+  if readable; then have=$(ipt -S "$1" 2>/dev/null | sed -n "s/^-A $1 //p") || have=''; fi
+  plan=$(CHAIN=$1 WANT=$(wanted "$1") HAVE=$have awk 'BEGIN {
+    c = ENVIRON["CHAIN"]
+    nw = ENVIRON["WANT"] == "" ? 0 : split(ENVIRON["WANT"], w, "\n")
+    nh = ENVIRON["HAVE"] == "" ? 0 : split(ENVIRON["HAVE"], h, "\n")
+    k = 0; while (k < nw && k < nh && w[k + 1] == h[k + 1]) k++
+    s = 0; while (s < nw - k && s < nh - k && w[nw - s] == h[nh - s]) s++
+    for (i = k + 1; i <= nw - s; i++) {
+      if (s == 0 && nh == k) print "-A " c " " w[i]; else print "-I " c " " i " " w[i]
+    }
+    for (j = k + 1; j <= nh - s; j++) print "-D " c " " (nw - s + 1)
+  }')
+  [ -n "$plan" ] || return 0
+  while IFS= read -r args; do
+    # shellcheck disable=SC2086 # a rule spec: words without spaces, globbing off (lib.sh)
+    change $args
+  done <<EOF
+$plan
+EOF
+}
+
 # ensure_jump FROM TO: the jump goes first in the built-in chain, so Strait sees traffic before other NAT rules.
-ensure_jump() { ipt -C "$1" -j "$2" 2>/dev/null || ipt -I "$1" 1 -j "$2"; }
+ensure_jump() { { readable && ipt -C "$1" -j "$2" 2>/dev/null; } || change -I "$1" 1 -j "$2"; }
 
-for chain in STRAIT_OUTBOUND STRAIT_INBOUND STRAIT_PREROUTING STRAIT_OUTPUT; do ensure_chain "$chain"; done
+setup() {
+  for chain in STRAIT_OUTBOUND STRAIT_INBOUND STRAIT_PREROUTING STRAIT_OUTPUT; do ensure_chain "$chain"; done
+  ensure_rules STRAIT_PREROUTING
+  ensure_rules STRAIT_OUTPUT
+  ensure_jump PREROUTING STRAIT_PREROUTING
+  ensure_jump OUTPUT STRAIT_OUTPUT
+}
 
-ensure_rule STRAIT_PREROUTING -m mark --mark "$MARK/$MASK" -j RETURN
-ensure_rule STRAIT_PREROUTING -j STRAIT_OUTBOUND
-ensure_rule STRAIT_PREROUTING -j STRAIT_INBOUND
-ensure_rule STRAIT_OUTPUT -m mark --mark "$MARK/$MASK" -j RETURN
-ensure_rule STRAIT_OUTPUT -j STRAIT_INBOUND
+use_family 4
+require_state
+setup
 
-ensure_jump PREROUTING STRAIT_PREROUTING
-ensure_jump OUTPUT STRAIT_OUTPUT
+use_family 6
+if [ -n "$IPT_FORCED" ] || readable; then
+  require_state
+  setup
+fi

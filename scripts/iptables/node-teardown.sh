@@ -1,29 +1,66 @@
 #!/bin/sh
 # Strait node capture: remove everything node-setup.sh and pod-add.sh created in the nat table. Idempotent.
+# Usage: node-teardown.sh [--dry-run]
 #
-# Deletes the jumps PREROUTING -> STRAIT_PREROUTING and OUTPUT -> STRAIT_OUTPUT (every copy), then flushes and
-# deletes STRAIT_PREROUTING, STRAIT_OUTPUT, STRAIT_OUTBOUND and STRAIT_INBOUND (with all pods' rules).
-# Other chains and rules are left alone. Connections already redirected keep their conntrack NAT entry until they close.
-# See node-setup.sh for the design.
+# Deletes every rule of PREROUTING and OUTPUT that jumps to one of Strait's chains (every copy), then flushes and
+# deletes STRAIT_PREROUTING, STRAIT_OUTPUT, STRAIT_OUTBOUND and STRAIT_INBOUND (with all pods' rules), for IPv4 and,
+# when STRAIT_IP6TABLES is set or an ip6tables backend can read its nat table, for IPv6. Other chains and rules are
+# left alone. Connections already redirected keep their conntrack NAT entry until they close. Running it on a node
+# without Strait's chains succeeds and changes nothing. See node-setup.sh for the design.
 #
-# Parameters (environment): STRAIT_IPTABLES (default iptables; ip6tables for IPv6).
+# --dry-run: prints the iptables commands this run would make, one per line, and changes nothing. As root it reads the
+# current tables and prints the deletions this state calls for (rules by number, highest first; nothing when Strait's
+# chains are gone); without root or without the binary it prints the full set: the two jumps by rule, then -F and -X
+# of the four chains, for IPv4 (and IPv6 when STRAIT_IP6TABLES is set).
+#
+# Parameters (environment): STRAIT_IPTABLES, STRAIT_IP6TABLES (default: see the backend choice in lib.sh).
+# Prints nothing on success; errors on stderr with the fix, exit 1.
 set -eu
 
-IPT="${STRAIT_IPTABLES:-iptables}"
+case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
+[ -r "$here/lib.sh" ] || { echo "strait node-teardown: $here/lib.sh not found: keep the scripts of scripts/iptables together" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-ipt() { "$IPT" -w -t nat "$@"; }
-die() { echo "strait node-teardown: $*" >&2; exit 1; }
+if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
+[ "$#" -eq 0 ] || die "usage: node-teardown.sh [--dry-run] (parameters come from STRAIT_* environment variables)"
 
-command -v "$IPT" >/dev/null 2>&1 || die "$IPT not found: install iptables (apt-get install -y iptables)"
-ipt -S >/dev/null 2>&1 || die "cannot read the nat table with $IPT: run as root (NET_ADMIN)"
+CHAINS='STRAIT_PREROUTING STRAIT_OUTPUT STRAIT_OUTBOUND STRAIT_INBOUND'
 
-while ipt -C PREROUTING -j STRAIT_PREROUTING 2>/dev/null; do ipt -D PREROUTING -j STRAIT_PREROUTING; done
-while ipt -C OUTPUT -j STRAIT_OUTPUT 2>/dev/null; do ipt -D OUTPUT -j STRAIT_OUTPUT; done
+# strait_jumps CHAIN: numbers of the rules in CHAIN whose target is one of Strait's chains, highest first.
+strait_jumps() {
+  rules=$(ipt -S "$1") || return 1
+  printf '%s\n' "$rules" | awk -v chains="$CHAINS" '
+    BEGIN { n = split(chains, list, " "); for (i = 1; i <= n; i++) strait[list[i]] = 1 }
+    NR > 1 { for (i = 1; i < NF; i++) if (($i == "-j" || $i == "-g") && ($(i + 1) in strait)) { hit[++m] = NR - 1; break } }
+    END { for (j = m; j >= 1; j--) print hit[j] }'
+}
 
-# Flush all first (the dispatch chains reference the per-pod chains), then delete.
-for chain in STRAIT_PREROUTING STRAIT_OUTPUT STRAIT_OUTBOUND STRAIT_INBOUND; do
-  if ipt -S "$chain" >/dev/null 2>&1; then ipt -F "$chain"; fi
-done
-for chain in STRAIT_PREROUTING STRAIT_OUTPUT STRAIT_OUTBOUND STRAIT_INBOUND; do
-  if ipt -S "$chain" >/dev/null 2>&1; then ipt -X "$chain"; fi
-done
+teardown() {
+  if readable; then
+    for builtin in PREROUTING OUTPUT; do
+      nums=$(strait_jumps "$builtin") || die "cannot list the nat chain $builtin with $IPT"
+      for num in $nums; do change -D "$builtin" "$num"; done
+    done
+  else
+    change -D PREROUTING -j STRAIT_PREROUTING
+    change -D OUTPUT -j STRAIT_OUTPUT
+  fi
+  # Flush all first (the dispatch chains reference the per-pod chains), then delete.
+  for chain in $CHAINS; do
+    if chain_exists "$chain"; then change -F "$chain"; fi
+  done
+  for chain in $CHAINS; do
+    if chain_exists "$chain"; then change -X "$chain"; fi
+  done
+}
+
+use_family 4
+require_state
+teardown
+
+use_family 6
+if [ -n "$IPT_FORCED" ] || readable; then
+  require_state
+  teardown
+fi

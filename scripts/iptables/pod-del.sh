@@ -1,38 +1,44 @@
 #!/bin/sh
 # Strait node capture: un-enroll pods, i.e. stop capturing their traffic (DESIGN §6a).
-# Usage: pod-del.sh POD_IP [POD_IP...]     (in the node's network namespace)
+# Usage: pod-del.sh [--dry-run] POD_IP [POD_IP...]     (in the node's network namespace)
 #
 # Deletes exactly the rules pod-add.sh made for each address: those tagged "strait-pod=POD_IP" in STRAIT_OUTBOUND
 # and STRAIT_INBOUND (every copy, whatever ports they redirect to). Other pods' rules, the dispatch chains and the
 # mark-skip rules stay. Idempotent: deleting a pod that has no rules (or chains that do not exist) succeeds.
+# Every address is checked before anything changes; IPv6 addresses go to ip6tables (lower-cased, as pod-add.sh).
 # Connections already redirected keep their conntrack NAT entry until they close. See node-setup.sh for the design.
 #
-# Parameters (environment): STRAIT_IPTABLES (default iptables; ip6tables for IPv6 pod addresses).
+# --dry-run: prints the iptables commands this run would make, one per line, and changes nothing. As root it reads the
+# current tables and prints the deletions of the pod's tagged rules by number, highest first (nothing when it has
+# none); without root or without the binary it prints the deletion of the three rules pod-add.sh makes, by rule
+# (with the ports from the environment).
+#
+# Parameters (environment): STRAIT_IPTABLES, STRAIT_IP6TABLES (default: see the backend choice in lib.sh); for
+#   --dry-run without root also STRAIT_OUTBOUND_PORT (15001), STRAIT_INBOUND_PORT (15006), STRAIT_HBONE_PORT (15008).
+# Prints nothing on success; errors on stderr with the fix, exit 1.
 set -eu
 
-IPT="${STRAIT_IPTABLES:-iptables}"
+case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
+[ -r "$here/lib.sh" ] || { echo "strait pod-del: $here/lib.sh not found: keep the scripts of scripts/iptables together" >&2; exit 1; }
+# shellcheck source=lib.sh
+. "$here/lib.sh"
 
-ipt() { "$IPT" -w -t nat "$@"; }
-die() { echo "strait pod-del: $*" >&2; exit 1; }
+if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
+load_ports
+ips=$(pod_addresses "$@") || exit 1
 
-# tagged_rules CHAIN IP: numbers of the rules in CHAIN tagged "strait-pod=IP", highest first (so deleting them in
-# this order does not shift the numbers still to delete). Fails when CHAIN cannot be listed.
-tagged_rules() {
-  rules=$(ipt -S "$1")
-  printf '%s\n' "$rules" | awk -v tag="strait-pod=$2" '
-    NR > 1 { for (i = 1; i <= NF; i++) { f = $i; gsub(/"/, "", f); if (f == tag) { hit[++n] = NR - 1; break } } }
-    END { for (j = n; j >= 1; j--) print hit[j] }'
-}
-
-[ "$#" -ge 1 ] || die "usage: pod-del.sh POD_IP [POD_IP...]"
-command -v "$IPT" >/dev/null 2>&1 || die "$IPT not found: install iptables (apt-get install -y iptables)"
-ipt -S >/dev/null 2>&1 || die "cannot read the nat table with $IPT: run as root (NET_ADMIN)"
-
-for ip in "$@"; do
-  case "$ip" in '' | */* | *[!0-9a-fA-F:.]*) die "invalid pod address '$ip': expected one IPv4 or IPv6 address" ;; esac
-  for chain in STRAIT_OUTBOUND STRAIT_INBOUND; do
-    ipt -S "$chain" >/dev/null 2>&1 || continue
-    nums=$(tagged_rules "$chain" "$ip")
-    for num in $nums; do ipt -D "$chain" "$num"; done
-  done
+for ip in $ips; do
+  use_family "$(family_of "$ip")"
+  require_state
+  if readable; then
+    for chain in STRAIT_OUTBOUND STRAIT_INBOUND; do
+      ipt -S "$chain" >/dev/null 2>&1 || continue
+      nums=$(tagged_rules "$chain" "$ip") || die "cannot list the nat chain $chain with $IPT"
+      for num in $nums; do change -D "$chain" "$num"; done
+    done
+  else
+    change -D STRAIT_OUTBOUND -s "$ip" -p tcp -m comment --comment "strait-pod=$ip" -j REDIRECT --to-ports "$OUTBOUND_PORT"
+    change -D STRAIT_INBOUND -d "$ip" -p tcp -m tcp --dport "$HBONE_PORT" -m comment --comment "strait-pod=$ip" -j REDIRECT --to-ports "$HBONE_PORT"
+    change -D STRAIT_INBOUND -d "$ip" -p tcp -m comment --comment "strait-pod=$ip" -j REDIRECT --to-ports "$INBOUND_PORT"
+  fi
 done

@@ -76,9 +76,11 @@ export function waypointPodsManifest(waypoints: readonly PlannedWaypoint[]): str
  */
 export type ZtunnelPlacement = 'loopback' | 'capture';
 
-// TODO(lead): `strait ztunnel --capture` (lab contract §2) replaces this stand-in at merge: ['--capture']. Until it
-// lands the ztunnel listens on every address with the capture mark, and runs no capture scripts itself.
-const CAPTURE_ARGS: readonly string[] = ['--listen-address', '0.0.0.0', '--capture-mark', '0x539'];
+/**
+ * The lab's ztunnels capture for real: they install the node's iptables rules and each enrolled pod's (listening on
+ * 0.0.0.0, admin on the node's 127.0.0.1), and remove them when they stop.
+ */
+const CAPTURE_ARGS: readonly string[] = ['--capture'];
 
 export function ztunnelSpec(m: MeshPlaces, n: PlannedNode, placement: ZtunnelPlacement = 'loopback'): ComponentSpec {
   return {

@@ -76,6 +76,47 @@ export function parseCurlAnswer(out: string): ReadyAnswer | undefined {
   return { status, pid: pidLine ? pidLine.slice(pidLine.indexOf(':') + 1).trim() : null, body: rest };
 }
 
+export interface ListenProbe {
+  /** "ip:port" pairs that must each accept a TCP connection. */
+  addresses: readonly string[];
+  /** Where to connect from (a lab pod's namespace). */
+  netns: string;
+  gone: () => boolean;
+  timeoutMs: number;
+}
+
+/**
+ * Whether a process that says nothing about its readiness (a lab pod's own command) is ready: each of its declared
+ * TCP ports accepts a connection on the pod's address, tried from inside its namespace (bash's /dev/tcp, at most 1 s
+ * each). Nothing else listens on a pod's address, so an answer there is the pod's.
+ */
+export async function waitListening(p: ListenProbe): Promise<ReadyOutcome> {
+  const until = Date.now() + p.timeoutMs;
+  let last = 'no answer yet';
+  const pending = [...p.addresses];
+  for (;;) {
+    if (p.gone()) return { ready: false, why: 'exited', last };
+    if (Date.now() >= until) return { ready: false, why: 'timeout', last };
+    const [host, port] = splitHostPort(pending[0]!);
+    const r = await new Promise<string | undefined>((resolve) => {
+      execFile('ip', ['netns', 'exec', p.netns, 'timeout', '1', 'bash', '-c', `exec 3<>/dev/tcp/${host}/${port}`], { encoding: 'utf8', timeout: 3_000 },
+        (err, _out, stderr) => resolve(err ? `${pending[0]}: ${(stderr.trim().split('\n').pop() ?? '') || errorMessage(err)}` : undefined));
+    });
+    if (r === undefined) {
+      pending.shift();
+      if (pending.length === 0) return { ready: true };
+      continue;
+    }
+    last = r;
+    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+  }
+}
+
+function splitHostPort(hp: string): [string, string] {
+  const i = hp.lastIndexOf(':');
+  return [hp.slice(0, i), hp.slice(i + 1)];
+}
+
 export async function waitReady(p: ReadyProbe): Promise<ReadyOutcome> {
   const get = p.get ?? httpGet;
   const until = Date.now() + p.timeoutMs;

@@ -11,7 +11,7 @@
 import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { describeExit, type ChildSpec, type MeshChild } from './child.js';
-import { httpGetIn, waitReady, type ReadyOutcome } from './readiness.js';
+import { httpGetIn, waitListening, waitReady, type ReadyOutcome } from './readiness.js';
 
 export const RESTART_BASE_MS = 500;
 export const RESTART_MAX_MS = 30_000;
@@ -27,9 +27,11 @@ export interface ComponentSpec extends ChildSpec {
   what: string;
   /**
    * Answers 200 with the process's pid (PID_HEADER) once it is ready; asked from inside the child's network namespace
-   * when it has one. None: the process counts as ready once started (a lab pod's own command).
+   * when it has one. None: `readyListen` says when it is ready, or else it is once started.
    */
   readyUrl?: string;
+  /** Without readyUrl: "ip:port" pairs it accepts TCP connections on once ready (a lab pod's own command; needs `netns`). */
+  readyListen?: readonly string[];
   /** Between SIGTERM and SIGKILL. */
   stopGraceMs: number;
 }
@@ -90,11 +92,11 @@ export class Supervisor {
   private async launch(): Promise<void> {
     const child = this.deps.spawn(this.spec);
     this.child = child;
-    const url = this.spec.readyUrl;
-    const outcome: ReadyOutcome = url === undefined ? { ready: true } : await waitReady({
-      url, pid: child.pid, gone: () => child.exit !== undefined || this.stopping, timeoutMs: this.deps.readyTimeoutMs,
-      ...(this.spec.netns ? { get: httpGetIn(this.spec.netns) } : {}),
-    });
+    const { readyUrl: url, readyListen: listen, netns } = this.spec;
+    const gone = () => child.exit !== undefined || this.stopping;
+    const outcome: ReadyOutcome = url !== undefined
+      ? await waitReady({ url, pid: child.pid, gone, timeoutMs: this.deps.readyTimeoutMs, ...(netns ? { get: httpGetIn(netns) } : {}) })
+      : listen?.length && netns ? await waitListening({ addresses: listen, netns, gone, timeoutMs: this.deps.readyTimeoutMs }) : { ready: true };
     if (!outcome.ready) {
       await child.stop(this.spec.stopGraceMs);
       throw this.failure(outcome, child);
@@ -152,7 +154,7 @@ export class Supervisor {
     const answered = o.answeredBy !== undefined ? `; meanwhile ${this.spec.readyUrl} was answered by another process (${o.answeredBy === 'unknown' ? 'it does not say its pid' : `pid ${o.answeredBy}`})` : '';
     const why = o.why === 'exited'
       ? `${this.spec.what} exited (${child.exit ? describeExit(child.exit) : 'stopped'}) before it was ready: ${errors || 'see its log lines'}${answered}`
-      : `${this.spec.what} not ready after ${this.deps.readyTimeoutMs / 1000} s (${this.spec.readyUrl}: ${o.last})${answered}`;
+      : `${this.spec.what} not ready after ${this.deps.readyTimeoutMs / 1000} s (${this.spec.readyUrl ?? this.spec.readyListen?.join(', ')}: ${o.last})${answered}`;
     return new StraitError(held ? 'STRAIT_ERR_LISTEN' : 'STRAIT_ERR_LOCAL_MESH', held ? `${why}. ${this.deps.conflictHint}` : why);
   }
 }

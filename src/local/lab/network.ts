@@ -3,7 +3,8 @@
  * `<prefix><role>`: a fabric namespace holding a bridge, the controller's and each node's namespace on it (a veth
  * each, 198.19.254.0/24), and a namespace per pod with a veth `eth0` to its node (the pod's address /32, default route
  * via the node's gateway address, which sits /32 on each of the node's pod veths). Nodes forward (ip_forward=1) and
- * route every other node's pods via that node's fabric address; pods do not forward.
+ * route every other node's pods via that node's fabric address (and the rest of 198.18.0.0/15 onto the fabric, so
+ * that Service VIPs have a route to be DNATed from); pods do not forward.
  * Invariants: a namespace is in `made` before `ip netns add` runs, so removal covers one made halfway; every link is
  * created inside a lab namespace with its peer moved straight into another lab namespace, never the root one; no
  * address, route, rule or sysctl is ever set outside the lab's namespaces; every address is in 198.18.0.0/15
@@ -12,6 +13,7 @@
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { constants } from 'node:os';
 import { StraitError } from '../../common/errors.js';
+import { LAB_NET } from '../address-base.js';
 import { CONTROLLER_ADDRESS, FABRIC_PREFIX_LENGTH, isLabAddress, type LabNode } from './plan.js';
 
 /** Inside each node namespace: its end of the veth to the fabric bridge. */
@@ -103,8 +105,10 @@ export class LabNetwork {
     assertLab(node.address, `node ${node.name} address`);
     await this.addNamespace(ns);
     const peer = `n${node.index}`;
+    // The lab's whole range on the fabric, under the /32s of the pods: a Service VIP needs a route before the OUTPUT
+    // hook DNATs it (a node's own client, or its ztunnel passing traffic through), as a Kubernetes node's default route.
     await this.ip(ns, ['link set lo up', `link add ${FABRIC_INTERFACE} type veth peer name ${peer} netns ${this.fabricNs}`,
-      `addr add ${node.address}/${FABRIC_PREFIX_LENGTH} dev ${FABRIC_INTERFACE}`, `link set ${FABRIC_INTERFACE} up`]);
+      `addr add ${node.address}/${FABRIC_PREFIX_LENGTH} dev ${FABRIC_INTERFACE}`, `link set ${FABRIC_INTERFACE} up`, `route add ${LAB_NET} dev ${FABRIC_INTERFACE}`]);
     await this.ip(this.fabricNs, [`link set ${peer} master ${BRIDGE}`, `link set ${peer} up`]);
     await this.sysctl(ns, 'net.ipv4.ip_forward', '1');
     await this.setServices(ns, services);

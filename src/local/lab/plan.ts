@@ -43,6 +43,8 @@ export interface LabPod {
   address: string;
   /** The strait.dev/lab-command annotation: run with /bin/sh -c in the pod's namespace. */
   command?: string;
+  /** The TCP container ports the pod declares: its command is ready once each accepts connections. */
+  ports: number[];
   /** Otherwise the demo apps of its strait/demo-app containers (none: nothing runs). */
   apps: PlannedApp[];
 }
@@ -177,7 +179,8 @@ export function planLab(objects: readonly MeshObject[], opts: LabPlanOptions = {
     const others = p.status.podIPs.filter((x) => x !== ip);
     if (others.length > 0) problems.push(`Pod ${key}: the lab gives each pod one address, its status.podIP ${ip}; status.podIPs ${others.join(', ')} are not assigned to it`);
     claim(ip!, `Pod ${key}`);
-    const pod: LabPod = { key, namespace: p.metadata.namespace!, name: p.metadata.name, node: p.spec.nodeName!, address: ip!, apps: [] };
+    const ports = [...new Set(p.spec.containers.flatMap((c) => c.ports).filter((cp) => !cp.protocol || cp.protocol === 'TCP').map((cp) => cp.containerPort))];
+    const pod: LabPod = { key, namespace: p.metadata.namespace!, name: p.metadata.name, node: p.spec.nodeName!, address: ip!, ports, apps: [] };
     if (command !== undefined && String(command).trim() === '') {
       problems.push(`Pod ${key}: annotation ${ANNOTATION_LAB_COMMAND} is empty, so nothing runs in the pod; write the shell command to run, or remove the annotation`);
     } else if (command !== undefined) {
