@@ -31,17 +31,16 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { socks5Connect } from '../src/demo/socks5-client.js';
-import {
-  download, openConns, openLoop, requestBytes, sequential, tcpDialer, upload,
-  type Dialer, type HttpConn, type OpenLoopResult, type TransferResult,
-} from './lib/datapath-client.js';
+import { NOISY_VCPU, NoiseGuard, waitForQuiet } from './lib/bench-noise.js';
+import { dialerFor, tcpDialer, type Dialer } from './lib/datapath-client.js';
+import { LocalLoad } from './lib/datapath-load.js';
 import {
   BenchMesh, CLIENT_ID, CLIENT_POD_IP, HTTP_PORT, NODE_A, NODE_B, SERVER_ID, SERVER_POD_IP, SERVICE_HOST, SINK_PORT,
 } from './lib/datapath-mesh.js';
+import { measureRate, measureSequential, measureThroughput, type PhaseContext, type PhasePath, type RateSummary, type SequentialSummary, type ThroughputSummary } from './lib/datapath-phases.js';
 import {
-  MachineMeter, PERCENTILES, ProcessMeter, Samples, added, loadAverage, memoryMiB, ms, ratio, signedMs, table,
-  type LatencySummary, type MachineUsage, type Percentile, type ProcessUsage,
+  MB, PERCENTILES, added, loadAverage, memoryMiB, ms, ratio, signedMs, table,
+  type LatencySummary, type MachineUsage, type Percentile,
 } from './lib/datapath-stats.js';
 import { STUNNEL_CLIENT_IP, StunnelPair, findStunnel, type StunnelBinary } from './lib/datapath-stunnel.js';
 import { NODETLS_CLIENT_IP, NodeTlsPair } from './lib/datapath-nodetls.js';
@@ -86,22 +85,13 @@ interface Path {
 }
 
 interface PathResult {
-  sequential?: { latency: LatencySummary; errors: number; seconds: number; machine: MachineUsage };
-  rate?: {
-    fromSchedule: LatencySummary; service: LatencySummary; lateness: LatencySummary;
-    scheduled: number; due: number; completed: number; errors: number; achievedRps: number; usage: ProcessUsage; machine: MachineUsage;
-  };
-  throughput?: { download: TransferResult[]; upload: TransferResult[]; downloadMiBps: number; uploadMiBps: number; usage: ProcessUsage; machine: MachineUsage };
+  sequential?: SequentialSummary;
+  rate?: RateSummary;
+  throughput?: ThroughputSummary;
   idleRssMB?: Record<string, number>;
 }
 
-const MB = (mib: number) => (mib * 1048576) / 1e6;
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN;
-};
 const say = (msg: string) => process.stderr.write(`[datapath] ${msg}\n`);
-const gc = () => (globalThis as { gc?: () => void }).gc?.();
 
 // ---- processes ----
 
@@ -117,244 +107,19 @@ async function startServer(): Promise<ChildProcess> {
 }
 
 function meshDialer(mesh: BenchMesh, port: number): Dialer {
-  return async () => {
-    const r = await socks5Connect({ proxy: mesh.socks5(), localAddress: CLIENT_POD_IP, target: { host: SERVICE_HOST, port }, timeoutMs: 10_000 });
-    if (!r.ok) throw new Error(`ztunnel refused the SOCKS5 CONNECT to ${SERVICE_HOST}:${port}: ${r.message}`);
-    return r.socket;
-  };
+  return dialerFor({ kind: 'socks5', proxy: mesh.socks5(), localAddress: CLIENT_POD_IP, target: { host: SERVICE_HOST, port } });
 }
 
-/** One successful GET /1k on a fresh connection, retried for a while (the first one through the mesh fetches certificates). */
-async function probe(path: Path, timeoutMs = 30_000): Promise<void> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  while (Date.now() < until) {
-    try {
-      const [conn] = await openConns(path.http, 1);
-      const r = await sequential(conn!, requestBytes('/1k', 'server'), 3, 5_000);
-      conn!.close();
-      if (r.errors === 0 && r.latency.count === 3) return;
-      last = new Error(`${r.errors} errors`);
-    } catch (err) {
-      last = err;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`path ${path.name} does not answer GET /1k after ${timeoutMs} ms: ${(last as Error)?.message ?? last}`);
-}
-
-/**
- * Waits (up to `maxMs`) until other jobs use less than NOISY_VCPU over 2 s: on a 2-core machine a concurrent
- * test run or benchmark would otherwise dominate every latency percentile.
- */
-async function waitForQuiet(maxMs: number): Promise<{ ok: boolean; otherVcpu: number }> {
-  const until = Date.now() + maxMs;
-  let said = false;
-  for (;;) {
-    const m = new MachineMeter(ourPids);
-    m.start();
-    await new Promise((r) => setTimeout(r, 2000));
-    const { otherVcpu } = m.stop();
-    if (otherVcpu < NOISY_VCPU) return { ok: true, otherVcpu };
-    if (Date.now() > until) return { ok: false, otherVcpu };
-    if (!said) say(`other jobs use ${otherVcpu.toFixed(2)} vCPU; waiting up to ${maxMs / 1000} s for a quiet machine`);
-    said = true;
-  }
-}
-
-// ---- phases ----
-
-/** Other jobs above this (vCPU, averaged over a round) make a round noisy. */
-const NOISY_VCPU = 0.2;
 /** Extra time the whole run may spend waiting for quiet and redoing noisy rounds. */
-let noiseBudgetMs = Number(option('noise-budget-s') ?? 75) * 1000;
-const MAX_REDOS_PER_ROUND = 2;
-const noiseLog: { round: string; otherVcpu: number; action: string }[] = [];
-
-/**
- * Runs one measured round and meters the machine meanwhile. If other jobs were busy during it (a test run or
- * another benchmark on this 2-core machine), waits for quiet and runs it again (at most MAX_REDOS_PER_ROUND
- * times, as long as the noise budget lasts); the last run is kept either way, and the report shows how busy the
- * machine was.
- */
-async function measured<T>(round: string, run: () => Promise<T>): Promise<{ value: T; machine: MachineUsage }> {
-  for (let attempt = 1; ; attempt++) {
-    const machine = new MachineMeter(ourPids);
-    machine.start();
-    const value = await run();
-    const m = machine.stop();
-    if (m.otherVcpu < NOISY_VCPU) return { value, machine: m };
-    if (noiseBudgetMs <= 0 || attempt > MAX_REDOS_PER_ROUND) {
-      noiseLog.push({ round, otherVcpu: m.otherVcpu, action: noiseBudgetMs <= 0 ? 'kept (noise budget spent)' : 'kept (redone too often)' });
-      return { value, machine: m };
-    }
-    const t0 = Date.now();
-    const q = await waitForQuiet(Math.min(noiseBudgetMs, 30_000));
-    noiseBudgetMs -= Date.now() - t0 + m.seconds * 1000;
-    if (!q.ok) {
-      noiseLog.push({ round, otherVcpu: m.otherVcpu, action: 'kept (machine stayed busy)' });
-      return { value, machine: m };
-    }
-    noiseLog.push({ round, otherVcpu: m.otherVcpu, action: 'redone' });
-    say(`round ${round} ran while other jobs used ${m.otherVcpu.toFixed(2)} vCPU: running it again`);
-  }
-}
+const noise = new NoiseGuard(() => ourPids(), Number(option('noise-budget-s') ?? 75) * 1000, say);
 
 /** With --cpu-prof: starts or stops (and writes) the ztunnels' CPU profiles (see lib/datapath-profiler.ts). */
-async function toggleProfiles(path: Path): Promise<void> {
+async function toggleProfiles(path: PhasePath): Promise<void> {
   if (!CPU_PROF_DIR || path.name !== 'strait') return;
   for (const pid of Object.values(path.pids)) process.kill(pid, 'SIGUSR2');
   await new Promise((r) => setTimeout(r, 300));
 }
 
-/** Round k visits the paths starting from the k-th, so a noisy moment does not always hit the same path. */
-const rotated = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
-
-/** Sequential requests on one keep-alive connection per path, in interleaved rounds. */
-async function measureSequential(paths: Path[], results: Record<string, PathResult>): Promise<void> {
-  const req = requestBytes('/1k', 'server');
-  const { warmup, count, maxMs, rounds } = CFG.sequential;
-  const state = new Map<PathName, { conn: HttpConn; latency: Samples; errors: number; seconds: number; machine: MachineUsage[] }>();
-  try {
-    for (const p of paths) {
-      const [conn] = await openConns(p.http, 1);
-      state.set(p.name, { conn: conn!, latency: new Samples(count), errors: 0, seconds: 0, machine: [] });
-      await sequential(conn!, req, warmup, maxMs);
-    }
-    for (let k = 0; k < rounds; k++) {
-      for (const p of rotated(paths, k)) {
-        const st = state.get(p.name)!;
-        gc();
-        const { value: r, machine } = await measured(`sequential ${p.name} #${k + 1}`, () => sequential(st.conn, req, Math.ceil(count / rounds), maxMs / rounds));
-        st.machine.push(machine);
-        st.latency.addAll(r.latency);
-        st.errors += r.errors;
-        st.seconds += r.seconds;
-      }
-    }
-    for (const p of paths) {
-      const st = state.get(p.name)!;
-      results[p.name]!.sequential = { latency: st.latency.summary(), errors: st.errors, seconds: st.seconds, machine: mergeMachine(st.machine) };
-      const l = results[p.name]!.sequential!.latency;
-      say(`1 connection, ${p.name}: p50 ${ms(l.p50)} p90 ${ms(l.p90)} p99 ${ms(l.p99)} ms (${l.count} requests)`);
-    }
-  } finally {
-    for (const st of state.values()) st.conn.close();
-  }
-}
-
-/** Open-loop load at CFG.rate.rps over CFG.rate.connections connections per path, in interleaved rounds. */
-async function measureRate(paths: Path[], results: Record<string, PathResult>): Promise<void> {
-  const req = requestBytes('/1k', 'server');
-  const { rps, connections, warmupMs, durationMs, rounds } = CFG.rate;
-  const state = new Map<PathName, { conns: HttpConn[]; runs: OpenLoopResult[]; usage: ProcessUsage[]; machine: MachineUsage[] }>();
-  try {
-    for (const p of paths) {
-      const conns = await openConns(p.http, connections);
-      state.set(p.name, { conns, runs: [], usage: [], machine: [] });
-      await openLoop(conns, req, rps, warmupMs);
-    }
-    for (let k = 0; k < rounds; k++) {
-      for (const p of rotated(paths, k)) {
-        const st = state.get(p.name)!;
-        gc();
-        const { value, machine } = await measured(`${rps} req/s ${p.name} #${k + 1}`, async () => {
-          const meter = new ProcessMeter(p.pids);
-          await toggleProfiles(p);
-          meter.start();
-          const run = await openLoop(st.conns, req, rps, durationMs / rounds);
-          const usage = meter.stop();
-          await toggleProfiles(p);
-          return { run, usage };
-        });
-        st.runs.push(value.run);
-        st.usage.push(value.usage);
-        st.machine.push(machine);
-      }
-    }
-    for (const p of paths) {
-      const st = state.get(p.name)!;
-      const all = <K extends 'fromSchedule' | 'service' | 'lateness'>(key: K) => {
-        const s = new Samples(rps * (durationMs / 1000));
-        for (const r of st.runs) s.addAll(r[key]);
-        return s.summary();
-      };
-      const sum = (key: 'scheduled' | 'due' | 'completed' | 'errors' | 'seconds') => st.runs.reduce((t, r) => t + r[key], 0);
-      results[p.name]!.rate = {
-        fromSchedule: all('fromSchedule'), service: all('service'), lateness: all('lateness'),
-        scheduled: sum('scheduled'), due: sum('due'), completed: sum('completed'), errors: sum('errors'), achievedRps: sum('completed') / sum('seconds'),
-        usage: mergeUsage(st.usage), machine: mergeMachine(st.machine),
-      };
-      const s = results[p.name]!.rate!;
-      say(`${rps} req/s, ${p.name}: p50 ${ms(s.fromSchedule.p50)} p90 ${ms(s.fromSchedule.p90)} p99 ${ms(s.fromSchedule.p99)} ms, ${s.achievedRps.toFixed(0)} req/s, proxies ${s.usage.vcpu.toFixed(3)} vCPU`);
-    }
-  } finally {
-    for (const st of state.values()) for (const c of st.conns) c.close();
-  }
-}
-
-/** Usage over several runs: CPU summed, RSS from the last run, peak RSS the largest. */
-function mergeUsage(us: ProcessUsage[]): ProcessUsage {
-  const seconds = us.reduce((s, u) => s + u.seconds, 0);
-  const processes: ProcessUsage['processes'] = {};
-  for (const u of us) {
-    for (const [name, p] of Object.entries(u.processes)) {
-      const acc = processes[name];
-      if (!acc) {
-        processes[name] = { ...p };
-        continue;
-      }
-      acc.cpuSeconds += p.cpuSeconds;
-      acc.userSeconds = (acc.userSeconds ?? NaN) + (p.userSeconds ?? NaN);
-      acc.systemSeconds = (acc.systemSeconds ?? NaN) + (p.systemSeconds ?? NaN);
-      acc.rssMiB = p.rssMiB;
-      acc.peakRssMiB = Math.max(acc.peakRssMiB, p.peakRssMiB);
-    }
-  }
-  for (const p of Object.values(processes)) p.vcpu = p.cpuSeconds / seconds;
-  return { seconds, vcpu: Object.values(processes).reduce((s, p) => s + p.vcpu, 0), processes };
-}
-
-async function measureThroughput(paths: Path[], results: Record<string, PathResult>): Promise<void> {
-  const runs = new Map<PathName, { download: TransferResult[]; upload: TransferResult[]; usage: ProcessUsage[]; machine: MachineUsage[] }>();
-  for (const p of paths) runs.set(p.name, { download: [], upload: [], usage: [], machine: [] });
-  // Repeats interleave the paths, so a slow moment of the machine does not land on one path only.
-  for (let rep = 0; rep < CFG.throughput.repeats; rep++) {
-    for (const p of paths) {
-      const run = runs.get(p.name)!;
-      gc();
-      const { value, machine } = await measured(`throughput ${p.name} #${rep + 1}`, async () => {
-        const meter = new ProcessMeter(p.pids);
-        await toggleProfiles(p);
-        meter.start(1000);
-        const down = await download(p.http, CFG.throughput.bytes, 'server', CFG.throughput.maxMs);
-        const up = await upload(p.sink, CFG.throughput.bytes, CFG.throughput.maxMs);
-        const usage = meter.stop();
-        await toggleProfiles(p);
-        return { down, up, usage };
-      });
-      run.download.push(value.down);
-      run.upload.push(value.up);
-      run.usage.push(value.usage);
-      run.machine.push(machine);
-      say(`throughput ${p.name} #${rep + 1}: download ${value.down.mibps.toFixed(0)} MiB/s, upload ${value.up.mibps.toFixed(0)} MiB/s`);
-    }
-  }
-  for (const p of paths) {
-    const run = runs.get(p.name)!;
-    results[p.name]!.throughput = {
-      download: run.download, upload: run.upload,
-      downloadMiBps: median(run.download.map((r) => r.mibps)), uploadMiBps: median(run.upload.map((r) => r.mibps)),
-      usage: mergeUsage(run.usage), machine: mergeMachine(run.machine),
-    };
-  }
-}
-
-function mergeMachine(ms: MachineUsage[]): MachineUsage {
-  const seconds = ms.reduce((s, m) => s + m.seconds, 0);
-  const w = (k: 'machineVcpu' | 'benchVcpu' | 'otherVcpu') => ms.reduce((s, m) => s + m[k] * m.seconds, 0) / seconds;
-  return { seconds, machineVcpu: w('machineVcpu'), benchVcpu: w('benchVcpu'), otherVcpu: w('otherVcpu') };
-}
 
 // ---- goals ----
 
@@ -566,10 +331,8 @@ function report(paths: PathName[], r: Record<string, PathResult>, goals: Goal[],
     })));
     out.push('');
   }
-  const redone = noiseLog.filter((n) => n.action === 'redone').length;
-  const kept = noiseLog.filter((n) => n.action !== 'redone');
-  if (redone || kept.length) out.push(`Noise: ${redone} round(s) redone because other jobs were busy${kept.length ? `; ${kept.length} noisy round(s) kept: ${kept.map((k) => `${k.round} (${k.otherVcpu.toFixed(2)} vCPU)`).join(', ')}` : ''}`);
-  if (redone || kept.length) out.push('');
+  const noisy = noise.summary();
+  if (noisy) out.push(noisy, '');
   if (!stunnel) out.push('!!! stunnel NOT FOUND: every comparison with stunnel was skipped (apt-get install -y stunnel4) !!!');
   out.push('Goals (ratio = strait / reference; a latency or cost goal is met at <= 1.00×, a throughput goal at >= 1.00×)');
   out.push(table(['goal', 'strait', 'reference', 'ratio', 'met'], goals.map((g) => [g.goal, g.measured, g.reference, ratio(g.ratio ?? undefined), g.met === null ? 'n/a' : g.met ? 'yes' : 'NO'])));
@@ -599,7 +362,7 @@ async function main(): Promise<void> {
   const t0 = Date.now();
   const loadAtStart = loadAverage();
   try {
-    const quiet = await waitForQuiet(QUIET_WAIT_MS);
+    const quiet = await waitForQuiet(QUIET_WAIT_MS, () => ourPids(), say);
     if (!quiet.ok) say(`!!! the machine is still busy after waiting ${QUIET_WAIT_MS / 1000} s (other jobs use ${quiet.otherVcpu.toFixed(2)} vCPU of ${cpus().length}): figures will be noisy; see "other jobs" in the report !!!`);
     const stunnel = findStunnel();
     if (!stunnel) {
@@ -654,15 +417,22 @@ async function main(): Promise<void> {
     const results: Record<string, PathResult> = Object.fromEntries(paths.map((p) => [p.name, {}]));
     ourPids = () => [process.pid, server.pid ?? 0, ...mesh.allPids(), ...Object.values(stunnelPair?.pids() ?? {}), ...Object.values(nodeTls.pids())].filter((p) => p > 0);
 
-    for (const p of paths) await probe(p);
+    const load = new LocalLoad();
+    for (const p of paths) load.addPath(p.name, p.http, p.sink);
+    // The first request through the mesh fetches certificates: probe() retries for a while.
+    for (const p of paths) await load.probe(p.name);
     for (const p of paths) {
       results[p.name]!.idleRssMB = Object.fromEntries(Object.entries(p.pids).map(([n, pid]) => [n, MB(memoryMiB(pid)?.rss ?? NaN)]));
     }
     say(`all paths answer (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
 
-    if (PHASES.has('sequential')) await measureSequential(paths, results);
-    if (PHASES.has('rate')) await measureRate(paths, results);
-    if (PHASES.has('throughput')) await measureThroughput(paths, results);
+    const ctx: PhaseContext = { load, noise, say, toggle: toggleProfiles };
+    const put = <K extends 'sequential' | 'rate' | 'throughput'>(key: K, byPath: Record<string, PathResult[K]>) => {
+      for (const [name, v] of Object.entries(byPath)) results[name]![key] = v;
+    };
+    if (PHASES.has('sequential')) put('sequential', await measureSequential(ctx, paths, CFG.sequential));
+    if (PHASES.has('rate')) put('rate', await measureRate(ctx, paths, CFG.rate));
+    if (PHASES.has('throughput')) put('throughput', await measureThroughput(ctx, paths, { ...CFG.throughput, streams: 1 }));
 
     const names = paths.map((p) => p.name);
     const goals = [...latencyGoals('sequential', results, !!stunnelPair), ...latencyGoals('rate', results, !!stunnelPair), ...otherGoals(results, !!stunnelPair)];
@@ -686,7 +456,7 @@ async function main(): Promise<void> {
       }])),
       goals,
       context: contextRows,
-      noise: { threshold: `rounds during which other jobs used >= ${NOISY_VCPU} vCPU are redone after waiting for quiet, within a budget`, rounds: noiseLog },
+      noise: { threshold: `rounds during which other jobs used >= ${NOISY_VCPU} vCPU are redone after waiting for quiet, within a budget`, rounds: noise.log },
     };
     mkdirSync(dirname(RESULT_FILE), { recursive: true });
     writeFileSync(RESULT_FILE, JSON.stringify(json, null, 2) + '\n');

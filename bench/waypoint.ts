@@ -18,15 +18,15 @@
  *
  * Writes bench/results/waypoint.json and prints a table. Everything listens on 127.0.190-196.x.
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BenchMesh } from './lib/datapath-mesh.js';
-import { MachineMeter, ProcessMeter, Samples, loadAverage, type MachineUsage, type ProcessUsage } from './lib/datapath-stats.js';
-import type { DialSpec } from './lib/waypoint-load.js';
+import { waitForQuiet } from './lib/bench-noise.js';
+import { MB, MachineMeter, ProcessMeter, Samples, loadAverage, mergeMachine, rotated, type MachineUsage, type ProcessUsage } from './lib/datapath-stats.js';
+import { Forked } from './lib/forked.js';
+import type { DialSpec } from './lib/datapath-client.js';
 import {
   APP_PORT, CLIENT_POD_IP, CONTROLLER_IP, NAMESPACE, NODE_A, NODE_B, SA, SERVER_PODS, SERVICE, SERVICE_L4, TRUST_DOMAIN, WAYPOINT,
   serviceHost, waypointManifests,
@@ -62,69 +62,6 @@ const CFG = {
 const say = (msg: string) => process.stderr.write(`[waypoint] ${msg}\n`);
 const gc = () => (globalThis as { gc?: () => void }).gc?.();
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-const MB = (mib: number) => (mib * 1048576) / 1e6;
-
-// ---- child processes of the benchmark ----
-
-/** A forked helper that answers `{ id, ok, ... }` to `{ id, cmd, ... }` (waypoint-load.ts) or says `{ counts }` (the server). */
-class Forked {
-  private next = 1;
-  private pending = new Map<number, { resolve: (v: Record<string, any>) => void; reject: (e: Error) => void }>();
-  private waiters: ((m: Record<string, any>) => void)[] = [];
-  readonly proc: ChildProcess;
-  readonly ready: Promise<void>;
-
-  constructor(script: string, args: string[], readonly what: string) {
-    this.proc = fork(join(HERE, 'lib', script), args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv: [], serialization: 'advanced' });
-    this.ready = new Promise((resolve, reject) => {
-      this.proc.once('exit', (code) => {
-        const err = new Error(`${what} exited (${code})`);
-        reject(err);
-        for (const p of this.pending.values()) p.reject(err);
-      });
-      this.proc.on('message', (m: Record<string, any>) => {
-        if (m.ready) return resolve();
-        if (typeof m.id === 'number') {
-          const p = this.pending.get(m.id);
-          this.pending.delete(m.id);
-          if (m.ok) p?.resolve(m);
-          else p?.reject(new Error(`${what}: ${m.error}`));
-          return;
-        }
-        this.waiters.shift()?.(m);
-      });
-    });
-  }
-
-  get pid(): number {
-    return this.proc.pid ?? 0;
-  }
-
-  call(cmd: string, args: Record<string, unknown>): Promise<Record<string, any>> {
-    const id = this.next++;
-    return new Promise((resolve, reject) => {
-      this.pending.set(id, { resolve, reject });
-      this.proc.send({ id, cmd, ...args });
-    });
-  }
-
-  /** For a helper that answers without ids (the server): the next message. */
-  ask(msg: Record<string, unknown>): Promise<Record<string, any>> {
-    return new Promise((resolve) => {
-      this.waiters.push(resolve);
-      this.proc.send(msg);
-    });
-  }
-
-  async stop(): Promise<void> {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    const exited = once(this.proc, 'exit');
-    if (this.proc.connected) this.proc.disconnect();
-    const t = setTimeout(() => this.proc.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(t);
-  }
-}
 
 // ---- the variants ----
 
@@ -139,20 +76,6 @@ interface Variant {
   relay?: () => Record<string, number>;
   /** Where the plain and the canary requests must land: 'split' = plain → v1, canary → v2; 'v1' = all to v1; 'any'. */
   routing: 'split' | 'v1' | 'any';
-}
-
-async function waitForQuiet(maxMs: number, ours: () => number[]): Promise<{ ok: boolean; otherVcpu: number }> {
-  const until = Date.now() + maxMs;
-  let said = false;
-  for (;;) {
-    const m = new MachineMeter(ours);
-    m.start();
-    await sleep(2000);
-    const { otherVcpu } = m.stop();
-    if (otherVcpu < 0.2 || Date.now() > until) return { ok: otherVcpu < 0.2, otherVcpu };
-    if (!said) say(`other jobs use ${otherVcpu.toFixed(2)} vCPU; waiting up to ${maxMs / 1000} s for a quiet machine`);
-    said = true;
-  }
 }
 
 /** Usage of one group of processes over several rounds: CPU summed, RSS (group sum) from the last round, peak the largest sample. */
@@ -178,14 +101,6 @@ function group(us: ProcessUsage[], requests: number): GroupUsage {
   const cpuSeconds = Object.values(processes).reduce((s, p) => s + p.cpuSeconds, 0);
   return { cpuSeconds, cpuMsPerRequest: requests > 0 ? (cpuSeconds * 1000) / requests : NaN, rssMB, peakRssMB, processes };
 }
-
-function mergeMachine(ms: MachineUsage[]): MachineUsage {
-  const seconds = ms.reduce((s, m) => s + m.seconds, 0);
-  const w = (k: 'machineVcpu' | 'benchVcpu' | 'otherVcpu') => ms.reduce((s, m) => s + m[k] * m.seconds, 0) / seconds;
-  return { seconds, machineVcpu: w('machineVcpu'), benchVcpu: w('benchVcpu'), otherVcpu: w('otherVcpu') };
-}
-
-const rotated = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
 
 // ---- main ----
 
@@ -219,17 +134,17 @@ async function main(): Promise<void> {
   let ourPids: () => number[] = () => [process.pid];
 
   try {
-    const quiet = await waitForQuiet(QUIET_WAIT_MS, () => ourPids());
+    const quiet = await waitForQuiet(QUIET_WAIT_MS, () => ourPids(), say);
     if (!quiet.ok) say(`!!! the machine is still busy (other jobs use ${quiet.otherVcpu.toFixed(2)} vCPU of ${cpus().length}): figures will be noisy !!!`);
 
     say(`server pods on ${SERVER_PODS.v1}:${APP_PORT} (v1) and ${SERVER_PODS.v2}:${APP_PORT} (v2)`);
-    const server = new Forked('waypoint-server.js', ['--listen', `v1=${SERVER_PODS.v1}:${APP_PORT}`, '--listen', `v2=${SERVER_PODS.v2}:${APP_PORT}`], 'the bench server');
+    const server = new Forked(join(HERE, 'lib', 'waypoint-server.js'), ['--listen', `v1=${SERVER_PODS.v1}:${APP_PORT}`, '--listen', `v2=${SERVER_PODS.v2}:${APP_PORT}`], 'the bench server');
     cleanups.push(() => server.stop());
     await server.ready;
     everyPid.add(server.pid);
     const counts = async () => (await server.ask({ cmd: 'counts' })).counts as Record<string, number>;
 
-    const load = new Forked('waypoint-load.js', [], 'the load generator');
+    const load = new Forked(join(HERE, 'lib', 'waypoint-load.js'), [], 'the load generator');
     cleanups.push(() => load.stop());
     await load.ready;
     everyPid.add(load.pid);

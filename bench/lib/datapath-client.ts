@@ -12,6 +12,7 @@
  */
 import net from 'node:net';
 import { once } from 'node:events';
+import { socks5Connect } from '../../src/demo/socks5-client.js';
 import { Pacer } from './datapath-pacer.js';
 import { Samples } from './datapath-stats.js';
 
@@ -240,79 +241,122 @@ export async function openLoop(conns: HttpConn[], request: RequestSource, rate: 
 }
 
 export interface TransferResult {
+  /** All streams together. */
   bytes: number;
   seconds: number;
-  /** MiB/s */
+  /** MiB/s, all streams together */
   mibps: number;
+  /** Connections carrying the transfer at once. */
+  streams: number;
 }
 
-/** Downloads `bytes` as one HTTP response body on a fresh connection. */
-export async function download(dial: Dialer, bytes: number, host: string, maxMs: number): Promise<TransferResult> {
-  const conn = new HttpConn(await dial());
-  try {
-    return await new Promise<TransferResult>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`download of ${bytes} bytes did not finish within ${maxMs} ms`)), maxMs);
-      const t0 = now();
-      conn.get(requestBytes(`/bytes/${bytes}`, host), (end, err) => {
-        clearTimeout(timer);
-        if (err) return reject(err);
-        const seconds = Number(end - t0) / 1e9;
-        resolve({ bytes: conn.bodyBytes, seconds, mibps: conn.bodyBytes / 1048576 / seconds });
-      });
+/** One response body of `bytes` on `conn`; resolves with the clock read when its last byte arrived. */
+function fetchBody(conn: HttpConn, bytes: number, host: string, maxMs: number): Promise<bigint> {
+  return new Promise<bigint>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`download of ${bytes} bytes did not finish within ${maxMs} ms`)), maxMs);
+    conn.get(requestBytes(`/bytes/${bytes}`, host), (end, err) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve(end);
     });
+  });
+}
+
+/**
+ * Downloads `bytes` as one HTTP response body on each of `streams` fresh connections at once (all dialled before the
+ * clock starts); the rate is all bytes over the time from the first request to the last byte of the last response.
+ */
+export async function download(dial: Dialer, bytes: number, host: string, maxMs: number, streams = 1): Promise<TransferResult> {
+  const conns: HttpConn[] = [];
+  try {
+    for (let i = 0; i < streams; i++) conns.push(new HttpConn(await dial()));
+    const t0 = now();
+    const ends = await Promise.all(conns.map((c) => fetchBody(c, bytes, host, maxMs)));
+    const seconds = Number(ends.reduce((a, b) => (b > a ? b : a)) - t0) / 1e9;
+    const got = conns.reduce((s, c) => s + c.bodyBytes, 0);
+    return { bytes: got, seconds, mibps: got / 1048576 / seconds, streams };
   } finally {
-    conn.close();
+    for (const c of conns) c.close();
   }
 }
 
 const UPLOAD_CHUNK = Buffer.alloc(256 * 1024, 'u');
 
-/** Uploads `bytes` to the sink on a fresh connection; done when the sink acknowledges the last byte. */
-export async function upload(dial: Dialer, bytes: number, maxMs: number): Promise<TransferResult> {
-  const socket = await dial();
-  socket.setNoDelay(true);
-  try {
-    return await new Promise<TransferResult>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`upload of ${bytes} bytes not acknowledged within ${maxMs} ms`)), maxMs);
-      let t0 = 0n;
-      socket.on('error', (err) => { clearTimeout(timer); reject(err); });
-      socket.on('close', () => { clearTimeout(timer); reject(new Error('sink closed the connection before acknowledging')); });
-      socket.on('data', (d: Buffer) => {
-        if (d[0] !== 0x4b) return;
-        const seconds = Number(now() - t0) / 1e9;
-        clearTimeout(timer);
-        resolve({ bytes, seconds, mibps: bytes / 1048576 / seconds });
-      });
-      socket.resume();
-      const header = Buffer.alloc(8);
-      header.writeBigUInt64BE(BigInt(bytes));
-      t0 = now();
-      socket.write(header);
-      let left = bytes;
-      const pump = (): void => {
-        while (left > 0) {
-          const n = Math.min(left, UPLOAD_CHUNK.length);
-          left -= n;
-          if (!socket.write(n === UPLOAD_CHUNK.length ? UPLOAD_CHUNK : UPLOAD_CHUNK.subarray(0, n))) {
-            socket.once('drain', pump);
-            return;
-          }
-        }
-      };
-      pump();
+/** Sends the 8-byte length and `bytes` bytes on `socket`; resolves with the clock read when the sink acknowledged. */
+function sendToSink(socket: net.Socket, bytes: number, maxMs: number): Promise<bigint> {
+  return new Promise<bigint>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`upload of ${bytes} bytes not acknowledged within ${maxMs} ms`)), maxMs);
+    socket.on('error', (err) => { clearTimeout(timer); reject(err); });
+    socket.on('close', () => { clearTimeout(timer); reject(new Error('sink closed the connection before acknowledging')); });
+    socket.on('data', (d: Buffer) => {
+      if (d[0] !== 0x4b) return;
+      clearTimeout(timer);
+      resolve(now());
     });
+    socket.resume();
+    const header = Buffer.alloc(8);
+    header.writeBigUInt64BE(BigInt(bytes));
+    socket.write(header);
+    let left = bytes;
+    const pump = (): void => {
+      while (left > 0) {
+        const n = Math.min(left, UPLOAD_CHUNK.length);
+        left -= n;
+        if (!socket.write(n === UPLOAD_CHUNK.length ? UPLOAD_CHUNK : UPLOAD_CHUNK.subarray(0, n))) {
+          socket.once('drain', pump);
+          return;
+        }
+      }
+    };
+    pump();
+  });
+}
+
+/**
+ * Uploads `bytes` to the sink on each of `streams` fresh connections at once (all dialled before the clock starts);
+ * done when the sink has acknowledged the last byte of every one.
+ */
+export async function upload(dial: Dialer, bytes: number, maxMs: number, streams = 1): Promise<TransferResult> {
+  const sockets: net.Socket[] = [];
+  try {
+    for (let i = 0; i < streams; i++) {
+      const s = await dial();
+      s.setNoDelay(true);
+      sockets.push(s);
+    }
+    const t0 = now();
+    const ends = await Promise.all(sockets.map((s) => sendToSink(s, bytes, maxMs)));
+    const seconds = Number(ends.reduce((a, b) => (b > a ? b : a)) - t0) / 1e9;
+    return { bytes: bytes * streams, seconds, mibps: (bytes * streams) / 1048576 / seconds, streams };
   } finally {
-    socket.removeAllListeners('close');
-    socket.destroy();
+    for (const s of sockets) {
+      s.removeAllListeners('close');
+      s.destroy();
+    }
   }
 }
 
-/** A plain TCP dialer (direct, or into a local stunnel client), bound to the client pod's address. */
-export function tcpDialer(host: string, port: number, localAddress: string): Dialer {
+/** A plain TCP dialer (direct, or into a local stunnel client), bound to the client pod's address when given. */
+export function tcpDialer(host: string, port: number, localAddress?: string): Dialer {
   return async () => {
-    const s = net.connect({ host, port, localAddress });
+    const s = net.connect({ host, port, ...(localAddress ? { localAddress } : {}) });
     s.setNoDelay(true);
     await once(s, 'connect');
     return s;
+  };
+}
+
+/** How to reach a path, as data (it crosses to a load generator in another process): plain TCP or the ztunnel's SOCKS5. */
+export type DialSpec =
+  | { kind: 'tcp'; host: string; port: number; localAddress?: string }
+  | { kind: 'socks5'; proxy: { host: string; port: number }; localAddress: string; target: { host: string; port: number } };
+
+export function dialerFor(d: DialSpec): Dialer {
+  if (d.kind === 'tcp') return tcpDialer(d.host, d.port, d.localAddress);
+  return async () => {
+    const r = await socks5Connect({ proxy: d.proxy, localAddress: d.localAddress, target: d.target, timeoutMs: 10_000 });
+    if (!r.ok) throw new Error(`the ztunnel refused the SOCKS5 CONNECT to ${d.target.host}:${d.target.port}: ${r.message}`);
+    r.socket.setNoDelay(true);
+    return r.socket;
   };
 }

@@ -219,3 +219,45 @@ export interface MachineUsage {
 export function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
+
+// ---- merging rounds ----
+
+/** Usage over several runs: CPU summed, RSS from the last run, peak RSS the largest; vCPU over the runs' total time. */
+export function mergeUsage(us: ProcessUsage[]): ProcessUsage {
+  const seconds = us.reduce((s, u) => s + u.seconds, 0);
+  const processes: ProcessUsage['processes'] = {};
+  for (const u of us) {
+    for (const [name, p] of Object.entries(u.processes)) {
+      const acc = processes[name];
+      if (!acc) {
+        processes[name] = { ...p };
+        continue;
+      }
+      acc.cpuSeconds += p.cpuSeconds;
+      acc.userSeconds = (acc.userSeconds ?? NaN) + (p.userSeconds ?? NaN);
+      acc.systemSeconds = (acc.systemSeconds ?? NaN) + (p.systemSeconds ?? NaN);
+      acc.rssMiB = p.rssMiB;
+      acc.peakRssMiB = Math.max(acc.peakRssMiB, p.peakRssMiB);
+    }
+  }
+  for (const p of Object.values(processes)) p.vcpu = p.cpuSeconds / seconds;
+  return { seconds, vcpu: Object.values(processes).reduce((s, p) => s + p.vcpu, 0), processes };
+}
+
+/** Machine usage over several runs, each weighted by its duration. */
+export function mergeMachine(ms: MachineUsage[]): MachineUsage {
+  const seconds = ms.reduce((s, m) => s + m.seconds, 0);
+  const w = (k: 'machineVcpu' | 'benchVcpu' | 'otherVcpu') => ms.reduce((s, m) => s + m[k] * m.seconds, 0) / seconds;
+  return { seconds, machineVcpu: w('machineVcpu'), benchVcpu: w('benchVcpu'), otherVcpu: w('otherVcpu') };
+}
+
+export const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2) : NaN;
+};
+
+/** Round k visits the items starting from the k-th, so a noisy moment does not always hit the same one. */
+export const rotated = <T>(xs: T[], k: number): T[] => xs.map((_, i) => xs[(i + k) % xs.length]!);
+
+/** MiB (from /proc) to MB (10^6 bytes, the unit of the budgets). */
+export const MB = (mib: number): number => (mib * 1048576) / 1e6;

@@ -7,16 +7,27 @@
  *
  * Both sides verify the peer's chain to the mesh root (verifyChain + CAfile; the server requires a client
  * certificate). stunnel cannot check a URI SAN, so unlike the ztunnel it does not compare the SPIFFE id.
+ *
+ * `placement` puts each side elsewhere (bench/capture.ts: the client side in node A's network namespace, the
+ * server side in node B's), with its own addresses.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { accessSync, constants, createWriteStream, mkdirSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import { delimiter, join } from 'node:path';
 import { CertificateAuthority, SpiffeId, createKeyAndCsr } from '../../src/identity/index.js';
+import { inNetns, waitListening } from './netns.js';
 
 export const STUNNEL_CLIENT_IP = '127.0.115.1';
 export const STUNNEL_SERVER_IP = '127.0.115.2';
+
+/** Where the two sides of a reference tunnel pair run and listen. */
+export interface TunnelPlacement {
+  /** The client side: accepts plaintext on `listen`, dials the server side from `source` (if given). */
+  client: { netns?: string; listen: string; source?: string };
+  /** The server side: accepts TLS on `listen`. */
+  server: { netns?: string; listen: string };
+}
 
 export interface StunnelBinary {
   path: string;
@@ -43,9 +54,9 @@ export function findStunnel(): StunnelBinary | undefined {
 
 export interface StunnelRoute {
   name: string;
-  /** Where the client connects (on STUNNEL_CLIENT_IP). */
+  /** Where the client connects (on the client side's listen address). */
   clientPort: number;
-  /** The TLS port between the two stunnels (on STUNNEL_SERVER_IP). */
+  /** The TLS port between the two stunnels (on the server side's listen address). */
   tlsPort: number;
   /** Where the server-side stunnel connects (the server pod). */
   target: { host: string; port: number };
@@ -59,6 +70,8 @@ export interface StunnelOptions {
   clientIdentity: string;
   serverIdentity: string;
   routes: StunnelRoute[];
+  /** Default: both on loopback, STUNNEL_CLIENT_IP and STUNNEL_SERVER_IP, in this network namespace. */
+  placement?: TunnelPlacement;
 }
 
 /** Key and certificate chain for `id` from the mesh CA, written as <dir>/<name>-key.pem and <name>-chain.pem. */
@@ -90,7 +103,7 @@ export async function tunnelCertificates(opts: { workDir: string; caDataDir: str
   return { rootFile, client, server };
 }
 
-function config(side: 'client' | 'server', files: { cert: string; key: string; ca: string }, routes: StunnelRoute[]): string {
+function config(side: 'client' | 'server', files: { cert: string; key: string; ca: string }, routes: StunnelRoute[], at: TunnelPlacement): string {
   const global = [
     'foreground = yes',
     'pid =',
@@ -99,8 +112,8 @@ function config(side: 'client' | 'server', files: { cert: string; key: string; c
   const services = routes.map((r) => [
     `[${r.name}]`,
     ...(side === 'client'
-      ? ['client = yes', `accept = ${STUNNEL_CLIENT_IP}:${r.clientPort}`, `connect = ${STUNNEL_SERVER_IP}:${r.tlsPort}`, `local = ${STUNNEL_CLIENT_IP}`]
-      : [`accept = ${STUNNEL_SERVER_IP}:${r.tlsPort}`, `connect = ${r.target.host}:${r.target.port}`]),
+      ? ['client = yes', `accept = ${at.client.listen}:${r.clientPort}`, `connect = ${at.server.listen}:${r.tlsPort}`, ...(at.client.source ? [`local = ${at.client.source}`] : [])]
+      : [`accept = ${at.server.listen}:${r.tlsPort}`, `connect = ${r.target.host}:${r.target.port}`]),
     `cert = ${files.cert}`,
     `key = ${files.key}`,
     `CAfile = ${files.ca}`,
@@ -115,39 +128,36 @@ function config(side: 'client' | 'server', files: { cert: string; key: string; c
 export class StunnelPair {
   private procs: { side: string; proc: ChildProcess; exited: Promise<unknown> }[] = [];
 
-  constructor(private readonly opts: StunnelOptions) {}
+  private readonly at: TunnelPlacement;
+
+  constructor(private readonly opts: StunnelOptions) {
+    this.at = opts.placement ?? { client: { listen: STUNNEL_CLIENT_IP, source: STUNNEL_CLIENT_IP }, server: { listen: STUNNEL_SERVER_IP } };
+  }
 
   async start(): Promise<void> {
     const dir = this.opts.workDir;
     const { rootFile, client, server } = await tunnelCertificates(this.opts);
     for (const [side, files] of [['server', server], ['client', client]] as const) {
       const conf = join(dir, `${side}.conf`);
-      writeFileSync(conf, config(side, { ...files, ca: rootFile }, this.opts.routes));
-      const proc = spawn(this.opts.bin.path, [conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+      writeFileSync(conf, config(side, { ...files, ca: rootFile }, this.opts.routes, this.at));
+      const [cmd, ...args] = inNetns(this.at[side].netns, [this.opts.bin.path, conf]);
+      const proc = spawn(cmd!, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       const log = createWriteStream(join(dir, `${side}.log`));
       proc.stdout!.pipe(log);
       proc.stderr!.pipe(log);
       this.procs.push({ side, proc, exited: once(proc, 'exit') });
     }
-    // Only the client side's plaintext ports are probed (a bare TCP probe of a TLS port makes the server side log
-    // a handshake error); the benchmark's first request through the pair retries until both sides are up.
-    for (const r of this.opts.routes) await this.waitListening(STUNNEL_CLIENT_IP, r.clientPort);
-  }
-
-  private async waitListening(host: string, port: number): Promise<void> {
-    const until = Date.now() + 10_000;
-    for (;;) {
+    // In a namespace both sides are checked with ss; on loopback only the client side's plaintext ports are probed
+    // (a bare TCP probe of a TLS port makes the server side log a handshake error), and the benchmark's first
+    // request through the pair retries until both sides are up.
+    const alive = () => {
       for (const p of this.procs) {
-        if (p.proc.exitCode !== null) throw new Error(`stunnel (${p.side} side) exited with ${p.proc.exitCode}; see ${join(this.opts.workDir, `${p.side}.log`)}`);
+        if (p.proc.exitCode !== null) throw new Error(`stunnel (${p.side} side) exited with ${p.proc.exitCode}; see ${join(dir, `${p.side}.log`)}`);
       }
-      const ok = await new Promise<boolean>((resolve) => {
-        const s = net.connect({ host, port });
-        s.once('connect', () => { s.destroy(); resolve(true); });
-        s.once('error', () => resolve(false));
-      });
-      if (ok) return;
-      if (Date.now() > until) throw new Error(`stunnel not listening on ${host}:${port} after 10 s; see ${this.opts.workDir}`);
-      await new Promise((r) => setTimeout(r, 100));
+    };
+    for (const r of this.opts.routes) {
+      await waitListening({ netns: this.at.client.netns, host: this.at.client.listen, port: r.clientPort, what: 'stunnel (client side)', alive });
+      if (this.at.server.netns) await waitListening({ netns: this.at.server.netns, host: this.at.server.listen, port: r.tlsPort, what: 'stunnel (server side)', alive });
     }
   }
 

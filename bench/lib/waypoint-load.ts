@@ -16,40 +16,16 @@
  *   close      { name }
  * Latencies come back as Float64Array of nanoseconds. It exits when the parent disconnects.
  */
-import net from 'node:net';
-import { once } from 'node:events';
-import { socks5Connect } from '../../src/demo/socks5-client.js';
-import { HttpConn, openConns, openLoop, sequential, type Dialer } from './datapath-client.js';
+import { HttpConn, dialerFor, openConns, openLoop, sequential, type DialSpec, type Dialer } from './datapath-client.js';
 
 export const HOST = 'server.bench.svc.cluster.local';
 export const CANARY_HEADER = 'x-canary';
 export const CANARY_VALUE = 'true';
 
-export type DialSpec =
-  | { kind: 'tcp'; host: string; port: number; localAddress: string }
-  | { kind: 'socks5'; proxy: { host: string; port: number }; localAddress: string; target: { host: string; port: number } };
-
 const request = (canary: boolean): Buffer => Buffer.from(
   `GET / HTTP/1.1\r\nHost: ${HOST}\r\nUser-Agent: strait-bench\r\nAccept: */*\r\n${canary ? `${CANARY_HEADER}: ${CANARY_VALUE}\r\n` : ''}\r\n`, 'latin1');
 const PLAIN = request(false);
 const CANARY = request(true);
-
-function dialer(d: DialSpec): Dialer {
-  if (d.kind === 'tcp') {
-    return async () => {
-      const s = net.connect({ host: d.host, port: d.port, localAddress: d.localAddress });
-      s.setNoDelay(true);
-      await once(s, 'connect');
-      return s;
-    };
-  }
-  return async () => {
-    const r = await socks5Connect({ proxy: d.proxy, localAddress: d.localAddress, target: d.target, timeoutMs: 10_000 });
-    if (!r.ok) throw new Error(`the ztunnel refused the SOCKS5 CONNECT to ${d.target.host}:${d.target.port}: ${r.message}`);
-    r.socket.setNoDelay(true);
-    return r.socket;
-  };
-}
 
 /** Alternates plain and canary requests, counting each kind as it is sent. */
 function alternating(): { pick: (i: number) => Buffer; counts: { plain: number; canary: number } } {
@@ -99,7 +75,7 @@ type Msg = { id: number; cmd: string; name: string; [k: string]: unknown };
 async function handle(m: Msg): Promise<Record<string, unknown>> {
   switch (m.cmd) {
     case 'open': {
-      const list = await openConns(dialer(m.dial as DialSpec), m.connections as number);
+      const list = await openConns(dialerFor(m.dial as DialSpec), m.connections as number);
       conns.set(m.name, [...(conns.get(m.name) ?? []), ...list]);
       return {};
     }
@@ -122,7 +98,7 @@ async function handle(m: Msg): Promise<Record<string, unknown>> {
       };
     }
     case 'probe': {
-      const d = dialer(m.dial as DialSpec);
+      const d = dialerFor(m.dial as DialSpec);
       return { plain: await probeOne(d, false), canary: await probeOne(d, true) };
     }
     case 'close': {
