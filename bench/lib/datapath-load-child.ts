@@ -14,6 +14,7 @@
  */
 import { dialerFor, type DialSpec } from './datapath-client.js';
 import { LocalLoad } from './datapath-load.js';
+import { serveForked } from './forked.js';
 
 const load = new LocalLoad();
 
@@ -53,11 +54,4 @@ async function handle(m: Msg): Promise<Record<string, unknown>> {
   }
 }
 
-process.on('message', (m: Msg) => {
-  handle(m).then(
-    (r) => process.send?.({ id: m.id, ok: true, ...r }),
-    (err: Error) => process.send?.({ id: m.id, ok: false, error: err.message }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send?.({ ready: true });
+serveForked(handle);

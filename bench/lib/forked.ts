@@ -75,3 +75,18 @@ export class Forked {
     clearTimeout(t);
   }
 }
+
+/**
+ * The helper's side of the protocol above: answers each `{ id, cmd, ... }` with what `handle` returns (or its error),
+ * says `{ ready: true }`, and exits when the parent disconnects. Call once, at the end of the helper's script.
+ */
+export function serveForked<M extends { id: number }>(handle: (m: M) => Promise<Record<string, unknown>>): void {
+  process.on('message', (m: M) => {
+    handle(m).then(
+      (r) => process.send?.({ id: m.id, ok: true, ...r }),
+      (err: Error) => process.send?.({ id: m.id, ok: false, error: err.message }),
+    );
+  });
+  process.on('disconnect', () => process.exit(0));
+  process.send?.({ ready: true });
+}

@@ -17,6 +17,7 @@
  * Latencies come back as Float64Array of nanoseconds. It exits when the parent disconnects.
  */
 import { HttpConn, dialerFor, openConns, openLoop, sequential, type DialSpec, type Dialer } from './datapath-client.js';
+import { serveForked } from './forked.js';
 
 export const HOST = 'server.bench.svc.cluster.local';
 export const CANARY_HEADER = 'x-canary';
@@ -111,11 +112,4 @@ async function handle(m: Msg): Promise<Record<string, unknown>> {
   }
 }
 
-process.on('message', (m: Msg) => {
-  handle(m).then(
-    (r) => process.send?.({ id: m.id, ok: true, ...r }),
-    (err: Error) => process.send?.({ id: m.id, ok: false, error: err.message }),
-  );
-});
-process.on('disconnect', () => process.exit(0));
-process.send?.({ ready: true });
+serveForked(handle);

@@ -21,21 +21,9 @@ import { listNamespaces, runAsync, runSync, type CommandResult, type ExecOptions
 
 // ---- the state file (contract §3) ----
 
-export type ComponentStatus = 'starting' | 'running' | 'restarting' | 'stopped';
-export interface LabComponent { pid: number | null; status: ComponentStatus; restarts: number }
-export interface LabState {
-  pid: number;
-  id: string;
-  prefix: string;
-  manifestDir: string;
-  dataDir: string;
-  rootCert: string;
-  controller: LabComponent & { netns: string; address: string; xds: string; admin: string };
-  nodes: Record<string, { netns: string; address: string; gateway: string; fabricInterface: string; ztunnel: LabComponent }>;
-  pods: Record<string, { netns: string; node: string; address: string; hostInterface: string; process: null | (LabComponent & { command: string }) }>;
-  waypoints: Record<string, LabComponent & { netns: string; node: string; address: string }>;
-  services: Record<string, { clusterIP: string; ports: { port: number; targetPort: number | string }[]; endpoints: string[] }>;
-}
+// One definition of the state file's shape: the lab's own (src/local/lab/state.ts).
+export type { LabState, ProcessState as LabComponent } from '../../src/local/lab/state.js';
+import type { LabState } from '../../src/local/lab/state.js';
 
 // ---- waiting ----
 
