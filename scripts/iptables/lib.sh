@@ -190,3 +190,95 @@ chain_exists() {
   readable || return 0
   ipt -S "$1" >/dev/null 2>&1
 }
+
+# --- Service-DNAT capture (nftables table `ip strait`, policy routing) -----------------------------------------------
+# A connection to a Service VIP (or a NodePort) that the node's own NAT (kube-proxy, the lab's service chains) turns
+# into a connection to an enrolled pod of this node never meets STRAIT_INBOUND: nat PREROUTING decides once, and the
+# service DNAT wins over Strait's rules, which saw only the VIP. iptables cannot look at a packet after the nat stage
+# in PREROUTING, so these rules live in an nftables table whose chains run just after it (priority -99, NAT is -100):
+#   chain prerouting (filter, -99):  a new TCP connection, DNATed by someone else, to an address in set `pods`
+#                                    -> its conntrack entry gets ct mark TPROXY_MARK; every packet of such a connection
+#                                    is marked TPROXY_MARK and TPROXYed to :INBOUND_PORT (the ztunnel's transparent
+#                                    plaintext listener, which sees the pod's address and port as its local address)
+#   chain output (route, -99):       the same for node-local clients (host-network processes calling a VIP), whose
+#                                    packets the mark reroutes through loopback into the prerouting chain; the
+#                                    ztunnel's own sockets (CAPTURE_MARK) are skipped
+#   ip rule fwmark TPROXY_MARK/MASK lookup ROUTE_TABLE; ip route local 0.0.0.0/0 dev lo table ROUTE_TABLE
+# Because the connection, not the set, carries the mark after the first packet, a pod that leaves the mesh keeps its
+# live captured connections. Connections Strait's own REDIRECT rules handled never match (after REDIRECT their
+# destination is the node's address, not a pod's). IPv4 only (IPv6 capture does not exist yet).
+NFT_TABLE=strait
+
+# hex32 VALUE: VALUE (decimal or 0x hex, at most 32 bits) as lower-case hex, the way iptables -S prints marks.
+hex32() {
+  case "$1" in
+    0[xX]*) case "${1#0[xX]}" in '' | *[!0-9a-fA-F]*) return 1 ;; esac ;;
+    *) case "$1" in '' | *[!0-9]*) return 1 ;; esac ;;
+  esac
+  value=$(printf '%d' "$1" 2>/dev/null) || return 1
+  [ "$value" -ge 0 ] && [ "$value" -le 4294967295 ] || return 1
+  printf '0x%x\n' "$value"
+}
+
+# load_marks: MARK and MASK (STRAIT_CAPTURE_MARK 0x539, the ztunnel's own sockets; STRAIT_CAPTURE_MASK 0xfff),
+# MARK_MATCH as iptables -S prints it (the mask left out when it is all ones); TPROXY_MARK (STRAIT_TPROXY_MARK 0x111,
+# connections captured after a service DNAT), KEEP_MASK (the mark bits Strait leaves alone); ROUTE_TABLE
+# (STRAIT_ROUTE_TABLE 133); NFT (STRAIT_NFT or nft) and IPROUTE (STRAIT_IP or ip). All checked.
+load_marks() {
+  MARK=$(hex32 "${STRAIT_CAPTURE_MARK:-0x539}") || die "invalid STRAIT_CAPTURE_MARK '${STRAIT_CAPTURE_MARK:-}': expected a 32-bit number (e.g. 0x539)"
+  MASK=$(hex32 "${STRAIT_CAPTURE_MASK:-0xfff}") || die "invalid STRAIT_CAPTURE_MASK '${STRAIT_CAPTURE_MASK:-}': expected a 32-bit number (e.g. 0xfff)"
+  # shellcheck disable=SC2034 # used by the scripts that source this file
+  if [ "$MASK" = 0xffffffff ]; then MARK_MATCH=$MARK; else MARK_MATCH=$MARK/$MASK; fi
+  TPROXY_MARK=$(hex32 "${STRAIT_TPROXY_MARK:-0x111}") || die "invalid STRAIT_TPROXY_MARK '${STRAIT_TPROXY_MARK:-}': expected a 32-bit number (e.g. 0x111)"
+  if [ $((TPROXY_MARK & ~MASK)) -ne 0 ] || [ "$TPROXY_MARK" = 0x0 ]; then
+    die "invalid STRAIT_TPROXY_MARK $TPROXY_MARK: it must be non-zero and inside STRAIT_CAPTURE_MASK $MASK"
+  fi
+  [ $((TPROXY_MARK & MASK)) -ne $((MARK & MASK)) ] || die "STRAIT_TPROXY_MARK $TPROXY_MARK equals STRAIT_CAPTURE_MARK $MARK under the mask $MASK: give them different values"
+  # shellcheck disable=SC2034 # used by the scripts that source this file
+  KEEP_MASK=$(printf '0x%x' $((~MASK & 0xffffffff)))
+  ROUTE_TABLE=${STRAIT_ROUTE_TABLE:-133}
+  case "$ROUTE_TABLE" in '' | *[!0-9]* | 0*) die "invalid STRAIT_ROUTE_TABLE '$ROUTE_TABLE': expected a routing table number from 1 to 252" ;; esac
+  if [ "${#ROUTE_TABLE}" -gt 3 ] || [ "$ROUTE_TABLE" -gt 252 ]; then
+    die "invalid STRAIT_ROUTE_TABLE '$ROUTE_TABLE': expected a routing table number from 1 to 252"
+  fi
+  NFT=${STRAIT_NFT:-nft}
+  IPROUTE=${STRAIT_IP:-ip}
+}
+
+# nft_readable: nft is installed and can list tables here (root).
+nft_readable() { command -v "$NFT" >/dev/null 2>&1 && "$NFT" list tables >/dev/null 2>&1; }
+
+# require_nft: a real run needs nft and ip; a dry run goes on without them.
+require_nft() {
+  [ "$DRY_RUN" = true ] && return 0
+  command -v "$NFT" >/dev/null 2>&1 || die "$NFT not found (Service-VIP capture needs nftables): apt-get install -y nftables, or set STRAIT_NFT to the nft binary"
+  "$NFT" list tables >/dev/null 2>&1 || die "cannot list nftables tables with $NFT: run as root (NET_ADMIN), on a kernel with nf_tables"
+  command -v "$IPROUTE" >/dev/null 2>&1 || die "$IPROUTE not found: apt-get install -y iproute2, or set STRAIT_IP to the ip binary"
+}
+
+# nft_change COMMAND: one nft command given as one word (e.g. 'add element ip strait pods { 198.18.0.2 }'); printed
+# instead of run in a dry run, quoted so the printed line can be pasted into a shell.
+nft_change() {
+  if [ "$DRY_RUN" = true ]; then
+    printf "%s '%s'\n" "$NFT" "$1"
+    return 0
+  fi
+  "$NFT" "$1" || die "$NFT '$1' failed (its message is above)"
+}
+
+# ip_change ARGS...: one ip(8) command (a change); printed instead of run in a dry run.
+ip_change() {
+  if [ "$DRY_RUN" = true ]; then
+    printf '%s' "$IPROUTE"
+    printf ' %s' "$@"
+    printf '\n'
+    return 0
+  fi
+  "$IPROUTE" "$@" || die "$IPROUTE $* failed (its message is above)"
+}
+
+# nft_table_exists: the table `ip strait` exists (assumed absent when nft cannot read).
+nft_table_exists() { nft_readable && "$NFT" list table ip "$NFT_TABLE" >/dev/null 2>&1; }
+
+# nft_has_pod IP: IP is an element of the set `pods`.
+nft_has_pod() { nft_table_exists && "$NFT" get element ip "$NFT_TABLE" pods "{ $1 }" >/dev/null 2>&1; }

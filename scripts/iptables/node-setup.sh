@@ -24,6 +24,10 @@
 # connections to other ports of a local pod (the ztunnel delivering to the pod) still RETURN. Pods must not serve
 # port 15008 themselves (Istio reserves it too).
 #
+# Service VIPs: a connection the node's own NAT (kube-proxy) turns into one to an enrolled pod of this node after these
+# chains saw only the VIP is caught by the nftables table `ip strait` this script also makes (lib.sh explains it), with
+# its policy route (ip rule fwmark TPROXY_MARK/MASK lookup ROUTE_TABLE; local 0.0.0.0/0 dev lo in that table).
+#
 # From-pod rules are consulted before to-pod rules, so pod-to-pod traffic on one node is captured as outbound
 # (15001) first; the ztunnel's own connection onwards carries the mark and is not captured again.
 # STRAIT_OUTBOUND and STRAIT_INBOUND hold one small rule set per pod, managed by pod-add.sh / pod-del.sh.
@@ -44,7 +48,9 @@
 #
 # Parameters (environment): STRAIT_IPTABLES, STRAIT_IP6TABLES (default: see the backend choice in lib.sh),
 #   STRAIT_CAPTURE_MARK (default 0x539, Istio's 1337), STRAIT_CAPTURE_MASK (default 0xfff),
-#   STRAIT_HBONE_PORT (default 15008). Prints nothing on success; errors on stderr with the fix, exit 1.
+#   STRAIT_HBONE_PORT (default 15008), STRAIT_INBOUND_PORT (15006, the TPROXY target), STRAIT_TPROXY_MARK (0x111),
+#   STRAIT_ROUTE_TABLE (133), STRAIT_NFT (nft), STRAIT_IP (ip). Prints nothing on success; errors on stderr with the
+#   fix, exit 1.
 set -eu
 
 case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
@@ -57,19 +63,7 @@ if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
 
 load_ports
 
-# The mark match as iptables -S prints it: lower-case hex, the mask left out when it is all ones.
-hex32() {
-  case "$1" in
-    0[xX]*) case "${1#0[xX]}" in '' | *[!0-9a-fA-F]*) return 1 ;; esac ;;
-    *) case "$1" in '' | *[!0-9]*) return 1 ;; esac ;;
-  esac
-  value=$(printf '%d' "$1" 2>/dev/null) || return 1
-  [ "$value" -ge 0 ] && [ "$value" -le 4294967295 ] || return 1
-  printf '0x%x\n' "$value"
-}
-MARK=$(hex32 "${STRAIT_CAPTURE_MARK:-0x539}") || die "invalid STRAIT_CAPTURE_MARK '${STRAIT_CAPTURE_MARK:-}': expected a 32-bit number (e.g. 0x539)"
-MASK=$(hex32 "${STRAIT_CAPTURE_MASK:-0xfff}") || die "invalid STRAIT_CAPTURE_MASK '${STRAIT_CAPTURE_MASK:-}': expected a 32-bit number (e.g. 0xfff)"
-if [ "$MASK" = 0xffffffff ]; then MARK_MATCH=$MARK; else MARK_MATCH=$MARK/$MASK; fi
+load_marks
 
 # wanted CHAIN: the rules CHAIN must hold, in order, one per line, written as `iptables -S` prints them (so the current
 # chain can be compared line by line) and as they are given to iptables.
@@ -121,9 +115,70 @@ setup() {
   ensure_jump OUTPUT STRAIT_OUTPUT
 }
 
+# nft_in_place: the table `ip strait` holds the two chains with exactly the rules below for these parameters (the set's
+# elements are pod-add.sh's business and are kept).
+nft_in_place() {
+  nft_table_exists || return 1
+  listing=$("$NFT" -t list table ip "$NFT_TABLE" 2>/dev/null) || return 1
+  hex8() { printf '0x%08x' "$1"; }
+  printf '%s\n' "$listing" | awk -v port=":$INBOUND_PORT" -v tmark="== $(hex8 "$TPROXY_MARK")" -v cmark="== $(hex8 "$MARK") return" -v mask="& $(hex8 "$MASK")" '
+    /^[ \t]*chain / { chain = $2; next }
+    /^[ \t]*(type|policy) / { next }
+    /^[ \t]*}/ { chain = ""; next }
+    chain != "" && NF > 0 { n[chain]++; text[chain] = text[chain] "\n" $0 }
+    END {
+      ok = n["prerouting"] == 2 && n["output"] == 3
+      ok = ok && index(text["prerouting"], "tproxy to " port " accept") && index(text["prerouting"], mask " " tmark) && index(text["prerouting"], "@pods")
+      ok = ok && index(text["output"], mask " " cmark) && index(text["output"], mask " " tmark) && index(text["output"], "@pods")
+      exit ok ? 0 : 1
+    }'
+}
+
+# nft_setup: the table, its set and chains, in one nft transaction (atomic: no moment without the rules; the set and
+# its elements are kept). Skipped when already in place.
+nft_setup() {
+  if nft_in_place; then return 0; fi
+  new_conn="meta l4proto tcp ct direction original ct state new ct status dnat ip daddr @pods ct mark set ct mark and $KEEP_MASK or $TPROXY_MARK"
+  marked_conn="meta l4proto tcp ct direction original ct mark and $MASK == $TPROXY_MARK meta mark set meta mark and $KEEP_MASK or $TPROXY_MARK"
+  script="add table ip $NFT_TABLE
+add set ip $NFT_TABLE pods { type ipv4_addr; }
+add chain ip $NFT_TABLE prerouting { type filter hook prerouting priority -99; policy accept; }
+add chain ip $NFT_TABLE output { type route hook output priority -99; policy accept; }
+flush chain ip $NFT_TABLE prerouting
+flush chain ip $NFT_TABLE output
+add rule ip $NFT_TABLE prerouting $new_conn
+add rule ip $NFT_TABLE prerouting $marked_conn tproxy to :$INBOUND_PORT accept
+add rule ip $NFT_TABLE output meta mark and $MASK == $MARK return
+add rule ip $NFT_TABLE output $new_conn
+add rule ip $NFT_TABLE output $marked_conn"
+  if [ "$DRY_RUN" = true ]; then
+    printf '%s\n' "$script" | while IFS= read -r line; do printf "%s '%s'\n" "$NFT" "$line"; done
+    return 0
+  fi
+  printf '%s\n' "$script" | "$NFT" -f - || die "$NFT -f failed to create the table ip $NFT_TABLE (its message is above): the kernel needs nf_tables with nft_tproxy, nft_ct and nft_socket (modprobe nft_tproxy)"
+}
+
+# route_setup: marked packets are delivered locally (the TPROXY socket, or loopback for node-local clients).
+route_setup() {
+  if [ "$DRY_RUN" = true ] && ! nft_readable; then
+    ip_change -4 rule add fwmark "$TPROXY_MARK/$MASK" lookup "$ROUTE_TABLE"
+    ip_change -4 route replace local 0.0.0.0/0 dev lo table "$ROUTE_TABLE"
+    return 0
+  fi
+  if ! "$IPROUTE" -4 rule show 2>/dev/null | grep -q "fwmark $TPROXY_MARK/$MASK lookup $ROUTE_TABLE\b"; then
+    ip_change -4 rule add fwmark "$TPROXY_MARK/$MASK" lookup "$ROUTE_TABLE"
+  fi
+  if ! "$IPROUTE" -4 route show table "$ROUTE_TABLE" 2>/dev/null | grep -q '^local default dev lo\b'; then
+    ip_change -4 route replace local 0.0.0.0/0 dev lo table "$ROUTE_TABLE"
+  fi
+}
+
 use_family 4
 require_state
 setup
+require_nft
+nft_setup
+route_setup
 
 use_family 6
 if [ -n "$IPT_FORCED" ] || readable; then

@@ -55,9 +55,32 @@ teardown() {
   done
 }
 
+# nft_teardown: the table `ip strait` (with its set), the policy-routing rule and the route table of node-setup.sh.
+# Connections already captured this way lose their delivery (their packets are no longer marked): teardown is for a
+# node leaving the mesh, not for a restart.
+nft_teardown() {
+  if [ "$DRY_RUN" = true ] && ! nft_readable; then
+    nft_change "delete table ip $NFT_TABLE"
+    ip_change -4 rule del fwmark "$TPROXY_MARK/$MASK" lookup "$ROUTE_TABLE"
+    ip_change -4 route flush table "$ROUTE_TABLE"
+    return 0
+  fi
+  if nft_table_exists; then nft_change "delete table ip $NFT_TABLE"; fi
+  if command -v "$IPROUTE" >/dev/null 2>&1; then
+    n=$("$IPROUTE" -4 rule show 2>/dev/null | grep -c "fwmark $TPROXY_MARK/$MASK lookup $ROUTE_TABLE\b" || true)
+    while [ "${n:-0}" -gt 0 ]; do
+      ip_change -4 rule del fwmark "$TPROXY_MARK/$MASK" lookup "$ROUTE_TABLE"
+      n=$((n - 1))
+    done
+    if [ -n "$("$IPROUTE" -4 route show table "$ROUTE_TABLE" 2>/dev/null)" ]; then ip_change -4 route flush table "$ROUTE_TABLE"; fi
+  fi
+}
+
 use_family 4
 require_state
 teardown
+load_marks
+nft_teardown
 
 use_family 6
 if [ -n "$IPT_FORCED" ] || readable; then

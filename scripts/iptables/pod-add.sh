@@ -33,6 +33,7 @@ case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
 
 if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
 load_ports
+load_marks
 ips=$(pod_addresses "$@") || exit 1
 
 # pod_rules ACTION IP: ACTION (-A or -C) applied to the pod's three rules, in this order; RUN is `change` or `ipt`.
@@ -49,6 +50,15 @@ in_place() {
   [ "$(printf '%s\n%s\n' "$outbound" "$inbound" | grep -c '[0-9]')" -eq 3 ] && pod_rules ipt -C "$1" 2>/dev/null
 }
 
+# nft_add IP: IP joins the set `pods` (IPv4: Service-VIP capture, see lib.sh); adding an element already there is a no-op.
+nft_add() {
+  [ "$(family_of "$1")" = 4 ] || return 0
+  if [ "$DRY_RUN" = true ] && ! nft_readable; then nft_change "add element ip $NFT_TABLE pods { $1 }"; return 0; fi
+  require_nft
+  nft_table_exists || die "nftables table ip $NFT_TABLE is missing: run node-setup.sh first (as root)"
+  nft_has_pod "$1" || nft_change "add element ip $NFT_TABLE pods { $1 }"
+}
+
 for ip in $ips; do
   use_family "$(family_of "$ip")"
   require_state
@@ -56,11 +66,12 @@ for ip in $ips; do
     for chain in STRAIT_OUTBOUND STRAIT_INBOUND; do
       ipt -S "$chain" >/dev/null 2>&1 || die "chain $chain is missing in the nat table of $IPT: run node-setup.sh first (as root)"
     done
-    if in_place "$ip"; then continue; fi
+    if in_place "$ip"; then nft_add "$ip"; continue; fi
     for chain in STRAIT_OUTBOUND STRAIT_INBOUND; do
       nums=$(tagged_rules "$chain" "$ip") || die "cannot list the nat chain $chain with $IPT"
       for num in $nums; do change -D "$chain" "$num"; done
     done
   fi
   pod_rules change -A "$ip"
+  nft_add "$ip"
 done

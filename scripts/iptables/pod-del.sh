@@ -25,11 +25,21 @@ case "$0" in */*) here=${0%/*} ;; *) here=. ;; esac
 
 if [ "${1:-}" = --dry-run ]; then DRY_RUN=true; shift; fi
 load_ports
+load_marks
 ips=$(pod_addresses "$@") || exit 1
 
 for ip in $ips; do
   use_family "$(family_of "$ip")"
   require_state
+  # The set first: new connections to the pod through a Service VIP are no longer captured. Connections captured
+  # already carry a conntrack mark and keep their path until they close (lib.sh).
+  if [ "$(family_of "$ip")" = 4 ]; then
+    if [ "$DRY_RUN" = true ] && ! nft_readable; then
+      nft_change "delete element ip $NFT_TABLE pods { $ip }"
+    elif nft_has_pod "$ip"; then
+      nft_change "delete element ip $NFT_TABLE pods { $ip }"
+    fi
+  fi
   if readable; then
     for chain in STRAIT_OUTBOUND STRAIT_INBOUND; do
       ipt -S "$chain" >/dev/null 2>&1 || continue

@@ -153,7 +153,7 @@ async function setUpCapture(cfg: ZtunnelConfig, state: ProxyState, metrics: Ztun
   const mark = cfg.captureMark!;
   const scripts = new CaptureScripts({ ...(cfg.capture?.scriptsDir ? { dir: cfg.capture.scriptsDir } : {}), ...(cfg.capture?.iptables ? { iptables: cfg.capture.iptables } : {}), mark, ports: cfg.ports });
   const capture = new PodCapture({
-    state, node: cfg.nodeName, scripts, mark, log: logs.child({ part: 'capture' }), resyncMs: cfg.capture?.resyncMs ?? 0,
+    state, node: cfg.nodeName, scripts, mark, log: logs.child({ part: 'capture' }), resyncMs: cfg.capture?.resyncMs ?? 0, teardown: cfg.capture?.teardown ?? false,
     counters: { operation: (operation, result) => metrics.captureOperations.inc({ operation, result }) },
   });
   await capture.setup();
@@ -198,7 +198,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
     expected: () => Math.max(0, settingUp() - upstream.dialing),
   });
   await openTrafficPorts({
-    address: cfg.listenAddress, ports: cfg.ports, listeners, outbound, inbound, hbone, log,
+    address: cfg.listenAddress, ports: cfg.ports, listeners, outbound, inbound, hbone, log, transparent: cfg.capture !== undefined,
     onUnredirected: (listener) => metrics.captureUnredirected.inc({ listener }),
   });
   if (cfg.localPodListeners) {

@@ -34,6 +34,7 @@ export const ENV_CAPTURE_SCRIPTS = 'STRAIT_CAPTURE_SCRIPTS';
 export const ENV_IPTABLES = 'STRAIT_IPTABLES';
 export const ENV_ADMIN_ADDRESS = 'STRAIT_ADMIN_ADDRESS';
 export const ENV_CAPTURE_RESYNC = 'STRAIT_CAPTURE_RESYNC';
+export const ENV_CAPTURE_TEARDOWN = 'STRAIT_CAPTURE_TEARDOWN';
 export const ENV_GC = 'STRAIT_GC';
 export const ENV_LISTEN_BACKLOG = 'STRAIT_LISTEN_BACKLOG';
 export const ENV_ENDPOINT_ATTEMPTS = 'STRAIT_ENDPOINT_ATTEMPTS';
@@ -147,7 +148,12 @@ export interface ZtunnelConfig {
    */
   captureMark?: number;
   /** `--capture`: the ztunnel installs and removes the node's iptables capture itself (scripts/iptables). */
-  capture?: { scriptsDir?: string; iptables?: string; resyncMs: number };
+  /**
+   * `teardown`: remove the node's rules when the ztunnel stops (--capture-teardown). Off by default: during a restart
+   * or rolling update the rules stay, so enrolled pods' traffic is refused (fail closed) rather than sent in
+   * plaintext, and the next ztunnel reconciles them; `strait uninstall` removes them for good.
+   */
+  capture?: { scriptsDir?: string; iptables?: string; resyncMs: number; teardown: boolean };
   gc: GcMode;
   /** listen() backlog of every listener; undefined = as large as the kernel allows (net.core.somaxconn). */
   listenBacklog?: number;
@@ -185,6 +191,7 @@ export interface ZtunnelFlags {
   captureScripts?: string;
   iptables?: string;
   captureResync?: string;
+  captureTeardown?: boolean;
   adminAddress?: string;
   gc?: string;
   listenBacklog?: string;
@@ -214,6 +221,10 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   const listenAddress = pick(flags.listenAddress, ENV_LISTEN_ADDRESS) ?? (capture ? DEFAULT_CAPTURE_LISTEN_ADDRESS : DEFAULT_LISTEN_ADDRESS);
   if (!isIP(listenAddress)) throw fail(`--listen-address: "${listenAddress}" is not an IP address`);
   const wildcard = listenAddress === '0.0.0.0' || listenAddress === '::';
+  if (capture && !wildcard) {
+    throw fail(`--capture needs the ztunnel to listen on every address (0.0.0.0, the default under capture), not ${listenAddress}: ` +
+      'REDIRECT hands each captured connection to the address of the interface it came in on; drop --listen-address (use --admin-address for admin)');
+  }
   const adminAddress = pick(flags.adminAddress, ENV_ADMIN_ADDRESS) ?? (wildcard ? DEFAULT_WILDCARD_ADMIN_ADDRESS : listenAddress);
   if (!isIP(adminAddress)) throw fail(`--admin-address: "${adminAddress}" is not an IP address`);
   const localPodListeners = flags.localPodListeners ?? env[ENV_LOCAL_POD_LISTENERS] === 'true';
@@ -222,9 +233,11 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   }
   const captureScripts = pick(flags.captureScripts, ENV_CAPTURE_SCRIPTS);
   const iptables = pick(flags.iptables, ENV_IPTABLES);
-  const captureOnly = (['captureScripts', 'iptables', 'captureResync'] as const).find((k) => flags[k] !== undefined);
+  const teardownRaw = flags.captureTeardown === true ? 'true' : env[ENV_CAPTURE_TEARDOWN];
+  if (teardownRaw !== undefined && teardownRaw !== 'true' && teardownRaw !== 'false') throw fail(`${ENV_CAPTURE_TEARDOWN}: "${teardownRaw}" must be true or false`);
+  const captureOnly = (['captureScripts', 'iptables', 'captureResync', 'captureTeardown'] as const).find((k) => flags[k] !== undefined);
   if (!capture && captureOnly) {
-    const name = { captureScripts: '--capture-scripts', iptables: '--iptables', captureResync: '--capture-resync' }[captureOnly];
+    const name = { captureScripts: '--capture-scripts', iptables: '--iptables', captureResync: '--capture-resync', captureTeardown: '--capture-teardown' }[captureOnly];
     throw fail(`${name} only applies with --capture (the ztunnel installs the capture rules itself): add --capture, or drop it`);
   }
   const resyncMs = duration(pick(flags.captureResync, ENV_CAPTURE_RESYNC), '--capture-resync', DEFAULT_CAPTURE_RESYNC_MS);
@@ -259,7 +272,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
   return {
     ...(captureMark !== undefined ? { captureMark } : {}),
-    ...(capture ? { capture: { resyncMs, ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
+    ...(capture ? { capture: { resyncMs, teardown: teardownRaw === 'true', ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
     adminAddress,
     ...(listenBacklog !== undefined ? { listenBacklog } : {}),
     endpointAttempts: int(pick(flags.endpointAttempts, ENV_ENDPOINT_ATTEMPTS), '--endpoint-attempts', DEFAULT_ENDPOINT_ATTEMPTS, 1, 10),

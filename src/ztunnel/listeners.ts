@@ -13,6 +13,7 @@ import { StraitError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { formatHostPort, normalizeIp } from '../common/net.js';
 import type { FdGuard } from './fd-guard.js';
+import { setTransparent } from './capture/original-dst.js';
 
 
 /** At most one log line per listener per this long for accept errors that are not fd exhaustion. */
@@ -63,8 +64,11 @@ export class Listeners {
 
   constructor(private readonly o: ListenerOptions) {}
 
-  /** Listens on host:port; `onSocket` gets each admitted connection. */
-  async listen(host: string, port: number, what: string, onSocket: (s: net.Socket) => void, opts: { hbone?: boolean } = {}): Promise<{ host: string; port: number }> {
+  /**
+   * Listens on host:port; `onSocket` gets each admitted connection. `transparent`: IP_TRANSPARENT on the listening
+   * socket (capture's TPROXY rules deliver it connections addressed to pods); failing to set it fails the listen.
+   */
+  async listen(host: string, port: number, what: string, onSocket: (s: net.Socket) => void, opts: { hbone?: boolean; transparent?: boolean } = {}): Promise<{ host: string; port: number }> {
     if (this.stopped) throw new StraitError('STRAIT_ERR_LISTEN', `${what} cannot listen on ${formatHostPort({ host, port })}: the ztunnel is draining`);
     // HBONE: the drain waits for its streams (counted by the HBONE server), not its connections; it never sheds.
     const drainWaits = !opts.hbone;
@@ -91,6 +95,14 @@ export class Listeners {
     }).catch((err: NodeJS.ErrnoException) => {
       throw new StraitError('STRAIT_ERR_LISTEN', `${what} cannot listen on ${formatHostPort({ host, port })}: ${errorMessage(err)} (${listenHint(err.code, host)})`, { cause: err });
     });
+    if (opts.transparent) {
+      try {
+        setTransparent(server);
+      } catch (err) {
+        server.close();
+        throw new StraitError('STRAIT_ERR_LISTEN', `${what} on ${formatHostPort({ host, port })}: ${errorMessage(err)}`, { cause: err });
+      }
+    }
     const bound = server.address() as net.AddressInfo;
     const address = formatHostPort({ host: normalizeIp(bound.address), port: bound.port });
     const l: Listener = { server, what, address, lastErrorLogAt: 0, errorsSinceLog: 0 };

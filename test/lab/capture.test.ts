@@ -206,16 +206,20 @@ test('iptables capture in a lab: pods routed through a node namespace reach the 
       const v6before = save('ip6tables-nft-save');
       // The server was enrolled first: its rules are the 1st of STRAIT_OUTBOUND and the 1st and 2nd of STRAIT_INBOUND.
       assert.deepEqual(sh('pod-del.sh', '--dry-run', serverIp).split('\n').filter(Boolean), [
-        'iptables-nft -w -t nat -D STRAIT_OUTBOUND 1', 'iptables-nft -w -t nat -D STRAIT_INBOUND 2', 'iptables-nft -w -t nat -D STRAIT_INBOUND 1',
+        `nft 'delete element ip strait pods { ${serverIp} }'`, 'iptables-nft -w -t nat -D STRAIT_OUTBOUND 1', 'iptables-nft -w -t nat -D STRAIT_INBOUND 2', 'iptables-nft -w -t nat -D STRAIT_INBOUND 1',
       ]);
       const teardown = sh('node-teardown.sh', '--dry-run').split('\n').filter(Boolean);
       assert.deepEqual(teardown.filter((x) => x.startsWith('iptables-nft ')), [
         'iptables-nft -w -t nat -D PREROUTING 1', 'iptables-nft -w -t nat -D OUTPUT 1',
         ...['-F', '-X'].flatMap((op) => ['STRAIT_PREROUTING', 'STRAIT_OUTPUT', 'STRAIT_OUTBOUND', 'STRAIT_INBOUND'].map((c) => `iptables-nft -w -t nat ${op} ${c}`)),
       ]);
+      assert.deepEqual(teardown.filter((x) => !x.startsWith('iptables-nft ') && !x.startsWith('ip6tables-nft ')), [
+        "nft 'delete table ip strait'", 'ip -4 rule del fwmark 0x111/0xfff lookup 133', 'ip -4 route flush table 133',
+      ]);
       const stale = sh('pod-add.sh', '--dry-run', '198.18.250.1').split('\n').filter(Boolean);
-      assert.equal(stale.length, 3);
-      assert.ok(stale.every((x) => x.startsWith('iptables-nft -w -t nat -A STRAIT_')), stale.join('\n'));
+      assert.equal(stale.length, 4);
+      assert.ok(stale.slice(0, 3).every((x) => x.startsWith('iptables-nft -w -t nat -A STRAIT_')), stale.join('\n'));
+      assert.equal(stale[3], "nft 'add element ip strait pods { 198.18.250.1 }'");
       assert.equal(strip(nat()), strip(before));
       assert.equal(save('ip6tables-nft-save'), v6before);
     });
@@ -313,7 +317,8 @@ test('STRAIT_IPTABLES=iptables-legacy: the same rules in the legacy tables captu
     for (const bin of ['iptables-nft-save', 'ip6tables-nft-save']) assert.doesNotMatch(save(bin), /STRAIT/, `${bin}: nothing went to nf_tables`);
 
     assert.deepEqual(sh('pod-add.sh', '--dry-run', serverIp).split('\n').filter(Boolean).map((x) => x.split(' -s ')[0]!.split(' -d ')[0]),
-      ['iptables-legacy -w -t nat -A STRAIT_OUTBOUND', 'iptables-legacy -w -t nat -A STRAIT_INBOUND', 'iptables-legacy -w -t nat -A STRAIT_INBOUND']);
+      ['iptables-legacy -w -t nat -A STRAIT_OUTBOUND', 'iptables-legacy -w -t nat -A STRAIT_INBOUND', 'iptables-legacy -w -t nat -A STRAIT_INBOUND',
+        `nft 'add element ip strait pods { ${serverIp} }'`]);
     sh('pod-add.sh', serverIp);
     sh('pod-add.sh', serverIp);
     assert.equal(count(save('iptables-legacy-save'), `"strait-pod=${serverIp}"`), 3);
@@ -332,6 +337,7 @@ test('STRAIT_IPTABLES=iptables-legacy: the same rules in the legacy tables captu
     for (const bin of ['iptables-legacy-save', 'ip6tables-legacy-save', 'iptables-nft-save', 'ip6tables-nft-save']) {
       assert.doesNotMatch(save(bin), /STRAIT|strait/, bin);
     }
+    assert.doesNotMatch(l.exec(nodeNs, ['nft', 'list', 'tables']).stdout, /strait/, 'the nftables table is gone too');
     const direct = await connect(clientNs, serverIp, 8080);
     assert.deepEqual(direct.reply, { who: 'server', port: 8080, from: clientIp });
     await Promise.all([ztunnel.kill(), app.kill()]);

@@ -12,6 +12,7 @@ import { namespace, service } from '../helpers/manifests.js';
 import { demoPod } from '../helpers/mesh.js';
 import { requireLab } from '../helpers/netns.js';
 import { LabCli, REFUSED_OR_RESET, until, type CurlResult } from '../helpers/lab-cli.js';
+import type { LogLine } from '../helpers/procs.js';
 
 const SERVER = '198.18.10.2';
 const VIP = '198.18.20.1';
@@ -66,6 +67,10 @@ test('strait lab: STRICT refuses a pod outside the mesh, PERMISSIVE accepts it; 
       const line = await lab.waitForLog((l) => l.component === 'ztunnel' && l.node === 'node-b' && l.msg === 'connection complete'
         && l.direction === 'inbound-plaintext' && String(l['src.addr']).startsWith('198.18.10.3'), 'node-b\'s inbound-plaintext access-log line');
       assert.equal(line['src.identity'], undefined, 'plaintext has no identity');
+      // By the VIP of a mesh pod on the stranger's own node: captured after the service NAT and delivered by the ztunnel.
+      assertAnswered(await lab.curl('outside/stranger', `http://${NEAR.vip}/`), 'outside/stranger to secure/near\'s VIP under PERMISSIVE', 'near');
+      await lab.waitForLog((l) => l.component === 'ztunnel' && l.msg === 'connection complete' && l.direction === 'inbound-plaintext'
+        && String(l['src.addr']).startsWith('198.18.10.3') && String(l['dst.addr']) === `${NEAR.pod}:8080`, 'the near node\'s inbound-plaintext line for the VIP call');
     });
 
     await t.test('STRICT: the same curl is refused (the app sees refused/reset), and an enrolled pod still gets through', async (t) => {
@@ -78,12 +83,19 @@ test('strait lab: STRICT refuses a pod outside the mesh, PERMISSIVE accepts it; 
       assertAnswered(await lab.curl('secure/caller', URL), 'secure/caller (mTLS) under STRICT');
     });
 
-    // KNOWN DEFECT (issue 11 left open): by the Service VIP on the same node the DNATed connection never meets the
-    // inbound capture (nat is decided once per connection), so STRICT is bypassed. Reported as TODO, not as a pass,
-    // until the capture catches post-DNAT arrivals; the test still runs and shows the failure in its output.
-    await t.test('STRICT also refuses the outside pod calling a mesh pod on its own node, by the pod\'s address and by its Service VIP', { todo: 'known defect: same-node VIP bypasses inbound capture (issue 11 note)' }, async (t) => {
+    // The VIP case: the node's service DNAT (kube-proxy's job, the lab's chains here) turns the connection into one to
+    // a pod of the same node after Strait's nat rules saw only the VIP; the nftables stage after NAT (scripts/iptables
+    // lib.sh) hands it to the ztunnel's transparent plaintext listener, so STRICT applies all the same.
+    await t.test('STRICT also refuses the outside pod calling a mesh pod on its own node, by the pod\'s address and by its Service VIP', async (t) => {
       assertRefused(t, await lab.curl('outside/stranger', `http://${NEAR.pod}:8080/`), 'outside/stranger to secure/near\'s pod address under STRICT');
+      const refusal = (l: LogLine) => l.component === 'ztunnel' && l.msg === 'connection refused' && l.direction === 'inbound-plaintext'
+        && String(l['src.addr']).startsWith('198.18.10.3') && String(l['dst.addr']) === `${NEAR.pod}:8080`;
+      await lab.waitForLog(refusal, 'the refusal by pod address in the near node\'s access log');
+      const before = lab.logLines().filter(refusal).length;
       assertRefused(t, await lab.curl('outside/stranger', `http://${NEAR.vip}/`), 'outside/stranger to secure/near\'s VIP under STRICT');
+      // Its refusal names the pod's address and port (where the service NAT sent it), not the VIP.
+      const lines = await until(() => { const all = lab.logLines().filter(refusal); return all.length > before ? all : undefined; }, 'the VIP refusal in the near node\'s access log');
+      assert.equal(lines[lines.length - 1]!.reason, 'mtls_required', JSON.stringify(lines[lines.length - 1]));
       assertAnswered(await lab.curl('secure/caller', `http://${NEAR.vip}/`), 'secure/caller (mTLS) to secure/near', 'near');
     });
 

@@ -95,8 +95,8 @@ test('the ztunnel captures pods as they join, lets them go as they leave, surviv
 
   const controller = l.spawnNode(nodeNs, [STRAIT, 'controller', '--config-dir', cfg, '--data-dir', data, '--xds-address', '127.0.0.1:15012', '--admin-address', '127.0.0.1:15014', '--push-debounce', '20ms']);
   await controller.waitFor((x) => x.msg === 'controller ready', 20_000, 'controller ready');
-  const startZtunnel = (): LabProcess => l.spawnNode(nodeNs, [...ZTUNNEL_NODE_OPTIONS, STRAIT, 'ztunnel', '--capture', '--node', 'lab-node', '--xds-address', '127.0.0.1:15012',
-    '--token-file', join(data, 'tokens', 'node-lab-node.token'), '--root-cert', join(data, 'root-cert.pem'), '--capture-resync', '1s', '--drain', '1s']);
+  const startZtunnel = (extra: string[] = []): LabProcess => l.spawnNode(nodeNs, [...ZTUNNEL_NODE_OPTIONS, STRAIT, 'ztunnel', '--capture', '--node', 'lab-node', '--xds-address', '127.0.0.1:15012',
+    '--token-file', join(data, 'tokens', 'node-lab-node.token'), '--root-cert', join(data, 'root-cert.pem'), '--capture-resync', '1s', '--drain', '1s', ...extra]);
   let ztunnel = startZtunnel();
   const server = l.spawnNodeScript(bNs, SERVER);
   await server.waitFor((x) => x.ready === true, 10_000, 'server app');
@@ -208,10 +208,24 @@ test('the ztunnel captures pods as they join, lets them go as they leave, surviv
     assert.equal((await accessLine(ztunnel, 'outbound', r.mark))['dst.identity'], undefined, 'b is out of the mesh: plain TCP from the ztunnel');
   });
 
-  await t.test('SIGTERM: the ztunnel drains, then removes every rule it made', async () => {
+  await t.test('SIGTERM: the ztunnel drains and leaves its rules (fail closed); with --capture-teardown it removes every rule it made', async () => {
+    const nftTables = () => l.exec(nodeNs, ['nft', 'list', 'tables']).stdout;
+    const ipRules = () => l.exec(nodeNs, ['ip', '-4', 'rule', 'show']).stdout;
+    ztunnel.child.kill('SIGTERM');
+    assert.equal(await ztunnel.exited, 0);
+    assert.equal(tagged(aIp), 3, 'pod a stays captured while no ztunnel runs (a rolling update must not send it in plaintext)');
+    assert.match(nftTables(), /table ip strait/);
+    assert.match(l.exec(nodeNs, ['nft', 'list', 'set', 'ip', 'strait', 'pods']).stdout, new RegExp(aIp.replaceAll('.', '\\.')));
+    await ztunnel.waitFor((x) => x.msg?.toString().startsWith('capture rules left in place') === true, 1000, 'the log line saying the rules stay');
+
+    ztunnel = startZtunnel(['--capture-teardown']);
+    await until(() => get('15021/healthz/ready').startsWith('ready'), 'ztunnel ready again');
+    assert.equal(tagged(aIp), 3, 'no duplicates after a restart over the rules left in place');
     ztunnel.child.kill('SIGTERM');
     assert.equal(await ztunnel.exited, 0);
     const rules = nat();
     assert.doesNotMatch(rules, /STRAIT/, rules);
+    assert.doesNotMatch(nftTables(), /strait/);
+    assert.doesNotMatch(ipRules(), /lookup 133/);
   });
 });

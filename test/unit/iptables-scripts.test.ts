@@ -68,6 +68,31 @@ function setupLines(ipt: string, hbonePort = 15008, mark = '0x539/0xfff'): strin
   ].map((a) => `${ipt} -w -t nat ${a}`);
 }
 
+/** node-setup's nftables table for the Service-VIP capture (IPv4) and its policy routing, as a dry run prints them. */
+function nftSetupLines(o: { inbound?: number; mark?: string; mask?: string; keep?: string; tproxy?: string; table?: number } = {}): string[] {
+  const { inbound = 15006, mark = '0x539', mask = '0xfff', keep = '0xfffff000', tproxy = '0x111', table = 133 } = o;
+  const newConn = `meta l4proto tcp ct direction original ct state new ct status dnat ip daddr @pods ct mark set ct mark and ${keep} or ${tproxy}`;
+  const marked = `meta l4proto tcp ct direction original ct mark and ${mask} == ${tproxy} meta mark set meta mark and ${keep} or ${tproxy}`;
+  return [
+    'add table ip strait',
+    'add set ip strait pods { type ipv4_addr; }',
+    'add chain ip strait prerouting { type filter hook prerouting priority -99; policy accept; }',
+    'add chain ip strait output { type route hook output priority -99; policy accept; }',
+    'flush chain ip strait prerouting',
+    'flush chain ip strait output',
+    `add rule ip strait prerouting ${newConn}`,
+    `add rule ip strait prerouting ${marked} tproxy to :${inbound} accept`,
+    `add rule ip strait output meta mark and ${mask} == ${mark} return`,
+    `add rule ip strait output ${newConn}`,
+    `add rule ip strait output ${marked}`,
+  ].map((c) => `nft '${c}'`).concat([
+    `ip -4 rule add fwmark ${tproxy}/${mask} lookup ${table}`,
+    `ip -4 route replace local 0.0.0.0/0 dev lo table ${table}`,
+  ]);
+}
+
+const nftPod = (action: 'add' | 'delete', ip: string): string => `nft '${action} element ip strait pods { ${ip} }'`;
+
 function podLines(action: '-A' | '-D', ipt: string, ip: string, ports = { outbound: 15001, inbound: 15006, hbone: 15008 }): string[] {
   const tag = `-m comment --comment strait-pod=${ip}`;
   return [
@@ -92,7 +117,7 @@ describe('capture scripts: shellcheck', () => {
 describe('capture scripts: --dry-run without a readable nat table', () => {
   it('node-setup.sh prints the whole node set-up, the same-node HBONE jump first in STRAIT_OUTPUT', () => {
     const lines = dryRun('node-setup.sh');
-    assert.deepEqual(lines, setupLines('iptables'));
+    assert.deepEqual(lines, [...setupLines('iptables'), ...nftSetupLines()]);
     const output = lines.filter((l) => l.includes('-A STRAIT_OUTPUT '));
     assert.deepEqual(output, [
       v4('-A STRAIT_OUTPUT -p tcp -m tcp --dport 15008 -j STRAIT_INBOUND'),
@@ -103,50 +128,55 @@ describe('capture scripts: --dry-run without a readable nat table', () => {
 
   it('node-setup.sh takes the HBONE port, mark and mask from the environment, and sets up IPv6 when STRAIT_IP6TABLES is set', () => {
     const env = { STRAIT_HBONE_PORT: '15108', STRAIT_CAPTURE_MARK: '1337', STRAIT_CAPTURE_MASK: '0xFFFF' };
-    assert.deepEqual(dryRun('node-setup.sh', [], env), setupLines('iptables', 15108, '0x539/0xffff'));
+    assert.deepEqual(dryRun('node-setup.sh', [], env), [...setupLines('iptables', 15108, '0x539/0xffff'), ...nftSetupLines({ mask: '0xffff', keep: '0xffff0000' })]);
     // A full mask is left out, as iptables -S prints it (the text is what a later run compares with).
     assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_CAPTURE_MARK: '0x10', STRAIT_CAPTURE_MASK: '0xffffffff' }),
-      setupLines('iptables', 15008, '0x10'));
-    assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_IP6TABLES: 'ip6tables' }), [...setupLines('iptables'), ...setupLines('ip6tables')]);
+      [...setupLines('iptables', 15008, '0x10'), ...nftSetupLines({ mark: '0x10', mask: '0xffffffff', keep: '0x0' })]);
+    assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_IP6TABLES: 'ip6tables' }), [...setupLines('iptables'), ...nftSetupLines(), ...setupLines('ip6tables')]);
+    assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_INBOUND_PORT: '16006', STRAIT_TPROXY_MARK: '0x222', STRAIT_ROUTE_TABLE: '200' }),
+      [...setupLines('iptables'), ...nftSetupLines({ inbound: 16006, tproxy: '0x222', table: 200 })]);
   });
 
   it('STRAIT_IPTABLES names the binary in every printed command', () => {
     const name = 'strait-test-no-such-iptables';
-    assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_IPTABLES: name }), setupLines(name));
-    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2'], { STRAIT_IPTABLES: name }), podLines('-A', name, '198.18.0.2'));
+    assert.deepEqual(dryRun('node-setup.sh', [], { STRAIT_IPTABLES: name }), [...setupLines(name), ...nftSetupLines()]);
+    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2'], { STRAIT_IPTABLES: name }), [...podLines('-A', name, '198.18.0.2'), nftPod('add', '198.18.0.2')]);
   });
 
   it('pod-add.sh prints the three capture rules of each address, IPv6 ones for ip6tables in lower case', () => {
-    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2']), podLines('-A', 'iptables', '198.18.0.2'));
+    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2']), [...podLines('-A', 'iptables', '198.18.0.2'), nftPod('add', '198.18.0.2')]);
     assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2', '198.18.3.40', '2001:DB8::7']), [
-      ...podLines('-A', 'iptables', '198.18.0.2'),
-      ...podLines('-A', 'iptables', '198.18.3.40'),
+      ...podLines('-A', 'iptables', '198.18.0.2'), nftPod('add', '198.18.0.2'),
+      ...podLines('-A', 'iptables', '198.18.3.40'), nftPod('add', '198.18.3.40'),
       ...podLines('-A', 'ip6tables', '2001:db8::7'),
     ]);
     const ports = { outbound: 16001, inbound: 16006, hbone: 16008 };
     const env = { STRAIT_OUTBOUND_PORT: '16001', STRAIT_INBOUND_PORT: '16006', STRAIT_HBONE_PORT: '16008' };
-    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2'], env), podLines('-A', 'iptables', '198.18.0.2', ports));
+    assert.deepEqual(dryRun('pod-add.sh', ['198.18.0.2'], env), [...podLines('-A', 'iptables', '198.18.0.2', ports), nftPod('add', '198.18.0.2')]);
   });
 
-  it('pod-del.sh prints the deletion of the rules pod-add.sh makes, by rule', () => {
+  it('pod-del.sh prints the deletion of the rules pod-add.sh makes, by rule, the set element first', () => {
     assert.deepEqual(dryRun('pod-del.sh', ['198.18.0.2', '::ffff:198.18.0.9']), [
-      ...podLines('-D', 'iptables', '198.18.0.2'),
+      nftPod('delete', '198.18.0.2'), ...podLines('-D', 'iptables', '198.18.0.2'),
       ...podLines('-D', 'ip6tables', '::ffff:198.18.0.9'),
     ]);
   });
 
-  it('node-teardown.sh prints the removal of both jumps and all four chains', () => {
+  it('node-teardown.sh prints the removal of both jumps, all four chains, the nftables table and its policy routing', () => {
     const chains = ['STRAIT_PREROUTING', 'STRAIT_OUTPUT', 'STRAIT_OUTBOUND', 'STRAIT_INBOUND'];
     assert.deepEqual(dryRun('node-teardown.sh'), [
       v4('-D PREROUTING -j STRAIT_PREROUTING'),
       v4('-D OUTPUT -j STRAIT_OUTPUT'),
       ...chains.map((c) => v4(`-F ${c}`)),
       ...chains.map((c) => v4(`-X ${c}`)),
+      "nft 'delete table ip strait'",
+      'ip -4 rule del fwmark 0x111/0xfff lookup 133',
+      'ip -4 route flush table 133',
     ]);
   });
 
   it('finds lib.sh next to the script whatever the working directory, and says so when it is missing', () => {
-    const expected = podLines('-A', 'iptables', '198.18.0.2');
+    const expected = [...podLines('-A', 'iptables', '198.18.0.2'), nftPod('add', '198.18.0.2')];
     assert.deepEqual(run(join(SCRIPTS_DIR, 'pod-add.sh'), ['--dry-run', '198.18.0.2'], {}, '/').lines, expected);
     assert.deepEqual(run('pod-add.sh', ['--dry-run', '198.18.0.2'], {}, SCRIPTS_DIR).lines, expected);
     const alone = join(work, 'alone');
@@ -190,6 +220,9 @@ describe('capture scripts: refusals', () => {
       ['node-setup.sh', [], { STRAIT_CAPTURE_MARK: '0xz' }, /invalid STRAIT_CAPTURE_MARK '0xz': expected a 32-bit number/],
       ['node-setup.sh', [], { STRAIT_CAPTURE_MASK: '4294967296' }, /invalid STRAIT_CAPTURE_MASK '4294967296'/],
       ['node-setup.sh', ['--force'], {}, /usage: node-setup\.sh \[--dry-run\]/],
+      ['node-setup.sh', [], { STRAIT_TPROXY_MARK: '0x1000' }, /invalid STRAIT_TPROXY_MARK 0x1000: it must be non-zero and inside STRAIT_CAPTURE_MASK 0xfff/],
+      ['node-setup.sh', [], { STRAIT_TPROXY_MARK: '0x539' }, /STRAIT_TPROXY_MARK 0x539 equals STRAIT_CAPTURE_MARK 0x539 under the mask 0xfff: give them different values/],
+      ['pod-add.sh', ['198.18.0.2'], { STRAIT_ROUTE_TABLE: '253' }, /invalid STRAIT_ROUTE_TABLE '253': expected a routing table number from 1 to 252/],
       ['node-teardown.sh', ['now'], {}, /usage: node-teardown\.sh \[--dry-run\]/],
     ];
     for (const [script, args, env, message] of cases) {

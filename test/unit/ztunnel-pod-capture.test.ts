@@ -62,7 +62,7 @@ describe('PodCapture', () => {
     const { log, lines } = logger();
     const ops: string[] = [];
     const capture = new PodCapture({
-      state, node: 'n1', mark: 0x539, log, resyncMs: 0,
+      state, node: 'n1', mark: 0x539, log, resyncMs: 0, teardown: true,
       scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
       counters: { operation: (o, r) => ops.push(`${o}:${r}`) },
     });
@@ -99,7 +99,7 @@ describe('PodCapture', () => {
     const state = new ProxyState();
     const { log, lines } = logger();
     const capture = new PodCapture({
-      state, node: 'n1', mark: 0x539, log, resyncMs: 0,
+      state, node: 'n1', mark: 0x539, log, resyncMs: 0, teardown: true,
       scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
       counters: { operation: () => undefined },
     });
@@ -119,7 +119,7 @@ describe('PodCapture', () => {
     const state = new ProxyState();
     const { log, lines } = logger();
     const capture = new PodCapture({
-      state, node: 'n1', mark: 0x539, log, resyncMs: 0, nodeAddresses: () => new Set(['198.19.254.1']),
+      state, node: 'n1', mark: 0x539, log, resyncMs: 0, teardown: true, nodeAddresses: () => new Set(['198.19.254.1']),
       scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
       counters: { operation: () => undefined },
     });
@@ -146,7 +146,7 @@ describe('PodCapture', () => {
     writeFileSync(join(dir, 'pod-list.sh'), '#!/bin/sh\nprintf "%s\\n" 198.18.10.9 -rf "x;reboot" 198.18.10.1\n');
     const state = new ProxyState();
     const capture = new PodCapture({
-      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0,
+      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0, teardown: true,
       scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
       counters: { operation: () => undefined },
     });
@@ -159,6 +159,33 @@ describe('PodCapture', () => {
     await capture.stop();
   });
 
+  it('pod-list.sh\'s "incomplete" pods: a wanted one is added again (at start and by the resync), an unwanted one removed; the stop leaves the rules unless teardown', async () => {
+    const dir = scriptsDir();
+    // The listing: 198.18.10.1 incomplete (wanted), 198.18.10.9 incomplete (stale), 198.18.10.2 complete (wanted).
+    writeFileSync(join(dir, 'pod-list.sh'), '#!/bin/sh\nd=$(dirname "$0")\ncat "$d/listing"\n');
+    writeFileSync(join(dir, 'listing'), '198.18.10.1 incomplete\n198.18.10.9 incomplete\n198.18.10.2\n198.18.10.3 partial\n');
+    const state = new ProxyState();
+    const { log, lines } = logger();
+    const capture = new PodCapture({
+      state, node: 'n1', mark: 0x539, log, resyncMs: 50, teardown: false, nodeAddresses: () => new Set(),
+      scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
+      counters: { operation: () => undefined },
+    });
+    await capture.setup();
+    state.applyWorkloads([workload('a', '198.18.10.1'), workload('b', '198.18.10.2')], []);
+    capture.follow();
+    const starts = () => readFileSync(join(dir, 'calls.log'), 'utf8').split('\n').filter((c) => c.endsWith(' start') && c.startsWith('pod-'));
+    await eventually(() => starts().includes('pod-add.sh 198.18.10.1 start') && starts().includes('pod-del.sh 198.18.10.9 start'));
+    assert.ok(!starts().some((c) => c.includes('198.18.10.2') || c.includes('198.18.10.3')), `complete b left alone, the odd line ignored: ${starts().join(', ')}`);
+    // Later someone removes part of b's rules: the resync sees it incomplete and adds it again.
+    writeFileSync(join(dir, 'listing'), '198.18.10.1\n198.18.10.2 incomplete\n');
+    await eventually(() => starts().includes('pod-add.sh 198.18.10.2 start'));
+    writeFileSync(join(dir, 'listing'), '198.18.10.1\n198.18.10.2\n');
+    await capture.stop();
+    assert.ok(!readFileSync(join(dir, 'calls.log'), 'utf8').includes('node-teardown.sh'), 'no teardown without the option');
+    assert.ok(lines.some((l) => /^capture rules left in place/.test(l.msg)));
+  });
+
   it('a burst of workload updates while a script runs costs one more reconcile, not one per update', async () => {
     const dir = scriptsDir();
     const state = new ProxyState();
@@ -166,7 +193,7 @@ describe('PodCapture', () => {
     const local = state.localWorkloads.bind(state);
     state.localWorkloads = (node: string) => { passes++; return local(node); };
     const capture = new PodCapture({
-      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0, nodeAddresses: () => new Set(),
+      state, node: 'n1', mark: 0x539, log: logger().log, resyncMs: 0, teardown: true, nodeAddresses: () => new Set(),
       scripts: new CaptureScripts({ dir, mark: 0x539, ports: { outbound: 15001, inboundPlaintext: 15006, hbone: 15008 } }),
       counters: { operation: () => undefined },
     });

@@ -80,11 +80,25 @@ export class CaptureScripts {
   }
 
   /**
-   * The pod addresses that have capture rules now (pod-list.sh). Only IP addresses: a rule tagged with anything else
-   * (written by hand) is not Strait's to remove, and its text never becomes an argument of a script.
+   * The pod addresses that have any capture state now (pod-list.sh), each with whether that state is complete (all
+   * of pod-add.sh's rules and set element). Only IP addresses: a rule tagged with anything else (written by hand) is
+   * not Strait's to remove, and its text never becomes an argument of a script.
    */
-  async listPods(): Promise<string[]> {
+  async listPods(): Promise<ListedPod[]> {
     const { stdout } = await this.run('pod-list.sh');
-    return stdout.split('\n').map((l) => l.trim()).filter((l) => isIP(l) !== 0).map(normalizeIp);
+    const pods: ListedPod[] = [];
+    for (const line of stdout.split('\n')) {
+      const [address, flag, ...rest] = line.trim().split(/\s+/);
+      if (!address || isIP(address) === 0 || rest.length > 0 || (flag !== undefined && flag !== 'incomplete')) continue;
+      pods.push({ address: normalizeIp(address), complete: flag === undefined });
+    }
+    return pods;
   }
+}
+
+/** One address pod-list.sh reports. */
+export interface ListedPod {
+  address: string;
+  /** False when some of the pod's rules (or its set element) are missing: pod-add.sh must run again. */
+  complete: boolean;
 }

@@ -1,6 +1,6 @@
 import { closeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { isIP, Socket } from 'node:net';
+import { isIP, Socket, type Server } from 'node:net';
 import { constants as osConstants } from 'node:os';
 import { StraitError, bug, errorMessage } from '../../common/errors.js';
 import { findPackageFile } from '../../common/package-file.js';
@@ -12,6 +12,8 @@ import { findPackageFile } from '../../common/package-file.js';
  * - `setMark` / `connectMarked`: the fwmark that the capture rules skip, so the ztunnel's own connections are not
  *   captured again. The NAT decision is made on a connection's first packet, so an outgoing connection must be
  *   marked before it connects: use `connectMarked`; `setMark` marks a socket that already has a file descriptor.
+ * - `setTransparent`: IP_TRANSPARENT on a listening socket, so TPROXY can hand it connections addressed to a pod (the
+ *   Service-VIP capture: such a connection's local address is the pod's address and port).
  * - `raiseNofileLimit`: RLIMIT_NOFILE's soft limit raised to the hard one (Node has no setrlimit).
  * The addon is loaded lazily: a process that never captures (the local mesh) runs without it.
  */
@@ -38,6 +40,7 @@ interface Addon {
   setMark(fd: number, mark: number): void;
   getMark(fd: number): number;
   markedSocket(family: 4 | 6, mark: number): number;
+  setTransparent(fd: number): void;
   raiseNofile(): { before: number; soft: number; hard: number };
 }
 
@@ -161,6 +164,24 @@ function markError(err: unknown, what: string, mark: number): StraitError {
 function checkMark(mark: number): void {
   if (!Number.isInteger(mark) || mark < 0 || mark > 0xffffffff) {
     throw new StraitError('STRAIT_ERR_CAPTURE', `invalid socket mark ${mark}: expected an integer 0..0xffffffff`);
+  }
+}
+
+/**
+ * Makes a listening server transparent (IP_TRANSPARENT): TPROXY rules may then deliver it connections addressed to
+ * other hosts, whose local address (`socket.localAddress`/`localPort`) is where the client was going after any NAT.
+ * Needs CAP_NET_ADMIN.
+ */
+export function setTransparent(server: Server): void {
+  const native = addon();
+  const fd = (server as unknown as { _handle?: TcpHandle | null })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new StraitError('STRAIT_ERR_CAPTURE', 'cannot make the listener transparent: it has no file descriptor (not listening)');
+  try {
+    native.setTransparent(fd);
+  } catch (err) {
+    const name = errnoName((err as NativeError).errno);
+    const hint = name === 'EPERM' ? 'IP_TRANSPARENT needs CAP_NET_ADMIN: run the ztunnel as root or grant it NET_ADMIN' : errorMessage(err);
+    throw new StraitError('STRAIT_ERR_CAPTURE', `cannot make the listener transparent (${name}): ${hint}`, { cause: err });
   }
 }
 

@@ -1,6 +1,6 @@
 /**
  * The ztunnel's capture of its node's pods (`strait ztunnel --capture`, DESIGN §6a): the node chains at start, each
- * enrolled pod's rules while it is in the mesh, nothing of Strait's after the ztunnel stops.
+ * enrolled pod's rules while it is in the mesh; at stop the rules stay (fail closed) unless `teardown` is set.
  * Invariants: scripts run one at a time, in the order steps were planned; at most one reconcile waits in the queue;
  * `applied` holds every address that has (or
  * may have) rules, with what is known of them; a failed step is retried with a doubling delay (RETRY_BASE_MS up to
@@ -14,7 +14,7 @@ import { errorMessage } from '../../common/errors.js';
 import { normalizeIp } from '../../common/net.js';
 import type { Logger } from '../../common/log.js';
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
-import type { CaptureScripts } from './capture-scripts.js';
+import type { CaptureScripts, ListedPod } from './capture-scripts.js';
 import { captureRefusal, captureSupported, nextRetryAt, planPodRules, wantedPods, type AppliedPod, type PodRuleState, type PodRuleStep, type WantedPod } from './pod-rules.js';
 
 export const RETRY_BASE_MS = 500;
@@ -38,6 +38,8 @@ export interface PodCaptureOptions {
   log: Logger;
   /** How often the rules on the node are checked against what was applied (0 = never). */
   resyncMs: number;
+  /** Remove every rule at stop (node-teardown.sh); false: leave them (fail closed) for the next ztunnel to reconcile. */
+  teardown: boolean;
   now?: () => number;
   /** The addresses of this node's own interfaces (default: read from the kernel each time); never captured. */
   nodeAddresses?: () => ReadonlySet<string>;
@@ -103,7 +105,7 @@ export class PodCapture {
     if (this.following || this.stopped) return;
     this.following = true;
     this.enqueue(async () => {
-      let found: string[] = [];
+      let found: ListedPod[] = [];
       try {
         found = await this.o.scripts.listPods();
         this.o.counters.operation('list', 'ok');
@@ -114,7 +116,10 @@ export class PodCapture {
       }
       const t = this.now();
       const wanted = wantedPods(this.o.state, this.o.node);
-      for (const address of found) {
+      for (const { address, complete } of found) {
+        // An incomplete set for a wanted pod is left out of `applied`, so the reconcile adds it again (pod-add.sh
+        // replaces partial sets); any other found address counts as present, so the reconcile removes it if unwanted.
+        if (!complete && wanted.has(address)) continue;
         this.applied.set(address, { address, pod: wanted.get(address)?.pod ?? '(unknown)', state: 'present', since: t, attempts: 0 });
       }
       this.foundAtStart = found.length;
@@ -131,24 +136,29 @@ export class PodCapture {
   /** Compares the rules on the node with `applied` and reconciles the difference. */
   private async resync(): Promise<void> {
     if (this.stopped) return;
-    let found: Set<string>;
+    let listed: ListedPod[];
     try {
-      found = new Set(await this.o.scripts.listPods());
+      listed = await this.o.scripts.listPods();
       this.o.counters.operation('list', 'ok');
     } catch (err) {
       this.o.counters.operation('list', 'error');
       this.o.log.warn({ err: errorMessage(err) }, 'cannot list the capture rules to check them; checking again later');
       return;
     }
-    const missing = [...this.applied.values()].filter((a) => a.state === 'present' && !found.has(a.address));
+    const complete = new Set(listed.filter((p) => p.complete).map((p) => p.address));
+    const missing = [...this.applied.values()].filter((a) => a.state === 'present' && !complete.has(a.address));
     for (const a of missing) this.applied.delete(a.address);
     if (missing.length > 0) {
       this.chainsSuspect = true;
-      this.o.log.warn({ pods: missing.map((a) => a.pod), addresses: missing.map((a) => a.address) }, 'capture rules missing (removed by someone else: an iptables flush, a firewall reload?); putting them back');
+      this.o.log.warn({ pods: missing.map((a) => a.pod), addresses: missing.map((a) => a.address) }, 'capture rules missing or incomplete (removed by someone else: an iptables flush, a firewall reload?); putting them back');
     }
     const t = this.now();
-    for (const address of found) {
-      if (!this.applied.has(address)) this.applied.set(address, { address, pod: '(unknown)', state: 'present', since: t, attempts: 0 });
+    const wanted = wantedPods(this.o.state, this.o.node);
+    for (const { address, complete: whole } of listed) {
+      // Unknown rules count as present (the reconcile removes them unless wanted); a wanted pod's partial set does not
+      // (the reconcile adds it again: pod-add.sh replaces partial sets).
+      if (this.applied.has(address) || (!whole && wanted.has(address))) continue;
+      this.applied.set(address, { address, pod: '(unknown)', state: 'present', since: t, attempts: 0 });
     }
     await this.reconcile();
   }
@@ -183,8 +193,8 @@ export class PodCapture {
   }
 
   /**
-   * Stops following, lets the running script finish, then removes every rule Strait made on this node
-   * (node-teardown.sh). Errors are logged, not thrown: the ztunnel is stopping either way.
+   * Stops following, lets the running script finish, then (with `teardown`) removes every rule Strait made on this
+   * node (node-teardown.sh). Errors are logged, not thrown: the ztunnel is stopping either way.
    */
   async stop(): Promise<void> {
     if (this.stopped) return;
@@ -192,6 +202,10 @@ export class PodCapture {
     clearTimeout(this.retryTimer);
     clearInterval(this.resyncTimer);
     await this.queue.catch(() => undefined);
+    if (!this.o.teardown) {
+      this.o.log.info({ pods: this.applied.size }, 'capture rules left in place (fail closed until the next ztunnel reconciles them; --capture-teardown removes them at stop)');
+      return;
+    }
     try {
       await this.o.scripts.run('node-teardown.sh');
       this.o.counters.operation('teardown', 'ok');

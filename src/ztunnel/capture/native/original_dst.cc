@@ -3,6 +3,7 @@
 //   originalDst(fd)        -> { family: 4 | 6, host, port }  getsockopt(SO_ORIGINAL_DST / IP6T_SO_ORIGINAL_DST)
 //   setMark(fd, mark)      -> undefined                      setsockopt(SOL_SOCKET, SO_MARK), needs CAP_NET_ADMIN
 //   getMark(fd)            -> number                         getsockopt(SOL_SOCKET, SO_MARK)
+//   setTransparent(fd)     -> undefined                      setsockopt(IP_TRANSPARENT), needs CAP_NET_ADMIN
 //   markedSocket(family, mark) -> fd                         a fresh non-blocking TCP socket carrying `mark`,
 //                                                            for a connection whose very first packet must be marked
 //   raiseNofile()          -> { before, soft, hard }         RLIMIT_NOFILE: soft raised to hard (-1 = unlimited)
@@ -155,6 +156,23 @@ napi_value SetMark(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// IP_TRANSPARENT (and IPV6_TRANSPARENT on an IPv6 socket) on a listening socket, so that TPROXY can hand it
+// connections addressed to other hosts (the Service-VIP capture of scripts/iptables/lib.sh). Needs CAP_NET_ADMIN.
+napi_value SetTransparent(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (!ArgInt32(env, info, 0, &fd)) return nullptr;
+  const int on = 1;
+  sockaddr_storage local;
+  socklen_t len = sizeof local;
+  memset(&local, 0, sizeof local);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len) != 0) return ThrowErrno(env, errno, "getsockname");
+  if (local.ss_family == AF_INET6) {
+    if (setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &on, sizeof on) != 0) return ThrowErrno(env, errno, "setsockopt(IPV6_TRANSPARENT)");
+  }
+  if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &on, sizeof on) != 0) return ThrowErrno(env, errno, "setsockopt(IP_TRANSPARENT)");
+  return nullptr;
+}
+
 napi_value GetMark(napi_env env, napi_callback_info info) {
   int32_t fd;
   if (!ArgInt32(env, info, 0, &fd)) return nullptr;
@@ -227,6 +245,7 @@ napi_value Init(napi_env env, napi_value exports) {
   const napi_property_descriptor props[] = {
       {"originalDst", nullptr, OriginalDst, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setMark", nullptr, SetMark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"setTransparent", nullptr, SetTransparent, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getMark", nullptr, GetMark, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"markedSocket", nullptr, MarkedSocket, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"raiseNofile", nullptr, RaiseNofile, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
