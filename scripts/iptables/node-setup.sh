@@ -38,8 +38,9 @@
 #
 # Idempotent: STRAIT_PREROUTING and STRAIT_OUTPUT are brought to exactly the rules above, in this order (a chain left
 # by an older version, e.g. without rule 1, gets the missing rule inserted in place and any extra rule deleted, with no
-# moment without capture); the jumps are inserted first in PREROUTING / OUTPUT unless already there. A second run
-# changes nothing. IPv6: the same chains are made with ip6tables when STRAIT_IP6TABLES is set or an ip6tables backend
+# moment without capture); the jumps are first in PREROUTING / OUTPUT, one copy each, and are moved back to the top
+# when another rule took that place (kube-proxy puts its own jump first whenever it restarts). A second run changes
+# nothing. IPv6: the same chains are made with ip6tables when STRAIT_IP6TABLES is set or an ip6tables backend
 # can read its nat table (a node without IPv6 NAT gets IPv4 only).
 #
 # --dry-run: prints the iptables commands this run would make, one per line, and changes nothing. As root it reads the
@@ -104,8 +105,27 @@ $plan
 EOF
 }
 
-# ensure_jump FROM TO: the jump goes first in the built-in chain, so Strait sees traffic before other NAT rules.
-ensure_jump() { { readable && ipt -C "$1" -j "$2" 2>/dev/null; } || change -I "$1" 1 -j "$2"; }
+# ensure_jump FROM TO: exactly one jump, first in the built-in chain, so Strait sees traffic before other NAT rules.
+# Others move themselves first too (kube-proxy puts its KUBE-SERVICES jump at the top whenever it restarts), so a jump
+# that is no longer first is inserted at the top again and the old copy deleted after (no moment without it).
+ensure_jump() {
+  if ! readable; then
+    change -I "$1" 1 -j "$2"
+    return 0
+  fi
+  rules=$(ipt -S "$1") || die "cannot list the nat chain $1 with $IPT"
+  moved=0
+  if [ "$(printf '%s\n' "$rules" | sed -n 2p)" != "-A $1 -j $2" ]; then
+    change -I "$1" 1 -j "$2"
+    moved=1
+  fi
+  # The other copies by number (after the insert, each is one further down), highest first, so the numbers still to
+  # delete do not shift.
+  nums=$(printf '%s\n' "$rules" | awk -v want="-A $1 -j $2" -v moved="$moved" '
+    NR > 1 && $0 == want { if (moved || seen++) hit[++n] = NR - 1 + moved }
+    END { for (j = n; j >= 1; j--) print hit[j] }')
+  for num in $nums; do change -D "$1" "$num"; done
+}
 
 setup() {
   for chain in STRAIT_OUTBOUND STRAIT_INBOUND STRAIT_PREROUTING STRAIT_OUTPUT; do ensure_chain "$chain"; done

@@ -192,6 +192,17 @@ test('the ztunnel captures pods as they join, lets them go as they leave, surviv
     assert.equal((await once('healed')).reply?.line, 'healed');
   });
 
+  await t.test('a jump put in front of Strait\'s (kube-proxy after its restart) is moved back behind it by the resync', async () => {
+    l.exec(nodeNs, ['iptables', '-t', 'nat', '-N', 'KUBE-SERVICES']);
+    l.exec(nodeNs, ['iptables', '-t', 'nat', '-I', 'PREROUTING', '1', '-j', 'KUBE-SERVICES']);
+    const prerouting = () => nat().split('\n').filter((x) => x.startsWith('-A PREROUTING '));
+    await until(() => prerouting()[0] === '-A PREROUTING -j STRAIT_PREROUTING', 'Strait\'s jump first again');
+    assert.deepEqual(prerouting(), ['-A PREROUTING -j STRAIT_PREROUTING', '-A PREROUTING -j KUBE-SERVICES'], 'one copy, the other rule kept');
+    await ztunnel.waitFor((x) => x.msg?.toString().startsWith('node capture rules out of place') === true, 5000, 'the warning');
+    l.exec(nodeNs, ['iptables', '-t', 'nat', '-D', 'PREROUTING', '-j', 'KUBE-SERVICES']);
+    l.exec(nodeNs, ['iptables', '-t', 'nat', '-X', 'KUBE-SERVICES']);
+  });
+
   await t.test('killed (SIGKILL) and started again: stale rules of a pod that left meanwhile are removed, none duplicated', async () => {
     await ztunnel.kill();
     assert.equal(tagged(bIp), 3, 'rules stay while the ztunnel is down (traffic is refused, never sent in plaintext)');

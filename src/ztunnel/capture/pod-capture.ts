@@ -136,6 +136,7 @@ export class PodCapture {
   /** Compares the rules on the node with `applied` and reconciles the difference. */
   private async resync(): Promise<void> {
     if (this.stopped) return;
+    await this.checkNodeRules();
     let listed: ListedPod[];
     try {
       listed = await this.o.scripts.listPods();
@@ -161,6 +162,30 @@ export class PodCapture {
       this.applied.set(address, { address, pod: '(unknown)', state: 'present', since: t, attempts: 0 });
     }
     await this.reconcile();
+  }
+
+  /**
+   * The node-level rules as node-setup.sh makes them: its dry run prints what is missing or out of place (a chain
+   * flushed, the nftables table deleted, kube-proxy's jump moved in front of Strait's after its restart); when it
+   * prints anything, node-setup.sh runs and the change is logged with what it was.
+   */
+  private async checkNodeRules(): Promise<void> {
+    let wrong: string[];
+    try {
+      wrong = (await this.o.scripts.run('node-setup.sh', ['--dry-run'])).stdout.split('\n').filter((l) => l.trim() !== '');
+    } catch (err) {
+      this.o.log.warn({ err: errorMessage(err) }, 'cannot check the node capture rules (node-setup.sh --dry-run); checking again later');
+      return;
+    }
+    if (wrong.length === 0) return;
+    this.o.log.warn({ changes: wrong.slice(0, 10), count: wrong.length }, 'node capture rules out of place (flushed, or another rule moved in front of Strait\'s jump); putting them back');
+    try {
+      await this.o.scripts.run('node-setup.sh');
+      this.o.counters.operation('setup', 'ok');
+    } catch (err) {
+      this.o.counters.operation('setup', 'error');
+      this.o.log.error({ err: errorMessage(err) }, 'cannot restore the node capture rules (node-setup.sh); trying again at the next check');
+    }
   }
 
   /** True once node chains exist and every enrolled pod of this node that can be captured has its rules. */
