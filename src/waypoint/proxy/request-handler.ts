@@ -31,7 +31,7 @@ import type { Backends, Cluster, Endpoint } from '../upstream/backends.js';
 import { UpstreamFailure, stripHopByHop, type UpstreamClient, type UpstreamResponse } from '../upstream/upstream-client.js';
 import type { WaypointTelemetry } from '../telemetry/waypoint-telemetry.js';
 import { destinationOf, peerFromWorkload, type HttpProtocol } from '../telemetry/request-record.js';
-import type { AttemptTrace } from '../telemetry/tracing.js';
+import { nowMs, type AttemptTrace } from '../telemetry/tracing.js';
 import type { DownstreamContext } from './downstream.js';
 import type { DownstreamProtocol, DownstreamRequest, DownstreamResponse } from './http-servers.js';
 import { holdBody, type HeldBody } from './request-body.js';
@@ -93,7 +93,7 @@ export class RequestHandler {
   }
 
   private async run(req: DownstreamRequest, res: DownstreamResponse, ctx: DownstreamContext, protocol: DownstreamProtocol): Promise<void> {
-    const startMs = Date.now();
+    const startMs = nowMs();
     const method = req.method ?? 'GET';
     // Routes, policies and the backend all see the path normalised as Istio's BASE does (path.ts).
     const target = normalizePath(req.url ?? '/');
@@ -118,7 +118,7 @@ export class RequestHandler {
     const finish = (o: Outcome) => {
       const flags = clientGone && !o.flags.includes('DC') ? [...o.flags, 'DC'] : o.flags;
       this.o.telemetry.finish(trace, {
-        startMs, durationMs: Date.now() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: httpProtocol, grpc,
+        startMs, durationMs: nowMs() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: httpProtocol, grpc,
         status: o.status, ...(o.grpcStatus !== undefined && /^\d+$/.test(o.grpcStatus) ? { grpcStatus: Number(o.grpcStatus) } : {}),
         responseFlags: flags, requestBytes, responseBytes: o.responseBytes,
         source: peerFromWorkload(ctx.source, ctx.sourceIp, ctx.peerIdentity),
@@ -383,7 +383,7 @@ export class RequestHandler {
    * denied (or malformed) one is answered here, on the socket, and logged; true when the caller may pass it on.
    */
   admitUpgrade(req: http.IncomingMessage, socket: Duplex, ctx: DownstreamContext): boolean {
-    const startMs = Date.now();
+    const startMs = nowMs();
     const method = req.method ?? 'GET';
     const target = normalizePath(req.url ?? '/');
     const authority = req.headers.host ?? formatHostPort({ host: ctx.destinationIp, port: ctx.destinationPort });
@@ -412,7 +412,7 @@ export class RequestHandler {
     const serviceKey = ctx.service ? `${ctx.service.namespace}/${ctx.service.name}` : undefined;
     const trace = this.o.telemetry.begin(req.headers as Record<string, string | string[] | undefined>, serviceKey ? { service: serviceKey } : {}, startMs);
     this.o.telemetry.finish(trace, {
-      startMs, durationMs: Date.now() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1', grpc: false,
+      startMs, durationMs: nowMs() - startMs, method, authority, path: req.url ?? '/', scheme: 'http', protocol: req.httpVersion === '1.0' ? 'HTTP/1.0' : 'HTTP/1.1', grpc: false,
       status, responseFlags: extra.flags, requestBytes: headerBytes(req.headers), responseBytes: Buffer.byteLength(body),
       source: peerFromWorkload(ctx.source, ctx.sourceIp, ctx.peerIdentity), destination: destinationOf(ctx.service, ctx.destinationPort, ctx.workload),
       attempts: 0, ...(extra.policy ? { policy: extra.policy } : {}), ...(extra.audited?.length ? { audited: extra.audited } : {}),
@@ -426,7 +426,7 @@ export class RequestHandler {
    * 431 before any headers were read: recorded as Envoy records a codec error, request line "- - -", flag DPE.
    */
   recordMalformed(ctx: DownstreamContext, status: number, code: string): void {
-    const startMs = Date.now();
+    const startMs = nowMs();
     this.o.telemetry.finish(this.o.telemetry.begin({}, {}, startMs), {
       startMs, durationMs: 0, method: '-', authority: '-', path: '-', scheme: 'http', protocol: 'HTTP/1.1', grpc: false,
       status, responseFlags: ['DPE'], requestBytes: 0, responseBytes: 0,
