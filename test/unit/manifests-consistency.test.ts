@@ -20,6 +20,7 @@ import { findPackageFile } from '../../src/common/package-file.js';
 import { REQUIRED_CRDS } from '../../src/common/model/crds.js';
 import { isSupportedKind } from '../../src/common/model/validate.js';
 import { defaultImage, IMAGE_PACKAGE_DIR, imageOf, SYSTEM_NAMESPACE, PART_OF_LABEL, PART_OF_VALUE, ENV_IMAGE } from '../../src/cli/install/manifest.js';
+import { ROOT_CONFIGMAP } from '../../src/cli/install/uninstall.js';
 import { allowedBy, grantsFor, installObjects, rbacOf, type ManifestObject } from '../helpers/install-manifest.js';
 
 // ---- the objects, typed as far as these checks read them ----
@@ -219,6 +220,7 @@ test('the projected token is for the controller\'s default audience, and the Lea
   const rootVolume = ztunnel.spec.template.spec.volumes!.find((v) => v.configMap)!;
   const waypointObjects = (await import(findPackageFile(import.meta.url, 'dist/src/controller/kube/waypoint-objects.js')!)) as Record<string, string>;
   assert.equal(rootVolume.configMap!.name, waypointObjects['ROOT_CONFIGMAP']);
+  assert.equal(ROOT_CONFIGMAP, waypointObjects['ROOT_CONFIGMAP'], 'uninstall deletes the root ConfigMaps by the controller\'s name');
   assert.equal(d['ENV_WAYPOINT_IMAGE'], ENV_IMAGE);
   assert.ok(defaultImage().startsWith(`${d['IMAGE_REPOSITORY']}:`));
 });
