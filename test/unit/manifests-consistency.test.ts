@@ -276,6 +276,22 @@ test('RBAC: list/watch exactly the kinds the source reads (the config model\'s, 
   assert.equal(allowedBy(grants, { verb: 'update', group: 'coordination.k8s.io', resource: 'leases', namespace: 'kube-system', name: 'strait-controller' }), undefined);
 });
 
+test('RBAC list/watch is exactly what the Kubernetes source watches (its watchedKinds, every version it tries)', async () => {
+  const file = findPackageFile(import.meta.url, 'dist/src/controller/sources/kube/kinds.js');
+  assert.ok(file, 'src/controller/sources/kube/kinds.ts (what the Kubernetes source watches) is not built: merge the kube-src branch');
+  const { watchedKinds } = (await import(file)) as { watchedKinds: (rootNamespace: string) => { types: { group: string; resource: string }[]; namespace?: string }[] };
+  const grants = grantsFor(rbacOf(objects), { namespace: SYSTEM_NAMESPACE, name: 'strait-controller' });
+  const watched = new Set<string>();
+  for (const k of watchedKinds('istio-system')) {
+    for (const t of k.types) {
+      watched.add(`${t.resource}.${t.group}`);
+      for (const verb of ['list', 'watch']) assert.ok(allowedBy(grants, { verb, group: t.group, resource: t.resource, ...(k.namespace ? { namespace: k.namespace } : {}) }), `the source ${verb}es ${t.resource}.${t.group}, which RBAC does not grant`);
+    }
+  }
+  const granted = grants.filter((g) => g.verbs.includes('list') || g.verbs.includes('watch')).flatMap((g) => g.apiGroups.flatMap((grp) => g.resources.map((r) => `${r}.${grp}`)));
+  assert.deepEqual(granted.filter((r) => !watched.has(r)), [], 'RBAC grants list/watch of kinds the source never reads');
+});
+
 test('every container runs the image daemonset.yaml names, which is this version\'s, and STRAIT_IMAGE names the same', () => {
   assert.equal(imageOf(objects), defaultImage());
   assert.equal(controllerContainer.env?.find((e) => e.name === ENV_IMAGE)?.value, defaultImage());
