@@ -21,6 +21,7 @@ import { REQUIRED_CRDS } from '../../src/common/model/crds.js';
 import { isSupportedKind } from '../../src/common/model/validate.js';
 import { defaultImage, IMAGE_PACKAGE_DIR, imageOf, SYSTEM_NAMESPACE, PART_OF_LABEL, PART_OF_VALUE, ENV_IMAGE } from '../../src/cli/install/manifest.js';
 import { ROOT_CONFIGMAP } from '../../src/cli/install/uninstall.js';
+import { authorize, serviceAccountUser, type RbacObjects } from '../helpers/kube-apiserver/rbac.js';
 import { allowedBy, grantsFor, installObjects, rbacOf, type ManifestObject } from '../helpers/install-manifest.js';
 
 // ---- the objects, typed as far as these checks read them ----
@@ -290,6 +291,31 @@ test('RBAC list/watch is exactly what the Kubernetes source watches (its watched
   }
   const granted = grants.filter((g) => g.verbs.includes('list') || g.verbs.includes('watch')).flatMap((g) => g.apiGroups.flatMap((grp) => g.resources.map((r) => `${r}.${grp}`)));
   assert.deepEqual(granted.filter((r) => !watched.has(r)), [], 'RBAC grants list/watch of kinds the source never reads');
+});
+
+test('the RBAC reader of test/helpers agrees with the API server double\'s authorizer on the controller\'s requests', () => {
+  const rbac = rbacOf(objects);
+  const grants = grantsFor(rbac, { namespace: SYSTEM_NAMESPACE, name: 'strait-controller' });
+  const store: RbacObjects = {
+    clusterRoles: () => objects.filter((o) => o.kind === 'ClusterRole') as never,
+    roles: (ns) => objects.filter((o) => o.kind === 'Role' && o.metadata.namespace === ns) as never,
+    clusterRoleBindings: () => objects.filter((o) => o.kind === 'ClusterRoleBinding') as never,
+    roleBindings: (ns) => objects.filter((o) => o.kind === 'RoleBinding' && o.metadata.namespace === ns) as never,
+  };
+  const user = serviceAccountUser(SYSTEM_NAMESPACE, 'strait-controller');
+  const cases = [];
+  for (const verb of ['get', 'list', 'watch', 'create', 'update', 'patch', 'delete']) {
+    for (const [group, resource, subresource] of [['', 'pods'], ['', 'secrets'], ['', 'configmaps'], ['coordination.k8s.io', 'leases'], ['gateway.networking.k8s.io', 'gateways'], ['gateway.networking.k8s.io', 'gateways', 'status'], ['apps', 'deployments'], ['discovery.k8s.io', 'endpointslices'], ['authentication.k8s.io', 'tokenreviews']] as const) {
+      for (const namespace of [SYSTEM_NAMESPACE, 'shop', undefined]) {
+        for (const name of ['strait-ca', 'strait-controller', 'other', undefined]) {
+          const req = { verb, group, resource, ...(subresource ? { subresource } : {}), ...(namespace ? { namespace } : {}), ...(name ? { name } : {}) };
+          cases.push(req);
+          assert.equal(allowedBy(grants, req) !== undefined, authorize(store, user, req).allowed, JSON.stringify(req));
+        }
+      }
+    }
+  }
+  assert.ok(cases.length > 500);
 });
 
 test('every container runs the image daemonset.yaml names, which is this version\'s, and STRAIT_IMAGE names the same', () => {
