@@ -13,6 +13,7 @@ import { upCommand } from './up.js';
 import { labCommand } from './lab.js';
 import { demoCommand } from './demo.js';
 import { demoAppCommand } from './demo-app.js';
+import { installCommand, uninstallCommand } from './install.js';
 import { LOG_FORMATS, LOG_LEVELS } from '../common/log.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -32,6 +33,8 @@ program.addCommand(waypointCommand());
 program.addCommand(upCommand());
 program.addCommand(labCommand());
 program.addCommand(demoCommand());
+program.addCommand(installCommand());
+program.addCommand(uninstallCommand());
 program.addCommand(demoAppCommand(), { hidden: true });
 
 program.parseAsync(process.argv).catch((err: unknown) => {
