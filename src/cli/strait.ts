@@ -5,6 +5,7 @@
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { controllerCommand } from './controller.js';
+import { statusCommand } from './status.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 import { ztunnelCommand } from './ztunnel.js';
@@ -31,6 +32,7 @@ program.addCommand(ztunnelCommand());
 program.addCommand(waypointCommand());
 program.addCommand(upCommand());
 program.addCommand(labCommand());
+program.addCommand(statusCommand());
 program.addCommand(demoCommand());
 program.addCommand(demoAppCommand(), { hidden: true });
 

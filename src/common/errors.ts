@@ -31,6 +31,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_HBONE_CONNECT: 'An HBONE (mTLS HTTP/2 CONNECT) connection to a peer failed: refused, unreachable, TLS handshake rejected, or closed before answering.',
   STRAIT_ERR_HBONE_CONNECT_TIMEOUT: 'An HBONE connection or its CONNECT request got no answer in time (check that HBONE port 15008 is reachable).',
   STRAIT_ERR_HBONE_REFUSED: 'An HBONE peer answered CONNECT with a non-200 status (400 unknown target, 401/403 policy, 503 unreachable, 504 timeout).',
+  STRAIT_ERR_STATUS: '`strait status` found nothing to ask: no local mesh state file (or a stale one), no controller pod in the cluster, or a controller admin endpoint that does not answer /debug/proxy-status. The message says where it looked and what to pass.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -53,6 +53,8 @@ export interface ComponentState {
 }
 
 export interface MeshState {
+  /** The `strait up` (or `strait demo`) process. */
+  pid: number;
   rootCert: string;
   addressBase: string;
   controller: ComponentState & { xds: string; admin: string };
@@ -158,6 +160,7 @@ export class LocalMesh {
       };
     }
     return {
+      pid: process.pid,
       rootCert: this.rootCertFile,
       addressBase: formatAddressBase(this.base),
       controller: { ...(c ? componentState(c) : { pid: null, status: 'stopped', restarts: 0 }), xds: `${this.controllerAddress}:${PORTS.xds}`, admin: `${this.controllerAddress}:${PORTS.controllerAdmin}` },
