@@ -6,6 +6,7 @@ import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { controllerCommand } from './controller.js';
 import { statusCommand } from './status.js';
+import { checkCommand } from './check.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 import { ztunnelCommand } from './ztunnel.js';
@@ -33,6 +34,7 @@ program.addCommand(waypointCommand());
 program.addCommand(upCommand());
 program.addCommand(labCommand());
 program.addCommand(statusCommand());
+program.addCommand(checkCommand());
 program.addCommand(demoCommand());
 program.addCommand(demoAppCommand(), { hidden: true });
 
