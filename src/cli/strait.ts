@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { controllerCommand } from './controller.js';
 import { statusCommand } from './status.js';
 import { checkCommand } from './check.js';
+import { namespaceCommand } from './namespace.js';
 import { tokenCommand } from './token.js';
 import { validateCommand } from './validate.js';
 import { ztunnelCommand } from './ztunnel.js';
@@ -35,6 +36,7 @@ program.addCommand(upCommand());
 program.addCommand(labCommand());
 program.addCommand(statusCommand());
 program.addCommand(checkCommand());
+program.addCommand(namespaceCommand());
 program.addCommand(demoCommand());
 program.addCommand(demoAppCommand(), { hidden: true });
 

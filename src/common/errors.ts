@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_HBONE_CONNECT_TIMEOUT: 'An HBONE connection or its CONNECT request got no answer in time (check that HBONE port 15008 is reachable).',
   STRAIT_ERR_HBONE_REFUSED: 'An HBONE peer answered CONNECT with a non-200 status (400 unknown target, 401/403 policy, 503 unreachable, 504 timeout).',
   STRAIT_ERR_STATUS: '`strait status` found nothing to ask: no local mesh state file (or a stale one), no controller pod in the cluster, or a controller admin endpoint that does not answer /debug/proxy-status. The message says where it looked and what to pass.',
+  STRAIT_ERR_WAYPOINT_WAIT: '`strait waypoint apply --wait` gave up: the waypoint Gateway was not Programmed (deployed with an address by the controller) within --timeout, or it was deleted meanwhile. The message shows its conditions; `strait status` shows whether the controller runs.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

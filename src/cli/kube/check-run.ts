@@ -9,7 +9,7 @@ export async function runCheck(flags: CheckFlags, node: { env: NodeJS.ProcessEnv
   const findings: Finding[] = [];
   if (flags.only !== 'node') {
     const { kubeChecks } = await import('./kube-checks.js');
-    findings.push(...(await kubeChecks(flags)));
+    findings.push(...(await kubeChecks(flags, node.env)));
   }
   if (flags.only !== 'kubernetes') findings.push(...(await nodeChecks({ env: node.env, ...(node.iptables ? { iptables: node.iptables } : {}) })));
   const report = checkReport(findings);

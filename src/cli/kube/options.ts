@@ -19,6 +19,8 @@ export function outputOption(): Option {
 export interface KubeFlags {
   kubeconfig?: string;
   context?: string;
+  /** --kube-context, the controller's name for --context (accepted too). */
+  kubeContext?: string;
 }
 
 /** `--kubeconfig FILE` and `--context NAME`: without them, the kubeconfig as kubectl finds it (KUBECONFIG, ~/.kube/config, in-cluster). */
@@ -26,7 +28,18 @@ export function kubeOptions(): Option[] {
   return [
     new Option('--kubeconfig <file>', 'kubeconfig file (default: as kubectl finds it: KUBECONFIG, ~/.kube/config, in-cluster)'),
     new Option('--context <name>', 'kubeconfig context (default: its current-context)'),
+    new Option('--kube-context <name>', 'the same as --context (the controller\'s name for it)').hideHelp(),
   ];
+}
+
+/** Namespaced commands: `-n, --namespace NS` (default: the kubeconfig context's namespace, else default). */
+export function namespaceOption(): Option {
+  return new Option('-n, --namespace <ns>', 'namespace (default: the kubeconfig context\'s, else default)');
+}
+
+/** `-o json|yaml` for commands whose plain output is a message per object (as kubectl label, apply, delete). */
+export function objectOutputOption(): Option {
+  return new Option('-o, --output <format>', 'print the resulting objects instead of a message').choices(['json', 'yaml']);
 }
 
 /** Commander parser of a duration flag (`30s`, `2m`). */

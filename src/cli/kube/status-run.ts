@@ -26,12 +26,20 @@ async function gather(flags: StatusFlags): Promise<{ results: ControllerResult[]
     return { results, expected: [] };
   }
   if (flags.stateFile) return localMesh(flags.stateFile, flags.timeout, true);
-  if (!flags.kubeconfig && !flags.context) {
+  if (!flags.kubeconfig && !flags.context && !flags.kubeContext) {
     const file = defaultUpStateFile();
     if (existsSync(file)) return localMesh(file, flags.timeout, false);
   }
   const { clusterStatus } = await import('./status-cluster.js');
-  return { results: await clusterStatus(flags), expected: [] };
+  try {
+    return { results: await clusterStatus(flags), expected: [] };
+  } catch (err) {
+    // Neither a local mesh nor a kubeconfig: say both.
+    if (err instanceof StraitError && err.code === 'STRAIT_ERR_CONFIG' && !flags.kubeconfig && !flags.context && !flags.kubeContext) {
+      throw new StraitError('STRAIT_ERR_STATUS', `no local mesh (no state file at ${defaultUpStateFile()}: start one with strait up, or pass --state-file) and no cluster: ${err.message}`, { cause: err });
+    }
+    throw err;
+  }
 }
 
 /** `host:port` or a URL → the admin base URL. */
