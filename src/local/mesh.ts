@@ -23,6 +23,7 @@ import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode, type 
 import { describeTaken, takenAddresses } from './preflight.js';
 import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
 import { UsageSampler } from './usage.js';
+import { writeStateFile } from './up-state-file.js';
 
 export { STRAIT_BIN } from './child.js';
 const READY_TIMEOUT_MS = 30_000;
@@ -383,7 +384,7 @@ export class LocalMesh {
 
   private writeState(): MeshState {
     const s = this.state();
-    if (this.opts.stateFile) writeFileSync(this.opts.stateFile, JSON.stringify(s, null, 2) + '\n');
+    if (this.opts.stateFile) writeStateFile(this.opts.stateFile, JSON.stringify(s, null, 2) + '\n');
     return s;
   }
 }

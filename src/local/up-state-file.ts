@@ -1,17 +1,16 @@
 /**
  * Where `strait up` writes its state file when no --state-file is given, so that `strait status` finds a local mesh
- * without being told: `<tmpdir>/strait-<uid>/up.json`, in a directory only this user can enter. One mesh owns it at
- * a time: a `strait up` that finds it held by a live `strait up` (the `pid` in it) leaves it alone and writes none.
+ * without being told: `<tmpdir>/strait-up-<uid>.json`. One mesh owns it at a time: a `strait up` that finds it held
+ * by a live `strait up` (the `pid` in it) leaves it alone and writes none. The file is removed when the mesh stops
+ * (nothing is left in the temporary directory), and written whole by rename, never through a link someone planted
+ * (writeStateFile).
  */
-import { lstatSync, mkdirSync, readFileSync } from 'node:fs';
+import { lstatSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { errorMessage } from '../common/errors.js';
-
-export const UP_STATE_FILE_NAME = 'up.json';
 
 export function defaultUpStateFile(tmp: string = tmpdir()): string {
-  return join(tmp, `strait-${process.getuid?.() ?? 'user'}`, UP_STATE_FILE_NAME);
+  return join(tmp, `strait-up-${process.getuid?.() ?? 'user'}.json`);
 }
 
 /** True when a process with this pid exists (signal 0: EPERM still means it exists). */
@@ -37,24 +36,34 @@ export function stateFileOwner(file: string): number | undefined {
 export type Claim = { file: string } | { file?: undefined; why: string };
 
 /**
- * The default state file for this `strait up`, or why it writes none: the directory is not this user's own (made
- * 0700 if absent), or a live `strait up` holds the file.
+ * The default state file for this `strait up`, or why it writes none: something else than a file of this user's is
+ * there, or a live `strait up` holds the file.
  */
 export function claimDefaultUpStateFile(file: string = defaultUpStateFile()): Claim {
-  const dir = join(file, '..');
+  let st;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const st = lstatSync(dir);
-    const uid = process.getuid?.();
-    if (!st.isDirectory() || (uid !== undefined && st.uid !== uid) || (st.mode & 0o077) !== 0) {
-      return { why: `${dir} is not a directory that only this user can write (a symlink, another owner, or open permissions): pass --state-file` };
-    }
-  } catch (err) {
-    return { why: `cannot make ${dir}: ${errorMessage(err)}` };
+    st = lstatSync(file);
+  } catch {
+    return { file };
+  }
+  const uid = process.getuid?.();
+  if (!st.isFile() || (uid !== undefined && st.uid !== uid)) {
+    return { why: `${file} is there and is not a file of this user's (a link, a directory, or another user's): remove it, or pass --state-file` };
   }
   const owner = stateFileOwner(file);
   if (owner !== undefined && owner !== process.pid && pidAlive(owner)) {
     return { why: `another strait up (pid ${owner}) writes ${file}: pass --state-file to this one, and to strait status` };
   }
   return { file };
+}
+
+/**
+ * Writes a state file whole: into FILE.partial, made afresh (O_EXCL: never through a link or file someone planted,
+ * which matters in a shared temporary directory), then renamed over FILE, so a reader never sees half of it.
+ */
+export function writeStateFile(file: string, text: string): void {
+  const partial = `${file}.partial`;
+  rmSync(partial, { force: true });
+  writeFileSync(partial, text, { flag: 'wx', mode: 0o644 });
+  renameSync(partial, file);
 }
