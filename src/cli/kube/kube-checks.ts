@@ -10,12 +10,11 @@ import type { Finding } from './check-types.js';
 import { connectKube } from './connect.js';
 
 /**
- * What `strait install` creates (daemonset.yaml, crds.yaml): the verb "create" on each. One list, here, until the
- * install command exports its own. `namespaced`: checked in the system namespace.
+ * What `strait install` creates (the kinds of daemonset.yaml; Strait ships no CRDs of its own): the verb "create" on
+ * each. One list, here, until the install command exports its own. `namespaced`: checked in the system namespace.
  */
 export const INSTALL_NEEDS: readonly { group: string; resource: string; namespaced: boolean }[] = [
   { group: '', resource: 'namespaces', namespaced: false },
-  { group: 'apiextensions.k8s.io', resource: 'customresourcedefinitions', namespaced: false },
   { group: 'rbac.authorization.k8s.io', resource: 'clusterroles', namespaced: false },
   { group: 'rbac.authorization.k8s.io', resource: 'clusterrolebindings', namespaced: false },
   { group: 'rbac.authorization.k8s.io', resource: 'roles', namespaced: true },
@@ -24,6 +23,7 @@ export const INSTALL_NEEDS: readonly { group: string; resource: string; namespac
   { group: '', resource: 'services', namespaced: true },
   { group: 'apps', resource: 'deployments', namespaced: true },
   { group: 'apps', resource: 'daemonsets', namespaced: true },
+  { group: 'policy', resource: 'poddisruptionbudgets', namespaced: true },
 ];
 
 interface AccessReview extends KubeObject { status?: { allowed?: boolean; denied?: boolean; reason?: string; evaluationError?: string } }
@@ -74,7 +74,7 @@ async function permissions(review: (verb: string, group: string, resource: strin
   if (denied.length > 0) {
     return {
       section: 'kubernetes', check: 'permissions', result: 'fail', detail: `you may not ${denied.sort().join(', ')}`,
-      fix: 'strait install creates cluster-wide RBAC, CRDs and the strait-system namespace: run it as a cluster admin, or have one grant these (kubectl auth can-i create <resource> shows each)',
+      fix: 'strait install creates cluster-wide RBAC and the strait-system namespace: run it as a cluster admin, or have one grant these (kubectl auth can-i create <resource> shows each)',
     };
   }
   return { section: 'kubernetes', check: 'permissions', result: 'pass', detail: `you may create everything strait install creates (${INSTALL_NEEDS.length} resource types)` };
