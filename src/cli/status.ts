@@ -23,6 +23,6 @@ export function statusCommand(): Command {
   for (const o of kubeOptions()) cmd.addOption(o);
   return cmd.action(async (flags: StatusFlags) => {
     const { runStatus } = await import('./kube/status-run.js');
-    process.exitCode = await runStatus({ ...flags, stateFile: flags.stateFile ?? process.env[ENV_STATE_FILE] }, (s) => process.stdout.write(s));
+    process.exitCode = await runStatus({ ...flags, stateFile: flags.stateFile ?? process.env[ENV_STATE_FILE] }, process.env, (s) => process.stdout.write(s));
   });
 }

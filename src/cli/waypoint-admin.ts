@@ -51,7 +51,7 @@ export function waypointApplyCommand(): Command {
     .addOption(objectOutputOption())
     .action(async (flags: WaypointApplyFlags) => {
       const { runWaypoint } = await import('./kube/waypoint-ops.js');
-      await runWaypoint(flags, (kube, w) => kube.apply(flags, w));
+      await runWaypoint(flags, process.env, (kube, w) => kube.apply(flags, w));
     }));
 }
 
@@ -63,7 +63,7 @@ export function waypointListCommand(): Command {
     .addOption(outputOption())
     .action(async (flags: WaypointListFlags) => {
       const { runWaypoint } = await import('./kube/waypoint-ops.js');
-      await runWaypoint(flags, (kube, w) => kube.list(flags, w));
+      await runWaypoint(flags, process.env, (kube, w) => kube.list(flags, w));
     }));
 }
 
@@ -75,6 +75,6 @@ export function waypointDeleteCommand(): Command {
     .option('--all', 'every waypoint of the namespace')
     .action(async (names: string[], flags: WaypointDeleteFlags) => {
       const { runWaypoint } = await import('./kube/waypoint-ops.js');
-      await runWaypoint(flags, (kube, w) => kube.delete(names, flags, w));
+      await runWaypoint(flags, process.env, (kube, w) => kube.delete(names, flags, w));
     }));
 }

@@ -174,6 +174,35 @@ describe('strait status of a local mesh', () => {
     assert.match(bad.stdout, /\nnode-a\s+ztunnel\s+SYNCED/, 'the controller that answers is still shown');
   });
 
+  it('refuses an admin endpoint whose answer is larger than 64 MiB, without reading it all', async () => {
+    const { createServer } = await import('node:http');
+    let sent = 0;
+    const big = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      const chunk = Buffer.alloc(1024 * 1024, 0x20);
+      const more = () => {
+        while (sent < 200 * 1024 * 1024) {
+          sent += chunk.length;
+          if (!res.write(chunk)) return void res.once('drain', more);
+        }
+        res.end();
+      };
+      res.on('close', () => undefined);
+      more();
+    });
+    await new Promise<void>((r) => big.listen(0, '127.0.214.252', r));
+    try {
+      const port = (big.address() as { port: number }).port;
+      const r = await strait(['status', '--controller-admin', `http://127.0.214.252:${port}`]);
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /could not be asked: \/debug\/proxy-status answered more than 67108864 bytes/);
+      assert.ok(sent < 200 * 1024 * 1024, `stopped reading early (${sent} bytes sent)`);
+    } finally {
+      big.closeAllConnections();
+      big.close();
+    }
+  });
+
   it('says there is no local mesh when the state file is missing or its strait up is gone', async () => {
     const missing = await strait(['status', '--state-file', join(tmp.path, 'nope.json')]);
     assert.equal(missing.code, 1);

@@ -18,8 +18,8 @@ export const CONTROLLER_ADMIN_PORT = 15014;
 interface PodObject extends KubeObject { status?: { phase?: string; podIP?: string } }
 interface LeaseObject extends KubeObject { spec?: { holderIdentity?: string } }
 
-export async function clusterStatus(flags: StatusFlags): Promise<ControllerResult[]> {
-  const kube = await connectKube(flags, process.env, flags.timeout);
+export async function clusterStatus(flags: StatusFlags, env: NodeJS.ProcessEnv): Promise<ControllerResult[]> {
+  const kube = await connectKube(flags, env, flags.timeout);
   const ns = flags.systemNamespace;
   try {
     const { items: pods } = await kube.client.listAll<PodObject>(KUBE_TYPES.Pod, { namespace: ns, labelSelector: CONTROLLER_SELECTOR });

@@ -11,16 +11,18 @@ import { formatData } from './output.js';
 import { buildStatus, formatStatusTable, type ControllerResult, type ExpectedProxy } from './status-view.js';
 
 export const PROXY_STATUS_PATH = '/debug/proxy-status';
+/** A controller's answer larger than this is refused (a mesh of 10,000 proxies answers a few MiB). */
+export const MAX_PROXY_STATUS_BYTES = 64 * 1024 * 1024;
 
 /** Prints the status; returns the exit status (1 when a controller could not be asked). */
-export async function runStatus(flags: StatusFlags, write: (s: string) => void): Promise<number> {
-  const { results, expected } = await gather(flags);
+export async function runStatus(flags: StatusFlags, env: NodeJS.ProcessEnv, write: (s: string) => void): Promise<number> {
+  const { results, expected } = await gather(flags, env);
   const status = buildStatus(results, expected);
   write(flags.output === 'table' ? formatStatusTable(status, Date.now()) : formatData(flags.output, status));
   return results.some((r) => r.error !== undefined) ? 1 : 0;
 }
 
-async function gather(flags: StatusFlags): Promise<{ results: ControllerResult[]; expected: ExpectedProxy[] }> {
+async function gather(flags: StatusFlags, env: NodeJS.ProcessEnv): Promise<{ results: ControllerResult[]; expected: ExpectedProxy[] }> {
   if (flags.controllerAdmin && flags.controllerAdmin.length > 0) {
     const results = await Promise.all(flags.controllerAdmin.map((u) => askAdminUrl(adminUrl(u), u, flags.timeout)));
     return { results, expected: [] };
@@ -32,7 +34,7 @@ async function gather(flags: StatusFlags): Promise<{ results: ControllerResult[]
   }
   const { clusterStatus } = await import('./status-cluster.js');
   try {
-    return { results: await clusterStatus(flags), expected: [] };
+    return { results: await clusterStatus(flags, env), expected: [] };
   } catch (err) {
     // Neither a local mesh nor a kubeconfig: say both.
     if (err instanceof StraitError && err.code === 'STRAIT_ERR_CONFIG' && !flags.kubeconfig && !flags.context && !flags.kubeContext) {
@@ -91,7 +93,8 @@ export async function askAdminUrl(base: string, name: string, timeoutMs: number)
   const address = base;
   try {
     const res = await fetch(`${base}${PROXY_STATUS_PATH}`, { signal: AbortSignal.timeout(timeoutMs) });
-    const text = await res.text();
+    const text = await readLimited(res, MAX_PROXY_STATUS_BYTES);
+    if (text === undefined) return { name, address, error: `${PROXY_STATUS_PATH} answered more than ${MAX_PROXY_STATUS_BYTES} bytes: not a Strait controller's admin endpoint?` };
     if (res.status !== 200) {
       return { name, address, error: `${PROXY_STATUS_PATH} answered ${res.status}${res.status === 404 ? ' (a controller older than this strait, or not a Strait controller)' : `: ${text.slice(0, 200)}`}` };
     }
@@ -99,6 +102,22 @@ export async function askAdminUrl(base: string, name: string, timeoutMs: number)
   } catch (err) {
     return { name, address, error: describeFetchError(err, base, timeoutMs) };
   }
+}
+
+/** The body as text, or undefined once it passes `max` bytes (the rest is not read). */
+async function readLimited(res: Response, max: number): Promise<string | undefined> {
+  if (!res.body) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    size += chunk.byteLength;
+    if (size > max) {
+      await res.body.cancel().catch(() => undefined);
+      return undefined;
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** The report's fields for a ControllerResult, checked enough that a wrong endpoint says so. */

@@ -21,8 +21,8 @@ export interface GatewayObject extends KubeObject {
 export interface GatewayCondition { type: string; status: string; reason?: string; message?: string; observedGeneration?: number }
 
 /** Connects, runs one command, sets the exit status; errors propagate to the CLI's error printer. */
-export async function runWaypoint(flags: KubeFlags, fn: (ops: WaypointOps, w: Writers) => Promise<number>): Promise<void> {
-  const kube = await connectKube(flags, process.env);
+export async function runWaypoint(flags: KubeFlags, env: NodeJS.ProcessEnv, fn: (ops: WaypointOps, w: Writers) => Promise<number>): Promise<void> {
+  const kube = await connectKube(flags, env);
   try {
     process.exitCode = await fn(new WaypointOps(kube), { out: (s) => process.stdout.write(s), err: (s) => process.stderr.write(s) });
   } finally {
