@@ -3,6 +3,7 @@ import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.j
 import { setFlagsFromString } from 'node:v8';
 import { WAYPOINT_V8_FLAGS, parseWaypointConfig } from '../waypoint/config.js';
 import { onShutdown } from './shutdown.js';
+import { waypointApplyCommand, waypointDeleteCommand, waypointListCommand } from './waypoint-admin.js';
 
 /** Request access-log lines go through a buffer this size rather than synchronously (as the ztunnel's, see its LOG_BUFFER_BYTES). */
 const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
@@ -12,8 +13,21 @@ const LOG_BUFFER_BYTES = 4 * 1024 * 1024;
  */
 const LOG_BATCH_BYTES = 8 * 1024;
 
+/**
+ * `strait waypoint`: `run` (the proxy process; also the default, so `strait waypoint --waypoint NS/NAME ...` runs it
+ * as before) and the cluster commands `apply`, `list`, `delete` (waypoint-admin.ts).
+ */
 export function waypointCommand(): Command {
   return new Command('waypoint')
+    .description('a waypoint: run the L7 proxy of one Gateway (`run`, the default), or manage waypoint Gateways in a cluster (`apply`, `list`, `delete`)')
+    .addCommand(waypointRunCommand(), { isDefault: true })
+    .addCommand(waypointApplyCommand())
+    .addCommand(waypointListCommand())
+    .addCommand(waypointDeleteCommand());
+}
+
+function waypointRunCommand(): Command {
+  return new Command('run')
     .description('run a waypoint: the L7 proxy of one Gateway (gatewayClassName istio-waypoint) — HTTP routing, L7 policy, retries, timeouts, faults, outlier detection, request metrics and tracing')
     .option('--waypoint <ns/name>', 'the waypoint Gateway this process is  [env STRAIT_WAYPOINT]')
     .option('--service-account <name>', 'service account of the identity presented (default: the Gateway\'s name, as Istio)  [env STRAIT_SERVICE_ACCOUNT]')

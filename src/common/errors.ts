@@ -31,6 +31,8 @@ export const ERROR_CODES = {
   STRAIT_ERR_HBONE_CONNECT: 'An HBONE (mTLS HTTP/2 CONNECT) connection to a peer failed: refused, unreachable, TLS handshake rejected, or closed before answering.',
   STRAIT_ERR_HBONE_CONNECT_TIMEOUT: 'An HBONE connection or its CONNECT request got no answer in time (check that HBONE port 15008 is reachable).',
   STRAIT_ERR_HBONE_REFUSED: 'An HBONE peer answered CONNECT with a non-200 status (400 unknown target, 401/403 policy, 503 unreachable, 504 timeout).',
+  STRAIT_ERR_STATUS: '`strait status` found nothing to ask: no local mesh state file (or a stale one), no controller pod in the cluster, or a controller admin endpoint that does not answer /debug/proxy-status. The message says where it looked and what to pass.',
+  STRAIT_ERR_WAYPOINT_WAIT: '`strait waypoint apply --wait` gave up: the waypoint Gateway was not Programmed (deployed with an address by the controller) within --timeout, or it was deleted meanwhile. The message shows its conditions; `strait status` shows whether the controller runs.',
   STRAIT_ERR_KUBE: 'A request to the Kubernetes API server failed: unreachable, credentials rejected (401), a permission missing (403: the message names the verb and resource, and daemonset.yaml\'s RBAC grants it), a kind not served (404: the message names the CRD to install), a conflict (409), a watch too old (410) or a server error. The error carries the HTTP status and the Kubernetes reason.',
   STRAIT_ERR_INSTALL: '`strait install` or `strait uninstall` could not render or apply the manifests (daemonset.yaml missing or malformed, a bad --image, an object the API server refused), or the node clean-up did not finish on every node within --timeout. The message names the object or the nodes and the fix.',
 } as const;

@@ -60,6 +60,7 @@ function describeProxy(p: ProxyInfo): string {
 }
 
 export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
+  const startedAt = Date.now();
   const metrics = new ControllerMetrics();
   const ca = await CertificateAuthority.loadOrCreate({
     dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
@@ -111,7 +112,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits });
 
   let ready = true;
-  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, log: log.child({ server: 'admin' }) });
+  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, log: log.child({ server: 'admin' }), self: { sources: sources.map((s) => s.name), startedAt } });
   let adminAddr: HostPort;
   try {
     adminAddr = await admin.listen(cfg.adminAddress.host, cfg.adminAddress.port);

@@ -23,6 +23,7 @@ import { planLocalMesh, type LocalPlan, type PlannedApp, type PlannedNode, type 
 import { describeTaken, takenAddresses } from './preflight.js';
 import { Supervisor, type ComponentSpec, type ComponentStatus } from './supervisor.js';
 import { UsageSampler } from './usage.js';
+import { writeStateFile } from './up-state-file.js';
 
 export { STRAIT_BIN } from './child.js';
 const READY_TIMEOUT_MS = 30_000;
@@ -53,6 +54,8 @@ export interface ComponentState {
 }
 
 export interface MeshState {
+  /** The `strait up` (or `strait demo`) process. */
+  pid: number;
   rootCert: string;
   addressBase: string;
   controller: ComponentState & { xds: string; admin: string };
@@ -158,6 +161,7 @@ export class LocalMesh {
       };
     }
     return {
+      pid: process.pid,
       rootCert: this.rootCertFile,
       addressBase: formatAddressBase(this.base),
       controller: { ...(c ? componentState(c) : { pid: null, status: 'stopped', restarts: 0 }), xds: `${this.controllerAddress}:${PORTS.xds}`, admin: `${this.controllerAddress}:${PORTS.controllerAdmin}` },
@@ -380,7 +384,7 @@ export class LocalMesh {
 
   private writeState(): MeshState {
     const s = this.state();
-    if (this.opts.stateFile) writeFileSync(this.opts.stateFile, JSON.stringify(s, null, 2) + '\n');
+    if (this.opts.stateFile) writeStateFile(this.opts.stateFile, JSON.stringify(s, null, 2) + '\n');
     return s;
   }
 }

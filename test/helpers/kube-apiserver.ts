@@ -12,7 +12,7 @@
 import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import https from 'node:https';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { ApiError, errors, forbidden, statusBody } from './kube-apiserver/status.js';
 import { DEFAULT_KINDS, KindRegistry, apiVersionFor, splitApiVersion, type KindDef } from './kube-apiserver/registry.js';
@@ -110,6 +110,8 @@ interface Route {
   namespace: string | undefined;
   name: string | undefined;
   subresource: string | undefined;
+  /** The path after `.../proxy/` of a proxy subresource request. */
+  proxyPath?: string;
 }
 
 type TokenEntry = UserInfo & { audiences?: string[] };
@@ -497,6 +499,7 @@ export class KubeApiServer {
       if (method === 'DELETE') return sendJson(res, 200, this.#deleteCollection(k, route, q));
       throw errors.methodNotAllowed(method);
     }
+    if (route.subresource === 'proxy' && k.kind === 'Pod' && k.group === '') return this.#proxyToPod(req, res, url, method, route, body);
     if (route.subresource !== undefined && route.subresource !== 'status') throw errors.resourceNotFound();
     if (route.subresource === 'status' && !k.status) throw errors.resourceNotFound();
     switch (method) {
@@ -522,6 +525,33 @@ export class KubeApiServer {
       default:
         throw errors.methodNotAllowed(method);
     }
+  }
+
+  /**
+   * `pods/NAME:PORT/proxy/PATH` as the API server's pod proxy does it: an HTTP request to the pod's status.podIP on
+   * PORT, the answer passed back as it came; 503 with a Status when nothing answers there.
+   */
+  async #proxyToPod(req: IncomingMessage, res: ServerResponse, url: URL, method: string, route: Route, body: Buffer): Promise<void> {
+    const [podName, port = '80'] = (route.name ?? '').split(':');
+    const pod = this.#ops.get(this.#kinds.byResource('', 'v1', 'pods')!, route.namespace, podName!);
+    const podIP = (pod['status'] as { podIP?: string } | undefined)?.podIP;
+    if (!podIP) throw new ApiError(503, 'ServiceUnavailable', `pod ${podName} has no IP address yet`, {});
+    const target = { host: podIP, port: Number(port), path: `/${route.proxyPath ?? ''}${url.search}` };
+    await new Promise<void>((resolve) => {
+      const out = http.request({ ...target, method, headers: { ...(req.headers['content-type'] ? { 'content-type': req.headers['content-type'] } : {}) } }, (answer) => {
+        res.writeHead(answer.statusCode ?? 502, { ...(answer.headers['content-type'] ? { 'content-type': answer.headers['content-type'] } : {}) });
+        answer.pipe(res);
+        answer.on('end', resolve);
+        answer.on('error', () => resolve());
+      });
+      out.setTimeout(10_000, () => out.destroy(new Error('timeout')));
+      out.on('error', (err) => {
+        if (!res.headersSent) sendJson(res, 503, statusBody(503, 'ServiceUnavailable', `error trying to reach service: dial tcp ${podIP}:${port}: ${err.message}`));
+        else res.destroy();
+        resolve();
+      });
+      out.end(body.length > 0 ? body : undefined);
+    });
   }
 
   #selectors(q: URLSearchParams): { labels: (o: Obj) => boolean; fields: (o: Obj) => boolean } {
@@ -713,8 +743,8 @@ function parseResourcePath(pathname: string): (Route & { legacyWatch: boolean })
     rest = rest.slice(2);
   }
   const [resource, name, subresource, ...extra] = rest;
-  if (!resource || extra.length > 0) return undefined;
-  return { group, version, resource, namespace, name, subresource, legacyWatch };
+  if (!resource || (extra.length > 0 && subresource !== 'proxy')) return undefined;
+  return { group, version, resource, namespace, name, subresource, legacyWatch, ...(subresource === 'proxy' ? { proxyPath: extra.join('/') } : {}) };
 }
 
 function verbOf(method: string, route: Route, isWatch: boolean): string {

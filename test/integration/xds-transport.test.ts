@@ -147,6 +147,7 @@ test('delivers the initial snapshot, then a change as a delta of only the change
     versionAcked: String(source.generation()),
     lastAckedNonce: st.types[T]!.lastAckedNonce,
     lastAckedAt: st.types[T]!.lastAckedAt,
+    lastAnswer: 'ACK',
     resourcesHeld: 2,
     unanswered: 0,
     coalesced: false,

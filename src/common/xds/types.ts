@@ -89,6 +89,8 @@ export interface TypeSyncStatus {
   /** Resources the proxy holds once it ACKs what was sent (NACKed responses are rolled back). */
   resourcesHeld: number;
   lastNack?: NackInfo;
+  /** How the proxy answered the latest response it answered: NACK means it still runs the version before it. */
+  lastAnswer?: 'ACK' | 'NACK';
   /** Nonce of the latest response not yet ACKed or NACKed. */
   pendingNonce?: string;
   /** Responses sent and not yet answered. */

@@ -274,6 +274,7 @@ export class XdsServer {
         if (ts.lastAckedNonce !== undefined) t.lastAckedNonce = ts.lastAckedNonce;
         if (ts.lastAckedAt !== undefined) t.lastAckedAt = iso(ts.lastAckedAt)!;
         if (ts.lastNack) t.lastNack = { ...ts.lastNack };
+        if (ts.lastAnswer) t.lastAnswer = ts.lastAnswer;
         const pending = ts.pending[ts.pending.length - 1];
         if (pending) t.pendingNonce = pending.nonce;
         types[typeUrl] = t;
@@ -743,12 +744,14 @@ export class XdsServer {
       ts.versionAcked = p.systemVersion;
       ts.lastAckedNonce = nonce;
       ts.lastAckedAt = now;
+      ts.lastAnswer = 'ACK';
       stream.lastAckAt = now;
       if (p.changedAt !== null) this.metrics?.acked(ts.typeUrl, Math.max(0, now - p.changedAt));
       return;
     }
     const message = error.message || `NACK with code ${error.code} and no message`;
     ts.lastNack = { nonce, message, at: new Date().toISOString() };
+    ts.lastAnswer = 'NACK';
     this.metrics?.nacked(ts.typeUrl);
     this.nackLog.record(ts.typeUrl.slice(ts.typeUrl.lastIndexOf('/') + 1), { proxy: stream.proxy.id, typeUrl: ts.typeUrl, nonce, version: p.systemVersion, error: message });
     // The proxy still holds what it held before this response. A later response in flight that touched the

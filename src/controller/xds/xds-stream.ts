@@ -43,6 +43,8 @@ export class TypeState {
   lastAckedNonce: string | undefined;
   lastAckedAt: number | undefined;
   lastNack: NackInfo | undefined;
+  /** How the proxy answered its latest answered response (undefined: none answered yet). */
+  lastAnswer: 'ACK' | 'NACK' | undefined;
 
   constructor(
     readonly typeUrl: string,
