@@ -6,7 +6,7 @@
 # Two stages: the build stage compiles the TypeScript and the capture addon (SO_ORIGINAL_DST, SO_MARK,
 # RLIMIT_NOFILE: node-gyp, python3, make, g++ from node:20-bookworm) and drops the dev dependencies; the runtime stage
 # (node:20-bookworm-slim) adds only what the capture runs: iptables (both the nft and the legacy backend; the capture
-# scripts pick the one the node uses) and iproute2. The base images are build arguments so that a mirror, or a
+# scripts pick the one the node uses), nftables (nft: the capture stage after the service NAT) and iproute2. The base images are build arguments so that a mirror, or a
 # base made without a registry (README "Install on Kubernetes"), can stand in for Docker Hub.
 ARG BUILD_IMAGE=node:20-bookworm
 ARG RUNTIME_IMAGE=node:20-bookworm-slim
@@ -28,7 +28,7 @@ RUN npm_config_nodedir="$(dirname "$(dirname "$(readlink -f "$(command -v node)"
 
 FROM ${RUNTIME_IMAGE}
 RUN apt-get update \
- && apt-get install -y --no-install-recommends iptables iproute2 \
+ && apt-get install -y --no-install-recommends iptables nftables iproute2 \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /opt/strait
 # What `strait` reads at run time: package.json (its version), the compiled code and protobuf files (dist/src), the

@@ -109,7 +109,7 @@ test('the runtime stage holds what strait reads at run time, where the code look
   assert.equal(pkg.bin['strait'], 'dist/src/cli/strait.js');
   const runs = runtime!.steps.filter((i) => i.op === 'RUN').map((i) => i.args).join('\n');
   assert.ok(runs.includes(`ln -s ${at(pkg.bin['strait'])} /usr/local/bin/strait`), 'strait on PATH');
-  assert.match(runs, /apt-get install -y --no-install-recommends iptables iproute2/);
+  assert.match(runs, /apt-get install -y --no-install-recommends iptables nftables iproute2/, "the capture scripts need iptables, nft and ip");
 });
 
 test('the runtime runs as the unprivileged user node and starts the real CLI', () => {
