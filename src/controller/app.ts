@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
 import { controllerAdmin } from './admin.js';
 import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
-import type { ControllerConfig } from './config.js';
+import type { ControllerConfig, KubeConnection } from './config.js';
+import type { KubeClient } from '../common/kube/client.js';
 import { ControllerMetrics } from './metrics.js';
 import { ConfigReport } from './config-report.js';
 import { createSources } from './sources/index.js';
@@ -75,7 +76,9 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
   store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
-  const sources = createSources(cfg, log);
+  // With --source kubernetes: one API client for the process (credentials as kubectl finds them).
+  const kube = cfg.kube ? await openKubeClient(cfg.kube, log) : undefined;
+  const sources = await createSources(cfg, log, { ...(kube ? { kube } : {}), kubeMetrics: metrics.kube() });
   for (const source of sources) {
     await source.start((events, changedAt, opts) => {
       const change = store.apply(source.name, events, changedAt, opts);
@@ -137,8 +140,17 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
       await stopGrpcServer(grpcServer.server);
       await admin.close();
       for (const source of sources) await source.close();
+      kube?.close();
     },
   };
+}
+
+/** Loads the kubeconfig (or in-cluster credentials) and makes the API client; @kubernetes/client-node loads only here. */
+async function openKubeClient(conn: KubeConnection, log: Logger): Promise<KubeClient> {
+  const { loadKubeConfig, KubeClient: Client } = await import('../common/kube/index.js');
+  const loaded = loadKubeConfig({ ...(conn.kubeconfig ? { kubeconfig: conn.kubeconfig } : {}), ...(conn.context ? { context: conn.context } : {}), env: conn.env });
+  log.info({ server: loaded.server, context: loaded.context, from: loaded.source }, 'Kubernetes API server');
+  return new Client(loaded, { userAgent: 'strait-controller' });
 }
 
 /** Where proxies and users find the mesh root: the generated root's own file, or a copy of the operator's root. */

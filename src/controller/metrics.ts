@@ -22,6 +22,10 @@ export class ControllerMetrics {
   readonly limitExceeded: Counter<'limit'>;
   readonly stalls: Counter<'kind'>;
   readonly stallDisconnects: Counter<'kind' | 'why'>;
+  readonly kubeEvents: Counter<'resource' | 'type'>;
+  readonly kubeRelists: Counter<'resource' | 'reason'>;
+  readonly kubeErrors: Counter<'resource' | 'status'>;
+  readonly kubeWatchUp: Gauge<'resource'>;
 
   constructor() {
     const registers = [this.registry];
@@ -50,6 +54,20 @@ export class ControllerMetrics {
       name: 'strait_xds_stall_disconnects_total', help: 'xDS streams disconnected for stalling longer than --xds-stall-timeout, by what they did not do (unread, unanswered).',
       labelNames: ['kind', 'why'], registers,
     });
+    this.kubeEvents = new Counter({ name: 'strait_kube_watch_events_total', help: 'Kubernetes watch events received, by resource and type (ADDED, MODIFIED, DELETED, BOOKMARK).', labelNames: ['resource', 'type'], registers });
+    this.kubeRelists = new Counter({ name: 'strait_kube_relists_total', help: 'Full listings of a Kubernetes resource, by reason (start, expired = 410 Gone, recovered after errors, crd = its CRD appeared).', labelNames: ['resource', 'reason'], registers });
+    this.kubeErrors = new Counter({ name: 'strait_kube_errors_total', help: 'Failed Kubernetes list/watch requests, by resource and HTTP status (0: no answer); each is retried with backoff.', labelNames: ['resource', 'status'], registers });
+    this.kubeWatchUp = new Gauge({ name: 'strait_kube_watch_up', help: '1 while the watch of a Kubernetes resource is open, 0 while it backs off or its CRD is missing.', labelNames: ['resource'], registers });
+  }
+
+  /** The adapter the Kubernetes source reports through. */
+  kube() {
+    return {
+      event: (resource: string, type: string) => this.kubeEvents.inc({ resource, type }),
+      relist: (resource: string, reason: string) => this.kubeRelists.inc({ resource, reason }),
+      error: (resource: string, status: string) => this.kubeErrors.inc({ resource, status }),
+      up: (resource: string, up: boolean) => this.kubeWatchUp.set({ resource }, up ? 1 : 0),
+    };
   }
 
   /** The adapter the xDS server reports through. */
