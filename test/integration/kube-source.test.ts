@@ -241,6 +241,12 @@ describe('Kubernetes source with CRDs missing', () => {
     assert.deepEqual(s.store.problems(), []);
     assert.ok(s.metrics.relists.includes('authorizationpolicies.security.istio.io crd'));
   });
+
+  it('drops a kind\'s objects and warns again when its CRD is deleted', async () => {
+    api.delete({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: 'authorizationpolicies.security.istio.io' });
+    await eventually(() => !s.store.get('AuthorizationPolicy/shop/late'), 5000, 'the policy gone with its CRD');
+    await eventually(() => s.store.problems().some((p) => /authorizationpolicies\.security\.istio\.io is not installed/.test(p.message)), 5000, 'the warning back');
+  });
 });
 
 describe('controller process with --source kubernetes', () => {
