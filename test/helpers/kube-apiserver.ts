@@ -154,6 +154,7 @@ export class KubeApiServer {
     });
     this.#store.subscribe((e) => {
       for (const w of this.#watches) if (grOf(w.kind) === e.gr) w.deliver(e);
+      if (e.type === 'DELETED' && e.gr === 'apiextensions.k8s.io/customresourcedefinitions' && this.requireCrds) setImmediate(() => this.#crdGone(String(e.object['metadata'].name)));
     });
     if (opts.seedNamespaces ?? true) for (const ns of ['default', 'kube-system']) this.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } });
     for (const o of BOOTSTRAP_RBAC) this.put(o);
@@ -667,6 +668,14 @@ export class KubeApiServer {
     if (common.length === 0) return { authenticated: false, error: `[invalid bearer token, token audiences ${JSON.stringify(has)} is invalid for the target audiences ${JSON.stringify(wanted)}]` };
     const { audiences: _a, ...u } = t;
     return { authenticated: true, user: u, audiences: common };
+  }
+
+  /** As the API server does when a CRD is deleted: its objects go (watchers see DELETED), then its watches end. */
+  #crdGone(name: string): void {
+    const k = this.#kinds.all().find((x) => x.crd && `${x.resource}.${x.group}` === name);
+    if (!k || this.#served(k, k.versions[0]!)) return;
+    for (const o of this.#store.list(grOf(k))) this.#ops.removeNow(k, o['metadata'].namespace, o['metadata'].name, 'Background');
+    for (const w of [...this.#watches]) if (w.kind === k) w.end();
   }
 
   #kindOf(ref: { apiVersion?: unknown; kind?: unknown }): KindDef {

@@ -177,6 +177,20 @@ describe('Kubernetes source (in process)', () => {
     assert.deepEqual(listsOf(api, reqFrom), []);
   });
 
+  it('reports a kind the API refuses (403) in the config report with the RBAC fix, and clears it once allowed', async () => {
+    const batchesFrom = s.batches.length;
+    api.failNext({ verb: 'watch', path: /^\/api\/v1\/nodes\?/, status: 403, count: 2 });
+    api.dropWatches();
+    const nodeProblems = () => s.batches.slice(batchesFrom).flatMap((b) => b.events).filter((e) => e.type === 'problems' && e.scope === 'kubernetes:nodes');
+    await eventually(() => nodeProblems().length >= 2, 5000, 'reported, then cleared');
+    const [reported, cleared, ...more] = nodeProblems() as { problems: { severity: string; message: string }[] }[];
+    assert.deepEqual(more, [], 'the same problem is reported once, not once per retry');
+    assert.equal(reported!.problems[0]!.severity, 'error');
+    assert.match(reported!.problems[0]!.message, /lacks "watch" on "nodes" in API group "" at cluster scope: apply daemonset\.yaml's RBAC/);
+    assert.deepEqual(cleared!.problems, []);
+    assert.deepEqual(s.store.problems(), []);
+  });
+
   it('rejects an invalid version with the file source\'s problem and keeps the last good one in force', async () => {
     await s.client.create(KUBE_TYPES.AuthorizationPolicy, allowPolicy('flip'));
     await eventually(() => s.store.get('AuthorizationPolicy/shop/flip'), 3000, 'valid version');
@@ -226,6 +240,12 @@ describe('Kubernetes source with CRDs missing', () => {
     await eventually(() => s.store.get('AuthorizationPolicy/shop/late'), 5000, 'the policy read after its CRD appeared');
     assert.deepEqual(s.store.problems(), []);
     assert.ok(s.metrics.relists.includes('authorizationpolicies.security.istio.io crd'));
+  });
+
+  it('drops a kind\'s objects and warns again when its CRD is deleted', async () => {
+    api.delete({ apiVersion: 'apiextensions.k8s.io/v1', kind: 'CustomResourceDefinition', name: 'authorizationpolicies.security.istio.io' });
+    await eventually(() => !s.store.get('AuthorizationPolicy/shop/late'), 5000, 'the policy gone with its CRD');
+    await eventually(() => s.store.problems().some((p) => /authorizationpolicies\.security\.istio\.io is not installed/.test(p.message)), 5000, 'the warning back');
   });
 });
 

@@ -192,6 +192,8 @@ export class KindWatcher {
       ...(this.opts.watchTimeoutSeconds ? { timeoutSeconds: this.opts.watchTimeoutSeconds } : {}),
     });
     this.#watch = w;
+    // The watch is open: whatever kept this kind from being read (a 403 on the watch, say) has cleared.
+    this.sink.problems(this.kind, []);
     try {
       for await (const ev of w) {
         events++;

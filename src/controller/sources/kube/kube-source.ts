@@ -6,6 +6,7 @@
  * upserts); watch events that carry a version already held are dropped; changes arriving together are sent as one
  * batch.
  */
+import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from '../../../common/log.js';
 import type { KubeClient } from '../../../common/kube/index.js';
 import type { Problem } from '../../../common/model/types.js';
@@ -101,7 +102,7 @@ export class KubeSource implements ConfigSource, KindSink {
 
   problems(kind: WatchedKind, problems: Problem[]): void {
     const before = this.#problems.get(kind.id) ?? [];
-    if (before.length === 0 && problems.length === 0) return;
+    if (isDeepStrictEqual(before, problems)) return;
     if (problems.length === 0) this.#problems.delete(kind.id);
     else this.#problems.set(kind.id, problems);
     if (this.#started) this.#queue({ type: 'problems', scope: scopeOf(kind), problems });
