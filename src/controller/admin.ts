@@ -10,6 +10,7 @@ import type { ControllerMetrics } from './metrics.js';
 import type { ConfigStore } from './store.js';
 import type { MeshViewSource } from './view-source.js';
 import type { XdsServer } from './xds/xds-server.js';
+import type { LeadershipStatus } from './kube/leader-elector.js';
 
 export function controllerAdmin(o: {
   ready: () => boolean;
@@ -18,13 +19,15 @@ export function controllerAdmin(o: {
   xds: XdsServer;
   store: ConfigStore;
   report: ConfigReport;
+  /** Whether this replica leads (writes to the cluster); always leader without leader election. */
+  leadership?: () => LeadershipStatus;
   log: Logger;
 }): AdminServer {
   const { metrics, views, xds, store, report } = o;
   return new AdminServer({
     '/ready': async () => ({ status: o.ready() ? 200 : 503, body: { ready: o.ready() } }),
     '/metrics': async () => ({ status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType }),
-    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
+    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), ...(o.leadership ? { leadership: o.leadership() } : {}), proxies: xds.status() } }),
     '/debug/configz': async () => {
       const problems = report.problems();
       const v = views.views();

@@ -13,13 +13,15 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
 import { controllerAdmin } from './admin.js';
-import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
+import { CaServer, IdentityIndex, authenticate, type CallerAuthenticator } from './ca-server.js';
 import type { ControllerConfig } from './config.js';
 import { ControllerMetrics } from './metrics.js';
 import { ConfigReport } from './config-report.js';
 import { createSources } from './sources/index.js';
 import { ConfigStore } from './store.js';
-import { startGrpcServer, stopGrpcServer } from './grpc-server.js';
+import { servingNamesFor, startGrpcServer, stopGrpcServer } from './grpc-server.js';
+import { KubeControlPlane, type KubePorts } from './kube/kube-control-plane.js';
+import type { LeadershipStatus } from './kube/leader-elector.js';
 import { TokenFiles } from './token-files.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
 import { MeshViewSource } from './view-source.js';
@@ -59,33 +61,54 @@ function describeProxy(p: ProxyInfo): string {
   return p.kind === 'waypoint' ? `${p.namespace}/${p.name}` : `on node ${p.nodeName}`;
 }
 
-export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
+/** What the controller needs from outside besides its config (tests give their own). */
+export interface ControllerDeps {
+  /** The Kubernetes API (the source's client): with it, the controller runs as on Kubernetes (see KubeControlPlane). */
+  kube?: KubePorts;
+}
+
+export async function startController(cfg: ControllerConfig, log: Logger, deps: ControllerDeps = {}): Promise<RunningController> {
   const metrics = new ControllerMetrics();
-  const ca = await CertificateAuthority.loadOrCreate({
+  const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
+  const store = new ConfigStore();
+  // On Kubernetes: leader election, then the CA root from its Secret (the operator's CA still wins), token review.
+  const kube = deps.kube
+    ? await KubeControlPlane.start({
+      kube: cfg.kube, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports: deps.kube, store, bootstrap: tokens, metrics,
+      logger: log.child({ part: 'kubernetes' }), ...(cfg.operatorCa ? { operatorCa: cfg.operatorCa } : {}),
+    })
+    : undefined;
+  const ca = kube?.ca ?? await CertificateAuthority.loadOrCreate({
     dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
     ...(cfg.operatorCa ? { operator: cfg.operatorCa } : {}),
   });
-  const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
-
-  const store = new ConfigStore();
+  if (!kube) metrics.leader.set(1);
   const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
-  // Every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at start.
-  const tokenFiles = new TokenFiles(store, tokens, log);
-  store.on('change', () => void tokenFiles.update());
+  // Locally every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at
+  // start. On Kubernetes proxies present their projected ServiceAccount tokens instead.
+  const tokenFiles = deps.kube ? undefined : new TokenFiles(store, tokens, log);
+  if (tokenFiles) store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
   const sources = createSources(cfg, log);
-  for (const source of sources) {
-    await source.start((events, changedAt, opts) => {
-      const change = store.apply(source.name, events, changedAt, opts);
-      metrics.countConfig(store);
-      report.schedule();
-      const n = change.added.length + change.updated.length + change.removed.length;
-      if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
-    });
+  try {
+    for (const source of sources) {
+      await source.start((events, changedAt, opts) => {
+        const change = store.apply(source.name, events, changedAt, opts);
+        metrics.countConfig(store);
+        report.schedule();
+        const n = change.added.length + change.updated.length + change.removed.length;
+        if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
+      });
+    }
+  } catch (err) {
+    await kube?.close();
+    throw err;
   }
   report.logNew();
-  await tokenFiles.update();
+  await tokenFiles?.update();
+
+  const authenticateCaller: CallerAuthenticator = kube ? (md) => kube.authenticator.authenticate(md) : (md) => authenticate(tokens, md);
 
   // xDS and CA refusals share one rate-limited log: a flood of bad credentials is one summary line per 10 s.
   const refusalLog = new RateLimitedLog({ logger: log.child({ server: 'grpc' }), level: 'warn', msg: 'request refused', what: 'refused xDS streams and CA calls' });
@@ -96,30 +119,35 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     metrics: metrics.xds(),
     limits: cfg.xdsLimits,
     refusalLog,
-    authenticate: (md: grpc.Metadata): CallerPrincipal => {
-      const caller = authenticate(tokens, md);
-      return { subject: callerSubject(caller), caller };
+    authenticate: (md: grpc.Metadata): CallerPrincipal | Promise<CallerPrincipal> => {
+      const principal = (caller: Caller): CallerPrincipal => ({ subject: callerSubject(caller), caller });
+      const answer = authenticateCaller(md);
+      return answer instanceof Promise ? answer.then(principal) : principal(answer);
     },
     authorize: (principal: XdsPrincipal, proxy: ProxyInfo) => authorizeProxy((principal as CallerPrincipal).caller, proxy),
   });
   let identityIndex: IdentityIndex | undefined;
   store.on('change', () => (identityIndex = undefined));
   const caServer = new CaServer({
-    ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
+    ca, authenticate: authenticateCaller, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
     logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs, limits: cfg.doorLimits,
   });
-  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits });
+  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits, dnsNames: servingNamesFor(cfg.kube.systemNamespace) });
 
   let ready = true;
-  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, log: log.child({ server: 'admin' }) });
+  const leadership = (): LeadershipStatus => kube?.leadership() ?? { identity: cfg.kube.podName, leader: true };
+  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, leadership, log: log.child({ server: 'admin' }) });
   let adminAddr: HostPort;
   try {
     adminAddr = await admin.listen(cfg.adminAddress.host, cfg.adminAddress.port);
   } catch (err) {
     grpcServer.server.forceShutdown();
+    await kube?.close();
     throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for admin on ${formatHostPort(cfg.adminAddress)}: ${errorMessage(err)} (use --admin-address)`, { cause: err });
   }
   const rootCertFile = await publishRoot(cfg, ca.rootCertPem);
+  // Every replica serves xDS and the CA; only the leader writes to the cluster.
+  kube?.startWriters();
   const xdsAddress = { host: cfg.xdsAddress.host, port: grpcServer.port };
   log.info({ xds: formatHostPort(xdsAddress), admin: formatHostPort(adminAddr), rootCert: rootCertFile, objects: store.size }, 'controller ready');
 
@@ -130,6 +158,7 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     rootCertFile,
     async close() {
       ready = false;
+      await kube?.close();
       report.close();
       xds.close();
       refusalLog.close();
