@@ -31,7 +31,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_HBONE_CONNECT: 'An HBONE (mTLS HTTP/2 CONNECT) connection to a peer failed: refused, unreachable, TLS handshake rejected, or closed before answering.',
   STRAIT_ERR_HBONE_CONNECT_TIMEOUT: 'An HBONE connection or its CONNECT request got no answer in time (check that HBONE port 15008 is reachable).',
   STRAIT_ERR_HBONE_REFUSED: 'An HBONE peer answered CONNECT with a non-200 status (400 unknown target, 401/403 policy, 503 unreachable, 504 timeout).',
-  STRAIT_ERR_KUBE: 'A call to the Kubernetes API server failed (unreachable, forbidden by RBAC, or refused); the message names the object and the fix.',
+  STRAIT_ERR_KUBE: 'A request to the Kubernetes API server failed: unreachable, credentials rejected (401), a permission missing (403: the message names the verb and resource, and daemonset.yaml\'s RBAC grants it), a kind not served (404: the message names the CRD to install), a conflict (409), a watch too old (410) or a server error. The error carries the HTTP status and the Kubernetes reason.',
   STRAIT_ERR_TOKEN_REVIEW: 'A proxy\'s Kubernetes token could not be reviewed now (the API server did not answer, or the controller has too many reviews in flight); the proxy is told UNAVAILABLE and retries.',
 } as const;
 
