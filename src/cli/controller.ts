@@ -67,11 +67,11 @@ export function controllerCommand(): Command {
         const v = flags[camel(DOOR_LIMIT_FLAGS[key])];
         if (v !== undefined) doorLimits[key] = v;
       }
-      const kube: KubeControllerFlags = {};
+      const kubeControl: KubeControllerFlags = {};
       for (const k of ['systemNamespace', 'podName', 'leaderElect', 'leaseDuration', 'renewDeadline', 'retryPeriod', 'caSecret', 'tokenAudience', 'waypointImage'] as const) {
-        if (flags[k] !== undefined) kube[k] = flags[k];
+        if (flags[k] !== undefined) kubeControl[k] = flags[k];
       }
-      const config = parseConfig(process.env, { ...flags, xdsLimits, doorLimits, kube }, { hostname: hostname(), version: VERSION });
+      const config = parseConfig(process.env, { ...flags, xdsLimits, doorLimits, kubeControl }, { hostname: hostname(), version: VERSION });
       const log = createRootLogger({ component: 'controller', level: globals.logLevel, format: globals.logFormat });
       // Loaded on use: each command pulls in only its own component.
       const { startController } = await import('../controller/app.js');

@@ -64,7 +64,7 @@ function describeProxy(p: ProxyInfo): string {
 /** What the controller needs from outside besides its config (tests give their own). */
 export interface ControllerDeps {
   /** The Kubernetes API (the source's client): with it, the controller runs as on Kubernetes (see KubeControlPlane). */
-  kube?: KubePorts;
+  kubePorts?: KubePorts;
 }
 
 export async function startController(cfg: ControllerConfig, log: Logger, deps: ControllerDeps = {}): Promise<RunningController> {
@@ -72,9 +72,9 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
   const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
   const store = new ConfigStore();
   // On Kubernetes: leader election, then the CA root from its Secret (the operator's CA still wins), token review.
-  const kube = deps.kube
+  const kube = deps.kubePorts
     ? await KubeControlPlane.start({
-      kube: cfg.kube, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports: deps.kube, store, bootstrap: tokens, metrics,
+      kube: cfg.kubeControl, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports: deps.kubePorts, store, bootstrap: tokens, metrics,
       logger: log.child({ part: 'kubernetes' }), ...(cfg.operatorCa ? { operatorCa: cfg.operatorCa } : {}),
     })
     : undefined;
@@ -86,7 +86,7 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
   const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
   // Locally every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at
   // start. On Kubernetes proxies present their projected ServiceAccount tokens instead.
-  const tokenFiles = deps.kube ? undefined : new TokenFiles(store, tokens, log);
+  const tokenFiles = deps.kubePorts ? undefined : new TokenFiles(store, tokens, log);
   if (tokenFiles) store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
@@ -132,10 +132,10 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
     ca, authenticate: authenticateCaller, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
     logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs, limits: cfg.doorLimits,
   });
-  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits, dnsNames: servingNamesFor(cfg.kube.systemNamespace) });
+  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits, dnsNames: servingNamesFor(cfg.kubeControl.systemNamespace) });
 
   let ready = true;
-  const leadership = (): LeadershipStatus => kube?.leadership() ?? { identity: cfg.kube.podName, leader: true };
+  const leadership = (): LeadershipStatus => kube?.leadership() ?? { identity: cfg.kubeControl.podName, leader: true };
   const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, leadership, log: log.child({ server: 'admin' }) });
   let adminAddr: HostPort;
   try {

@@ -81,7 +81,7 @@ export interface ControllerConfig {
   doorLimits: DoorLimits;
   operatorCa?: { certFile: string; keyFile: string; chainFile?: string };
   /** Running on Kubernetes: leader election, the CA Secret, token review, waypoints (see README "Controller on Kubernetes"). */
-  kube: KubeControllerConfig;
+  kubeControl: KubeControllerConfig;
 }
 
 /** Flag values as the CLI received them (strings); a flag wins over its environment variable. */
@@ -103,7 +103,7 @@ export interface ControllerFlags {
   /** Listener and CA limits by DoorLimits key, as given on the command line. */
   doorLimits?: Partial<Record<keyof DoorLimits, string>>;
   /** Leader election, CA Secret, token audience, waypoint image. */
-  kube?: KubeControllerFlags;
+  kubeControl?: KubeControllerFlags;
 }
 
 /** What the environment cannot say: this host's name (the default replica name) and Strait's version (the image tag). */
@@ -150,7 +150,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
     xdsLimits,
     doorLimits,
     ...(caCert && caKey ? { operatorCa: { certFile: resolve(caCert), keyFile: resolve(caKey), ...(caChain ? { chainFile: resolve(caChain) } : {}) } } : {}),
-    kube: parseKubeControllerConfig(env, flags.kube ?? {}, defaults),
+    kubeControl: parseKubeControllerConfig(env, flags.kubeControl ?? {}, defaults),
   };
 }
 

@@ -32,8 +32,8 @@ describe('controller settings for Kubernetes', () => {
   });
 
   it('is part of the controller config', () => {
-    const c = parseConfig({ STRAIT_CONFIG_DIR: '/c', STRAIT_DATA_DIR: '/d' }, { kube: { podName: 'p' } }, defaults);
-    assert.equal(c.kube.podName, 'p');
+    const c = parseConfig({ STRAIT_CONFIG_DIR: '/c', STRAIT_DATA_DIR: '/d' }, { kubeControl: { podName: 'p' } }, defaults);
+    assert.equal(c.kubeControl.podName, 'p');
   });
 
   it('serves the controller\'s certificate under its Service names in the system namespace', () => {

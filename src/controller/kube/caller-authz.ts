@@ -47,8 +47,8 @@ export function serviceAccountOf(username: string): { namespace: string; name: s
 }
 
 /** The ServiceAccount a waypoint Gateway's pods run as (Istio's rule). */
-export function waypointServiceAccount(gw: Gateway): string {
-  return gw.metadata.annotations[ANNOTATION_WAYPOINT_SERVICE_ACCOUNT] || gw.metadata.name;
+export function waypointServiceAccount(gw: { metadata: { name: string; annotations?: Record<string, string> } }): string {
+  return gw.metadata.annotations?.[ANNOTATION_WAYPOINT_SERVICE_ACCOUNT] || gw.metadata.name;
 }
 
 function isTerminated(p: Pod): boolean {

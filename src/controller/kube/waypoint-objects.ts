@@ -28,7 +28,7 @@ export const WAYPOINT_TERMINATION_GRACE_SECONDS = 30;
 export interface KubeGateway {
   apiVersion: string;
   kind: 'Gateway';
-  metadata: Gateway['metadata'] & { uid: string; generation?: number; resourceVersion?: string };
+  metadata: Omit<Gateway['metadata'], 'labels' | 'annotations'> & { labels?: Record<string, string>; annotations?: Record<string, string>; uid: string; generation?: number; resourceVersion?: string };
   spec: Gateway['spec'];
   status?: GatewayStatus;
 }
@@ -101,7 +101,7 @@ export function ownerReference(gw: KubeGateway, controller = true): OwnerReferen
 export function renderWaypoint(gw: KubeGateway, o: WaypointRenderOptions): WaypointObjects {
   const ns = gw.metadata.namespace!;
   const name = gw.metadata.name;
-  const sa = waypointServiceAccount(gw as unknown as Gateway);
+  const sa = waypointServiceAccount(gw);
   const labels = { [LABEL_GATEWAY_NAME]: name, [LABEL_MANAGED_BY]: MANAGED_BY };
   const meta = (objName: string) => ({ name: objName, namespace: ns, labels: { ...labels }, ownerReferences: [ownerReference(gw)] });
 

@@ -54,6 +54,7 @@ export class WaypointReconciler {
   /** The uid and ServiceAccount of each waypoint Gateway this replica has reconciled, to clean up after it when it goes. */
   private readonly known = new Map<string, { uid: string; serviceAccount: string }>();
   private timer: NodeJS.Timeout | undefined;
+  private dueAt = 0;
   private resync: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private closed = false;
@@ -83,9 +84,9 @@ export class WaypointReconciler {
     this.schedule(0);
   }
 
-  /** Resolves when no pass is running or due (tests). */
+  /** Resolves when no pass is running or due soon (a retry of failed work, seconds away, does not count). */
   async idle(): Promise<void> {
-    while (this.running || this.timer) {
+    while (this.running || (this.timer && this.dueAt - Date.now() <= DEBOUNCE_MS)) {
       await (this.running ?? new Promise((r) => setTimeout(r, 10)));
     }
   }
@@ -101,7 +102,13 @@ export class WaypointReconciler {
   }
 
   private schedule(ms: number): void {
-    if (this.closed || this.timer) return;
+    if (this.closed) return;
+    if (this.timer) {
+      // Sooner work (a change) does not wait behind a later retry.
+      if (this.dueAt <= Date.now() + ms) return;
+      clearTimeout(this.timer);
+    }
+    this.dueAt = Date.now() + ms;
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.running) return this.schedule(DEBOUNCE_MS);
