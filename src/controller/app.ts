@@ -26,7 +26,7 @@ import { TokenFiles } from './token-files.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
 import { MeshViewSource } from './view-source.js';
 
-/** With an operator-provided CA, the mesh root is copied here (inside the data directory) for proxies and users. */
+/** With an operator-provided CA or the root from the CA Secret, the mesh root is copied here (inside the data directory) for proxies and users. */
 export const OPERATOR_ROOT_COPY = 'mesh-root-cert.pem';
 
 export interface RunningController {
@@ -145,7 +145,7 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
     await kube?.close();
     throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for admin on ${formatHostPort(cfg.adminAddress)}: ${errorMessage(err)} (use --admin-address)`, { cause: err });
   }
-  const rootCertFile = await publishRoot(cfg, ca.rootCertPem);
+  const rootCertFile = await publishRoot(cfg, ca.rootCertPem, !kube);
   // Every replica serves xDS and the CA; only the leader writes to the cluster.
   kube?.startWriters();
   const xdsAddress = { host: cfg.xdsAddress.host, port: grpcServer.port };
@@ -169,9 +169,12 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
   };
 }
 
-/** Where proxies and users find the mesh root: the generated root's own file, or a copy of the operator's root. */
-async function publishRoot(cfg: ControllerConfig, rootCertPem: string): Promise<string> {
-  if (!cfg.operatorCa) return join(cfg.dataDir, ROOT_CERT_FILE);
+/**
+ * Where proxies and users find the mesh root: the root's own file when generated into the data directory, else a
+ * copy there (of the operator's root, or of the root kept in the CA Secret).
+ */
+async function publishRoot(cfg: ControllerConfig, rootCertPem: string, rootInDataDir: boolean): Promise<string> {
+  if (!cfg.operatorCa && rootInDataDir) return join(cfg.dataDir, ROOT_CERT_FILE);
   const file = join(cfg.dataDir, OPERATOR_ROOT_COPY);
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   await writeFile(file, rootCertPem, { mode: 0o644 });
