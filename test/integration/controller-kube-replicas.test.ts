@@ -177,6 +177,18 @@ describe('controller replicas on Kubernetes (real processes against the API serv
     assert.ok(metricValue(await metrics('ctl-a'), 'strait_auth_refused_total', { service: 'xds', reason: 'wrong_node' }) >= 1);
   });
 
+  it('lets an authenticated ztunnel obtain only identities of pods on its own node', async () => {
+    const ca = new CaClient({ address: replicas.get('ctl-a')!.xds, credentials: credentials(), metadata: () => ({ authorization: `Bearer ${TOKENS.ztA}`, 'x-strait-node': 'node-a' }) });
+    try {
+      const { csrPem } = await createKeyAndCsr();
+      const chain = await ca.createCertificate(csrPem, 'spiffe://cluster.local/ns/apps/sa/web', 3600);
+      assert.ok(chain.length >= 2);
+      await assert.rejects(ca.createCertificate(csrPem, 'spiffe://cluster.local/ns/apps/sa/db', 3600), /no pod with service account "db" in namespace "apps" is scheduled on node node-a/);
+    } finally {
+      ca.close();
+    }
+  });
+
   it('refuses a token without the controller\'s audience, and one not bound to a pod', async () => {
     const wrongAudience = new RawAdsStream(replicas.get('ctl-b')!.xds, md(TOKENS.ztWrongAudience, 'node-a'), credentials());
     const end = await wrongAudience.ended;
