@@ -130,7 +130,8 @@ export function renderWaypoint(gw: KubeGateway, o: WaypointRenderOptions): Waypo
         spec: {
           serviceAccountName: sa,
           terminationGracePeriodSeconds: WAYPOINT_TERMINATION_GRACE_SECONDS,
-          securityContext: { runAsNonRoot: true, runAsUser: 1337, runAsGroup: 1337 },
+          // The image's user "node" (uid 1000): runAsNonRoot needs it numeric.
+          securityContext: { runAsNonRoot: true, runAsUser: 1000, runAsGroup: 1000 },
           containers: [{
             name: 'waypoint',
             image: o.image,
