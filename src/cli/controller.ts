@@ -34,7 +34,10 @@ const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import
 export function controllerCommand(): Command {
   const cmd = new Command('controller')
     .description('run the control plane: config source, CA (gRPC CreateCertificate) and xDS push, over TLS')
-    .option('--config-dir <dir>', 'directory (or file) of YAML manifests, watched  [env STRAIT_CONFIG_DIR]')
+    .option('--source <source>', 'where configuration comes from: file (--config-dir) or kubernetes (list+watch of the API server) (default file)  [env STRAIT_SOURCE]')
+    .option('--kubeconfig <file>', 'with --source kubernetes: kubeconfig file (default: as kubectl finds it: KUBECONFIG, ~/.kube/config, in-cluster ServiceAccount)  [env KUBECONFIG]')
+    .option('--kube-context <name>', 'with --source kubernetes: kubeconfig context (default: its current-context)  [env STRAIT_KUBE_CONTEXT]')
+    .option('--config-dir <dir>', 'with --source file: directory (or file) of YAML manifests, watched  [env STRAIT_CONFIG_DIR]')
     .option('--extra-config-dir <dir>', 'a second directory of manifests, watched, that the platform writes (the local mesh puts its waypoints\' pods there)  [env STRAIT_EXTRA_CONFIG_DIR]')
     .option('--data-dir <dir>', 'where the CA root and bootstrap tokens are kept  [env STRAIT_DATA_DIR]')
     .option('--xds-address <host:port>', `xDS + CA gRPC listener (default ${DEFAULT_XDS_ADDRESS})  [env STRAIT_XDS_ADDRESS]`)

@@ -14,13 +14,15 @@ import { join } from 'node:path';
 import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
 import { controllerAdmin } from './admin.js';
 import { CaServer, IdentityIndex, authenticate, type CallerAuthenticator } from './ca-server.js';
-import type { ControllerConfig } from './config.js';
+import type { ControllerConfig, KubeConnection } from './config.js';
+import type { KubeClient } from '../common/kube/client.js';
 import { ControllerMetrics } from './metrics.js';
 import { ConfigReport } from './config-report.js';
 import { createSources } from './sources/index.js';
 import { ConfigStore } from './store.js';
 import { servingNamesFor, startGrpcServer, stopGrpcServer } from './grpc-server.js';
 import { KubeControlPlane, type KubePorts } from './kube/kube-control-plane.js';
+import { kubePorts } from './kube/kube-client-ports.js';
 import type { LeadershipStatus } from './kube/leader-elector.js';
 import { TokenFiles } from './token-files.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
@@ -71,26 +73,32 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
   const metrics = new ControllerMetrics();
   const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
   const store = new ConfigStore();
+  // With --source kubernetes: one API client for the process (credentials as kubectl finds them).
+  const kubeClient = cfg.kube ? await openKubeClient(cfg.kube, log) : undefined;
+  const ports = deps.kubePorts ?? (kubeClient ? kubePorts(kubeClient) : undefined);
   // On Kubernetes: leader election, then the CA root from its Secret (the operator's CA still wins), token review.
-  const kube = deps.kubePorts
+  const controlPlane = ports
     ? await KubeControlPlane.start({
-      kube: cfg.kubeControl, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports: deps.kubePorts, store, bootstrap: tokens, metrics,
+      kube: cfg.kubeControl, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports, store, bootstrap: tokens, metrics,
       logger: log.child({ part: 'kubernetes' }), ...(cfg.operatorCa ? { operatorCa: cfg.operatorCa } : {}),
+    }).catch((err) => {
+      kubeClient?.close();
+      throw err;
     })
     : undefined;
-  const ca = kube?.ca ?? await CertificateAuthority.loadOrCreate({
+  const ca = controlPlane?.ca ?? await CertificateAuthority.loadOrCreate({
     dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
     ...(cfg.operatorCa ? { operator: cfg.operatorCa } : {}),
   });
-  if (!kube) metrics.leader.set(1);
+  if (!controlPlane) metrics.leader.set(1);
   const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
   // Locally every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at
   // start. On Kubernetes proxies present their projected ServiceAccount tokens instead.
-  const tokenFiles = deps.kubePorts ? undefined : new TokenFiles(store, tokens, log);
+  const tokenFiles = controlPlane ? undefined : new TokenFiles(store, tokens, log);
   if (tokenFiles) store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
-  const sources = createSources(cfg, log);
+  const sources = await createSources(cfg, log, { ...(kubeClient ? { kube: kubeClient } : {}), kubeMetrics: metrics.kube() });
   try {
     for (const source of sources) {
       await source.start((events, changedAt, opts) => {
@@ -102,13 +110,14 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
       });
     }
   } catch (err) {
-    await kube?.close();
+    await controlPlane?.close();
+    kubeClient?.close();
     throw err;
   }
   report.logNew();
   await tokenFiles?.update();
 
-  const authenticateCaller: CallerAuthenticator = kube ? (md) => kube.authenticator.authenticate(md) : (md) => authenticate(tokens, md);
+  const authenticateCaller: CallerAuthenticator = controlPlane ? (md) => controlPlane.authenticator.authenticate(md) : (md) => authenticate(tokens, md);
 
   // xDS and CA refusals share one rate-limited log: a flood of bad credentials is one summary line per 10 s.
   const refusalLog = new RateLimitedLog({ logger: log.child({ server: 'grpc' }), level: 'warn', msg: 'request refused', what: 'refused xDS streams and CA calls' });
@@ -135,19 +144,20 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
   const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits, dnsNames: servingNamesFor(cfg.kubeControl.systemNamespace) });
 
   let ready = true;
-  const leadership = (): LeadershipStatus => kube?.leadership() ?? { identity: cfg.kubeControl.podName, leader: true };
+  const leadership = (): LeadershipStatus => controlPlane?.leadership() ?? { identity: cfg.kubeControl.podName, leader: true };
   const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, leadership, log: log.child({ server: 'admin' }) });
   let adminAddr: HostPort;
   try {
     adminAddr = await admin.listen(cfg.adminAddress.host, cfg.adminAddress.port);
   } catch (err) {
     grpcServer.server.forceShutdown();
-    await kube?.close();
+    await controlPlane?.close();
+    kubeClient?.close();
     throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for admin on ${formatHostPort(cfg.adminAddress)}: ${errorMessage(err)} (use --admin-address)`, { cause: err });
   }
-  const rootCertFile = await publishRoot(cfg, ca.rootCertPem, !kube);
+  const rootCertFile = await publishRoot(cfg, ca.rootCertPem, !controlPlane);
   // Every replica serves xDS and the CA; only the leader writes to the cluster.
-  kube?.startWriters();
+  controlPlane?.startWriters();
   const xdsAddress = { host: cfg.xdsAddress.host, port: grpcServer.port };
   log.info({ xds: formatHostPort(xdsAddress), admin: formatHostPort(adminAddr), rootCert: rootCertFile, objects: store.size }, 'controller ready');
 
@@ -158,15 +168,24 @@ export async function startController(cfg: ControllerConfig, log: Logger, deps: 
     rootCertFile,
     async close() {
       ready = false;
-      await kube?.close();
+      await controlPlane?.close();
       report.close();
       xds.close();
       refusalLog.close();
       await stopGrpcServer(grpcServer.server);
       await admin.close();
       for (const source of sources) await source.close();
+      kubeClient?.close();
     },
   };
+}
+
+/** Loads the kubeconfig (or in-cluster credentials) and makes the API client; @kubernetes/client-node loads only here. */
+async function openKubeClient(conn: KubeConnection, log: Logger): Promise<KubeClient> {
+  const { loadKubeConfig, KubeClient: Client } = await import('../common/kube/index.js');
+  const loaded = loadKubeConfig({ ...(conn.kubeconfig ? { kubeconfig: conn.kubeconfig } : {}), ...(conn.context ? { context: conn.context } : {}), env: conn.env });
+  log.info({ server: loaded.server, context: loaded.context, from: loaded.source }, 'Kubernetes API server');
+  return new Client(loaded, { userAgent: 'strait-controller' });
 }
 
 /**

@@ -6,6 +6,7 @@ import { parseByteSize } from '../common/byte-size.js';
 import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from './xds/xds-limits.js';
 import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, DOOR_LIMIT_UNITS, ENV_DOOR_LIMITS, type DoorLimits } from './door-limits.js';
 import { parseKubeControllerConfig, type KubeControllerConfig, type KubeControllerFlags } from './kube/kube-config.js';
+import type { KubeEnv } from '../common/kube/kubeconfig.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
 export const ENV_EXTRA_CONFIG_DIR = 'STRAIT_EXTRA_CONFIG_DIR';
@@ -19,6 +20,14 @@ export const ENV_PUSH_DEBOUNCE = 'STRAIT_PUSH_DEBOUNCE';
 export const ENV_CA_CERT = 'STRAIT_CA_CERT';
 export const ENV_CA_KEY = 'STRAIT_CA_KEY';
 export const ENV_CA_CHAIN = 'STRAIT_CA_CHAIN';
+export const ENV_SOURCE = 'STRAIT_SOURCE';
+/** kubectl's own variable: a list of kubeconfig files (--kubeconfig wins over it). */
+export const ENV_KUBECONFIG = 'KUBECONFIG';
+export const ENV_KUBE_CONTEXT = 'STRAIT_KUBE_CONTEXT';
+
+export const CONFIG_SOURCES = ['file', 'kubernetes'] as const;
+export type ConfigSourceKind = (typeof CONFIG_SOURCES)[number];
+export const DEFAULT_SOURCE: ConfigSourceKind = 'file';
 
 /** Environment variable of each xDS limit (its flag is XDS_LIMIT_FLAGS). */
 export const ENV_XDS_LIMITS: Readonly<Record<keyof XdsLimits, string>> = {
@@ -61,8 +70,31 @@ export const DEFAULT_PUSH_DEBOUNCE_MS = 100;
 /** Shortest certificate lifetime accepted: rotation at half life must leave time to reach the CA. */
 export const MIN_CERT_TTL_MS = 10_000;
 
+/** How the Kubernetes source finds the API server (kubeconfig as kubectl finds it; see src/common/kube). */
+export interface KubeConnection {
+  /** --kubeconfig: an explicit file; else KUBECONFIG, ~/.kube/config, in-cluster. */
+  kubeconfig?: string;
+  context?: string;
+  /** The variables kubectl looks at, copied from the environment here (nothing below reads process.env). */
+  env: KubeEnv;
+}
+
+/** Timings of the Kubernetes source; set only by code that embeds the controller (tests), never by flags. */
+export interface KubeSourceTuning {
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  crdRetryMs?: number;
+  watchTimeoutSeconds?: number;
+}
+
 export interface ControllerConfig {
+  /** Where the configuration comes from: a directory of manifests, or the Kubernetes API. */
+  source: ConfigSourceKind;
+  /** The manifest directory (file source only; '' with the Kubernetes source). */
   configDir: string;
+  /** With source "kubernetes". */
+  kube?: KubeConnection;
+  kubeSourceTuning?: KubeSourceTuning;
   /**
    * More manifests, watched the same way, that the platform rather than the user writes: the local mesh puts the
    * pods of the waypoints it runs here (their addresses), as Kubernetes would create waypoint pods.
@@ -86,6 +118,9 @@ export interface ControllerConfig {
 
 /** Flag values as the CLI received them (strings); a flag wins over its environment variable. */
 export interface ControllerFlags {
+  source?: string;
+  kubeconfig?: string;
+  kubeContext?: string;
   configDir?: string;
   extraConfigDir?: string;
   dataDir?: string;
@@ -117,8 +152,21 @@ const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
 /** Pure: flags + environment → validated config, or a StraitError naming the setting and the fix. */
 export function parseConfig(env: Record<string, string | undefined>, flags: ControllerFlags = {}, defaults: ControllerDefaults = { hostname: 'strait-controller', version: 'latest' }): ControllerConfig {
   const pick = (flag: string | undefined, envName: string) => flag ?? (env[envName] || undefined);
+  const source = pick(flags.source, ENV_SOURCE) ?? DEFAULT_SOURCE;
+  if (!(CONFIG_SOURCES as readonly string[]).includes(source)) throw fail(`--source / ${ENV_SOURCE}: "${source}" is not one of ${CONFIG_SOURCES.join(', ')}`);
   const configDir = pick(flags.configDir, ENV_CONFIG_DIR);
-  if (!configDir) throw fail(`no config directory: pass --config-dir DIR or set ${ENV_CONFIG_DIR}`);
+  if (source === 'file' && !configDir) throw fail(`no config directory: pass --config-dir DIR or set ${ENV_CONFIG_DIR} (or read the Kubernetes API with --source kubernetes)`);
+  if (source === 'kubernetes' && flags.configDir !== undefined) throw fail('--config-dir is for --source file; the Kubernetes source reads the API server (leave --config-dir out)');
+  if (source === 'file' && (flags.kubeconfig !== undefined || flags.kubeContext !== undefined)) throw fail('--kubeconfig and --kube-context are for --source kubernetes');
+  const kubeContext = pick(flags.kubeContext, ENV_KUBE_CONTEXT);
+  const kube: KubeConnection | undefined =
+    source === 'kubernetes'
+      ? {
+          ...(flags.kubeconfig !== undefined ? { kubeconfig: resolve(flags.kubeconfig) } : {}),
+          ...(kubeContext ? { context: kubeContext } : {}),
+          env: { KUBECONFIG: env[ENV_KUBECONFIG], HOME: env['HOME'], KUBERNETES_SERVICE_HOST: env['KUBERNETES_SERVICE_HOST'], KUBERNETES_SERVICE_PORT: env['KUBERNETES_SERVICE_PORT'] },
+        }
+      : undefined;
   const dataDir = pick(flags.dataDir, ENV_DATA_DIR);
   if (!dataDir) throw fail(`no data directory (where the CA root and bootstrap tokens live): pass --data-dir DIR or set ${ENV_DATA_DIR}`);
   const duration = (raw: string | undefined, what: string, dflt: number, min: number) => {
@@ -138,7 +186,9 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
   const xdsLimits = parseLimits({ ...DEFAULT_XDS_LIMITS }, flags.xdsLimits, XDS_LIMIT_FLAGS, ENV_XDS_LIMITS, LIMIT_UNITS, pick);
   const doorLimits = parseLimits({ ...DEFAULT_DOOR_LIMITS }, flags.doorLimits, DOOR_LIMIT_FLAGS, ENV_DOOR_LIMITS, DOOR_LIMIT_UNITS, pick);
   return {
-    configDir: resolve(configDir),
+    source: source as ConfigSourceKind,
+    configDir: source === 'file' ? resolve(configDir!) : '',
+    ...(kube ? { kube } : {}),
     ...(pick(flags.extraConfigDir, ENV_EXTRA_CONFIG_DIR) ? { extraConfigDir: resolve(pick(flags.extraConfigDir, ENV_EXTRA_CONFIG_DIR)!) } : {}),
     dataDir: resolve(dataDir),
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),

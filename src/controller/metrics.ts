@@ -25,6 +25,10 @@ export class ControllerMetrics {
   readonly leader: Gauge;
   readonly tokenReviews: Counter<'result'>;
   readonly kubeWrites: Counter<'verb' | 'kind'>;
+  readonly kubeEvents: Counter<'resource' | 'type'>;
+  readonly kubeRelists: Counter<'resource' | 'reason'>;
+  readonly kubeErrors: Counter<'resource' | 'status'>;
+  readonly kubeWatchUp: Gauge<'resource'>;
 
   constructor() {
     const registers = [this.registry];
@@ -59,6 +63,20 @@ export class ControllerMetrics {
       labelNames: ['result'], registers,
     });
     this.kubeWrites = new Counter({ name: 'strait_kube_writes_total', help: 'Writes to the Kubernetes API by this replica (create, update, delete, status), by kind.', labelNames: ['verb', 'kind'], registers });
+    this.kubeEvents = new Counter({ name: 'strait_kube_watch_events_total', help: 'Kubernetes watch events received, by resource and type (ADDED, MODIFIED, DELETED, BOOKMARK).', labelNames: ['resource', 'type'], registers });
+    this.kubeRelists = new Counter({ name: 'strait_kube_relists_total', help: 'Full listings of a Kubernetes resource, by reason (start, expired = 410 Gone, recovered after errors, crd = its CRD appeared).', labelNames: ['resource', 'reason'], registers });
+    this.kubeErrors = new Counter({ name: 'strait_kube_errors_total', help: 'Failed Kubernetes list/watch requests, by resource and HTTP status (0: no answer); each is retried with backoff.', labelNames: ['resource', 'status'], registers });
+    this.kubeWatchUp = new Gauge({ name: 'strait_kube_watch_up', help: '1 while the watch of a Kubernetes resource is open, 0 while it backs off or its CRD is missing.', labelNames: ['resource'], registers });
+  }
+
+  /** The adapter the Kubernetes source reports through. */
+  kube() {
+    return {
+      event: (resource: string, type: string) => this.kubeEvents.inc({ resource, type }),
+      relist: (resource: string, reason: string) => this.kubeRelists.inc({ resource, reason }),
+      error: (resource: string, status: string) => this.kubeErrors.inc({ resource, status }),
+      up: (resource: string, up: boolean) => this.kubeWatchUp.set({ resource }, up ? 1 : 0),
+    };
   }
 
   /** The adapter the xDS server reports through. */

@@ -18,8 +18,13 @@ export interface ControllerHandle {
 
 /** Starts a real `strait controller` on free loopback ports and waits for "controller ready". */
 export async function startController(configDir: string, dataDir: string, extra: string[] = [], xdsAddress = '127.0.0.1:0'): Promise<ControllerHandle> {
-  const proc = StraitProcess.start(['controller', '--config-dir', configDir, '--data-dir', dataDir,
-    '--xds-address', xdsAddress, '--admin-address', '127.0.0.1:0', ...extra]);
+  return startControllerWith(['--config-dir', configDir, ...extra], dataDir, xdsAddress);
+}
+
+/** Like startController, with the source flags given by the caller (e.g. `--source kubernetes --kubeconfig F`). */
+export async function startControllerWith(sourceArgs: string[], dataDir: string, xdsAddress = '127.0.0.1:0'): Promise<ControllerHandle> {
+  const proc = StraitProcess.start(['controller', '--data-dir', dataDir,
+    '--xds-address', xdsAddress, '--admin-address', '127.0.0.1:0', ...sourceArgs]);
   const ready = await proc.waitFor((l) => l.msg === 'controller ready', 20_000, 'controller ready');
   const rootFile = ready.rootCert as string;
   const rootPem = readFileSync(rootFile, 'utf8');

@@ -94,6 +94,8 @@ export interface RequestLogEntry {
   query: string;
   /** HTTP status answered (set when the answer starts). */
   code?: number;
+  /** When the request arrived (Date.now()). */
+  at: number;
 }
 
 export interface ObjectRef {
@@ -355,7 +357,7 @@ export class KubeApiServer {
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'https://double');
     const method = (req.method ?? 'GET').toUpperCase();
-    const entry: RequestLogEntry = { verb: '', group: '', resource: '', subresource: undefined, namespace: undefined, name: undefined, user: '', method, path: url.pathname, query: url.search };
+    const entry: RequestLogEntry = { verb: '', group: '', resource: '', subresource: undefined, namespace: undefined, name: undefined, user: '', method, path: url.pathname, query: url.search, at: Date.now() };
     this.requests.push(entry);
     const origWriteHead = res.writeHead.bind(res);
     res.writeHead = ((code: number, ...rest: unknown[]) => {

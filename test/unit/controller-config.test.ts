@@ -44,4 +44,16 @@ describe('controller config', () => {
     assert.equal(formatLimit('duration', 1500), '1500ms');
     assert.equal(formatLimit('count', 64), '64');
   });
+  it('chooses the source: file by default, kubernetes with its kubeconfig flags and the variables kubectl reads', () => {
+    assert.equal(parseConfig({}, { configDir: 'a', dataDir: 'b' }).source, 'file');
+    const env = { STRAIT_SOURCE: 'kubernetes', STRAIT_DATA_DIR: '/d', KUBECONFIG: '/k1:/k2', HOME: '/home/u', STRAIT_KUBE_CONTEXT: 'prod', STRAIT_CONFIG_DIR: '/ignored' };
+    const k = parseConfig(env, { kubeconfig: '/etc/kc' });
+    assert.equal(k.source, 'kubernetes');
+    assert.equal(k.configDir, '');
+    assert.deepEqual(k.kube, { kubeconfig: '/etc/kc', context: 'prod', env: { KUBECONFIG: '/k1:/k2', HOME: '/home/u', KUBERNETES_SERVICE_HOST: undefined, KUBERNETES_SERVICE_PORT: undefined } });
+    assert.equal(parseConfig(env, { kubeContext: 'dev' }).kube?.context, 'dev');
+    assert.throws(() => parseConfig({}, { source: 'etcd', dataDir: 'b' }), { code: 'STRAIT_ERR_CONFIG', message: /"etcd" is not one of file, kubernetes/ });
+    assert.throws(() => parseConfig({}, { source: 'kubernetes', configDir: 'a', dataDir: 'b' }), { message: /--config-dir is for --source file/ });
+    assert.throws(() => parseConfig({}, { configDir: 'a', dataDir: 'b', kubeconfig: '/k' }), { message: /--kubeconfig and --kube-context are for --source kubernetes/ });
+  });
 });

@@ -3,7 +3,8 @@
  * client (src/common/kube). Only the kinds the controller writes or reads one by one are mapped.
  */
 import { StraitError } from '../../common/errors.js';
-import { KUBE_TYPES, type KubeClient, type KubeResourceType } from '../../common/kube/index.js';
+import type { KubeClient } from '../../common/kube/client.js';
+import { KUBE_TYPES, type KubeResourceType } from '../../common/kube/resource-types.js';
 import type { KubePorts } from './kube-control-plane.js';
 import { isNotFound } from './kube-errors.js';
 import type { ObjectApi, ObjectRef } from './object-api.js';
