@@ -107,7 +107,7 @@ describe('controller replicas against the API server', () => {
     const took = Date.now() - t0;
     console.log(`takeover after the leader stopped: ${took} ms (lease ${TIMING.leaseDurationMs} ms, retry ${TIMING.retryPeriodMs} ms)`);
     assert.ok(took >= TIMING.leaseDurationMs - TIMING.retryPeriodMs - 100, `not before the Lease expired (${took} ms)`);
-    assert.ok(took <= TIMING.leaseDurationMs + 2 * TIMING.retryPeriodMs + 600, `within the lease duration and a retry (${took} ms)`);
+    assert.ok(took <= TIMING.leaseDurationMs + 3 * TIMING.retryPeriodMs + 600, `within the lease duration and two retries, with slack (${took} ms)`);
     assert.equal(leaseOf('crash')!.spec['holderIdentity'], 'ctl-e');
     assert.equal(leaseOf('crash')!.spec['leaseTransitions'], 1);
     await b.close({ release: false });

@@ -249,7 +249,10 @@ describe('controller replicas on Kubernetes (real processes against the API serv
     await eventually(() => isLeader(other), LEASE_MS + 4 * RETRY_MS + 3000, 'takeover');
     const takeoverMs = Date.now() - killedAt;
     console.log(`takeover after kill -9 of the leader: ${takeoverMs} ms (--lease-duration ${LEASE_MS} ms, --retry-period ${RETRY_MS} ms)`);
-    assert.ok(takeoverMs <= LEASE_MS + 2 * RETRY_MS + 500, `took ${takeoverMs} ms`);
+    // The last renewal came up to one retry period before the kill; the other saw it up to one (jittered) retry period
+    // later, counts the lease duration from then, and tries again within another retry period: lease + 2 retries,
+    // plus one retry period of slack for a loaded machine.
+    assert.ok(takeoverMs <= LEASE_MS + 3 * RETRY_MS + 500, `took ${takeoverMs} ms`);
     const lease = get('coordination.k8s.io/v1', 'Lease', SYS, 'strait-controller');
     assert.equal(lease.spec.holderIdentity, other);
     assert.equal(lease.spec.leaseTransitions, transitions + 1);
