@@ -11,6 +11,8 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import tls from 'node:tls';
 import { join } from 'node:path';
 import { startKubeApiServer, type KubeApiServer, type TokenReviewResult } from '../helpers/kube-apiserver.js';
 import { tempDir } from '../helpers/temp-dir.js';
@@ -138,6 +140,16 @@ describe('controller replicas on Kubernetes (real processes against the API serv
     const rootInSecret = Buffer.from(secret.data['ca-cert.pem'], 'base64').toString();
     for (const r of replicas.values()) assert.equal(readFileSync(r.rootFile, 'utf8'), rootInSecret);
     assert.equal(api.requests.filter((r) => r.resource === 'secrets' && ['update', 'patch', 'delete'].includes(r.verb)).length, 0, 'never overwritten');
+    // Proxies in the cluster dial the controller's Service by name: its certificate carries those names.
+    for (const r of replicas.values()) {
+      for (const servername of [`strait-controller.${SYS}.svc`, `strait-controller.${SYS}.svc.cluster.local`]) {
+        const [host, port] = [r.xds.slice(0, r.xds.lastIndexOf(':')), Number(r.xds.slice(r.xds.lastIndexOf(':') + 1))];
+        const sock = tls.connect({ host, port, servername, ca: rootInSecret, ALPNProtocols: ['h2'] });
+        await once(sock, 'secureConnect');
+        assert.equal(sock.authorized, true, servername);
+        sock.destroy();
+      }
+    }
     // The root ConfigMap the ztunnels mount.
     await eventually(() => get('v1', 'ConfigMap', SYS, 'strait-ca-root'), 10_000, 'root ConfigMap');
     assert.equal(get('v1', 'ConfigMap', SYS, 'strait-ca-root').data['root-cert.pem'], rootInSecret);

@@ -104,7 +104,7 @@ export class TokenReviewer {
     if (pending) return pending;
     if (this.inFlight.size >= this.o.maxInFlight || this.bucket.take('reviews') > 0) {
       this.o.onResult?.('busy');
-      throw new StraitError('STRAIT_ERR_TOKEN_REVIEW', `the controller is reviewing too many tokens at once (${this.o.maxInFlight} at a time, ${this.o.reviewBurst} at once then ${this.o.reviewsPerMinute} per minute); retry shortly`);
+      throw Object.assign(new StraitError('STRAIT_ERR_TOKEN_REVIEW', `the controller is reviewing too many tokens at once (${this.o.maxInFlight} at a time, ${this.o.reviewBurst} at once then ${this.o.reviewsPerMinute} per minute); retry shortly`), { reason: 'review_busy' });
     }
     const p = this.call(token).then(
       (user) => {
@@ -147,7 +147,7 @@ export class TokenReviewer {
       ]);
     } catch (err) {
       this.o.onResult?.('error');
-      throw new StraitError('STRAIT_ERR_TOKEN_REVIEW', `cannot review the token with the Kubernetes API server: ${errorMessage(err)} (the controller needs "create" on tokenreviews.authentication.k8s.io)`, { cause: err });
+      throw Object.assign(new StraitError('STRAIT_ERR_TOKEN_REVIEW', `cannot review the token with the Kubernetes API server: ${errorMessage(err)} (the controller needs "create" on tokenreviews.authentication.k8s.io)`, { cause: err }), { reason: 'review_error' });
     } finally {
       clearTimeout(timer);
     }
