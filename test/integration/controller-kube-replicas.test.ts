@@ -77,7 +77,7 @@ describe('controller replicas on Kubernetes (real processes against the API serv
   const isLeader = async (name: Replica) => metricValue(await metrics(name), 'strait_controller_leader') === 1;
   const leaderNow = async (): Promise<Replica | undefined> => {
     const leading: Replica[] = [];
-    for (const name of replicas.keys()) if (replicas.get(name)!.proc.child.exitCode === null && (await isLeader(name))) leading.push(name);
+    for (const [name, r] of replicas) if (r.proc.child.exitCode === null && r.proc.child.signalCode === null && (await isLeader(name))) leading.push(name);
     assert.ok(leading.length <= 1, `two leaders at once: ${leading.join(', ')}`);
     return leading[0];
   };
@@ -271,5 +271,12 @@ describe('controller replicas on Kubernetes (real processes against the API serv
     // The new leader writes: a new waypoint gets its objects.
     api.put({ apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'after', namespace: 'apps' }, spec: { gatewayClassName: 'istio-waypoint', listeners: [{ name: 'mesh', port: 15008, protocol: 'HBONE' }] } });
     await eventually(() => get('apps/v1', 'Deployment', 'apps', 'after'), 10_000, 'the new leader creates the Deployment');
+  });
+
+  it('a leader stopped with SIGTERM releases the Lease', async () => {
+    const leader = (await leaderNow())!;
+    assert.equal(await replicas.get(leader)!.proc.stop(10_000), 0);
+    const lease = get('coordination.k8s.io/v1', 'Lease', SYS, 'strait-controller');
+    assert.equal(lease.spec.holderIdentity, '', 'released: the next replica need not wait for it to expire');
   });
 });
