@@ -22,6 +22,14 @@ const LIMIT_HELP: Record<keyof XdsLimits, [string, string]> = {
 /** Commander's attribute name for a flag: --xds-max-unacked → xdsMaxUnacked. */
 const camel = (flag: string) => flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 import { onShutdown } from './shutdown.js';
+import { hostname } from 'node:os';
+import { readFileSync } from 'node:fs';
+import {
+  DEFAULT_CA_SECRET, DEFAULT_LEASE_DURATION_MS, DEFAULT_RENEW_DEADLINE_MS, DEFAULT_RETRY_PERIOD_MS, DEFAULT_SYSTEM_NAMESPACE, DEFAULT_TOKEN_AUDIENCE,
+  IMAGE_REPOSITORY, type KubeControllerFlags,
+} from '../controller/kube/kube-config.js';
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 export function controllerCommand(): Command {
   const cmd = new Command('controller')
@@ -41,6 +49,15 @@ export function controllerCommand(): Command {
     .option('--ca-cert <file>', 'operator-provided root or intermediate certificate (PEM)  [env STRAIT_CA_CERT]')
     .option('--ca-key <file>', 'its private key (PEM)  [env STRAIT_CA_KEY]')
     .option('--ca-chain <file>', 'certificates from --ca-cert up to the root (PEM)  [env STRAIT_CA_CHAIN]')
+    .option('--system-namespace <ns>', `namespace the controller runs in: its Lease, CA Secret and root ConfigMap (default ${DEFAULT_SYSTEM_NAMESPACE})  [env STRAIT_SYSTEM_NAMESPACE, or POD_NAMESPACE]`)
+    .option('--pod-name <name>', 'this replica\'s name, the Lease holder identity (default: the host name)  [env POD_NAME]')
+    .option('--leader-elect <bool>', 'elect one writer among the replicas through a Lease (default true; false: this replica writes alone)  [env STRAIT_LEADER_ELECT]')
+    .option('--lease-duration <duration>', `how long a Lease lasts unrenewed before another replica may take it (default ${DEFAULT_LEASE_DURATION_MS / 1000}s)  [env STRAIT_LEASE_DURATION]`)
+    .option('--renew-deadline <duration>', `a leader that has not renewed for this long stops writing (default ${DEFAULT_RENEW_DEADLINE_MS / 1000}s)  [env STRAIT_RENEW_DEADLINE]`)
+    .option('--retry-period <duration>', `between two tries to acquire or renew the Lease (default ${DEFAULT_RETRY_PERIOD_MS / 1000}s)  [env STRAIT_RETRY_PERIOD]`)
+    .option('--ca-secret <name>', `Secret (in the system namespace) holding the mesh CA root, created by the leader if absent (default ${DEFAULT_CA_SECRET})  [env STRAIT_CA_SECRET]`)
+    .option('--token-audience <aud>', `audience proxies' projected ServiceAccount tokens must carry (default ${DEFAULT_TOKEN_AUDIENCE})  [env STRAIT_TOKEN_AUDIENCE]`)
+    .option('--waypoint-image <image>', `image of the waypoint Deployments the leader creates (default ${IMAGE_REPOSITORY}:${VERSION})  [env STRAIT_IMAGE]`)
     .action(async (flags: ControllerFlags & Record<string, string | undefined>, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const xdsLimits: Partial<Record<keyof XdsLimits, string>> = {};
@@ -53,7 +70,11 @@ export function controllerCommand(): Command {
         const v = flags[camel(DOOR_LIMIT_FLAGS[key])];
         if (v !== undefined) doorLimits[key] = v;
       }
-      const config = parseConfig(process.env, { ...flags, xdsLimits, doorLimits });
+      const kubeControl: KubeControllerFlags = {};
+      for (const k of ['systemNamespace', 'podName', 'leaderElect', 'leaseDuration', 'renewDeadline', 'retryPeriod', 'caSecret', 'tokenAudience', 'waypointImage'] as const) {
+        if (flags[k] !== undefined) kubeControl[k] = flags[k];
+      }
+      const config = parseConfig(process.env, { ...flags, xdsLimits, doorLimits, kubeControl }, { hostname: hostname(), version: VERSION });
       const log = createRootLogger({ component: 'controller', level: globals.logLevel, format: globals.logFormat });
       // Loaded on use: each command pulls in only its own component.
       const { startController } = await import('../controller/app.js');

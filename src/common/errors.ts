@@ -18,8 +18,8 @@ export const ERROR_CODES = {
   STRAIT_ERR_PEER_VERIFY: 'A peer certificate does not chain to the mesh root or does not carry the expected SPIFFE id.',
   STRAIT_ERR_CERT_ROTATION: 'Obtaining or renewing a workload certificate failed (the CA was unreachable, or refused it, e.g. RESOURCE_EXHAUSTED over the node\'s certificate rate); it is retried with backoff, and the current one stays in use until it expires.',
   STRAIT_ERR_CERT_EXPIRED: 'No valid (unexpired) certificate is available for an identity.',
-  STRAIT_ERR_AUTH_TOKEN: 'A proxy presented a missing or wrong bootstrap token.',
-  STRAIT_ERR_IDENTITY_DENIED: 'A node asked for an identity that has no pod scheduled on it.',
+  STRAIT_ERR_AUTH_TOKEN: 'A proxy presented a missing or wrong token: locally its bootstrap token; on Kubernetes a projected ServiceAccount token that the TokenReview did not authenticate, not for the controller\'s audience, or expired.',
+  STRAIT_ERR_IDENTITY_DENIED: 'A proxy may not act as what it claims or obtain what it asked for: an identity with no pod on its node, or (on Kubernetes) a token of another ServiceAccount, of a pod on another node, or not bound to a pod.',
   STRAIT_ERR_XDS_PROTOCOL: 'An xDS peer sent a message that breaks the protocol (unknown type, bad nonce, malformed body).',
   STRAIT_ERR_XDS_CONNECT: 'The controller could not be reached over xDS.',
   STRAIT_ERR_XDS_LIMIT: 'An xDS peer went over a limit (streams per credential or connection, names per request or stream, name length, initial versions, message size, resources per response) or stalled; only that stream was ended or that response NACKed. The message names the flag that raises the limit.',
@@ -35,6 +35,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_WAYPOINT_WAIT: '`strait waypoint apply --wait` gave up: the waypoint Gateway was not Programmed (deployed with an address by the controller) within --timeout, or it was deleted meanwhile. The message shows its conditions; `strait status` shows whether the controller runs.',
   STRAIT_ERR_KUBE: 'A request to the Kubernetes API server failed: unreachable, credentials rejected (401), a permission missing (403: the message names the verb and resource, and daemonset.yaml\'s RBAC grants it), a kind not served (404: the message names the CRD to install), a conflict (409), a watch too old (410) or a server error. The error carries the HTTP status and the Kubernetes reason.',
   STRAIT_ERR_INSTALL: '`strait install` or `strait uninstall` could not render or apply the manifests (daemonset.yaml missing or malformed, a bad --image, an object the API server refused), or the node clean-up did not finish on every node within --timeout. The message names the object or the nodes and the fix.',
+  STRAIT_ERR_TOKEN_REVIEW: 'A proxy\'s Kubernetes token could not be reviewed now (the API server did not answer, or the controller has too many reviews in flight); the proxy is told UNAVAILABLE and retries.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

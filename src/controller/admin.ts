@@ -25,6 +25,7 @@ export interface ControllerIdentity {
   /** Who leads (default: no election, this controller runs alone). */
   leader?: () => LeaderStatus;
 }
+import type { LeadershipStatus } from './kube/leader-elector.js';
 
 export function controllerAdmin(o: {
   ready: () => boolean;
@@ -33,6 +34,8 @@ export function controllerAdmin(o: {
   xds: XdsServer;
   store: ConfigStore;
   report: ConfigReport;
+  /** Whether this replica leads (writes to the cluster); always leader without leader election. */
+  leadership?: () => LeadershipStatus;
   log: Logger;
   self: ControllerIdentity;
 }): AdminServer {
@@ -42,7 +45,7 @@ export function controllerAdmin(o: {
   return new AdminServer({
     '/ready': async () => ({ status: o.ready() ? 200 : 503, body: { ready: o.ready() } }),
     '/metrics': async () => ({ status: 200, body: await metrics.registry.metrics(), contentType: metrics.registry.contentType }),
-    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), proxies: xds.status() } }),
+    '/debug/syncz': async () => ({ status: 200, body: { generation: views.generation(), ...(o.leadership ? { leadership: o.leadership() } : {}), proxies: xds.status() } }),
     // What `strait status` shows (as istioctl proxy-status): this controller, and per proxy and type whether it is in step.
     '/debug/proxy-status': async () => {
       const body: ProxyStatusReport = {

@@ -13,19 +13,22 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { CertificateAuthority, ROOT_CERT_FILE } from '../identity/index.js';
 import { controllerAdmin } from './admin.js';
-import { CaServer, IdentityIndex, authenticate } from './ca-server.js';
+import { CaServer, IdentityIndex, authenticate, type CallerAuthenticator } from './ca-server.js';
 import type { ControllerConfig, KubeConnection } from './config.js';
 import type { KubeClient } from '../common/kube/client.js';
 import { ControllerMetrics } from './metrics.js';
 import { ConfigReport } from './config-report.js';
 import { createSources } from './sources/index.js';
 import { ConfigStore } from './store.js';
-import { startGrpcServer, stopGrpcServer } from './grpc-server.js';
+import { servingNamesFor, startGrpcServer, stopGrpcServer } from './grpc-server.js';
+import { KubeControlPlane, type KubePorts } from './kube/kube-control-plane.js';
+import { kubePorts } from './kube/kube-client-ports.js';
+import type { LeadershipStatus } from './kube/leader-elector.js';
 import { TokenFiles } from './token-files.js';
 import { BootstrapTokens, callerSubject, type Caller } from './tokens.js';
 import { MeshViewSource } from './view-source.js';
 
-/** With an operator-provided CA, the mesh root is copied here (inside the data directory) for proxies and users. */
+/** With an operator-provided CA or the root from the CA Secret, the mesh root is copied here (inside the data directory) for proxies and users. */
 export const OPERATOR_ROOT_COPY = 'mesh-root-cert.pem';
 
 export interface RunningController {
@@ -60,36 +63,62 @@ function describeProxy(p: ProxyInfo): string {
   return p.kind === 'waypoint' ? `${p.namespace}/${p.name}` : `on node ${p.nodeName}`;
 }
 
-export async function startController(cfg: ControllerConfig, log: Logger): Promise<RunningController> {
+/** What the controller needs from outside besides its config (tests give their own). */
+export interface ControllerDeps {
+  /** The Kubernetes API (the source's client): with it, the controller runs as on Kubernetes (see KubeControlPlane). */
+  kubePorts?: KubePorts;
+}
+
+export async function startController(cfg: ControllerConfig, log: Logger, deps: ControllerDeps = {}): Promise<RunningController> {
   const startedAt = Date.now();
   const metrics = new ControllerMetrics();
-  const ca = await CertificateAuthority.loadOrCreate({
+  const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
+  const store = new ConfigStore();
+  // With --source kubernetes: one API client for the process (credentials as kubectl finds them).
+  const kubeClient = cfg.kube ? await openKubeClient(cfg.kube, log) : undefined;
+  const ports = deps.kubePorts ?? (kubeClient ? kubePorts(kubeClient) : undefined);
+  // On Kubernetes: leader election, then the CA root from its Secret (the operator's CA still wins), token review.
+  const controlPlane = ports
+    ? await KubeControlPlane.start({
+      kube: cfg.kubeControl, trustDomain: cfg.trustDomain, certTtlMs: cfg.certTtlMs, dataDir: cfg.dataDir, ports, store, bootstrap: tokens, metrics,
+      logger: log.child({ part: 'kubernetes' }), ...(cfg.operatorCa ? { operatorCa: cfg.operatorCa } : {}),
+    }).catch((err) => {
+      kubeClient?.close();
+      throw err;
+    })
+    : undefined;
+  const ca = controlPlane?.ca ?? await CertificateAuthority.loadOrCreate({
     dataDir: cfg.dataDir, trustDomain: cfg.trustDomain, workloadTtlMs: cfg.certTtlMs,
     ...(cfg.operatorCa ? { operator: cfg.operatorCa } : {}),
   });
-  const tokens = await BootstrapTokens.loadOrCreate(cfg.dataDir);
-
-  const store = new ConfigStore();
+  if (!controlPlane) metrics.leader.set(1);
   const views = new MeshViewSource(store, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace });
-  // Every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at start.
-  const tokenFiles = new TokenFiles(store, tokens, log);
-  store.on('change', () => void tokenFiles.update());
+  // Locally every node and waypoint gets its token file as it appears; "ready" waits for the files of those known at
+  // start. On Kubernetes proxies present their projected ServiceAccount tokens instead.
+  const tokenFiles = controlPlane ? undefined : new TokenFiles(store, tokens, log);
+  if (tokenFiles) store.on('change', () => void tokenFiles.update());
   // Problems and what nothing enforces: in /debug/configz, and logged once per object and change.
   const report = new ConfigReport(store, views, { trustDomain: cfg.trustDomain, rootNamespace: cfg.rootNamespace }, log, cfg.pushDebounceMs);
-  // With --source kubernetes: one API client for the process (credentials as kubectl finds them).
-  const kube = cfg.kube ? await openKubeClient(cfg.kube, log) : undefined;
-  const sources = await createSources(cfg, log, { ...(kube ? { kube } : {}), kubeMetrics: metrics.kube() });
-  for (const source of sources) {
-    await source.start((events, changedAt, opts) => {
-      const change = store.apply(source.name, events, changedAt, opts);
-      metrics.countConfig(store);
-      report.schedule();
-      const n = change.added.length + change.updated.length + change.removed.length;
-      if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
-    });
+  const sources = await createSources(cfg, log, { ...(kubeClient ? { kube: kubeClient } : {}), kubeMetrics: metrics.kube() });
+  try {
+    for (const source of sources) {
+      await source.start((events, changedAt, opts) => {
+        const change = store.apply(source.name, events, changedAt, opts);
+        metrics.countConfig(store);
+        report.schedule();
+        const n = change.added.length + change.updated.length + change.removed.length;
+        if (n > 0) log.info({ added: change.added.length, updated: change.updated.length, removed: change.removed.length }, 'configuration changed');
+      });
+    }
+  } catch (err) {
+    await controlPlane?.close();
+    kubeClient?.close();
+    throw err;
   }
   report.logNew();
-  await tokenFiles.update();
+  await tokenFiles?.update();
+
+  const authenticateCaller: CallerAuthenticator = controlPlane ? (md) => controlPlane.authenticator.authenticate(md) : (md) => authenticate(tokens, md);
 
   // xDS and CA refusals share one rate-limited log: a flood of bad credentials is one summary line per 10 s.
   const refusalLog = new RateLimitedLog({ logger: log.child({ server: 'grpc' }), level: 'warn', msg: 'request refused', what: 'refused xDS streams and CA calls' });
@@ -100,30 +129,44 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     metrics: metrics.xds(),
     limits: cfg.xdsLimits,
     refusalLog,
-    authenticate: (md: grpc.Metadata): CallerPrincipal => {
-      const caller = authenticate(tokens, md);
-      return { subject: callerSubject(caller), caller };
+    authenticate: (md: grpc.Metadata): CallerPrincipal | Promise<CallerPrincipal> => {
+      const principal = (caller: Caller): CallerPrincipal => ({ subject: callerSubject(caller), caller });
+      const answer = authenticateCaller(md);
+      return answer instanceof Promise ? answer.then(principal) : principal(answer);
     },
     authorize: (principal: XdsPrincipal, proxy: ProxyInfo) => authorizeProxy((principal as CallerPrincipal).caller, proxy),
   });
   let identityIndex: IdentityIndex | undefined;
   store.on('change', () => (identityIndex = undefined));
   const caServer = new CaServer({
-    ca, tokens, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
+    ca, authenticate: authenticateCaller, identities: () => (identityIndex ??= new IdentityIndex(store.meshObjects())), maxTtlMs: cfg.certTtlMs, metrics,
     logger: log.child({ server: 'ca' }), refusalLog, firstRequestTimeoutMs: cfg.xdsLimits.firstRequestTimeoutMs, limits: cfg.doorLimits,
   });
-  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits });
+  const grpcServer = await startGrpcServer({ address: cfg.xdsAddress, ca, xds, caServer, limits: cfg.doorLimits, dnsNames: servingNamesFor(cfg.kubeControl.systemNamespace) });
 
   let ready = true;
-  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, log: log.child({ server: 'admin' }), self: { sources: sources.map((s) => s.name), startedAt } });
+  const leadership = (): LeadershipStatus => controlPlane?.leadership() ?? { identity: cfg.kubeControl.podName, leader: true };
+  const admin = controllerAdmin({ ready: () => ready, metrics, views, xds, store, report, leadership, log: log.child({ server: 'admin' }),
+    self: {
+      sources: sources.map((s) => s.name), startedAt, identity: cfg.kubeControl.podName,
+      leader: () => {
+        if (!controlPlane) return { election: 'none' };
+        const l = leadership();
+        return { election: 'lease', leader: l.leader, holder: l.holder === undefined || l.holder === '' ? null : l.holder };
+      },
+    } });
   let adminAddr: HostPort;
   try {
     adminAddr = await admin.listen(cfg.adminAddress.host, cfg.adminAddress.port);
   } catch (err) {
     grpcServer.server.forceShutdown();
+    await controlPlane?.close();
+    kubeClient?.close();
     throw new StraitError('STRAIT_ERR_LISTEN', `cannot listen for admin on ${formatHostPort(cfg.adminAddress)}: ${errorMessage(err)} (use --admin-address)`, { cause: err });
   }
-  const rootCertFile = await publishRoot(cfg, ca.rootCertPem);
+  const rootCertFile = await publishRoot(cfg, ca.rootCertPem, !controlPlane);
+  // Every replica serves xDS and the CA; only the leader writes to the cluster.
+  controlPlane?.startWriters();
   const xdsAddress = { host: cfg.xdsAddress.host, port: grpcServer.port };
   log.info({ xds: formatHostPort(xdsAddress), admin: formatHostPort(adminAddr), rootCert: rootCertFile, objects: store.size }, 'controller ready');
 
@@ -134,13 +177,14 @@ export async function startController(cfg: ControllerConfig, log: Logger): Promi
     rootCertFile,
     async close() {
       ready = false;
+      await controlPlane?.close();
       report.close();
       xds.close();
       refusalLog.close();
       await stopGrpcServer(grpcServer.server);
       await admin.close();
       for (const source of sources) await source.close();
-      kube?.close();
+      kubeClient?.close();
     },
   };
 }
@@ -153,9 +197,12 @@ async function openKubeClient(conn: KubeConnection, log: Logger): Promise<KubeCl
   return new Client(loaded, { userAgent: 'strait-controller' });
 }
 
-/** Where proxies and users find the mesh root: the generated root's own file, or a copy of the operator's root. */
-async function publishRoot(cfg: ControllerConfig, rootCertPem: string): Promise<string> {
-  if (!cfg.operatorCa) return join(cfg.dataDir, ROOT_CERT_FILE);
+/**
+ * Where proxies and users find the mesh root: the root's own file when generated into the data directory, else a
+ * copy there (of the operator's root, or of the root kept in the CA Secret).
+ */
+async function publishRoot(cfg: ControllerConfig, rootCertPem: string, rootInDataDir: boolean): Promise<string> {
+  if (!cfg.operatorCa && rootInDataDir) return join(cfg.dataDir, ROOT_CERT_FILE);
   const file = join(cfg.dataDir, OPERATOR_ROOT_COPY);
   await mkdir(cfg.dataDir, { recursive: true, mode: 0o700 });
   await writeFile(file, rootCertPem, { mode: 0o644 });

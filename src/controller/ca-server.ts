@@ -63,9 +63,13 @@ export function refuseIdentity(caller: Caller, id: SpiffeId, objects: Iterable<M
   return new IdentityIndex(objects).refuse(caller, id);
 }
 
+/** Who is calling, from the call's metadata; throws (or rejects) with a StraitError when not allowed in. */
+export type CallerAuthenticator = (md: grpc.Metadata) => Caller | Promise<Caller>;
+
 export interface CaServerOptions {
   ca: CertificateAuthority;
-  tokens: BootstrapTokens;
+  /** Bootstrap tokens (file source), or a Kubernetes TokenReview with node authorization. */
+  authenticate: CallerAuthenticator;
   /** The current who-may-hold-what index (rebuilt by the owner when config changes). */
   identities: () => IdentityIndex;
   /** Longest validity a caller may ask for; also the default. */
@@ -157,36 +161,46 @@ export class CaServer {
       if (method.path !== CA_METHOD_PATH) return new grpc.ServerInterceptingCall(next);
       let timer: NodeJS.Timeout | undefined;
       let admitted: string | undefined;
+      let ended = false;
       const call: grpc.ServerInterceptingCall = new grpc.ServerInterceptingCall(next, {
         start: (startNext) => startNext({
           onReceiveMetadata: (md, mdNext) => {
-            let subject: string;
-            try {
-              subject = callerSubject(authenticate(this.opts.tokens, md));
-            } catch (err) {
-              const reason = err instanceof CredentialError ? err.reason : 'unauthenticated';
-              this.refused(reason, { peer: call.getPeer(), err: errorMessage(err) });
+            const admit = (subject: string) => {
+              if (ended) return; // cancelled while its credentials were being checked
+              const refusal = this.admit(subject);
+              if (refusal) {
+                this.opts.metrics?.csrReceived.inc();
+                this.opts.metrics?.csrRefused.inc({ reason: refusal.reason });
+                this.refused(refusal.reason, { peer: call.getPeer(), caller: subject, err: refusal.message });
+                call.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: refusal.message });
+                return;
+              }
+              admitted = subject;
+              timer = setTimeout(() => {
+                this.opts.metrics?.limitExceeded.inc({ limit: 'first_request_timeout' });
+                this.refused('first_request_timeout', { peer: call.getPeer() });
+                call.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `no CreateCertificate request within ${timeoutMs} ms of the call's headers (raise it with --xds-first-request-timeout)` });
+              }, timeoutMs);
+              timer.unref();
+              mdNext(md);
+            };
+            const refuse = (err: unknown) => {
+              if (ended) return;
+              const reason = (err as { reason?: unknown }).reason;
+              this.refused(typeof reason === 'string' ? reason : 'unauthenticated', { peer: call.getPeer(), err: errorMessage(err) });
               this.opts.metrics?.csrReceived.inc();
               this.opts.metrics?.csrRefused.inc({ reason: 'unauthenticated' });
-              call.sendStatus({ code: grpc.status.UNAUTHENTICATED, details: errorMessage(err) });
+              call.sendStatus({ code: toGrpcError(err).code ?? grpc.status.UNAUTHENTICATED, details: errorMessage(err) });
+            };
+            let answer: Caller | Promise<Caller>;
+            try {
+              answer = this.opts.authenticate(md);
+            } catch (err) {
+              refuse(err);
               return;
             }
-            const refusal = this.admit(subject);
-            if (refusal) {
-              this.opts.metrics?.csrReceived.inc();
-              this.opts.metrics?.csrRefused.inc({ reason: refusal.reason });
-              this.refused(refusal.reason, { peer: call.getPeer(), caller: subject, err: refusal.message });
-              call.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: refusal.message });
-              return;
-            }
-            admitted = subject;
-            timer = setTimeout(() => {
-              this.opts.metrics?.limitExceeded.inc({ limit: 'first_request_timeout' });
-              this.refused('first_request_timeout', { peer: call.getPeer() });
-              call.sendStatus({ code: grpc.status.DEADLINE_EXCEEDED, details: `no CreateCertificate request within ${timeoutMs} ms of the call's headers (raise it with --xds-first-request-timeout)` });
-            }, timeoutMs);
-            timer.unref();
-            mdNext(md);
+            if (answer instanceof Promise) answer.then((c) => admit(callerSubject(c)), refuse);
+            else admit(callerSubject(answer));
           },
           onReceiveMessage: (msg, msgNext) => {
             clearTimeout(timer);
@@ -194,6 +208,7 @@ export class CaServer {
           },
           // grpc-js reports every call's end here (after its status, or when the stream closes), exactly once.
           onCancel: () => {
+            ended = true;
             clearTimeout(timer);
             if (admitted !== undefined) this.callEnded(admitted);
             admitted = undefined;
@@ -217,22 +232,19 @@ export class CaServer {
     const svc = serviceOf(loadProto('ca.proto'), 'strait.ca.v1.CertificateService');
     server.addService(svc.service, {
       CreateCertificate: (call: grpc.ServerUnaryCall<CreateCertificateRequest, unknown>, cb: grpc.sendUnaryData<unknown>) => {
-        try {
-          cb(null, { cert_chain: this.create(call.request, call.metadata) });
-        } catch (err) {
-          cb(toGrpcError(err));
-        }
+        this.create(call.request, call.metadata).then((chain) => cb(null, { cert_chain: chain }), (err) => cb(toGrpcError(err)));
       },
     });
   }
 
   /** One certificate request, start to finish; throws StraitError whose code maps to a gRPC status. */
-  create(req: CreateCertificateRequest, md: grpc.Metadata): string[] {
+  async create(req: CreateCertificateRequest, md: grpc.Metadata): Promise<string[]> {
     const m = this.opts.metrics;
     m?.csrReceived.inc();
     let caller: Caller;
     try {
-      caller = authenticate(this.opts.tokens, md);
+      // The interceptor authenticated this call already: a Kubernetes review answers this one from its cache.
+      caller = await this.opts.authenticate(md);
     } catch (err) {
       // Normally refused by interceptor() before the request was read; this covers servers without it.
       m?.csrRefused.inc({ reason: 'unauthenticated' });
@@ -283,6 +295,7 @@ export function toGrpcError(err: unknown): Partial<grpc.StatusObject> {
 
 const STATUS_BY_CODE: Partial<Record<string, grpc.status>> = {
   STRAIT_ERR_AUTH_TOKEN: grpc.status.UNAUTHENTICATED,
+  STRAIT_ERR_TOKEN_REVIEW: grpc.status.UNAVAILABLE,
   STRAIT_ERR_IDENTITY_DENIED: grpc.status.PERMISSION_DENIED,
   STRAIT_ERR_SPIFFE_ID: grpc.status.INVALID_ARGUMENT,
   STRAIT_ERR_CSR_INVALID: grpc.status.INVALID_ARGUMENT,

@@ -5,6 +5,7 @@ import { parseHostPort, type HostPort } from '../common/net.js';
 import { parseByteSize } from '../common/byte-size.js';
 import { DEFAULT_XDS_LIMITS, XDS_LIMIT_FLAGS, type XdsLimits } from './xds/xds-limits.js';
 import { DEFAULT_DOOR_LIMITS, DOOR_LIMIT_FLAGS, DOOR_LIMIT_UNITS, ENV_DOOR_LIMITS, type DoorLimits } from './door-limits.js';
+import { parseKubeControllerConfig, type KubeControllerConfig, type KubeControllerFlags } from './kube/kube-config.js';
 import type { KubeEnv } from '../common/kube/kubeconfig.js';
 
 export const ENV_CONFIG_DIR = 'STRAIT_CONFIG_DIR';
@@ -111,6 +112,8 @@ export interface ControllerConfig {
   /** Connections, calls per connection, and the CA per credential; see README "Limits". */
   doorLimits: DoorLimits;
   operatorCa?: { certFile: string; keyFile: string; chainFile?: string };
+  /** Running on Kubernetes: leader election, the CA Secret, token review, waypoints (see README "Controller on Kubernetes"). */
+  kubeControl: KubeControllerConfig;
 }
 
 /** Flag values as the CLI received them (strings); a flag wins over its environment variable. */
@@ -134,12 +137,20 @@ export interface ControllerFlags {
   xdsLimits?: Partial<Record<keyof XdsLimits, string>>;
   /** Listener and CA limits by DoorLimits key, as given on the command line. */
   doorLimits?: Partial<Record<keyof DoorLimits, string>>;
+  /** Leader election, CA Secret, token audience, waypoint image. */
+  kubeControl?: KubeControllerFlags;
+}
+
+/** What the environment cannot say: this host's name (the default replica name) and Strait's version (the image tag). */
+export interface ControllerDefaults {
+  hostname: string;
+  version: string;
 }
 
 const fail = (msg: string) => new StraitError('STRAIT_ERR_CONFIG', msg);
 
 /** Pure: flags + environment → validated config, or a StraitError naming the setting and the fix. */
-export function parseConfig(env: Record<string, string | undefined>, flags: ControllerFlags = {}): ControllerConfig {
+export function parseConfig(env: Record<string, string | undefined>, flags: ControllerFlags = {}, defaults: ControllerDefaults = { hostname: 'strait-controller', version: 'latest' }): ControllerConfig {
   const pick = (flag: string | undefined, envName: string) => flag ?? (env[envName] || undefined);
   const source = pick(flags.source, ENV_SOURCE) ?? DEFAULT_SOURCE;
   if (!(CONFIG_SOURCES as readonly string[]).includes(source)) throw fail(`--source / ${ENV_SOURCE}: "${source}" is not one of ${CONFIG_SOURCES.join(', ')}`);
@@ -189,6 +200,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Cont
     xdsLimits,
     doorLimits,
     ...(caCert && caKey ? { operatorCa: { certFile: resolve(caCert), keyFile: resolve(caKey), ...(caChain ? { chainFile: resolve(caChain) } : {}) } } : {}),
+    kubeControl: parseKubeControllerConfig(env, flags.kubeControl ?? {}, defaults),
   };
 }
 

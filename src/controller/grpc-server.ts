@@ -15,10 +15,15 @@ import type { XdsServer } from './xds/xds-server.js';
 /** DNS names in the controller's serving certificate (proxies addressing it by IP check this one). */
 export const CONTROLLER_SERVING_NAMES = ['localhost', 'strait-controller', 'strait-controller.istio-system.svc', 'istiod.istio-system.svc'];
 
-export async function startGrpcServer(o: { address: HostPort; ca: CertificateAuthority; xds: XdsServer; caServer: CaServer; limits: DoorLimits }): Promise<{ server: grpc.Server; port: number }> {
+/** The names of the controller's Service in its namespace, as proxies in a cluster dial it. */
+export function servingNamesFor(systemNamespace: string): string[] {
+  return [...new Set([...CONTROLLER_SERVING_NAMES, `strait-controller.${systemNamespace}.svc`, `strait-controller.${systemNamespace}.svc.cluster.local`])];
+}
+
+export async function startGrpcServer(o: { address: HostPort; ca: CertificateAuthority; xds: XdsServer; caServer: CaServer; limits: DoorLimits; dnsNames?: string[] }): Promise<{ server: grpc.Server; port: number }> {
   const { address, ca, xds, caServer, limits } = o;
   const serving = ca.issueServing({
-    dnsNames: CONTROLLER_SERVING_NAMES,
+    dnsNames: o.dnsNames ?? CONTROLLER_SERVING_NAMES,
     ips: [...new Set(['127.0.0.1', ...(address.host === '0.0.0.0' || address.host === '::' ? [] : [address.host])])],
   });
   const server = new grpc.Server({

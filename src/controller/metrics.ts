@@ -22,6 +22,9 @@ export class ControllerMetrics {
   readonly limitExceeded: Counter<'limit'>;
   readonly stalls: Counter<'kind'>;
   readonly stallDisconnects: Counter<'kind' | 'why'>;
+  readonly leader: Gauge;
+  readonly tokenReviews: Counter<'result'>;
+  readonly kubeWrites: Counter<'verb' | 'kind'>;
   readonly kubeEvents: Counter<'resource' | 'type'>;
   readonly kubeRelists: Counter<'resource' | 'reason'>;
   readonly kubeErrors: Counter<'resource' | 'status'>;
@@ -54,6 +57,12 @@ export class ControllerMetrics {
       name: 'strait_xds_stall_disconnects_total', help: 'xDS streams disconnected for stalling longer than --xds-stall-timeout, by what they did not do (unread, unanswered).',
       labelNames: ['kind', 'why'], registers,
     });
+    this.leader = new Gauge({ name: 'strait_controller_leader', help: '1 while this replica holds the leader Lease (it alone writes to the cluster), else 0; always 1 without leader election.', registers });
+    this.tokenReviews = new Counter({
+      name: 'strait_token_reviews_total', help: 'Proxy tokens checked with a Kubernetes TokenReview, by result (accepted, refused, error, cached, busy).',
+      labelNames: ['result'], registers,
+    });
+    this.kubeWrites = new Counter({ name: 'strait_kube_writes_total', help: 'Writes to the Kubernetes API by this replica (create, update, delete, status), by kind.', labelNames: ['verb', 'kind'], registers });
     this.kubeEvents = new Counter({ name: 'strait_kube_watch_events_total', help: 'Kubernetes watch events received, by resource and type (ADDED, MODIFIED, DELETED, BOOKMARK).', labelNames: ['resource', 'type'], registers });
     this.kubeRelists = new Counter({ name: 'strait_kube_relists_total', help: 'Full listings of a Kubernetes resource, by reason (start, expired = 410 Gone, recovered after errors, crd = its CRD appeared).', labelNames: ['resource', 'reason'], registers });
     this.kubeErrors = new Counter({ name: 'strait_kube_errors_total', help: 'Failed Kubernetes list/watch requests, by resource and HTTP status (0: no answer); each is retried with backoff.', labelNames: ['resource', 'status'], registers });

@@ -26,7 +26,7 @@ export function tokenFileName(c: Caller): string {
 /** A refused credential; `reason` is the metric label (strait_auth_refused_total{reason}). */
 export class CredentialError extends StraitError {
   constructor(
-    readonly reason: 'no_token' | 'bad_caller' | 'wrong_token',
+    readonly reason: 'no_token' | 'bad_caller' | 'wrong_token' | 'wrong_audience' | 'expired_token',
     message: string,
   ) {
     super('STRAIT_ERR_AUTH_TOKEN', message);
@@ -81,10 +81,13 @@ export class BootstrapTokens {
   }
 }
 
+/** Longest authorization header read for a bootstrap token (a Kubernetes projected token is longer: see MAX_KUBE_TOKEN_BYTES). */
+export const MAX_BOOTSTRAP_AUTH_BYTES = 1024;
+
 /** Reads the caller and bearer token from gRPC metadata values; throws STRAIT_ERR_AUTH_TOKEN when absent or malformed. */
-export function callerFromHeaders(get: (key: string) => string | undefined): { caller: Caller; token: string } {
+export function callerFromHeaders(get: (key: string) => string | undefined, maxAuthBytes = MAX_BOOTSTRAP_AUTH_BYTES): { caller: Caller; token: string } {
   const auth = get('authorization');
-  const m = auth && auth.length <= 1024 ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
+  const m = auth && auth.length <= maxAuthBytes ? /^Bearer\s+(\S+)$/i.exec(auth) : null;
   if (!m) throw new CredentialError('no_token', 'no bootstrap token: send metadata "authorization: Bearer <token>" (the token is in the controller\'s data directory under tokens/)');
   const node = get(HEADER_NODE);
   const wp = get(HEADER_WAYPOINT);

@@ -170,6 +170,28 @@ export class CertificateAuthority {
     return new CertificateAuthority(signer, trustDomain, workloadTtlMs, backdateMs, now);
   }
 
+  /** A new self-signed mesh root as PEM, written nowhere: the caller keeps it (e.g. in a Kubernetes Secret). */
+  static async generateRootPem(opts: { trustDomain?: string; backdateMs?: number; now?: () => number } = {}): Promise<{ certPem: string; keyPem: string }> {
+    const trustDomain = opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+    validateTrustDomain(trustDomain);
+    const { certPem, keyPem } = await generateRoot(trustDomain, opts.backdateMs ?? DEFAULT_BACKDATE_MS, (opts.now ?? Date.now)());
+    return { certPem, keyPem };
+  }
+
+  /**
+   * The CA of a self-signed root kept somewhere other than the data directory (a Kubernetes Secret); `where` names
+   * it in errors (e.g. "Secret strait-system/strait-ca"). Throws STRAIT_ERR_CA_ROOT as loadOrCreate does.
+   */
+  static fromRootPem(opts: Omit<CertificateAuthorityOptions, 'dataDir' | 'operator'> & { certPem: string; keyPem: string; where: string }): CertificateAuthority {
+    const trustDomain = opts.trustDomain ?? DEFAULT_TRUST_DOMAIN;
+    validateTrustDomain(trustDomain);
+    const workloadTtlMs = positiveMs('workloadTtlMs', opts.workloadTtlMs ?? DEFAULT_WORKLOAD_TTL_MS);
+    const backdateMs = opts.backdateMs ?? DEFAULT_BACKDATE_MS;
+    const now = opts.now ?? Date.now;
+    const signer = loadSigner(opts.certPem, `${opts.where} (certificate)`, opts.keyPem, `${opts.where} (key)`, undefined, now(), 'stored');
+    return new CertificateAuthority(signer, trustDomain, workloadTtlMs, backdateMs, now);
+  }
+
   /**
    * Signs a workload certificate for `identity` with the public key of `csrPem` (whose own names are
    * ignored). The leaf carries only the SPIFFE URI SAN. Throws STRAIT_ERR_CSR_INVALID for a bad CSR and
@@ -287,7 +309,7 @@ async function loadOrCreateRoot(dataDir: string, trustDomain: string, backdateMs
   }
 }
 
-async function createRoot(certPath: string, keyPath: string, trustDomain: string, backdateMs: number, nowMs: number): Promise<Signer> {
+async function generateRoot(trustDomain: string, backdateMs: number, nowMs: number): Promise<{ signer: Signer; certPem: string; keyPem: string }> {
   const { privateKey, publicKey } = await generateKeyPairAsync('ec', { namedCurve: 'prime256v1' });
   const spkiDer = publicKey.export({ type: 'spki', format: 'der' });
   const keyId = keyIdentifier(spkiDer);
@@ -315,13 +337,18 @@ async function createRoot(certPath: string, keyPath: string, trustDomain: string
   );
   const certPem = pemEncode('CERTIFICATE', der);
   const keyPem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  return { signer: { key: privateKey, scheme: SIGNATURE_SCHEMES.ecdsaWithSha256, subject: name, keyId, notAfter, chainPem: [certPem] }, certPem, keyPem };
+}
+
+async function createRoot(certPath: string, keyPath: string, trustDomain: string, backdateMs: number, nowMs: number): Promise<Signer> {
+  const { signer, certPem, keyPem } = await generateRoot(trustDomain, backdateMs, nowMs);
   // 'wx' never overwrites: an existing file (a racing process) fails with EEXIST. The key goes first so
   // that a crash in between leaves a half pair, which the next start reports instead of silently re-keying.
   await writeFile(keyPath, keyPem, { mode: 0o600, flag: 'wx' });
   await chmod(keyPath, 0o600);
   await writeFile(certPath, certPem, { mode: 0o644, flag: 'wx' });
   await chmod(certPath, 0o644);
-  return { key: privateKey, scheme: SIGNATURE_SCHEMES.ecdsaWithSha256, subject: name, keyId, notAfter, chainPem: [certPem] };
+  return signer;
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -398,7 +425,7 @@ function loadSigner(
   keyFile: string,
   chain: { text: string; file: string } | undefined,
   nowMs: number,
-  kind: 'root' | 'operator',
+  kind: 'root' | 'operator' | 'stored',
 ): Signer {
   const certs = readCertificates(certText, certFile);
   if (chain !== undefined) certs.push(...readCertificates(chain.text, chain.file));
@@ -407,13 +434,15 @@ function loadSigner(
   const fix =
     kind === 'root'
       ? `delete ${certFile} and ${keyFile} to generate a new root (which re-keys the mesh), or provide an operator CA`
-      : 'provide a valid CA certificate';
+      : kind === 'stored'
+        ? `delete it to generate a new root (which re-keys the mesh), or provide an operator CA`
+        : 'provide a valid CA certificate';
 
   const keySpki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   if (!keySpki.equals(signing.x509.publicKey.export({ type: 'spki', format: 'der' }))) {
     throw caError(
       `the private key in ${keyFile} does not belong to the certificate in ${certFile}; ` +
-        (kind === 'root' ? `restore the matching pair, or ${fix}` : 'check that the two files are a pair'),
+        (kind !== 'operator' ? `restore the matching pair, or ${fix}` : 'check that the two files are a pair'),
     );
   }
   const scheme = signatureSchemeFor(key);
@@ -434,7 +463,7 @@ function loadSigner(
     if (next === undefined) {
       if (!isSelfSigned(c.x509)) {
         const where =
-          kind === 'root'
+          kind !== 'operator'
             ? `${certFile} must hold a self-signed root; use the operator CA options for an intermediate`
             : chain === undefined
               ? 'it is an intermediate, so give chainFile with the certificates up to the root'

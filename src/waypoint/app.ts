@@ -28,6 +28,7 @@ import { WaypointTelemetry } from './telemetry/waypoint-telemetry.js';
 import { Backends } from './upstream/backends.js';
 import { UpstreamClient } from './upstream/upstream-client.js';
 import { WaypointState } from './waypoint-state.js';
+import { tokenSource } from '../dataplane/token-source.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
 const CONTROLLER_TLS_NAME = 'strait-controller';
@@ -58,7 +59,8 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
   const address = formatHostPort(cfg.xdsAddress);
   const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
   const who = `${cfg.namespace}/${cfg.name}`;
-  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-waypoint': who }) });
+  const token = tokenSource({ token: cfg.token, ...(cfg.tokenFile ? { file: cfg.tokenFile } : {}), logger: log });
+  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${token()}`, 'x-strait-waypoint': who }) });
   const certs = new CertStore({
     fetch: async (id) => {
       const { keyPem, csrPem } = await createKeyAndCsr();
@@ -73,7 +75,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
   const synced = new Set<string>();
   let connected = false;
   const xds = startStateSync({
-    address, credentials, channelOptions, token: cfg.token, state, logger: logs.child({ part: 'xds' }),
+    address, credentials, channelOptions, token, state, logger: logs.child({ part: 'xds' }),
     node: { kind: 'waypoint', namespace: cfg.namespace, name: cfg.name },
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
     extraSubscriptions: waypoint.subscriptions(),

@@ -77,6 +77,11 @@ export interface WaypointConfig {
   trustDomain: string;
   xdsAddress: HostPort;
   token: string;
+  /**
+   * Where `token` was read from (--token-file): re-read at every (re)connect and certificate request, because a
+   * Kubernetes projected token rotates. Absent when the token was given directly (--token / STRAIT_TOKEN).
+   */
+  tokenFile?: string;
   rootCertPem: string;
   listenAddress: string;
   ports: WaypointPorts;
@@ -138,6 +143,7 @@ export function parseWaypointConfig(env: Record<string, string | undefined>, fla
     trustDomain: pick(flags.trustDomain, ENV_TRUST_DOMAIN) ?? DEFAULT_TRUST_DOMAIN,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
     token,
+    ...(pick(flags.token, ENV_TOKEN) === undefined && tokenFile ? { tokenFile } : {}),
     rootCertPem,
     listenAddress,
     ports: { hbone: HBONE_PORT + offset, admin: PORT_ADMIN + offset, metrics: PORT_METRICS + offset, ready: PORT_READY + offset },

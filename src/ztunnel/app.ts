@@ -33,6 +33,7 @@ import { InboundHandler } from './proxy/inbound.js';
 import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { openTrafficPorts } from './traffic-ports.js';
+import { tokenSource } from '../dataplane/token-source.js';
 
 /** A DNS name in the controller's serving certificate (see controller/app.ts). */
 export const CONTROLLER_TLS_NAME = 'strait-controller';
@@ -59,12 +60,13 @@ function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: Ztunn
   // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
   // name its serving certificate carries.
   const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
-  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${cfg.token}`, 'x-strait-node': cfg.nodeName }) });
+  const token = tokenSource({ token: cfg.token, ...(cfg.tokenFile ? { file: cfg.tokenFile } : {}), logger: log });
+  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${token()}`, 'x-strait-node': cfg.nodeName }) });
   const identities = new ZtunnelIdentities(state, cfg.nodeName, ca, logs.child({ part: 'certs' }), Math.floor(cfg.certTtlMs / 1000), metrics);
   const synced = new Set<string>();
   let connected = false;
   const xds = startStateSync({
-    address, credentials, channelOptions, node: cfg.nodeName, token: cfg.token, state, logger: logs.child({ part: 'xds' }),
+    address, credentials, channelOptions, node: cfg.nodeName, token, state, logger: logs.child({ part: 'xds' }),
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
   });
   xds.on('update', (type) => {

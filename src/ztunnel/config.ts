@@ -119,6 +119,11 @@ export interface ZtunnelConfig {
   nodeName: string;
   xdsAddress: HostPort;
   token: string;
+  /**
+   * Where `token` was read from (--token-file): re-read at every (re)connect and certificate request, because a
+   * Kubernetes projected token rotates. Absent when the token was given directly (--token / STRAIT_TOKEN).
+   */
+  tokenFile?: string;
   rootCertPem: string;
   /** The node's address: every standard listener binds here (admin too, unless it is a wildcard: see adminAddress). */
   listenAddress: string;
@@ -283,6 +288,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     nodeName,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),
     token,
+    ...(pick(flags.token, ENV_TOKEN) === undefined && tokenFile ? { tokenFile } : {}),
     rootCertPem,
     listenAddress,
     ports,

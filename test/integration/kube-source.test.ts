@@ -12,6 +12,7 @@ import { tempDir } from '../helpers/temp-dir.js';
 import { eventually } from '../helpers/eventually.js';
 import { namespace, pod, service } from '../helpers/manifests.js';
 import { startControllerWith, type ControllerHandle } from '../helpers/controller.js';
+import { BootstrapTokens } from '../../src/controller/tokens.js';
 import { KubeClient, KUBE_TYPES, loadKubeConfig } from '../../src/common/kube/index.js';
 import { silentLogger } from '../../src/common/log.js';
 import { ConfigStore, type SourceEvent, type StoreChange } from '../../src/controller/store.js';
@@ -259,6 +260,8 @@ describe('controller process with --source kubernetes', () => {
     api = await startKubeApiServer({ host: '127.0.211.3' });
     dir = tempDir('kube-ctl');
     seed(api);
+    // The controller's own namespace: its leader-election Lease and CA Secret live there.
+    api.put(namespace('strait-system') as never);
     const kubeconfig = api.writeKubeconfig(join(dir.path, 'kubeconfig'));
     c = await startControllerWith(['--source', 'kubernetes', '--kubeconfig', kubeconfig, '--push-debounce', '20ms'], join(dir.path, 'data'));
   });
@@ -270,11 +273,14 @@ describe('controller process with --source kubernetes', () => {
   });
 
   it('pushes pods and policies created, changed and deleted in the API server to a ztunnel\'s xDS view', async () => {
+    // With the Kubernetes source proxies present projected tokens (TokenReview); the operator's debug credential
+    // (the replica's bootstrap token) reads the same ztunnel view.
+    const debugToken = (await BootstrapTokens.loadOrCreate(join(dir.path, 'data'), false)).tokenFor({ type: 'debug' });
     xds = new XdsClient({
       address: c.xds,
       credentials: c.credentials(),
-      metadata: () => ({ authorization: `Bearer ${c.token('node-node-a.token')}`, 'x-strait-node': 'node-a' }),
-      node: { id: 'ztunnel~node-a', kind: 'ztunnel', nodeName: 'node-a' },
+      metadata: () => ({ authorization: `Bearer ${debugToken}`, 'x-strait-debug': 'kube-source-test' }),
+      node: { id: 'debug~kube-source-test~1', kind: 'debug', nodeName: 'node-a' },
       subscriptions: [TYPE_WORKLOAD, TYPE_AUTHORIZATION].map((typeUrl) => ({ typeUrl, apply: () => {} })),
     });
     xds.start();

@@ -19,6 +19,8 @@ export interface ObjectMeta {
    * let the oldest object win, objects without it count as older than any with it, then by "namespace/name".
    */
   creationTimestamp?: string;
+  /** The API server's id of this object (absent in hand-written manifests); a pod's binds its projected tokens. */
+  uid?: string;
 }
 
 /** Where an object came from, for messages. */

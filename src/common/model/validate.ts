@@ -101,10 +101,9 @@ const NAME_CHECKS: Record<NameFormat, { ok: (s: string) => boolean; text: string
 };
 
 const METADATA_FIELDS: FieldSet = {
-  known: ['name', 'namespace', 'labels', 'annotations', 'creationTimestamp'],
+  known: ['name', 'namespace', 'labels', 'annotations', 'creationTimestamp', 'uid'],
   // Written by the API server or by controllers; meaningless for the mesh.
   silent: [
-    'uid',
     'resourceVersion',
     'generation',
     'managedFields',
@@ -246,6 +245,7 @@ function metadata(ctx: Ctx, v: unknown, info: KindInfo): ObjectMeta | undefined 
     labels: labels(ctx, m['labels'], 'metadata.labels') ?? {},
     annotations: annotations(ctx, m['annotations'], 'metadata.annotations') ?? {},
     ...(created !== undefined ? { creationTimestamp: created } : {}),
+    ...(typeof m['uid'] === 'string' && m['uid'] ? { uid: m['uid'] } : {}),
   };
 }
 

@@ -97,9 +97,11 @@ export interface XdsServerOptions {
   /**
    * Checks the stream's credentials from its metadata when it opens, before any message. Throw a StraitError
    * (optionally with a string `reason` property for the metric label): STRAIT_ERR_AUTH_TOKEN → UNAUTHENTICATED,
-   * any other code → PERMISSION_DENIED. Without it every stream is principal "anonymous".
+   * STRAIT_ERR_TOKEN_REVIEW → UNAVAILABLE (the proxy retries), any other code → PERMISSION_DENIED. It may answer
+   * later (a Kubernetes TokenReview): the stream's messages wait unread until it has. Without it every stream is
+   * principal "anonymous".
    */
-  authenticate?: (metadata: grpc.Metadata) => XdsPrincipal;
+  authenticate?: (metadata: grpc.Metadata) => XdsPrincipal | Promise<XdsPrincipal>;
   /** Checks that the principal may connect as the node its first request names (kind, node, waypoint); throw to refuse (PERMISSION_DENIED). */
   authorize?: (principal: XdsPrincipal, proxy: ProxyInfo) => void;
   debounceMs?: number;
@@ -302,16 +304,53 @@ export class XdsServer {
     }
     const peer = call.getPeer();
     // Credentials first: a stream without valid ones is refused before it can send (or hold) anything.
-    let principal: XdsPrincipal = { subject: 'anonymous' };
-    if (this.authenticate) {
-      try {
-        principal = this.authenticate(call.metadata);
-      } catch (err) {
-        const code = isStraitError(err, 'STRAIT_ERR_AUTH_TOKEN') ? grpc.status.UNAUTHENTICATED : isStraitError(err) ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL;
-        this.refuse(call, code, errorMessage(err), reasonOf(err, 'unauthenticated'), { peer });
-        return;
-      }
+    if (!this.authenticate) {
+      this.admitStream(call, { subject: 'anonymous' }, peer);
+      return;
     }
+    let answer: XdsPrincipal | Promise<XdsPrincipal>;
+    try {
+      answer = this.authenticate(call.metadata);
+    } catch (err) {
+      this.refuseCredentials(call, err, peer);
+      return;
+    }
+    if (!(answer instanceof Promise)) {
+      this.admitStream(call, answer, peer);
+      return;
+    }
+    // Until the answer comes, no 'data' listener: what the proxy sends waits in the stream, unread (grpc-js flow
+    // control bounds it). A stream that ends meanwhile is forgotten.
+    let gone = false;
+    const forget = () => { gone = true; };
+    call.once('cancelled', forget);
+    call.once('close', forget);
+    call.once('error', forget);
+    answer.then(
+      (principal) => {
+        call.off('cancelled', forget).off('close', forget).off('error', forget);
+        if (gone || this.closed || call.writableEnded) {
+          if (!gone && !call.writableEnded) this.endStream(call, grpc.status.UNAVAILABLE, 'the xDS server is shutting down');
+          return;
+        }
+        this.admitStream(call, principal, peer);
+      },
+      (err) => {
+        call.off('cancelled', forget).off('close', forget).off('error', forget);
+        if (!gone && !call.writableEnded) this.refuseCredentials(call, err, peer);
+      },
+    );
+  }
+
+  private refuseCredentials(call: DuplexCall, err: unknown, peer: string): void {
+    const code = isStraitError(err, 'STRAIT_ERR_AUTH_TOKEN') ? grpc.status.UNAUTHENTICATED
+      : isStraitError(err, 'STRAIT_ERR_TOKEN_REVIEW') ? grpc.status.UNAVAILABLE
+      : isStraitError(err) ? grpc.status.PERMISSION_DENIED : grpc.status.INTERNAL;
+    this.refuse(call, code, errorMessage(err), reasonOf(err, 'unauthenticated'), { peer });
+  }
+
+  /** Counts an authenticated stream against its limits and serves it. */
+  private admitStream(call: DuplexCall, principal: XdsPrincipal, peer: string): void {
     const credStreams = this.perCredential.get(principal.subject) ?? 0;
     if (credStreams >= this.limits.maxStreamsPerCredential) {
       this.limitRefusal(call, new XdsLimitError('streams_per_credential', grpc.status.RESOURCE_EXHAUSTED,

@@ -16,7 +16,9 @@ export type SyncedProxy = { kind: 'ztunnel'; node: string } | { kind: 'waypoint'
  * ProxyState.apply*. A waypoint adds its own subscriptions (routes and policies), each with its one writer.
  */
 export function startStateSync(opts: {
-  address: string; credentials: grpc.ChannelCredentials; token: string; state: ProxyState; logger: Logger;
+  address: string; credentials: grpc.ChannelCredentials; state: ProxyState; logger: Logger;
+  /** The bearer token, asked again at every (re)connect (a projected token file is re-read: tokenSource). */
+  token: string | (() => string);
   /** A ztunnel's node name (kept for the ztunnel's callers), or the proxy. */
   node: string | SyncedProxy;
   channelOptions?: grpc.ChannelOptions;
@@ -29,12 +31,13 @@ export function startStateSync(opts: {
     into(added, u.removed);
   };
   const proxy: SyncedProxy = typeof opts.node === 'string' ? { kind: 'ztunnel', node: opts.node } : opts.node;
+  const token = typeof opts.token === 'string' ? (() => opts.token as string) : opts.token;
   const client = new XdsClient({
     address: opts.address,
     credentials: opts.credentials,
     metadata: (): Record<string, string> => proxy.kind === 'ztunnel'
-      ? { authorization: `Bearer ${opts.token}`, 'x-strait-node': proxy.node }
-      : { authorization: `Bearer ${opts.token}`, 'x-strait-waypoint': `${proxy.namespace}/${proxy.name}` },
+      ? { authorization: `Bearer ${token()}`, 'x-strait-node': proxy.node }
+      : { authorization: `Bearer ${token()}`, 'x-strait-waypoint': `${proxy.namespace}/${proxy.name}` },
     node: proxy.kind === 'ztunnel'
       ? { id: `ztunnel~${proxy.node}~${randomUUID()}`, kind: 'ztunnel', nodeName: proxy.node }
       : { id: `waypoint~${proxy.namespace}/${proxy.name}~${randomUUID()}`, kind: 'waypoint', nodeName: '', namespace: proxy.namespace, name: proxy.name },
