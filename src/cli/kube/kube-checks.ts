@@ -99,7 +99,7 @@ async function crds(client: KubeClient): Promise<Finding> {
     return { section: 'kubernetes', check: 'crds', result: 'warn', detail: `cannot read CustomResourceDefinitions: ${unreadable.sort().join('; ')}`, fix: 'ask for get on customresourcedefinitions.apiextensions.k8s.io to have this checked' };
   }
   if (missing.length > 0 || wrongVersion.length > 0) {
-    const sources = [...new Set(missing.map((t) => t.crd!.from))];
+    const sources = [...new Set(missing.map((t) => t.crd!.from))].sort();
     return {
       section: 'kubernetes', check: 'crds', result: 'fail',
       detail: [missing.length > 0 ? `missing: ${missing.map((t) => t.crd!.name).sort().join(', ')}` : '', ...wrongVersion.sort()].filter(Boolean).join('; '),

@@ -15,8 +15,8 @@ export interface KubeResourceType {
   crd?: { name: string; from: string };
 }
 
-const ISTIO_CRDS = 'Istio\'s CRDs (crds.yaml, or `istioctl install` / the istio base Helm chart)';
-const GATEWAY_CRDS = 'the Gateway API standard CRDs (crds.yaml, or kubernetes-sigs/gateway-api standard-install.yaml)';
+const ISTIO_CRDS = 'Istio\'s CRDs (release 1.28.0: kubectl apply --server-side -f https://raw.githubusercontent.com/istio/istio/1.28.0/manifests/charts/base/files/crd-all.gen.yaml; README "Install on Kubernetes")';
+const GATEWAY_CRDS = 'the Gateway API standard CRDs (v1.4.0: kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.0/standard-install.yaml)';
 
 function core(resource: string, kind: string, namespaced: boolean): KubeResourceType {
   return { group: '', version: 'v1', resource, kind, namespaced };
