@@ -86,14 +86,18 @@ require_state() {
 ipt() { "$IPT" -w -t nat "$@"; }
 
 # change ARGS...: a change to the nat table; printed instead of run in a dry run.
-change() {
+change() { run_change "$IPT" -w -t nat "$@"; }
+
+# run_change CMD ARGS...: one command that changes the node; in a dry run printed instead (words joined by spaces).
+run_change() {
   if [ "$DRY_RUN" = true ]; then
-    printf '%s -w -t nat' "$IPT"
+    printf '%s' "$1"
+    shift
     printf ' %s' "$@"
     printf '\n'
     return 0
   fi
-  "$IPT" -w -t nat "$@" || die "$IPT -w -t nat $* failed (its message is above)"
+  "$@" || die "$* failed (its message is above)"
 }
 
 # valid_port VALUE NAME: dies unless VALUE is a TCP port number.
@@ -267,15 +271,8 @@ nft_change() {
 }
 
 # ip_change ARGS...: one ip(8) command (a change); printed instead of run in a dry run.
-ip_change() {
-  if [ "$DRY_RUN" = true ]; then
-    printf '%s' "$IPROUTE"
-    printf ' %s' "$@"
-    printf '\n'
-    return 0
-  fi
-  "$IPROUTE" "$@" || die "$IPROUTE $* failed (its message is above)"
-}
+ip_change() { run_change "$IPROUTE" "$@"; }
+
 
 # nft_table_exists: the table `ip strait` exists (assumed absent when nft cannot read).
 nft_table_exists() { nft_readable && "$NFT" list table ip "$NFT_TABLE" >/dev/null 2>&1; }

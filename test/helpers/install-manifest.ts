@@ -3,6 +3,7 @@
  * a ServiceAccount of the install may do (e.g. check every request of the double's log against it).
  */
 import { cleanupDaemonSet, renderInstall, type ManifestObject, type RenderOptions } from '../../src/cli/install/manifest.js';
+import type { RequestAttributes } from './kube-apiserver/rbac.js';
 
 export type { ManifestObject } from '../../src/cli/install/manifest.js';
 
@@ -43,14 +44,7 @@ export interface Grant extends PolicyRule {
 }
 
 /** One API request as RBAC sees it (the double's `requests` log has these fields). */
-export interface RbacRequest {
-  verb: string;
-  group: string;
-  resource: string;
-  subresource?: string;
-  namespace?: string;
-  name?: string;
-}
+export type RbacRequest = Omit<RequestAttributes, 'path'>;
 
 /** The objects of daemonset.yaml (or `strait install --image IMAGE`'s), in apply order. */
 export function installObjects(opts: RenderOptions = {}): ManifestObject[] {

@@ -6,6 +6,7 @@
  */
 import { waypointServiceAccount } from './caller-authz.js';
 import type { Gateway } from '../../common/model/types.js';
+import type { KubeOwnerReference } from '../../common/kube/types.js';
 
 export const LABEL_GATEWAY_NAME = 'gateway.networking.k8s.io/gateway-name';
 export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
@@ -75,14 +76,8 @@ export interface KubeObject {
   [k: string]: unknown;
 }
 
-export interface OwnerReference {
-  apiVersion: string;
-  kind: string;
-  name: string;
-  uid: string;
-  controller?: boolean;
-  blockOwnerDeletion?: boolean;
-}
+/** An ownerReference as the API defines it (the shared client's type). */
+export type OwnerReference = KubeOwnerReference;
 
 export interface WaypointObjects {
   serviceAccount: KubeObject;
