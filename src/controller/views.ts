@@ -4,13 +4,14 @@
  * route and policy views. No I/O and no state: the same objects always give the same views.
  */
 import type {
-  AuthorizationPolicy, AuthzRule, ConfigMap, Gateway, MtlsMode, HTTPRoute, Labels, MeshObject, Namespace, PeerAuthentication, Pod,
+  AuthorizationPolicy, AuthzRule, ConfigMap, EndpointSlice, Gateway, MtlsMode, HTTPRoute, Labels, MeshObject, Namespace, PeerAuthentication, Pod,
   Service, VirtualService, DestinationRule, Telemetry,
 } from '../common/model/types.js';
 import type {
   AuthorizationResource, EndpointResource, L4Match, L4Rule, PolicyResource, RouteResource, ServiceResource,
   WaypointRef, WorkloadResource,
 } from '../common/xds/resources.js';
+import { KUBE_ENDPOINTSLICE_CONTROLLER, LABEL_MANAGED_BY, LABEL_SERVICE_NAME } from '../common/model/validate-discovery.js';
 import { compileWaypoints, type L7Report } from './waypoint/index.js';
 
 export const LABEL_DATAPLANE_MODE = 'istio.io/dataplane-mode';
@@ -59,7 +60,7 @@ export interface MeshViews {
  * Kinds whose changes can alter workloads and services. When none of them changed, the previous workloads and
  * services can be passed back to computeViews as `reuse`.
  */
-export const ENDPOINT_KINDS: ReadonlySet<string> = new Set(['Namespace', 'Node', 'Pod', 'Service', 'Gateway']);
+export const ENDPOINT_KINDS: ReadonlySet<string> = new Set(['Namespace', 'Node', 'Pod', 'Service', 'EndpointSlice', 'Gateway']);
 
 export function spiffeIdFor(trustDomain: string, namespace: string, serviceAccount: string): string {
   return `spiffe://${trustDomain}/ns/${namespace}/sa/${serviceAccount}`;
@@ -88,6 +89,8 @@ class MeshIndex {
   readonly destinationRules: DestinationRule[] = [];
   readonly telemetry: Telemetry[] = [];
   readonly configMaps: ConfigMap[] = [];
+  /** EndpointSlices by the "ns/name" of the Service they name (label kubernetes.io/service-name), sorted by name. */
+  readonly slicesByService = new Map<string, EndpointSlice[]>();
 
   constructor(objects: Iterable<MeshObject>) {
     for (const o of objects) {
@@ -105,6 +108,13 @@ class MeshIndex {
         case 'DestinationRule': this.destinationRules.push(o); break;
         case 'Telemetry': this.telemetry.push(o); break;
         case 'ConfigMap': this.configMaps.push(o); break;
+        case 'EndpointSlice': {
+          const svc = o.metadata.labels[LABEL_SERVICE_NAME];
+          if (!svc) break; // warned by validation: it belongs to no Service
+          const key = `${o.metadata.namespace}/${svc}`;
+          (this.slicesByService.get(key) ?? this.slicesByService.set(key, []).get(key)!).push(o);
+          break;
+        }
         case 'Node': break;
       }
     }
@@ -112,6 +122,7 @@ class MeshIndex {
       `${a.metadata.namespace}/${a.metadata.name}` < `${b.metadata.namespace}/${b.metadata.name}` ? -1 : 1;
     this.pods.sort(byKey);
     this.services.sort(byKey);
+    for (const slices of this.slicesByService.values()) slices.sort(byKey);
     for (const p of this.pods) {
       const ns = p.metadata.namespace!;
       (this.podsByNamespace.get(ns) ?? this.podsByNamespace.set(ns, []).get(ns)!).push(p);
@@ -175,7 +186,7 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions, r
     ({ services, workloads } = reuse);
     problems.push(...reuse.endpointProblems);
   } else {
-    ({ services, workloads } = computeEndpoints(idx, opts, bindingFor));
+    ({ services, workloads } = computeEndpoints(idx, opts, bindingFor, problems));
   }
   const endpointProblems = [...problems];
 
@@ -221,20 +232,30 @@ export function computeViews(objects: Iterable<MeshObject>, opts: ViewOptions, r
 type BindingFor = (what: 'service' | 'workload', objKey: string, ns: string, own: Labels) => WaypointRef | undefined;
 
 /** Services with their endpoints, and workloads (with the services selecting them and their waypoint bindings). */
-function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: BindingFor): { services: Map<string, ServiceResource>; workloads: Map<string, WorkloadResource> } {
+function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: BindingFor, problems: BindingProblem[]): { services: Map<string, ServiceResource>; workloads: Map<string, WorkloadResource> } {
   // Services first (workloads list the services that select them).
   const services = new Map<string, ServiceResource>();
   const servicesOfPod = new Map<string, string[]>();
+  const addService = (uid: string, key: string) => {
+    const list = servicesOfPod.get(uid) ?? servicesOfPod.set(uid, []).get(uid)!;
+    if (!list.includes(key)) list.push(key);
+  };
+  const podByAddress = new Map<string, Pod>();
+  for (const pod of idx.pods) {
+    if (isTerminated(pod)) continue;
+    for (const a of pod.status.podIPs.length > 0 ? pod.status.podIPs : pod.status.podIP ? [pod.status.podIP] : []) podByAddress.set(a, pod);
+  }
   for (const svc of idx.services) {
     const ns = svc.metadata.namespace!;
     const key = `${ns}/${svc.metadata.name}`;
-    const endpoints: EndpointResource[] = [];
+    let endpoints: EndpointResource[] = [];
+    const slices = idx.slicesByService.get(key) ?? [];
     if (svc.spec.selector && Object.keys(svc.spec.selector).length > 0) {
       for (const pod of idx.podsByNamespace.get(ns) ?? []) {
         if (isTerminated(pod)) continue;
         if (!matchesSelector(svc.spec.selector, pod.metadata.labels)) continue;
         const uid = `${ns}/${pod.metadata.name}`;
-        (servicesOfPod.get(uid) ?? servicesOfPod.set(uid, []).get(uid)!).push(key);
+        addService(uid, key);
         const address = pod.status.podIP;
         if (!address) continue;
         const named = namedPorts(pod);
@@ -245,6 +266,14 @@ function computeEndpoints(idx: MeshIndex, opts: ViewOptions, bindingFor: Binding
         }
         endpoints.push({ workload: uid, address, ports, healthy: pod.status.ready });
       }
+      // Kubernetes mirrors the selected pods into its own slices; a slice someone else wrote would be a second,
+      // conflicting source of endpoints, which Strait does not merge.
+      for (const slice of slices) {
+        if (slice.metadata.labels[LABEL_MANAGED_BY] === KUBE_ENDPOINTSLICE_CONTROLLER) continue;
+        problems.push({ object: `EndpointSlice/${ns}/${slice.metadata.name}`, message: `names Service ${key}, which has a selector: Strait takes that Service's endpoints from the pods it selects, so this slice is not used (remove the selector to list the endpoints by hand, or delete the slice)` });
+      }
+    } else {
+      endpoints = sliceEndpoints(svc, slices, podByAddress, (uid) => addService(uid, key));
     }
     const vips = svc.spec.clusterIPs.length > 0 ? svc.spec.clusterIPs : svc.spec.clusterIP && svc.spec.clusterIP !== 'None' ? [svc.spec.clusterIP] : [];
     const res: ServiceResource = {
@@ -314,6 +343,37 @@ function namedPorts(pod: Pod): Record<string, number> {
  * Where a waypoint answers: Gateway spec.addresses, else a Service named after the Gateway, else its first
  * ready pod. Unresolved → no address (proxies refuse traffic bound to it, with a clear error).
  */
+/**
+ * The endpoints of a Service without a selector, from its EndpointSlices: the first address of each endpoint (the
+ * addresses are fungible), each Service port mapped to the slice port of the same name, an address listed twice (as
+ * happens while slices are rewritten) counted once. An address that is a pod's (by targetRef, else by IP) is that
+ * pod's workload, so HBONE and policy apply to it; any other address is reached as plain TCP.
+ */
+function sliceEndpoints(svc: Service, slices: EndpointSlice[], podByAddress: Map<string, Pod>, selects: (uid: string) => void): EndpointResource[] {
+  const ns = svc.metadata.namespace!;
+  const out = new Map<string, EndpointResource>();
+  for (const slice of slices) {
+    if (slice.addressType === 'FQDN') continue; // warned by validation
+    const portByName = new Map<string, number>();
+    for (const p of slice.ports) if (p.port !== undefined && p.protocol === 'TCP') portByName.set(p.name ?? '', p.port);
+    const ports: Record<string, number> = {};
+    for (const p of svc.spec.ports) {
+      const target = portByName.get(p.name ?? '');
+      if (target !== undefined) ports[String(p.port)] = target;
+    }
+    for (const e of slice.endpoints) {
+      const address = e.addresses[0];
+      if (!address || out.has(address)) continue;
+      const ref = e.targetRef?.kind === 'Pod' ? `${e.targetRef.namespace ?? ns}/${e.targetRef.name}` : undefined;
+      const byIp = podByAddress.get(address);
+      const uid = ref ?? (byIp ? `${byIp.metadata.namespace}/${byIp.metadata.name}` : '');
+      if (uid) selects(uid);
+      out.set(address, { workload: uid, address, ports, healthy: e.conditions.ready !== false });
+    }
+  }
+  return [...out.values()];
+}
+
 function waypointRef(gw: Gateway, idx: MeshIndex, opts: ViewOptions): WaypointRef {
   const ns = gw.metadata.namespace!;
   const name = gw.metadata.name;

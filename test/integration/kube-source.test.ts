@@ -17,9 +17,13 @@ import { KubeClient, KUBE_TYPES, loadKubeConfig } from '../../src/common/kube/in
 import { silentLogger } from '../../src/common/log.js';
 import { ConfigStore, type SourceEvent, type StoreChange } from '../../src/controller/store.js';
 import { KubeSource, type KindWatcherMetrics } from '../../src/controller/sources/kube/index.js';
+import { watchedKinds } from '../../src/controller/sources/kube/kinds.js';
+
+/** One list and one watch per kind the source reads (the model's kinds, Nodes and EndpointSlices). */
+const KINDS = watchedKinds('istio-system').length;
 import { parseManifests } from '../../src/common/model/parse.js';
 import { XdsClient } from '../../src/common/xds/index.js';
-import { TYPE_AUTHORIZATION, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
+import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD, type ServiceResource } from '../../src/common/xds/resources.js';
 
 const TUNING = { backoffInitialMs: 100, backoffMaxMs: 400, crdRetryMs: 300 };
 
@@ -95,7 +99,8 @@ describe('Kubernetes source (in process)', () => {
     assert.ok(!keys.includes('ConfigMap/shop/unrelated'), 'only the mesh-config ConfigMap is read');
     const listed = listsOf(api, 0).map((r) => `${r.group}/${r.resource}`).sort();
     assert.equal(new Set(listed).size, listed.length, `each kind listed once: ${listed.join(', ')}`);
-    assert.equal(listed.length, 12);
+    assert.equal(listed.length, KINDS);
+    assert.ok(listed.includes('discovery.k8s.io/endpointslices'), 'EndpointSlices are read');
     assert.deepEqual(s.store.problems(), []);
   });
 
@@ -156,7 +161,7 @@ describe('Kubernetes source (in process)', () => {
     const reqFrom = api.requests.length;
     api.compact();
     api.dropWatches();
-    await eventually(() => api.openWatches().length === 12, 5000, 'watches back');
+    await eventually(() => api.openWatches().length === KINDS, 5000, 'watches back');
     assert.deepEqual(listsOf(api, reqFrom), [], 'resumed without a relist');
     const rewatch = api.requests.slice(reqFrom).find((r) => r.verb === 'watch' && r.resource === 'namespaces');
     assert.match(rewatch!.query, new RegExp(`resourceVersion=${bookmarkRv}(&|$)`));
@@ -255,6 +260,7 @@ describe('controller process with --source kubernetes', () => {
   let dir: { path: string; remove: () => void };
   let c: ControllerHandle;
   let xds: XdsClient | undefined;
+  const services = new Map<string, ServiceResource>();
 
   before(async () => {
     api = await startKubeApiServer({ host: '127.0.211.3' });
@@ -281,7 +287,10 @@ describe('controller process with --source kubernetes', () => {
       credentials: c.credentials(),
       metadata: () => ({ authorization: `Bearer ${debugToken}`, 'x-strait-debug': 'kube-source-test' }),
       node: { id: 'debug~kube-source-test~1', kind: 'debug', nodeName: 'node-a' },
-      subscriptions: [TYPE_WORKLOAD, TYPE_AUTHORIZATION].map((typeUrl) => ({ typeUrl, apply: () => {} })),
+      subscriptions: [
+        ...[TYPE_WORKLOAD, TYPE_AUTHORIZATION].map((typeUrl) => ({ typeUrl, apply: () => {} })),
+        { typeUrl: TYPE_SERVICE, apply: (u) => { for (const r of u.added) services.set(r.name, r.body as ServiceResource); for (const n of u.removed) services.delete(n); } },
+      ],
     });
     xds.start();
     await eventually(() => xds!.held(TYPE_WORKLOAD).has('shop/web-1'), 10_000, 'the listed pod');
@@ -306,6 +315,30 @@ describe('controller process with --source kubernetes', () => {
       const metrics = await c.get('/metrics');
       assert.match(metrics.text, /strait_kube_relists_total\{resource="pods",reason="start"\} 1/);
       assert.match(metrics.text, /strait_kube_watch_up\{resource="pods"\} 1/);
+    } finally {
+      client.close();
+    }
+  });
+  it('gives a Service without a selector the endpoints of its EndpointSlices, created, changed and deleted in the API server', async () => {
+    assert.ok(xds, 'the xDS client of the test before');
+    const client = new KubeClient(loadKubeConfig({ kubeconfig: join(dir.path, 'kubeconfig') }));
+    try {
+      await client.create(KUBE_TYPES.Service, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'shop' }, spec: { clusterIP: '10.96.0.9', ports: [{ name: 'sql', port: 5432 }] } } as never);
+      const slice = {
+        apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+        metadata: { name: 'db-1', namespace: 'shop', labels: { 'kubernetes.io/service-name': 'db' } },
+        addressType: 'IPv4',
+        endpoints: [{ addresses: ['10.0.0.1'], targetRef: { kind: 'Pod', name: 'web-1', namespace: 'shop' } }, { addresses: ['192.0.2.7'] }],
+        ports: [{ name: 'sql', port: 15432, protocol: 'TCP' }],
+      };
+      await client.create(KUBE_TYPES.EndpointSlice, slice as never);
+      const eps = () => services.get('shop/db')?.endpoints.map((e) => `${e.workload}|${e.address}|${e.ports['5432']}|${e.healthy}`) ?? [];
+      await eventually(() => eps().length === 2, 5000, 'the slice\'s endpoints');
+      assert.deepEqual(eps(), ['shop/web-1|10.0.0.1|15432|true', '|192.0.2.7|15432|true']);
+      await client.patch(KUBE_TYPES.EndpointSlice, 'db-1', { endpoints: [{ addresses: ['192.0.2.7'], conditions: { ready: false } }] }, { namespace: 'shop' });
+      await eventually(() => eps().join() === '|192.0.2.7|15432|false', 5000, 'the changed slice');
+      await client.delete(KUBE_TYPES.EndpointSlice, 'db-1', { namespace: 'shop' });
+      await eventually(() => services.get('shop/db')?.endpoints.length === 0, 5000, 'no endpoints once the slice is gone');
     } finally {
       client.close();
     }

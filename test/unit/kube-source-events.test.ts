@@ -53,7 +53,7 @@ describe('Kubernetes source: API objects → store events', () => {
     assert.equal(cm.namespace, 'mesh-root');
     assert.equal(cm.fieldSelector, 'metadata.name=istio');
     assert.deepEqual(kinds.find((k) => k.id === 'virtualservices.networking.istio.io')!.types.map((t) => t.version), ['v1', 'v1beta1', 'v1alpha3']);
-    assert.deepEqual(kinds.filter((k) => !k.optional).map((k) => k.id), ['namespaces', 'nodes', 'pods', 'services', 'configmaps/mesh-root/istio']);
+    assert.deepEqual(kinds.filter((k) => !k.optional).map((k) => k.id), ['namespaces', 'nodes', 'pods', 'services', 'endpointslices', 'configmaps/mesh-root/istio']);
   });
 });
 

@@ -237,14 +237,16 @@ test('every ServiceAccount a pod or binding names exists, and only the controlle
   assert.deepEqual(grantsFor(rbac, { namespace: SYSTEM_NAMESPACE, name: 'strait-ztunnel' }), [], 'the ztunnel asks nothing of the API server');
 });
 
-test('RBAC: list/watch exactly the kinds the source reads (the config model\'s and Nodes; EndpointSlices are not read), writes only what the controller writes', () => {
+test('RBAC: list/watch exactly the kinds the source reads (the config model\'s, Nodes, and EndpointSlices for selector-less Services), writes only what the controller writes', () => {
   const grants = grantsFor(rbacOf(objects), { namespace: SYSTEM_NAMESPACE, name: 'strait-controller' });
   const readable = new Set(grants.filter((g) => g.verbs.includes('list') && g.verbs.includes('watch') && !g.namespace).flatMap((g) => g.apiGroups.flatMap((grp) => g.resources.map((r) => `${r}.${grp}`))));
   // Core kinds of the config model, as the API names their resources, plus what the source needs to place pods and endpoints.
   const modelCore = ['Namespace', 'Pod', 'Service', 'ConfigMap', 'Node'];
   for (const kind of modelCore) assert.ok(isSupportedKind(kind), `${kind} is a kind of the config model`);
+  assert.ok(isSupportedKind('EndpointSlice'), 'EndpointSlice is a kind of the config model');
   const expected = new Set([
     ...modelCore.map((k) => `${k.toLowerCase()}s.`),
+    'endpointslices.discovery.k8s.io',
     ...REQUIRED_CRDS.map((c) => c.name),
   ]);
   for (const c of REQUIRED_CRDS) assert.ok(isSupportedKind(c.kind), `${c.kind} is a kind of the config model`);

@@ -69,7 +69,7 @@ test('a number where a label value belongs suggests quoting it', () => {
 
 test('an unsupported kind lists the supported apiVersions and kinds', () => {
   assert.deepEqual(rejected({ apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'web' } }), [
-    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service, ConfigMap (v1); ' +
+    'policies.yaml doc 3 Deployment web: kind: "Deployment" is not supported; supported kinds: Namespace, Node, Pod, Service, ConfigMap (v1); EndpointSlice (discovery.k8s.io/v1); ' +
       'AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); ' +
       'Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
@@ -77,7 +77,7 @@ test('an unsupported kind lists the supported apiVersions and kinds', () => {
 
 test('Istio and Gateway API kinds Strait does not implement are warnings that say so, not errors', () => {
   const cases: [string, string, string][] = [
-    ['networking.istio.io/v1', 'ServiceEntry', 'Strait\'s registry holds only Services and Pods; connections to destinations outside the mesh pass through as plain TCP'],
+    ['networking.istio.io/v1', 'ServiceEntry', 'Strait\'s registry holds only Services, Pods and EndpointSlices (give a Service without a selector a slice to name outside addresses); connections to destinations outside the mesh pass through as plain TCP'],
     ['networking.istio.io/v1', 'Gateway', 'Istio ingress and egress gateways do not exist in Strait (a waypoint is a gateway.networking.k8s.io Gateway with gatewayClassName istio-waypoint)'],
     ['networking.istio.io/v1beta1', 'Sidecar', 'it configures sidecar proxies, and ambient mode has none'],
     ['networking.istio.io/v1alpha3', 'EnvoyFilter', 'it patches Envoy configuration, and Strait\'s proxies are not Envoy'],
@@ -121,7 +121,7 @@ test('a known kind under the wrong apiVersion names the right ones', () => {
 test('a missing apiVersion or kind is reported, and a non-mapping document too', () => {
   assert.deepEqual(rejected({ metadata: { name: 'x' } }), [
     'policies.yaml doc 3: apiVersion: required field is missing; e.g. "v1" or "security.istio.io/v1"',
-    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service, ConfigMap (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
+    'policies.yaml doc 3: kind: required field is missing; supported: Namespace, Node, Pod, Service, ConfigMap (v1); EndpointSlice (discovery.k8s.io/v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); VirtualService, DestinationRule (networking.istio.io/v1, v1beta1, v1alpha3); Telemetry (telemetry.istio.io/v1, v1alpha1); Gateway, HTTPRoute (gateway.networking.k8s.io/v1, v1beta1)',
   ]);
   assert.deepEqual(rejected(['a', 'b']), ['policies.yaml doc 3: expected a mapping with apiVersion, kind and metadata, got a list']);
 });

@@ -8,7 +8,7 @@
 /** API group → kind → what the object is for and what happens instead in Strait. */
 const IGNORED: Readonly<Record<string, Readonly<Record<string, string>>>> = {
   'networking.istio.io': {
-    ServiceEntry: 'Strait\'s registry holds only Services and Pods; connections to destinations outside the mesh pass through as plain TCP',
+    ServiceEntry: 'Strait\'s registry holds only Services, Pods and EndpointSlices (give a Service without a selector a slice to name outside addresses); connections to destinations outside the mesh pass through as plain TCP',
     Gateway: 'Istio ingress and egress gateways do not exist in Strait (a waypoint is a gateway.networking.k8s.io Gateway with gatewayClassName istio-waypoint)',
     Sidecar: 'it configures sidecar proxies, and ambient mode has none',
     EnvoyFilter: 'it patches Envoy configuration, and Strait\'s proxies are not Envoy',

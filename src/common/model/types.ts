@@ -100,6 +100,38 @@ export interface Service {
   };
 }
 
+// ---------- discovery.k8s.io/v1 ----------
+
+/** One endpoint of an EndpointSlice: in practice its first address is the one used (Kubernetes: "fungible"). */
+export interface EndpointSliceEndpoint {
+  addresses: string[];
+  conditions: {
+    /** Absent means unknown, which Kubernetes tells consumers to treat as ready. */
+    ready?: boolean;
+    serving?: boolean;
+    terminating?: boolean;
+  };
+  /** The object behind the endpoint (usually a Pod). */
+  targetRef?: { kind: string; name: string; namespace?: string };
+  nodeName?: string;
+}
+export interface EndpointSlicePort {
+  /** Matches the Service port of the same name ("" or absent for an unnamed port). */
+  name?: string;
+  /** Absent means "all ports", which Strait cannot route (no destination port): such a port is warned and unused. */
+  port?: number;
+  protocol: 'TCP' | 'UDP' | 'SCTP';
+  appProtocol?: string;
+}
+export interface EndpointSlice {
+  apiVersion: 'discovery.k8s.io/v1';
+  kind: 'EndpointSlice';
+  metadata: ObjectMeta;
+  addressType: 'IPv4' | 'IPv6' | 'FQDN';
+  endpoints: EndpointSliceEndpoint[];
+  ports: EndpointSlicePort[];
+}
+
 export interface ConfigMap {
   apiVersion: 'v1';
   kind: 'ConfigMap';
@@ -454,6 +486,7 @@ export type MeshObject =
   | Pod
   | Service
   | ConfigMap
+  | EndpointSlice
   | AuthorizationPolicy
   | PeerAuthentication
   | VirtualService

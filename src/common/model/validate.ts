@@ -15,6 +15,7 @@ import {
   isDns1123Subdomain,
 } from './formats.js';
 import { validateNamespace, validateNode, validatePod, validateService } from './validate-core.js';
+import { validateEndpointSlice } from './validate-discovery.js';
 import { validateConfigMap } from './validate-mesh-config.js';
 import { validateAuthorizationPolicy, validatePeerAuthentication } from './validate-security.js';
 import { validateDestinationRule, validateVirtualService } from './validate-networking.js';
@@ -68,6 +69,7 @@ const KINDS: readonly KindInfo[] = [
   { kind: 'Pod', apiVersions: ['v1'], nameFormat: 'dns1123-subdomain', readsStatus: true, validate: validatePod },
   { kind: 'Service', apiVersions: ['v1'], nameFormat: 'dns1035-label', readsStatus: false, validate: validateService },
   { kind: 'ConfigMap', apiVersions: ['v1'], nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateConfigMap, body: ['data', 'binaryData', 'immutable'] },
+  { kind: 'EndpointSlice', apiVersions: ['discovery.k8s.io/v1'], nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateEndpointSlice, body: ['addressType', 'endpoints', 'ports'] },
   { kind: 'AuthorizationPolicy', apiVersions: ISTIO_SECURITY, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateAuthorizationPolicy },
   { kind: 'PeerAuthentication', apiVersions: ISTIO_SECURITY, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validatePeerAuthentication },
   { kind: 'VirtualService', apiVersions: ISTIO_NETWORKING, nameFormat: 'dns1123-subdomain', readsStatus: false, validate: validateVirtualService },
@@ -84,7 +86,7 @@ export function isSupportedKind(kind: string): boolean {
   return KIND_BY_NAME.has(kind);
 }
 
-/** "Namespace, Node, Pod, Service, ConfigMap (v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); ..." */
+/** "Namespace, Node, Pod, Service, ConfigMap (v1); EndpointSlice (discovery.k8s.io/v1); AuthorizationPolicy, PeerAuthentication (security.istio.io/v1, v1beta1); ..." */
 export const SUPPORTED_KINDS_TEXT: string = (() => {
   const groups = new Map<string, string[]>();
   for (const k of KINDS) {

@@ -64,7 +64,7 @@ export interface ServicePortResource {
 }
 
 export interface EndpointResource {
-  /** Workload uid ("ns/pod"). */
+  /** Workload uid ("ns/pod"); "" for an address that is no workload (from a selector-less Service's EndpointSlice). */
   workload: string;
   address: string;
   /** service port -> workload port */

@@ -154,6 +154,9 @@ export class Backends {
       if (!workload) return undefined;
       for (const [k, v] of Object.entries(subsetLabels)) if (workload.labels[k] !== v) return undefined;
     }
+    // An address that is no workload (a selector-less Service's EndpointSlice listing something outside the mesh) is
+    // reached in plain TCP; a workload not (yet) in the state is skipped until it is.
+    if (ep.workload === '') return { key: `${ep.address}:${port}`, address: ep.address, port, workload: undefined, identity: '', plaintext: true };
     const identity = workload?.identity;
     if (!identity) return undefined;
     return { key: `${ep.address}:${port}`, address: ep.address, port, workload, identity, plaintext: workload.protocol !== 'HBONE' };

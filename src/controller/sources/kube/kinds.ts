@@ -1,5 +1,6 @@
 /**
- * What the Kubernetes source lists and watches: the core kinds the config model reads, the mesh-config ConfigMap
+ * What the Kubernetes source lists and watches: the core kinds the config model reads (and EndpointSlices, the
+ * endpoints of Services without a selector), the mesh-config ConfigMap
  * `istio` in the root namespace (only that one: other ConfigMaps are none of Strait's business), and the Istio and
  * Gateway API kinds of the model. Custom kinds are optional (their CRD may be missing) and are tried in the
  * versions the model accepts, newest first, so a cluster with only older CRD versions works too.
@@ -35,6 +36,7 @@ export function watchedKinds(rootNamespace: string): WatchedKind[] {
     core(KUBE_TYPES.Node),
     core(KUBE_TYPES.Pod),
     core(KUBE_TYPES.Service),
+    core(KUBE_TYPES.EndpointSlice),
     core(KUBE_TYPES.ConfigMap, { id: `configmaps/${rootNamespace}/${MESH_CONFIGMAP_NAME}`, namespace: rootNamespace, fieldSelector: `metadata.name=${MESH_CONFIGMAP_NAME}` }),
     custom(KUBE_TYPES.AuthorizationPolicy, ISTIO_SECURITY),
     custom(KUBE_TYPES.PeerAuthentication, ISTIO_SECURITY),
