@@ -3,6 +3,8 @@ import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.j
 import { setFlagsFromString } from 'node:v8';
 import { WAYPOINT_V8_FLAGS, parseWaypointConfig } from '../waypoint/config.js';
 import { onShutdown } from './shutdown.js';
+import { editDistance } from '../common/edit-distance.js';
+import { StraitError } from '../common/errors.js';
 import { waypointApplyCommand, waypointDeleteCommand, waypointListCommand } from './waypoint-admin.js';
 
 /** Request access-log lines go through a buffer this size rather than synchronously (as the ztunnel's, see its LOG_BUFFER_BYTES). */
@@ -45,7 +47,10 @@ function waypointRunCommand(): Command {
     .option('--hbone-max-streams <n>', 'concurrent tunnels each client HBONE connection may open (default 100)  [env STRAIT_HBONE_MAX_STREAMS]')
     .option('--xds-max-message-size <bytes>', 'largest xDS response accepted (default 64MiB)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--port-offset <n>', 'add n to every standard port (several waypoints on one address)')
+    // `run` is the default: a misspelt subcommand (`strait waypoint lsit`) lands here as an argument.
+    .allowExcessArguments(true)
     .action(async (flags, cmd: Command) => {
+      if (cmd.args.length > 0) throw unknownSubcommand(cmd.args[0]!);
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseWaypointConfig(process.env, flags);
       const log = createRootLogger({ component: 'waypoint', level: globals.logLevel, format: globals.logFormat, base: { waypoint: `${config.namespace}/${config.name}` }, asyncBufferBytes: LOG_BUFFER_BYTES, asyncMinBytes: LOG_BATCH_BYTES });
@@ -57,4 +62,11 @@ function waypointRunCommand(): Command {
       await running.stopped;
       process.exit(0);
     });
+}
+
+const SUBCOMMANDS = ['run', 'apply', 'list', 'delete'];
+
+function unknownSubcommand(word: string): StraitError {
+  const near = SUBCOMMANDS.find((c) => editDistance(c, word) <= 2);
+  return new StraitError('STRAIT_ERR_CONFIG', `strait waypoint has no command "${word}"${near ? ` (did you mean "${near}"?)` : ''}: use one of ${SUBCOMMANDS.join(', ')} (run is the default: strait waypoint --waypoint NS/NAME ...)`);
 }

@@ -9,6 +9,7 @@ import type { AuthzSource, MeshObject, Pod, Service } from '../../common/model/t
 import { LAB_NET } from '../address-base.js';
 import { DEMO_ANNOTATIONS } from '../demo-annotations.js';
 import { DEMO_APP_IMAGE, planDemoApps, planWaypoints, type PlannedApp, type PlannedWaypoint } from '../plan.js';
+import { editDistance } from '../../common/edit-distance.js';
 
 /** The pod annotation naming a shell command the lab runs in the pod's namespace (`/bin/sh -c`). */
 export const ANNOTATION_LAB_COMMAND = 'strait.dev/lab-command';
@@ -208,17 +209,6 @@ export function planLab(objects: readonly MeshObject[], opts: LabPlanOptions = {
   const labServices = planServices(services, pods, labPods, problems, errors, claim);
   warnIpBlocks(objects, problems);
   return { nodes, pods: labPods, waypoints, services: labServices, problems, errors };
-}
-
-/** Levenshtein distance (small strings: annotation names). */
-function editDistance(a: string, b: string): number {
-  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const cur = [i];
-    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    prev = cur;
-  }
-  return prev[b.length]!;
 }
 
 function planNodes(objects: readonly MeshObject[], opts: LabPlanOptions, problems: string[], errors: string[]): LabNode[] {
