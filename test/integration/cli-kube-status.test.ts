@@ -126,7 +126,7 @@ describe('strait check of a cluster', () => {
     assert.deepEqual(r.report.findings.map((f) => [f.check, f.result]), [['kubeconfig', 'pass'], ['kubernetes-api', 'pass'], ['permissions', 'pass'], ['crds', 'fail']]);
     const crds = find(r.report, 'crds');
     assert.equal(crds.detail, 'missing: authorizationpolicies.security.istio.io, destinationrules.networking.istio.io, gateways.gateway.networking.k8s.io, httproutes.gateway.networking.k8s.io, peerauthentications.security.istio.io, telemetries.telemetry.istio.io, virtualservices.networking.istio.io');
-    assert.match(crds.fix!, /Istio's CRDs .* and the Gateway API standard CRDs/);
+    assert.match(crds.fix!, /^install Gateway API \(standard channel\) CRDs \(release v1\.4\.0: kubectl apply --server-side -f \S+standard-install\.yaml; README "Install on Kubernetes"\) and Istio CRDs \(release 1\.28\.0: kubectl apply --server-side -f \S+crd-all\.gen\.yaml; /);
     api.installCrds();
     const ok = await check(['--kubeconfig', kubeconfig]);
     assert.equal(ok.code, 0, JSON.stringify(ok.report));

@@ -3,6 +3,8 @@
  * resources the CustomResourceDefinition that serves them. A request names one of these rather than building paths.
  */
 
+import { CRD_SOURCES, type CrdSourceName } from '../model/crds.js';
+
 export interface KubeResourceType {
   /** API group; '' for the core group. */
   group: string;
@@ -15,8 +17,13 @@ export interface KubeResourceType {
   crd?: { name: string; from: string };
 }
 
-const ISTIO_CRDS = 'Istio\'s CRDs (release 1.28.0: kubectl apply --server-side -f https://raw.githubusercontent.com/istio/istio/1.28.0/manifests/charts/base/files/crd-all.gen.yaml; README "Install on Kubernetes")';
-const GATEWAY_CRDS = 'the Gateway API standard CRDs (v1.4.0: kubectl apply --server-side -f https://github.com/kubernetes-sigs/gateway-api/releases/download/v1.4.0/standard-install.yaml)';
+/** Where the CRDs of a project come from, for messages: built from the releases src/common/model/crds.ts names. */
+function crdsOf(name: CrdSourceName): string {
+  const src = CRD_SOURCES[name];
+  return `${src.project} CRDs (release ${src.release}: ${src.install}; README "Install on Kubernetes")`;
+}
+const ISTIO_CRDS = crdsOf('istio');
+const GATEWAY_CRDS = crdsOf('gateway-api');
 
 function core(resource: string, kind: string, namespaced: boolean): KubeResourceType {
   return { group: '', version: 'v1', resource, kind, namespaced };
