@@ -9,6 +9,7 @@ import { once } from 'node:events';
 import { createWriteStream, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CPU_PROF_ENV, CPU_PROF_ROLES_ENV } from './datapath-profiler.js';
+import { childPids } from './datapath-stats.js';
 
 /** The compiled CLI (this file runs from dist/bench/lib/). */
 export const STRAIT_BIN = new URL('../../src/cli/strait.js', import.meta.url).pathname;
@@ -69,6 +70,8 @@ export interface MeshOptions {
   /** If set, each ztunnel writes a CPU profile here between two SIGUSR2 (see datapath-profiler.ts). */
   cpuProfileDir?: string;
   readyTimeoutMs?: number;
+  /** More `strait up` arguments (e.g. `--workers 2`). */
+  upArgs?: string[];
 }
 
 /** `strait up` on the bench manifests. */
@@ -103,7 +106,7 @@ export class BenchMesh {
     }
     // Access logs are info lines, one per connection: warn keeps the ztunnels from logging on the hot path.
     this.proc = spawn(process.execPath, [STRAIT_BIN, '--log-level', this.opts.logLevel ?? 'warn', 'up', this.manifestDir, '--state-file', this.stateFile,
-      '--log-dir', this.logDir, '--data-dir', this.dataDir, '--controller-address', this.opts.controllerAddress ?? CONTROLLER_IP], { stdio: ['ignore', 'pipe', 'pipe'], env });
+      '--log-dir', this.logDir, '--data-dir', this.dataDir, '--controller-address', this.opts.controllerAddress ?? CONTROLLER_IP, ...(this.opts.upArgs ?? [])], { stdio: ['ignore', 'pipe', 'pipe'], env });
     const out = createWriteStream(this.upLog);
     this.proc.stdout!.pipe(out);
     this.proc.stderr!.pipe(out);
@@ -142,9 +145,19 @@ export class BenchMesh {
     return { [`ztunnel/${NODE_A.name}`]: this.state.nodes[NODE_A.name]!.pid, [`ztunnel/${NODE_B.name}`]: this.state.nodes[NODE_B.name]!.pid };
   }
 
+  /** The ztunnels' processes by name: each primary and, with `--workers N`, its workers ("ztunnel/node-a/w<pid>"). */
+  ztunnelProcesses(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [name, pid] of Object.entries(this.ztunnelPids())) {
+      out[name] = pid;
+      for (const child of childPids(pid)) out[`${name}/w${child}`] = child;
+    }
+    return out;
+  }
+
   /** Every process of the mesh: strait up, the controller, the ztunnels, the waypoints. */
   allPids(): number[] {
-    return [this.proc?.pid ?? 0, this.state.controller.pid, ...Object.values(this.state.nodes).map((n) => n.pid),
+    return [this.proc?.pid ?? 0, this.state.controller.pid, ...Object.values(this.state.nodes).flatMap((n) => [n.pid, ...childPids(n.pid)]),
       ...Object.values(this.state.waypoints ?? {}).map((w) => w.pid)].filter((p) => p > 0);
   }
 

@@ -2,7 +2,7 @@
  * Numbers for the data-path benchmark: latency samples and their percentiles, process CPU and memory from
  * /proc, and the plain-text table. No I/O besides reading /proc.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 
 /** Latency samples in nanoseconds, kept in a preallocated array (no allocation per request). */
 export class Samples {
@@ -91,6 +91,19 @@ export function cpuTimes(pid: number): { user: number; system: number } | undefi
 export function cpuSeconds(pid: number): number | undefined {
   const t = cpuTimes(pid);
   return t && t.user + t.system;
+}
+
+/** The direct children of a process (every thread's `children` list in /proc), e.g. a ztunnel's workers. */
+export function childPids(pid: number): number[] {
+  const out: number[] = [];
+  try {
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      try {
+        for (const c of readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8').trim().split(/\s+/)) if (c) out.push(Number(c));
+      } catch { /* the thread ended */ }
+    }
+  } catch { /* the process ended */ }
+  return out;
 }
 
 /** VmRSS and VmHWM of a process, in MiB. */
