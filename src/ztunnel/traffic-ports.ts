@@ -1,5 +1,5 @@
 /**
- * The ztunnel's traffic ports on the node address (DESIGN §2): 15080 SOCKS5 and 15001 captured outbound (both to
+ * The ztunnel's traffic ports on the node address (DESIGN §2): 15080 SOCKS5 (on 127.0.0.1 under capture) and 15001 captured outbound (both to
  * the outbound handler), 15006 captured plaintext inbound, 15008 HBONE. A captured connection without an original
  * destination (nothing redirected it) is reset with one warning line. Under capture the plaintext listener is also
  * transparent: a connection that the node's own NAT sent to an enrolled pod (a Service VIP resolved by kube-proxy or
@@ -53,7 +53,10 @@ export async function openTrafficPorts(d: TrafficPortsDeps): Promise<void> {
       return undefined;
     }
   };
-  await listen(d.ports.socks5, 'SOCKS5', (s) => {
+  // Under capture pods need no proxy: SOCKS5 stays on the node's loopback instead of the wildcard address the
+  // capture ports need, so the pod network is not offered it (it would refuse non-enrolled sources anyway).
+  const socksAddress = d.transparent === true ? '127.0.0.1' : d.address;
+  await d.listeners.listen(socksAddress, d.ports.socks5, 'SOCKS5', (s) => {
     acceptSocks5(s).then(
       (req) => outbound.handle(req.socket, s.remoteAddress ?? '', { host: req.target.host, port: req.target.port }, socksResponder(req)),
       (err) => log.debug({ 'src.addr': s.remoteAddress, err: errorMessage(err) }, 'SOCKS5 handshake failed'),

@@ -145,6 +145,21 @@ test('a hostile enrolled pod cannot reach its node\'s localhost (admin, /quitqui
     });
   }
 
+  await t.test('SOCKS5 is on the node\'s loopback only under capture: a pod cannot connect to it, the node can', async () => {
+    const r = await l.runNodeScript(bNs, `
+      import net from 'node:net';
+      const s = net.connect({ host: '${toB.a.address}', port: 15080 });
+      s.on('connect', () => { console.log(JSON.stringify({ connected: true })); s.destroy(); });
+      s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));`, [], { timeoutMs: 10_000 });
+    assert.match(r.stdout, /"error":"ECONNREFUSED"/, r.stdout);
+    const local = await l.runNodeScript(nodeNs, `
+      import net from 'node:net';
+      const s = net.connect({ host: '127.0.0.1', port: 15080 });
+      s.on('connect', () => { console.log(JSON.stringify({ connected: true })); s.destroy(); });
+      s.on('error', (e) => console.log(JSON.stringify({ error: e.code })));`, [], { timeoutMs: 10_000 });
+    assert.match(local.stdout, /"connected":true/, local.stdout);
+  });
+
   await t.test('a pod knocking on the capture ports directly is reset, counted, and logged a few times, not once per connection', async () => {
     const mark = ztunnel.lines.length;
     const n = 40;
