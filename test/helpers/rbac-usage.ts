@@ -54,14 +54,16 @@ export function unusedPermissions(grants: readonly Grant[], requests: readonly R
   );
 }
 
-/** Requests answered 401 or 403, described as RBAC sees them. */
+/** Requests answered 401 or 403, described as RBAC sees them, each once (with "×N" when it was refused N times). */
 export function refusedRequests(requests: readonly RequestLogEntry[]): string[] {
-  return requests
-    .filter((r) => r.code === 401 || r.code === 403)
-    .map((r) => {
-      const what = r.resource === '' ? `path ${r.path}` : `${r.resource}${r.subresource ? `/${r.subresource}` : ''}${r.group ? `.${r.group}` : ''}`;
-      const where = r.namespace !== undefined ? ` in namespace ${r.namespace}` : '';
-      const name = r.name !== undefined ? ` named ${r.name}` : '';
-      return `${r.code} for ${r.user || 'an unauthenticated client'}: ${r.verb} ${what}${where}${name} (${r.method} ${r.path})`;
-    });
+  const counts = new Map<string, number>();
+  for (const r of requests) {
+    if (r.code !== 401 && r.code !== 403) continue;
+    const what = r.resource === '' ? `path ${r.path}` : `${r.resource}${r.subresource ? `/${r.subresource}` : ''}${r.group ? `.${r.group}` : ''}`;
+    const where = r.namespace !== undefined ? ` in namespace ${r.namespace}` : '';
+    const name = r.name !== undefined ? ` named ${r.name}` : '';
+    const line = `${r.code} for ${r.user || 'an unauthenticated client'}: ${r.verb} ${what}${where}${name} (${r.method} ${r.path})`;
+    counts.set(line, (counts.get(line) ?? 0) + 1);
+  }
+  return [...counts].map(([line, n]) => (n > 1 ? `${line} ×${n}` : line));
 }

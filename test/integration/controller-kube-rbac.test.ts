@@ -40,6 +40,8 @@ const AUDIENCE = DEFAULT_TOKEN_AUDIENCE;
 const TIMING = ['--lease-duration', '3s', '--renew-deadline', '2s', '--retry-period', '500ms'];
 const GATEWAY = 'gateway.networking.k8s.io/v1';
 const ZT_POD = 'strait-ztunnel-aaaaa';
+/** A replica is ready once its source has synced (listed every kind) and it holds the CA root. */
+const READY_MS = 15_000;
 
 /** A JWT-shaped projected token: the double's review function, not a signature, decides whose it is. */
 const ZT_TOKEN = ['e30', Buffer.from(JSON.stringify({ sub: ZT_POD, exp: Math.floor(Date.now() / 1000) + 3600 })).toString('base64url'), 'c2ln'].join('.');
@@ -63,6 +65,8 @@ describe('daemonset.yaml RBAC against the controller\'s real requests (two repli
   const objects = installObjects();
   const controllerGrants = grantsFor(rbacOf(objects), CONTROLLER_SA);
   const replicas = new Map<Replica, { proc: StraitProcess; xds: string; admin: string; rootFile: string }>();
+  /** Every controller process, ready or not, so that after() stops them all. */
+  const started: StraitProcess[] = [];
   /** The request log of the scenario, before the tests that break the roles on purpose. */
   let scenario: RequestLogEntry[] = [];
   let ztPodUid = '';
@@ -90,7 +94,14 @@ describe('daemonset.yaml RBAC against the controller\'s real requests (two repli
     }
     const kubeconfig = api.writeKubeconfig(join(dir.path, `${name}.kubeconfig`), { token });
     const proc = StraitProcess.start([...args, '--kubeconfig', kubeconfig, ...TIMING], env);
-    const ready = await proc.waitFor((l) => l.msg === 'controller ready', 30_000, `${name} ready`);
+    started.push(proc);
+    let ready;
+    try {
+      ready = await proc.waitFor((l) => l.msg === 'controller ready', READY_MS, `${name} ready`);
+    } catch (err) {
+      // A refused list or watch keeps the source from syncing: say which.
+      throw new Error(`${String(err)}; requests refused meanwhile: ${JSON.stringify(refusedRequests(api.requests), null, 1)}`);
+    }
     replicas.set(name, { proc, xds: ready['xds'] as string, admin: ready['admin'] as string, rootFile: ready['rootCert'] as string });
   };
   const isLeader = async (name: Replica) => metricValue(await (await fetch(`http://${replicas.get(name)!.admin}/metrics`)).text(), 'strait_controller_leader') === 1;
@@ -119,7 +130,7 @@ describe('daemonset.yaml RBAC against the controller\'s real requests (two repli
   });
 
   after(async () => {
-    for (const r of replicas.values()) await r.proc.stop(10_000);
+    await Promise.all(started.map((p) => p.stop(10_000)));
     await api?.close();
     dir.remove();
   });
