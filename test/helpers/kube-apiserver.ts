@@ -58,6 +58,12 @@ export interface KubeApiServerOptions {
   bookmarkIntervalMs?: number;
   /** Creating a namespaced object in a namespace that does not exist is 404, as the NamespaceLifecycle admission does (default true). */
   namespaceLifecycle?: boolean;
+  /**
+   * How long dependents outlive their deleted owner before garbage collection removes them (default 0: at once). A
+   * cluster's garbage collector (kube-controller-manager) works from its own watches, so owners' controllers may see
+   * the deletion, and clean up themselves, before it does.
+   */
+  garbageCollectionDelayMs?: number;
   /** Create the namespaces `default` and `kube-system` at start (default true). */
   seedNamespaces?: boolean;
   /** More resource types to serve. */
@@ -146,7 +152,7 @@ export class KubeApiServer {
     this.tokenReview = opts.tokenReview;
     this.#kinds = new KindRegistry([...DEFAULT_KINDS, ...(opts.kinds ?? [])]);
     this.#store = new ObjectStore(opts.historyLimit ?? 10_000);
-    this.#ops = new ObjectOps(this.#store, this.#kinds, { namespaceLifecycle: opts.namespaceLifecycle ?? true });
+    this.#ops = new ObjectOps(this.#store, this.#kinds, { namespaceLifecycle: opts.namespaceLifecycle ?? true, ...(opts.garbageCollectionDelayMs ? { garbageCollectionDelayMs: opts.garbageCollectionDelayMs } : {}) });
     this.tls = makeDoubleTls(this.host);
     this.#tokens.set(this.adminToken, { username: 'kubernetes-admin', groups: ['system:masters', 'system:authenticated'] });
     this.#server = https.createServer({ cert: this.tls.cert, key: this.tls.key, ca: this.tls.caCert, requestCert: true, rejectUnauthorized: false }, (req, res) => {

@@ -58,7 +58,7 @@ export class ObjectOps {
   constructor(
     readonly store: ObjectStore,
     readonly kinds: KindRegistry,
-    readonly opts: { namespaceLifecycle: boolean },
+    readonly opts: { namespaceLifecycle: boolean; garbageCollectionDelayMs?: number },
   ) {}
 
   get(k: KindDef, namespace: string | undefined, name: string): Obj {
@@ -187,6 +187,7 @@ export class ObjectOps {
     if (!gone) return undefined;
     const uid = gone['metadata'].uid as string;
     if (propagation === 'Orphan') this.#orphan(uid);
+    else if (this.opts.garbageCollectionDelayMs) setTimeout(() => this.#collect(uid), this.opts.garbageCollectionDelayMs).unref();
     else setImmediate(() => this.#collect(uid));
     return gone;
   }
