@@ -1,0 +1,89 @@
+/**
+ * A ztunnel data-plane worker (--workers N > 1, dataplane/workers/protocol.ts): the data path of startDataPlane,
+ * with a state fed by the primary and certificates asked from it. No controller link, no capture, no admin ports.
+ */
+import type { Logger } from '../common/log.js';
+import { LogLevels } from '../dataplane/runtime/log-levels.js';
+import { ProxyState } from '../dataplane/state/proxy-state.js';
+import { applyToProxyState } from '../dataplane/workers/feeding-state.js';
+import type { CertOverIpc } from '../dataplane/workers/protocol.js';
+import { PrimaryLink } from '../dataplane/workers/worker.js';
+import type { RequestHandler } from '../dataplane/workers/requests.js';
+import { perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
+import type { ZtunnelConfig } from './config.js';
+import { readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
+import { ZtunnelIdentities, type CertFetch } from './identities.js';
+import { ZtunnelMetrics } from './metrics.js';
+import type { NofileLimit } from './capture/original-dst.js';
+import { startDataPlane } from './app.js';
+
+/** How long a worker waits for the primary's rotation when the primary still holds the certificate it has. */
+const ROTATION_WAIT_MS = 30_000;
+
+/**
+ * Certificates from the primary (one CSR per identity for the whole ztunnel). The worker's CertStore renews at half
+ * life as the primary's does; if the primary has not rotated yet it answers with the certificate the worker holds,
+ * and the worker then waits for the primary's `cert-rotated` before asking again.
+ */
+function primaryFetch(link: PrimaryLink, held: (identity: string) => string | undefined): CertFetch {
+  const ask = (identity: string) => link.requests.request<CertOverIpc>('cert', identity);
+  return async (id) => {
+    const identity = id.toString();
+    const got = await ask(identity);
+    if (got.certChainPem[0] !== held(identity)) return got;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(done, ROTATION_WAIT_MS);
+      function done() { clearTimeout(t); link.off('cert-rotated', onRotated); resolve(); }
+      function onRotated(rotated: string) { if (rotated === identity) done(); }
+      link.on('cert-rotated', onRotated);
+    });
+    return ask(identity);
+  };
+}
+
+export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile: NofileLimit | { error: string }): Promise<void> {
+  const state = new ProxyState();
+  // Filled once the data path is up; the primary's requests before that are answered with an error.
+  const handlers: Record<string, RequestHandler> = {};
+  let logs: LogLevels | undefined;
+  const link = await PrimaryLink.connect({
+    log: root,
+    apply: (u) => { if (!applyToProxyState(state, u)) root.warn({ store: u.store }, 'BUG: state update for an unknown store'); },
+    handlers,
+    onLogLevel: (level) => logs?.set(level),
+  });
+  const log = root.child({ worker: link.slot });
+  logs = new LogLevels(log);
+  const fdLimits = resolveFdLimits(nofile, readProcSelfLimits());
+  const metrics = new ZtunnelMetrics();
+  const perWorker = perWorkerMetrics(metrics.registry, String(link.slot));
+  let identities: ZtunnelIdentities | undefined;
+  identities = new ZtunnelIdentities(state, cfg.nodeName, primaryFetch(link, (id) => identities?.peek(id)?.certChainPem[0]), logs.child({ part: 'certs' }));
+  const dp = await startDataPlane(cfg, { state, identities, metrics, logs, log, fdLimits, onAccept: perWorker.accepted }).catch((err: unknown) => {
+    link.failed(err);
+    return undefined;
+  });
+  if (!dp) return;
+  identities.sync(); // the snapshot came before the identities existed
+
+  Object.assign(handlers, {
+    metrics: async () => { dp.sampleMetrics(); return metrics.registry.getMetricsAsJSON(); },
+    dump: () => dp.dump(),
+    connections: () => dp.connections(),
+  } satisfies Record<string, RequestHandler>);
+
+  let last = '';
+  const report = () => {
+    const certs = identities!.allReady();
+    const detail = certs ? {} : { certificates: 'waiting for workload certificates' };
+    const key = `${certs}`;
+    if (key === last) return;
+    last = key;
+    link.ready(certs, detail);
+  };
+  state.on('workloads', report);
+  identities.store.on('rotated', report);
+  link.serve(dp);
+  report();
+  log.info({ worker: link.slot, pid: process.pid }, 'worker serving');
+}
