@@ -17,7 +17,8 @@ import type { ZtunnelConfig } from './config.js';
 import { ztunnelConfigDump } from './config-dump.js';
 import { kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
-import { connectController, setUpCapture, type RunningZtunnel } from './app.js';
+import { setUpCapture, type RunningZtunnel } from './app.js';
+import { connectController } from './controller-link.js';
 
 /** A worker that does not answer a /metrics, /config_dump or /connections question this fast is left out of the answer. */
 const ASK_TIMEOUT_MS = 2_000;

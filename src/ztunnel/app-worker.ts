@@ -13,6 +13,7 @@ import { perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
 import type { ZtunnelConfig } from './config.js';
 import { readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
 import { ZtunnelIdentities, type CertFetch } from './identities.js';
+import { SpiffeId } from '../identity/index.js';
 import { ZtunnelMetrics } from './metrics.js';
 import type { NofileLimit } from './capture/original-dst.js';
 import { startDataPlane } from './app.js';
@@ -58,7 +59,15 @@ export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile:
   const metrics = new ZtunnelMetrics();
   const perWorker = perWorkerMetrics(metrics.registry, String(link.slot));
   let identities: ZtunnelIdentities | undefined;
-  identities = new ZtunnelIdentities(state, cfg.nodeName, primaryFetch(link, (id) => identities?.peek(id)?.certChainPem[0]), logs.child({ part: 'certs' }));
+  // The primary logs every certificate issued, renewed or refused once for the node: a worker's copies stay quiet
+  // but for errors (a logger outside LogLevels, so /logging does not make them loud again).
+  const certLog = log.child({ part: 'certs' }, { level: 'error' });
+  identities = new ZtunnelIdentities(state, cfg.nodeName, primaryFetch(link, (id) => identities?.peek(id)?.certChainPem[0]), certLog);
+  // A certificate the primary obtained: fetch it now if this worker has none (it may be backing off after the
+  // primary's earlier failure), rather than at the end of its own backoff.
+  link.on('cert-rotated', (identity) => {
+    if (identities?.peek(identity) === undefined) identities?.store.refresh(SpiffeId.parse(identity));
+  });
   const dp = await startDataPlane(cfg, { state, identities, metrics, logs, log, fdLimits, onAccept: perWorker.accepted }).catch((err: unknown) => {
     link.failed(err);
     return undefined;

@@ -2,28 +2,24 @@
  * The ztunnel process (DESIGN §2, §6): the only place its concrete classes are wired together. Nothing here
  * decides anything: each part is built, handed what it needs, and started.
  */
-import net from 'node:net';
 import { StraitError, errorMessage } from '../common/errors.js';
-import { tls13ChannelCredentials } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
-import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';
+import { TYPE_WORKLOAD } from '../common/xds/resources.js';
 import { ConnectionTracker } from '../dataplane/connections.js';
 import { UpstreamConnector } from '../dataplane/connector.js';
 import { Drain } from '../dataplane/runtime/drain.js';
 import { LogLevels } from '../dataplane/runtime/log-levels.js';
 import { ProxyRuntime } from '../dataplane/runtime/proxy-runtime.js';
 import { ProxyState } from '../dataplane/state/proxy-state.js';
-import { startStateSync } from '../dataplane/state/state-sync.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
-import { CaClient } from '../identity/ca-client.js';
 import { CaptureScripts } from './capture/capture-scripts.js';
 import { captureAddonError, connectMarked, type NofileLimit } from './capture/original-dst.js';
 import { PodCapture } from './capture/pod-capture.js';
 import type { ZtunnelConfig } from './config.js';
 import { dataPlaneDump, ztunnelConfigDump } from './config-dump.js';
 import { FdGuard, readProcSelfLimits, resolveFdLimits, type FdLimits } from './fd-guard.js';
-import { ZtunnelIdentities, caFetch } from './identities.js';
+import type { ZtunnelIdentities } from './identities.js';
 import { Listeners, kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
 import { PodListeners } from './pod-listeners.js';
@@ -33,12 +29,6 @@ import { InboundHandler } from './proxy/inbound.js';
 import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { openTrafficPorts } from './traffic-ports.js';
-import { tokenSource } from '../dataplane/token-source.js';
-
-/** A DNS name in the controller's serving certificate (see controller/app.ts). */
-export const CONTROLLER_TLS_NAME = 'strait-controller';
-
-const CONFIG_TYPES = [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION] as const;
 
 export interface RunningZtunnel {
   state: ProxyState;
@@ -51,43 +41,6 @@ export interface RunningZtunnel {
   drain(): Promise<void>;
   /** Stops at once, closing every connection. */
   close(): Promise<void>;
-}
-
-/** The controller link: xDS (the state's one writer), the CA, and the certificates of the local pods. */
-export function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger, onSynced: (type: string) => void) {
-  const credentials = tls13ChannelCredentials(cfg.rootCertPem);
-  const address = formatHostPort(cfg.xdsAddress);
-  // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
-  // name its serving certificate carries.
-  const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
-  const token = tokenSource({ token: cfg.token, ...(cfg.tokenFile ? { file: cfg.tokenFile } : {}), logger: log });
-  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${token()}`, 'x-strait-node': cfg.nodeName }) });
-  const identities = new ZtunnelIdentities(state, cfg.nodeName, caFetch(ca, Math.floor(cfg.certTtlMs / 1000)), logs.child({ part: 'certs' }), metrics);
-  const synced = new Set<string>();
-  let connected = false;
-  const xds = startStateSync({
-    address, credentials, channelOptions, node: cfg.nodeName, token, state, logger: logs.child({ part: 'xds' }),
-    limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
-  });
-  xds.on('update', (type) => {
-    if (synced.has(type)) return;
-    synced.add(type);
-    onSynced(type);
-  });
-  xds.on('connected', () => { connected = true; metrics.xdsConnected.set(1); log.info({ controller: address }, 'connected to the controller'); });
-  xds.on('disconnected', (err) => { connected = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
-  xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
-  xds.start();
-  return {
-    identities,
-    status: () => ({ address, connected }),
-    readiness: () => {
-      const waiting = CONFIG_TYPES.filter((t) => !synced.has(t));
-      const certsReady = identities.allReady();
-      return { ready: waiting.length === 0 && certsReady, detail: { config: waiting.map((t) => `waiting for ${t}`), certificates: certsReady ? 'ok' : 'waiting for workload certificates' } };
-    },
-    close: () => { xds.close(); identities.close(); ca.close(); },
-  };
 }
 
 interface DataPathParts {
@@ -251,6 +204,9 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   const state = new ProxyState();
   const capture = cfg.capture ? await setUpCapture(cfg, state, metrics, logs) : undefined;
   // Capture follows the pods once the controller's workloads are in: rules an earlier run left stay until then.
+  // Loaded here, not at the top: a data-plane worker imports this file for startDataPlane and never talks to the
+  // controller, so it does not load gRPC (13 MiB of resident memory per worker).
+  const { connectController } = await import('./controller-link.js');
   const controller = connectController(cfg, state, metrics, logs, log, (type) => { if (type === TYPE_WORKLOAD) capture?.follow(); });
   const { identities } = controller;
   const dp = await startDataPlane(cfg, { state, identities, metrics, logs, log, fdLimits });
