@@ -179,3 +179,36 @@ describe('ztunnel with --workers 2', () => {
     await eventually(() => pids.every((p) => !existsSync(`/proc/${p}`)), 5_000, 'every worker process gone');
   });
 });
+
+describe('ztunnel with --workers 1', () => {
+  const node = '127.0.212.2';
+  const zt = new ZtunnelNode('node-one', node, [
+    namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
+    pod('apps', 'client', { node: 'node-one', ip: '127.0.213.11', sa: 'client', labels: { app: 'client' } }),
+    pod('apps', 'server', { node: 'node-one', ip: '127.0.213.12', sa: 'server', labels: { app: 'server' }, ports: { http: 8080 } }),
+    service('apps', 'server', { ip: '127.0.214.2', selector: { app: 'server' }, ports: [{ port: 80, targetPort: 8080, name: 'http' }] }),
+  ]);
+  let app: Awaited<ReturnType<typeof echoServer>>;
+  before(async () => {
+    app = await echoServer('127.0.213.12', 8080);
+    await zt.start(['--workers', '1']);
+  });
+  after(async () => {
+    await zt.stop();
+    await app?.close();
+  });
+
+  it('is one process with no workers: no child process, no workers in config_dump or metrics, traffic served', async () => {
+    const pid = zt.proc.child.pid!;
+    const { readFileSync } = await import('node:fs');
+    assert.equal(readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim(), '', 'no child process');
+    const dump = await zt.configDump();
+    assert.equal(dump.workers, undefined);
+    assert.ok(dump.fileDescriptors, 'the one process reports its own descriptors');
+    const r = await zt.connect('127.0.213.11', '127.0.214.2', 80);
+    assert.ok(r.ok);
+    await echoOnce(r.socket, 'single');
+    r.socket.destroy();
+    assert.ok(!(await (await fetch(`http://${node}:15020/metrics`)).text()).includes('strait_worker'), 'no worker metrics');
+  });
+});
