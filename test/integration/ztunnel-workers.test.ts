@@ -212,3 +212,22 @@ describe('ztunnel with --workers 1', () => {
     assert.ok(!(await (await fetch(`http://${node}:15020/metrics`)).text()).includes('strait_worker'), 'no worker metrics');
   });
 });
+
+describe('ztunnel --workers 2 whose workers cannot listen', () => {
+  const zt = new ZtunnelNode('node-bad', '127.0.212.3', [
+    namespace('apps', { 'istio.io/dataplane-mode': 'ambient' }),
+    pod('apps', 'a', { node: 'node-bad', ip: '127.0.213.21' }),
+  ]);
+  after(() => zt.stop());
+
+  it('stops the start with the listener\'s error and exit code 1, as one process does, leaving no worker behind', async () => {
+    // 192.0.2.1 (TEST-NET-1) is no address of this machine: the primary's bind for the first worker fails.
+    await assert.rejects(zt.start(['--workers', '2', '--listen-address', '192.0.2.1', '--admin-address', '127.0.212.3']), /exited \(1\)/);
+    assert.equal(await zt.proc.exited, 1);
+    assert.match(zt.proc.stderr.join('\n'), /\[STRAIT_ERR_LISTEN\] SOCKS5 cannot listen on 192\.0\.2\.1:15080: .*EADDRNOTAVAIL/);
+    const failed = zt.proc.lines.filter((l) => l.msg === 'worker failed to start' && l.code === 'STRAIT_ERR_LISTEN');
+    assert.ok(failed.length >= 1, 'the primary names the worker that failed');
+    const pids = new Set(zt.proc.lines.map((l) => l.pid as number));
+    await eventually(() => [...pids].every((p) => !existsSync(`/proc/${p}`)), 5_000, 'no process of this ztunnel left');
+  });
+});
