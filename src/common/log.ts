@@ -69,7 +69,9 @@ export function createRootLogger(opts: RootLoggerOptions): Logger {
   const dest = opts.asyncBufferBytes
     ? pino.destination({
       dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes,
-      ...(opts.asyncMinBytes ? { minLength: opts.asyncMinBytes } : {}), ...(opts.sharedOutput ? { maxWrite: PIPE_BUF_BYTES } : {}),
+      // Shared output: batches stay under PIPE_BUF (sonic-boom needs minLength < maxWrite).
+      ...(opts.asyncMinBytes ? { minLength: opts.sharedOutput ? Math.min(opts.asyncMinBytes, PIPE_BUF_BYTES / 2) : opts.asyncMinBytes } : {}),
+      ...(opts.sharedOutput ? { maxWrite: PIPE_BUF_BYTES } : {}),
     })
     : pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
   dest.on('drop', () => dropped++);

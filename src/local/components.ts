@@ -54,7 +54,7 @@ export function waypointSpec(m: MeshPlaces, w: PlannedWaypoint): ComponentSpec {
     nodeOptions: WAYPOINT_NODE_OPTIONS,
     args: ['waypoint', '--waypoint', w.key, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
       '--token-file', join(m.dataDir, 'tokens', `waypoint-${w.namespace}-${w.name}.token`), '--root-cert', join(m.dataDir, 'root-cert.pem'),
-      '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+      '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`, '--workers', String(m.workers ?? 1)],
   };
 }
 

@@ -12,7 +12,7 @@ import { ProxyRuntime } from '../dataplane/runtime/proxy-runtime.js';
 import { FeedingState } from '../dataplane/workers/feeding-state.js';
 import { certOverIpc } from '../dataplane/workers/protocol.js';
 import { WorkerPool, workerPoolMetrics } from '../dataplane/workers/primary.js';
-import { workerMemory } from '../dataplane/workers/worker-metrics.js';
+import { aggregatable, workerMemory } from '../dataplane/workers/worker-metrics.js';
 import type { ZtunnelConfig } from './config.js';
 import { ztunnelConfigDump } from './config-dump.js';
 import { kernelListenBacklog } from './listeners.js';
@@ -99,7 +99,7 @@ export async function startZtunnelPrimary(cfg: ZtunnelConfig, given: Logger): Pr
     },
     metrics: async () => {
       if (capture) for (const [st, n] of Object.entries(capture.counts())) metrics.capturePods.set({ state: st }, n);
-      const own = await metrics.registry.getMetricsAsJSON();
+      const own = aggregatable(await metrics.registry.getMetricsAsJSON());
       const workers = await pool.ask<MetricObjectWithValues<MetricValue<string>>[]>('metrics', ASK_TIMEOUT_MS);
       const merged = AggregatorRegistry.aggregate([own, ...workers.flatMap((w) => (w.body ? [w.body] : []))]);
       return { body: await merged.metrics(), contentType: merged.contentType };

@@ -6,41 +6,17 @@ import type { Logger } from '../common/log.js';
 import { LogLevels } from '../dataplane/runtime/log-levels.js';
 import { ProxyState } from '../dataplane/state/proxy-state.js';
 import { applyToProxyState } from '../dataplane/workers/feeding-state.js';
-import type { CertOverIpc } from '../dataplane/workers/protocol.js';
+import { primaryCertFetch } from '../dataplane/workers/cert-fetch.js';
 import { PrimaryLink } from '../dataplane/workers/worker.js';
 import type { RequestHandler } from '../dataplane/workers/requests.js';
-import { perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
+import { aggregatable, perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
 import type { ZtunnelConfig } from './config.js';
 import { readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
-import { ZtunnelIdentities, type CertFetch } from './identities.js';
+import { ZtunnelIdentities } from './identities.js';
 import { SpiffeId } from '../identity/index.js';
 import { ZtunnelMetrics } from './metrics.js';
 import type { NofileLimit } from './capture/original-dst.js';
 import { startDataPlane } from './app.js';
-
-/** How long a worker waits for the primary's rotation when the primary still holds the certificate it has. */
-const ROTATION_WAIT_MS = 30_000;
-
-/**
- * Certificates from the primary (one CSR per identity for the whole ztunnel). The worker's CertStore renews at half
- * life as the primary's does; if the primary has not rotated yet it answers with the certificate the worker holds,
- * and the worker then waits for the primary's `cert-rotated` before asking again.
- */
-function primaryFetch(link: PrimaryLink, held: (identity: string) => string | undefined): CertFetch {
-  const ask = (identity: string) => link.requests.request<CertOverIpc>('cert', identity);
-  return async (id) => {
-    const identity = id.toString();
-    const got = await ask(identity);
-    if (got.certChainPem[0] !== held(identity)) return got;
-    await new Promise<void>((resolve) => {
-      const t = setTimeout(done, ROTATION_WAIT_MS);
-      function done() { clearTimeout(t); link.off('cert-rotated', onRotated); resolve(); }
-      function onRotated(rotated: string) { if (rotated === identity) done(); }
-      link.on('cert-rotated', onRotated);
-    });
-    return ask(identity);
-  };
-}
 
 export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile: NofileLimit | { error: string }): Promise<void> {
   const state = new ProxyState();
@@ -62,7 +38,7 @@ export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile:
   // The primary logs every certificate issued, renewed or refused once for the node: a worker's copies stay quiet
   // but for errors (a logger outside LogLevels, so /logging does not make them loud again).
   const certLog = log.child({ part: 'certs' }, { level: 'error' });
-  identities = new ZtunnelIdentities(state, cfg.nodeName, primaryFetch(link, (id) => identities?.peek(id)?.certChainPem[0]), certLog);
+  identities = new ZtunnelIdentities(state, cfg.nodeName, primaryCertFetch(link, (id) => identities?.peek(id)?.certChainPem[0]), certLog);
   // A certificate the primary obtained: fetch it now if this worker has none (it may be backing off after the
   // primary's earlier failure), rather than at the end of its own backoff.
   link.on('cert-rotated', (identity) => {
@@ -76,7 +52,7 @@ export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile:
   identities.sync(); // the snapshot came before the identities existed
 
   Object.assign(handlers, {
-    metrics: async () => { dp.sampleMetrics(); return metrics.registry.getMetricsAsJSON(); },
+    metrics: async () => { dp.sampleMetrics(); return aggregatable(await metrics.registry.getMetricsAsJSON()); },
     dump: () => dp.dump(),
     connections: () => dp.connections(),
   } satisfies Record<string, RequestHandler>);

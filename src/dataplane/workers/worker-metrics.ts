@@ -9,10 +9,13 @@ export interface PerWorkerMetrics {
   accepted(): void;
 }
 
-export function perWorkerMetrics(registry: Registry, worker: string): PerWorkerMetrics {
+/** `what`: connections (the ztunnel counts every accepted connection) or tunnels (the waypoint, HBONE CONNECTs). */
+export function perWorkerMetrics(registry: Registry, worker: string, what: 'connections' | 'tunnels' = 'connections'): PerWorkerMetrics {
   const accepted = new Counter({
-    name: 'strait_worker_connections_accepted_total',
-    help: 'Connections accepted by each data-plane worker on any of its listeners (the kernel spreads them over the workers).',
+    name: what === 'connections' ? 'strait_worker_connections_accepted_total' : 'strait_worker_tunnels_total',
+    help: what === 'connections'
+      ? 'Connections accepted by each data-plane worker on any of its listeners (the kernel spreads them over the workers).'
+      : 'HBONE tunnels (CONNECT streams) served by each data-plane worker (the kernel spreads the HBONE connections over the workers).',
     labelNames: ['worker'], registers: [registry],
   });
   const child = accepted.labels({ worker });
@@ -29,4 +32,23 @@ export function workerMemory(registry: Registry, worker: string): void {
     labelNames: ['worker'], registers: [registry],
     collect() { this.set({ worker }, process.memoryUsage.rss()); },
   });
+}
+
+type Labels = Partial<Record<string, string | number>>;
+
+/**
+ * A registry's getMetricsAsJSON() made fit for AggregatorRegistry.aggregate(): a metric that formats its labels once
+ * per series (`sharedLabels`, the waypoint's request metrics) has them folded into `labels`, which is all the
+ * aggregation keys series by (else every series of such a metric would be summed into one without labels).
+ */
+export function aggregatable<T extends { values: object[] }>(metrics: T[]): T[] {
+  for (const m of metrics) {
+    for (const v of m.values) {
+      if (!(v as { sharedLabels?: Labels }).sharedLabels) continue;
+      const withShared = v as { labels?: Labels; sharedLabels?: Labels };
+      withShared.labels = { ...withShared.sharedLabels, ...withShared.labels };
+      delete withShared.sharedLabels;
+    }
+  }
+  return metrics;
 }
