@@ -59,5 +59,5 @@ export async function runWaypointWorker(cfg: WaypointConfig, root: Logger): Prom
   certs.on('rotated', report);
   link.serve(dp);
   report();
-  log.info({ worker: link.slot, pid: process.pid }, 'worker serving');
+  log.info('worker serving');
 }

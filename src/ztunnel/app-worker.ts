@@ -57,18 +57,17 @@ export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile:
     connections: () => dp.connections(),
   } satisfies Record<string, RequestHandler>);
 
-  let last = '';
+  // Ready once it listens (it does by now) and holds a certificate for every local identity; said on each change.
+  let last: boolean | undefined;
   const report = () => {
     const certs = identities!.allReady();
-    const detail = certs ? {} : { certificates: 'waiting for workload certificates' };
-    const key = `${certs}`;
-    if (key === last) return;
-    last = key;
-    link.ready(certs, detail);
+    if (certs === last) return;
+    last = certs;
+    link.ready(certs, certs ? {} : { certificates: 'waiting for workload certificates' });
   };
   state.on('workloads', report);
   identities.store.on('rotated', report);
   link.serve(dp);
   report();
-  log.info({ worker: link.slot, pid: process.pid }, 'worker serving');
+  log.info('worker serving');
 }
