@@ -177,6 +177,11 @@ describe('ztunnel with --workers 2', () => {
     const finished = await zt.proc.waitFor((l) => l.msg === 'drain finished; stopped', 1_000, 'drain finished');
     assert.ok(Number(finished.completed) >= 12, `the connections (outbound and inbound halves) completed, summed over the workers: ${finished.completed}`);
     await eventually(() => pids.every((p) => !existsSync(`/proc/${p}`)), 5_000, 'every worker process gone');
+    // Three processes wrote to one standard output all along (access-log lines of every connection above): each write
+    // is at most PIPE_BUF bytes of whole lines, so no line was cut by another process's.
+    const torn = zt.proc.lines.filter((l) => l.raw === true);
+    assert.deepEqual(torn, [], 'every line of the shared output is one whole JSON object');
+    assert.ok(new Set(zt.proc.lines.map((l) => l.pid)).size >= 3, 'lines from the primary and from every worker');
   });
 });
 
