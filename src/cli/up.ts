@@ -4,6 +4,7 @@ import { errorMessage } from '../common/errors.js';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { parseDurationMs } from '../common/model/duration.js';
 import { parseAddressBase } from '../local/address-base.js';
+import { parseWorkers } from '../dataplane/workers/workers-flag.js';
 import { onOutputClosed, onShutdown } from './shutdown.js';
 
 /** The built-in demo (examples/demo/ in the package). */
@@ -12,7 +13,7 @@ export const DEFAULT_STATUS_INTERVAL_MS = 30_000;
 /** The state file of `strait up`, also where `strait status` looks for a local mesh. */
 export const ENV_STATE_FILE = 'STRAIT_STATE_FILE';
 
-interface UpFlags { stateFile?: string; logDir?: string; dataDir?: string; addressBase?: number; controllerAddress?: string; certTtl?: string; statusInterval?: number }
+interface UpFlags { stateFile?: string; logDir?: string; dataDir?: string; addressBase?: number; controllerAddress?: string; certTtl?: string; statusInterval?: number; workers?: string }
 
 export function upCommand(): Command {
   return new Command('up')
@@ -24,6 +25,7 @@ export function upCommand(): Command {
     .option('--address-base <127.N.0.0>', 'run on 127.N.0.0/16: every 127.a.b.c address of the manifests becomes 127.N.b.c, the controller 127.N.99.1, nodes 127.N.100.x (a second mesh next to a first; default 127.0.0.0: addresses as written)', addressBase)
     .option('--controller-address <ip>', 'loopback address of the controller (default 127.N.99.1 for --address-base 127.N.0.0)')
     .option('--cert-ttl <duration>', 'workload certificate lifetime (default 24h)')
+    .option('--workers <n|auto>', 'data-plane workers of each ztunnel and waypoint (default 1: a laptop mesh runs several of them on a few cores)')
     .option('--status-interval <duration>', `log each component's pid, state, restarts, CPU and memory this often; 0 = never (default ${DEFAULT_STATUS_INTERVAL_MS / 1000}s)`, durationOrZero)
     .action(async (dir: string, opts: UpFlags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
@@ -42,6 +44,7 @@ export function upCommand(): Command {
         write: (line) => { if (!output?.closed()) process.stdout.write(line); },
         ...(opts.controllerAddress ? { controllerAddress: opts.controllerAddress } : {}),
         ...(stateFile ? { stateFile } : {}), ...(opts.logDir ? { logDir: opts.logDir } : {}), ...(opts.dataDir ? { dataDir: opts.dataDir } : {}), ...(opts.certTtl ? { certTtl: opts.certTtl } : {}),
+        ...(opts.workers ? { workers: parseWorkers(opts.workers) } : {}),
       });
       let status: NodeJS.Timeout | undefined;
       const stop = onShutdown(log, async () => {

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import cluster from 'node:cluster';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { setFlagsFromString } from 'node:v8';
 import { WAYPOINT_V8_FLAGS, parseWaypointConfig } from '../waypoint/config.js';
@@ -47,17 +48,28 @@ function waypointRunCommand(): Command {
     .option('--hbone-max-streams <n>', 'concurrent tunnels each client HBONE connection may open (default 100)  [env STRAIT_HBONE_MAX_STREAMS]')
     .option('--xds-max-message-size <bytes>', 'largest xDS response accepted (default 64MiB)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--port-offset <n>', 'add n to every standard port (several waypoints on one address)')
+    .option('--workers <n|auto>', 'data-plane worker processes sharing HBONE 15008 (auto = one per core; 1 = a single process, no workers; default 2)  [env STRAIT_WORKERS]')
     // `run` is the default: a misspelt subcommand (`strait waypoint lsit`) lands here as an argument.
     .allowExcessArguments(true)
     .action(async (flags, cmd: Command) => {
       if (cmd.args.length > 0) throw unknownSubcommand(cmd.args[0]!);
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseWaypointConfig(process.env, flags);
-      const log = createRootLogger({ component: 'waypoint', level: globals.logLevel, format: globals.logFormat, base: { waypoint: `${config.namespace}/${config.name}` }, asyncBufferBytes: LOG_BUFFER_BYTES, asyncMinBytes: LOG_BATCH_BYTES });
+      const log = createRootLogger({
+        component: 'waypoint', level: globals.logLevel, format: globals.logFormat, base: { waypoint: `${config.namespace}/${config.name}` },
+        asyncBufferBytes: LOG_BUFFER_BYTES, asyncMinBytes: LOG_BATCH_BYTES, sharedOutput: config.workers > 1,
+      });
       // Process-wide, before any route regex is compiled (see WAYPOINT_V8_FLAGS).
       for (const f of WAYPOINT_V8_FLAGS) setFlagsFromString(f);
-      const { startWaypoint } = await import('../waypoint/app.js');
-      const running = await startWaypoint(config, log);
+      // A data-plane worker runs this same command line (cluster.fork): it serves until its primary stops it.
+      if (cluster.isWorker) {
+        const { runWaypointWorker } = await import('../waypoint/app-worker.js');
+        await runWaypointWorker(config, log);
+        return;
+      }
+      const running = config.workers > 1
+        ? await (await import('../waypoint/app-primary.js')).startWaypointPrimary(config, log)
+        : await (await import('../waypoint/app.js')).startWaypoint(config, log);
       onShutdown(log, () => running.drain());
       await running.stopped;
       process.exit(0);

@@ -1,4 +1,5 @@
 import { Command } from 'commander';
+import cluster from 'node:cluster';
 import { setFlagsFromString } from 'node:v8';
 import { createRootLogger, type LogFormat, type LogLevel } from '../common/log.js';
 import { LOG_BUFFER_BYTES, parseConfig } from '../ztunnel/config.js';
@@ -37,18 +38,31 @@ export function ztunnelCommand(): Command {
     .option('--xds-max-message-size <bytes>', 'largest xDS response accepted, e.g. 64MiB (default 64MiB, ten times a 10,000-pod mesh\'s snapshot)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
+    .option('--workers <n|auto>', 'data-plane worker processes sharing the listeners (auto = one per core; 1 = a single process, no workers; default 2)  [env STRAIT_WORKERS]')
     .action(async (flags, cmd: Command) => {
       const globals = cmd.optsWithGlobals() as { logLevel: LogLevel; logFormat: LogFormat };
       const config = parseConfig(process.env, flags);
       // Asynchronous: a slow reader of standard output must not stall the data path (see LOG_BUFFER_BYTES).
-      const log = createRootLogger({ component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName }, asyncBufferBytes: LOG_BUFFER_BYTES });
+      const log = createRootLogger({
+        component: 'ztunnel', level: globals.logLevel, format: globals.logFormat, base: { node: config.nodeName }, asyncBufferBytes: LOG_BUFFER_BYTES,
+        sharedOutput: config.workers > 1,
+      });
       // A process-wide V8 setting, so it belongs to the process (not to startZtunnel, which tests also run in-process).
       if (config.gc === 'atomic') setFlagsFromString('--no-incremental-marking');
       // Loaded on use: each command pulls in only its own component.
-      const { startZtunnel } = await import('../ztunnel/app.js');
       const { raiseNofileLimit } = await import('../ztunnel/capture/original-dst.js');
-      // Process-wide, like the V8 flag above: the command raises its own descriptor limit, the library never does.
-      const running = await startZtunnel(config, log, { nofile: raiseNofileLimit() });
+      // Process-wide, like the V8 flag above: the command raises its own descriptor limit, the library never does
+      // (before the workers are forked: they start under the raised limit).
+      const nofile = raiseNofileLimit();
+      // A data-plane worker runs this same command line (cluster.fork): it serves until its primary stops it.
+      if (cluster.isWorker) {
+        const { runZtunnelWorker } = await import('../ztunnel/app-worker.js');
+        await runZtunnelWorker(config, log, nofile);
+        return;
+      }
+      const running = config.workers > 1
+        ? await (await import('../ztunnel/app-primary.js')).startZtunnelPrimary(config, log)
+        : await (await import('../ztunnel/app.js')).startZtunnel(config, log, { nofile });
       // Kubernetes stops a pod with SIGTERM: drain as /quitquitquit does. A second signal stops at once.
       onShutdown(log, () => running.drain());
       await running.stopped;

@@ -36,6 +36,7 @@ export const ERROR_CODES = {
   STRAIT_ERR_KUBE: 'A request to the Kubernetes API server failed: unreachable, credentials rejected (401), a permission missing (403: the message names the verb and resource, and daemonset.yaml\'s RBAC grants it), a kind not served (404: the message names the CRD to install), a conflict (409), a watch too old (410) or a server error. The error carries the HTTP status and the Kubernetes reason.',
   STRAIT_ERR_INSTALL: '`strait install` or `strait uninstall` could not render or apply the manifests (daemonset.yaml missing or malformed, a bad --image, an object the API server refused), or the node clean-up did not finish on every node within --timeout. The message names the object or the nodes and the fix.',
   STRAIT_ERR_TOKEN_REVIEW: 'A proxy\'s Kubernetes token could not be reviewed now (the API server did not answer, or the controller has too many reviews in flight); the proxy is told UNAVAILABLE and retries.',
+  STRAIT_ERR_WORKER: 'A data-plane worker (--workers) failed to start, stopped answering its primary, or exited; the primary starts it again (strait_worker_restarts_total) and says why in its log.',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -26,7 +26,15 @@ export interface RootLoggerOptions {
    * one per line), flushed at least every LOG_FLUSH_INTERVAL_MS and at exit. For per-request access logs.
    */
   asyncMinBytes?: number;
+  /**
+   * Other processes write to the same standard output (data-plane workers): with asyncBufferBytes, each write is at
+   * most PIPE_BUF bytes of whole lines, which the kernel keeps in one piece on a pipe, so lines never interleave.
+   */
+  sharedOutput?: boolean;
 }
+
+/** The largest write a pipe keeps atomic on Linux (POSIX PIPE_BUF). */
+export const PIPE_BUF_BYTES = 4096;
 
 /** How long a gathered log line may wait for its write (see asyncMinBytes). */
 export const LOG_FLUSH_INTERVAL_MS = 100;
@@ -59,7 +67,12 @@ export function createRootLogger(opts: RootLoggerOptions): Logger {
     });
   }
   const dest = opts.asyncBufferBytes
-    ? pino.destination({ dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes, ...(opts.asyncMinBytes ? { minLength: opts.asyncMinBytes } : {}) })
+    ? pino.destination({
+      dest: opts.destination ?? 1, sync: false, mkdir: true, maxLength: opts.asyncBufferBytes,
+      // Shared output: batches stay under PIPE_BUF (sonic-boom needs minLength < maxWrite).
+      ...(opts.asyncMinBytes ? { minLength: opts.sharedOutput ? Math.min(opts.asyncMinBytes, PIPE_BUF_BYTES / 2) : opts.asyncMinBytes } : {}),
+      ...(opts.sharedOutput ? { maxWrite: PIPE_BUF_BYTES } : {}),
+    })
     : pino.destination({ dest: opts.destination ?? 1, sync: true, mkdir: true });
   dest.on('drop', () => dropped++);
   if (opts.asyncBufferBytes && opts.asyncMinBytes) {

@@ -328,7 +328,8 @@ export class HboneServer {
         reject(new StraitError('STRAIT_ERR_LISTEN', `cannot listen for HBONE on ${formatAuthority(host, port)}: ${err.message}; ${listenHint(err.code, host)}`, { cause: err }));
       };
       server.once('error', onError);
-      server.listen({ host, port, exclusive: true }, () => {
+      // Not exclusive: in a data-plane worker (dataplane/workers) every worker accepts on the one socket the primary bound.
+      server.listen({ host, port, exclusive: false }, () => {
         server.removeListener('error', onError);
         resolve();
       });

@@ -147,6 +147,19 @@ export class CertStore extends EventEmitter<CertStoreEvents> {
     );
   }
 
+  /**
+   * Fetches `id` now, even while backing off after a failure: for a caller that knows a fetch will succeed now (a
+   * data-plane worker told that its primary holds a new certificate). Nothing happens for an untracked identity or
+   * while a fetch is in flight.
+   */
+  refresh(id: SpiffeId): void {
+    const entry = this.#entries.get(id.toString());
+    if (this.#closed || entry === undefined || entry.inflight !== undefined) return;
+    this.#refresh(entry).catch(() => {
+      // Reported through #failed ('rotation-failed').
+    });
+  }
+
   /** The current valid certificate, without fetching. */
   peek(id: SpiffeId): Cert | undefined {
     return this.#valid(this.#entries.get(id.toString())?.current);

@@ -31,6 +31,11 @@ export interface MeshPlaces {
   /** Manifests the mesh writes itself (the waypoints' pods, with their addresses). */
   extraConfigDir?: string;
   certTtl?: string;
+  /**
+   * Data-plane workers of each ztunnel and waypoint (their --workers): 1 unless `strait up --workers N` says otherwise,
+   * since a laptop mesh runs several ztunnels on a few cores.
+   */
+  workers?: number;
 }
 
 export function controllerSpec(m: MeshPlaces): ComponentSpec {
@@ -49,7 +54,7 @@ export function waypointSpec(m: MeshPlaces, w: PlannedWaypoint): ComponentSpec {
     nodeOptions: WAYPOINT_NODE_OPTIONS,
     args: ['waypoint', '--waypoint', w.key, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`,
       '--token-file', join(m.dataDir, 'tokens', `waypoint-${w.namespace}-${w.name}.token`), '--root-cert', join(m.dataDir, 'root-cert.pem'),
-      '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+      '--listen-address', w.address, '--service-account', w.serviceAccount, '--drain', `${ZTUNNEL_DRAIN_MS}ms`, '--workers', String(m.workers ?? 1)],
   };
 }
 
@@ -88,7 +93,7 @@ export function ztunnelSpec(m: MeshPlaces, n: PlannedNode, placement: ZtunnelPla
     nodeOptions: ZTUNNEL_NODE_OPTIONS,
     args: ['ztunnel', '--node', n.name, '--xds-address', `${m.controllerAddress}:${PORTS.xds}`, '--token-file', join(m.dataDir, 'tokens', `node-${n.name}.token`),
       '--root-cert', join(m.dataDir, 'root-cert.pem'), ...(placement === 'capture' ? CAPTURE_ARGS : ['--listen-address', n.address, '--local-pod-listeners']),
-      '--drain', `${ZTUNNEL_DRAIN_MS}ms`],
+      '--drain', `${ZTUNNEL_DRAIN_MS}ms`, '--workers', String(m.workers ?? 1)],
   };
 }
 

@@ -41,6 +41,8 @@ export interface LocalMeshOptions {
   controllerAddress?: string;
   /** Workload certificate lifetime the controller issues (its --cert-ttl). */
   certTtl?: string;
+  /** --workers of every ztunnel and waypoint (default 1). */
+  workers?: number;
   log: Logger;
   /** Where the components' output lines go without a log directory (default: standard output). */
   write?: (line: string) => void;
@@ -303,6 +305,7 @@ export class LocalMesh {
     return {
       controllerAddress: this.controllerAddress, dataDir: this.dataDir, configDir: this.mirror?.dir ?? resolve(this.opts.manifestDir),
       ...(this.platformDir ? { extraConfigDir: this.platformDir } : {}), ...(this.opts.certTtl ? { certTtl: this.opts.certTtl } : {}),
+      ...(this.opts.workers ? { workers: this.opts.workers } : {}),
     };
   }
 

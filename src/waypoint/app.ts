@@ -18,6 +18,7 @@ import { startStateSync } from '../dataplane/state/state-sync.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
 import { CaClient } from '../identity/ca-client.js';
 import { CertStore, SpiffeId, createKeyAndCsr } from '../identity/index.js';
+import type { XdsSubscription } from '../common/xds/index.js';
 import type { WaypointConfig } from './config.js';
 import { WaypointMetrics } from './metrics.js';
 import { HttpServers } from './proxy/http-servers.js';
@@ -46,15 +47,10 @@ export interface RunningWaypoint {
   close(): Promise<void>;
 }
 
-export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise<RunningWaypoint> {
-  const log = 'waypoint' in given.bindings() ? given : given.child({ waypoint: `${cfg.namespace}/${cfg.name}` });
-  const logs = new LogLevels(log);
-  const metrics = new WaypointMetrics();
-  const state = new ProxyState();
-  const waypoint = new WaypointState();
+/** The controller link (the single process, or the primary): xDS (the states' one writer), the CA and the certificate. */
+export function connectWaypointController(cfg: WaypointConfig, p: { state: ProxyState; subscriptions: XdsSubscription[]; metrics: WaypointMetrics; logs: LogLevels; log: Logger }) {
+  const { state, metrics, logs, log } = p;
   const identity = SpiffeId.of(cfg.trustDomain, cfg.namespace, cfg.serviceAccount);
-
-  // ---- the controller: xDS (the states' one writer) and the CA ----
   const credentials = tls13ChannelCredentials(cfg.rootCertPem);
   const address = formatHostPort(cfg.xdsAddress);
   const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
@@ -78,15 +74,43 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
     address, credentials, channelOptions, token, state, logger: logs.child({ part: 'xds' }),
     node: { kind: 'waypoint', namespace: cfg.namespace, name: cfg.name },
     limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
-    extraSubscriptions: waypoint.subscriptions(),
+    extraSubscriptions: p.subscriptions,
   });
   xds.on('update', (type) => synced.add(type));
   xds.on('connected', () => { connected = true; metrics.xdsConnected.set(1); log.info({ controller: address }, 'connected to the controller'); });
   xds.on('disconnected', (err) => { connected = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
   xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
   xds.start();
+  return {
+    identity, certs, who,
+    status: () => ({ address, connected }),
+    readiness: () => {
+      const waiting = CONFIG_TYPES.filter((t) => !synced.has(t));
+      const certReady = certs.peek(identity) !== undefined;
+      return { ready: waiting.length === 0 && certReady, detail: { config: waiting.map((t) => `waiting for ${t}`), certificate: certReady ? 'ok' : 'waiting for the waypoint certificate' } };
+    },
+    certificate: () => { const c = certs.peek(identity); return c ? { identity: identity.toString(), notAfter: c.notAfter.toISOString() } : null; },
+    close: () => { xds.close(); certs.close(); ca.close(); },
+  };
+}
 
-  // ---- the data path ----
+export interface WaypointDataPlaneParts {
+  state: ProxyState;
+  waypoint: WaypointState;
+  identity: SpiffeId;
+  /** The waypoint's certificate: the controller link's store, or a worker's copy fed by its primary. */
+  certs: Pick<CertStore, 'get' | 'peek'>;
+  metrics: WaypointMetrics;
+  logs: LogLevels;
+  log: Logger;
+  /** Called for every HBONE tunnel (a worker counts its share). */
+  onTunnel?: () => void;
+}
+
+/** The data path of one process, listening on 15008: the single process (--workers 1) and each worker run this. */
+export async function startWaypointDataPlane(cfg: WaypointConfig, p: WaypointDataPlaneParts) {
+  const { state, waypoint, identity, certs, metrics, logs, log } = p;
+  const who = `${cfg.namespace}/${cfg.name}`;
   const currentCert = () => {
     const c = certs.peek(identity);
     if (!c) throw new Error('the waypoint has no certificate yet');
@@ -114,9 +138,11 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
       canonicalService: cfg.name, canonicalRevision: 'latest', namespace: cfg.namespace, meshId: cfg.trustDomain, clusterId: 'Kubernetes',
     },
   });
-  waypoint.on('policies', () => {
+  const updateTracing = () => {
     telemetry.updateTracing(waypoint.tracing()).catch((err) => log.error({ err: errorMessage(err) }, 'tracing providers could not be built'));
-  });
+  };
+  waypoint.on('policies', updateTracing);
+  if (waypoint.policies.size > 0) updateTracing(); // a worker's snapshot came before this listener
   const handler = new RequestHandler({
     state, waypoint, backends, upstream, telemetry, retryBufferBytes: cfg.retryBufferBytes, retryBufferTotalBytes: cfg.retryBufferTotalBytes, random: Math.random,
     log: logs.child({ part: 'request' }), identity: identity.toString(),
@@ -142,6 +168,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
       return { keyPem: c.keyPem, certChainPem: c.certChainPem };
     },
     onConnect: (req) => {
+      p.onTunnel?.();
       try {
         inbound.handle(req);
       } catch (err) {
@@ -155,10 +182,7 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
   await hbone.listen(cfg.listenAddress, cfg.ports.hbone);
-
-  // ---- admin, metrics, readiness, drain ----
-  const drain = new Drain({
-    drainMs: cfg.drainMs, log,
+  return {
     live: () => ({ tunnels: inbound.open, http_tunnels: servers.open, hbone_streams: hbone.activeStreams() }),
     tracked: () => ({ live: inbound.open, finished: tracker.finishedCount }),
     stopAccepting: () => { hbone.drain(); servers.drain(); },
@@ -170,37 +194,58 @@ export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise
       pool.close();
       backends.close();
       await telemetry.close();
-      xds.close();
-      certs.close();
-      ca.close();
+    },
+    /** The data path's part of /config_dump. */
+    dump: () => ({ clusters: backends.snapshot(), tracing: telemetry.tracingStatus(), tunnels: inbound.open, upstream: upstream.stats() }),
+    connections: () => ({ waypoint: who, tunnels: inbound.open, tcp: tracker.snapshot() }),
+    sampleMetrics: () => {
+      metrics.hbonePoolConnections.set(pool.stats().connections);
+      metrics.tunnels.set(inbound.open);
+    },
+  };
+}
+export type WaypointDataPlane = Awaited<ReturnType<typeof startWaypointDataPlane>>;
+
+/** The parts of /config_dump that come from the controller link and the states. */
+export function waypointControlDump(cfg: WaypointConfig, c: ReturnType<typeof connectWaypointController>, state: ProxyState, waypoint: WaypointState) {
+  return {
+    waypoint: { namespace: cfg.namespace, name: cfg.name, identity: c.identity.toString(), address: cfg.listenAddress, hbonePort: cfg.ports.hbone },
+    controller: c.status(),
+    certificate: c.certificate(),
+    services: [...state.services.values()].filter((s) => s.waypoint?.namespace === cfg.namespace && s.waypoint.name === cfg.name).map((s) => `${s.namespace}/${s.name}`),
+    routes: Object.fromEntries(waypoint.routes),
+    policies: Object.fromEntries(waypoint.policies),
+  };
+}
+
+export async function startWaypoint(cfg: WaypointConfig, given: Logger): Promise<RunningWaypoint> {
+  const log = 'waypoint' in given.bindings() ? given : given.child({ waypoint: `${cfg.namespace}/${cfg.name}` });
+  const logs = new LogLevels(log);
+  const metrics = new WaypointMetrics();
+  const state = new ProxyState();
+  const waypoint = new WaypointState();
+  const controller = connectWaypointController(cfg, { state, subscriptions: waypoint.subscriptions(), metrics, logs, log });
+  const { identity, certs } = controller;
+  const dp = await startWaypointDataPlane(cfg, { state, waypoint, identity, certs, metrics, logs, log });
+
+  // ---- admin, metrics, readiness, drain ----
+  const drain = new Drain({
+    drainMs: cfg.drainMs, log, live: dp.live, tracked: dp.tracked, stopAccepting: dp.stopAccepting,
+    closeAll: async () => {
+      await dp.closeAll();
+      controller.close();
       await runtime.close();
     },
   });
   const runtime = new ProxyRuntime({
     address: cfg.listenAddress, ports: cfg.ports, backlog: 511, logLevels: logs, drain, drainMs: cfg.drainMs,
-    configDump: async () => ({
-      waypoint: { namespace: cfg.namespace, name: cfg.name, identity: identity.toString(), address: cfg.listenAddress, hbonePort: cfg.ports.hbone },
-      controller: { address, connected },
-      certificate: (() => { const c = certs.peek(identity); return c ? { identity: identity.toString(), notAfter: c.notAfter.toISOString() } : null; })(),
-      services: [...state.services.values()].filter((s) => s.waypoint?.namespace === cfg.namespace && s.waypoint.name === cfg.name).map((s) => `${s.namespace}/${s.name}`),
-      routes: Object.fromEntries(waypoint.routes),
-      policies: Object.fromEntries(waypoint.policies),
-      clusters: backends.snapshot(),
-      tracing: telemetry.tracingStatus(),
-      tunnels: inbound.open,
-      upstream: upstream.stats(),
-    }),
-    connections: () => ({ waypoint: who, tunnels: inbound.open, tcp: tracker.snapshot() }),
+    configDump: async () => ({ ...waypointControlDump(cfg, controller, state, waypoint), ...dp.dump() }),
+    connections: dp.connections,
     metrics: async () => {
-      metrics.hbonePoolConnections.set(pool.stats().connections);
-      metrics.tunnels.set(inbound.open);
+      dp.sampleMetrics();
       return { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     },
-    readiness: () => {
-      const waiting = CONFIG_TYPES.filter((t) => !synced.has(t));
-      const certReady = certs.peek(identity) !== undefined;
-      return { ready: waiting.length === 0 && certReady, detail: { config: waiting.map((t) => `waiting for ${t}`), certificate: certReady ? 'ok' : 'waiting for the waypoint certificate' } };
-    },
+    readiness: controller.readiness,
   });
   const { admin } = await runtime.listen();
   log.info({ address: cfg.listenAddress, hbone: cfg.ports.hbone, admin: formatHostPort(admin), identity: identity.toString() }, 'waypoint listening');

@@ -7,6 +7,7 @@ import { configFail, configValues } from '../common/config-values.js';
 import { parseByteSize } from '../common/byte-size.js';
 import { parseHostPort, type HostPort } from '../common/net.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
+import { parseWorkers } from '../dataplane/workers/workers-flag.js';
 import { HBONE_PORT } from '../hbone/wire.js';
 
 export const ENV_WAYPOINT = 'STRAIT_WAYPOINT';
@@ -25,6 +26,8 @@ export const ENV_RETRY_BUFFER = 'STRAIT_RETRY_BUFFER';
 export const ENV_RETRY_BUFFER_TOTAL = 'STRAIT_RETRY_BUFFER_TOTAL';
 export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
 export const ENV_HBONE_MAX_STREAMS = 'STRAIT_HBONE_MAX_STREAMS';
+/** Data-plane workers (issue 14): a number, or auto. */
+export const ENV_WORKERS = 'STRAIT_WORKERS';
 
 /**
  * Node options the waypoint process should be started with (they size V8's heap, so they cannot be set from inside):
@@ -93,6 +96,8 @@ export interface WaypointConfig {
   retryBufferTotalBytes: number;
   hboneMaxStreams: number;
   xdsMaxMessageBytes: number;
+  /** Data-plane worker processes (--workers); 1 = one process, no cluster (dataplane/workers). */
+  workers: number;
 }
 
 export interface WaypointFlags {
@@ -113,6 +118,7 @@ export interface WaypointFlags {
   retryBufferTotal?: string;
   hboneMaxStreams?: string;
   xdsMaxMessageSize?: string;
+  workers?: string;
 }
 
 const fail = configFail;
@@ -154,6 +160,7 @@ export function parseWaypointConfig(env: Record<string, string | undefined>, fla
     retryBufferBytes: size(pick(flags.retryBuffer, ENV_RETRY_BUFFER), '--retry-buffer', DEFAULT_RETRY_BUFFER_BYTES, 0, 64 * 1024 * 1024),
     retryBufferTotalBytes: size(pick(flags.retryBufferTotal, ENV_RETRY_BUFFER_TOTAL), '--retry-buffer-total', DEFAULT_RETRY_BUFFER_TOTAL_BYTES, 0, 4 * 1024 * 1024 * 1024),
     hboneMaxStreams: int(pick(flags.hboneMaxStreams, ENV_HBONE_MAX_STREAMS), '--hbone-max-streams', DEFAULT_HBONE_MAX_STREAMS, 1, 10_000),
+    workers: parseWorkers(pick(flags.workers, ENV_WORKERS)),
     xdsMaxMessageBytes,
   };
 }

@@ -2,28 +2,24 @@
  * The ztunnel process (DESIGN §2, §6): the only place its concrete classes are wired together. Nothing here
  * decides anything: each part is built, handed what it needs, and started.
  */
-import net from 'node:net';
 import { StraitError, errorMessage } from '../common/errors.js';
-import { tls13ChannelCredentials } from '../common/grpc.js';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
-import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../common/xds/resources.js';
+import { TYPE_WORKLOAD } from '../common/xds/resources.js';
 import { ConnectionTracker } from '../dataplane/connections.js';
 import { UpstreamConnector } from '../dataplane/connector.js';
 import { Drain } from '../dataplane/runtime/drain.js';
 import { LogLevels } from '../dataplane/runtime/log-levels.js';
 import { ProxyRuntime } from '../dataplane/runtime/proxy-runtime.js';
 import { ProxyState } from '../dataplane/state/proxy-state.js';
-import { startStateSync } from '../dataplane/state/state-sync.js';
 import { HbonePool, HboneServer } from '../hbone/index.js';
-import { CaClient } from '../identity/ca-client.js';
 import { CaptureScripts } from './capture/capture-scripts.js';
 import { captureAddonError, connectMarked, type NofileLimit } from './capture/original-dst.js';
 import { PodCapture } from './capture/pod-capture.js';
 import type { ZtunnelConfig } from './config.js';
-import { ztunnelConfigDump } from './config-dump.js';
-import { FdGuard, readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
-import { ZtunnelIdentities } from './identities.js';
+import { dataPlaneDump, ztunnelConfigDump } from './config-dump.js';
+import { FdGuard, readProcSelfLimits, resolveFdLimits, type FdLimits } from './fd-guard.js';
+import type { ZtunnelIdentities } from './identities.js';
 import { Listeners, kernelListenBacklog } from './listeners.js';
 import { ZtunnelMetrics } from './metrics.js';
 import { PodListeners } from './pod-listeners.js';
@@ -33,12 +29,6 @@ import { InboundHandler } from './proxy/inbound.js';
 import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { openTrafficPorts } from './traffic-ports.js';
-import { tokenSource } from '../dataplane/token-source.js';
-
-/** A DNS name in the controller's serving certificate (see controller/app.ts). */
-export const CONTROLLER_TLS_NAME = 'strait-controller';
-
-const CONFIG_TYPES = [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION] as const;
 
 export interface RunningZtunnel {
   state: ProxyState;
@@ -51,43 +41,6 @@ export interface RunningZtunnel {
   drain(): Promise<void>;
   /** Stops at once, closing every connection. */
   close(): Promise<void>;
-}
-
-/** The controller link: xDS (the state's one writer), the CA, and the certificates of the local pods. */
-function connectController(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels, log: Logger, onSynced: (type: string) => void) {
-  const credentials = tls13ChannelCredentials(cfg.rootCertPem);
-  const address = formatHostPort(cfg.xdsAddress);
-  // TLS sends no IP as server name (RFC 6066): for an IP address, check the controller's certificate by the DNS
-  // name its serving certificate carries.
-  const channelOptions = net.isIP(cfg.xdsAddress.host) ? { 'grpc.ssl_target_name_override': CONTROLLER_TLS_NAME, 'grpc.default_authority': CONTROLLER_TLS_NAME } : {};
-  const token = tokenSource({ token: cfg.token, ...(cfg.tokenFile ? { file: cfg.tokenFile } : {}), logger: log });
-  const ca = new CaClient({ address, credentials, channelOptions, metadata: () => ({ authorization: `Bearer ${token()}`, 'x-strait-node': cfg.nodeName }) });
-  const identities = new ZtunnelIdentities(state, cfg.nodeName, ca, logs.child({ part: 'certs' }), Math.floor(cfg.certTtlMs / 1000), metrics);
-  const synced = new Set<string>();
-  let connected = false;
-  const xds = startStateSync({
-    address, credentials, channelOptions, node: cfg.nodeName, token, state, logger: logs.child({ part: 'xds' }),
-    limits: { maxReceiveBytes: cfg.xdsMaxMessageBytes },
-  });
-  xds.on('update', (type) => {
-    if (synced.has(type)) return;
-    synced.add(type);
-    onSynced(type);
-  });
-  xds.on('connected', () => { connected = true; metrics.xdsConnected.set(1); log.info({ controller: address }, 'connected to the controller'); });
-  xds.on('disconnected', (err) => { connected = false; metrics.xdsConnected.set(0); log.warn({ err: err.message }, 'controller unreachable; serving the last configuration'); });
-  xds.on('nack', (type, err) => log.error({ type, err: err.message }, 'rejected a configuration push (NACK)'));
-  xds.start();
-  return {
-    identities,
-    status: () => ({ address, connected }),
-    readiness: () => {
-      const waiting = CONFIG_TYPES.filter((t) => !synced.has(t));
-      const certsReady = identities.allReady();
-      return { ready: waiting.length === 0 && certsReady, detail: { config: waiting.map((t) => `waiting for ${t}`), certificates: certsReady ? 'ok' : 'waiting for workload certificates' } };
-    },
-    close: () => { xds.close(); identities.close(); ca.close(); },
-  };
 }
 
 interface DataPathParts {
@@ -149,7 +102,7 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
  * Capture mode (DESIGN §6a): the addon that reads original destinations and marks sockets must load, and the node
  * chains must be in place, before anything listens; either failing stops the start with the reason.
  */
-async function setUpCapture(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels): Promise<PodCapture> {
+export async function setUpCapture(cfg: ZtunnelConfig, state: ProxyState, metrics: ZtunnelMetrics, logs: LogLevels): Promise<PodCapture> {
   const addonError = captureAddonError();
   if (addonError) throw new StraitError('STRAIT_ERR_CAPTURE', `--capture needs the capture addon: ${addonError}`);
   const mark = cfg.captureMark!;
@@ -171,25 +124,31 @@ export interface ZtunnelProcessSetup {
   nofile?: NofileLimit | { error: string };
 }
 
-export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: ZtunnelProcessSetup = {}): Promise<RunningZtunnel> {
-  // Every line names the node once: bound here unless the caller's logger already binds it (the CLI's does).
-  const log = 'node' in given.bindings() ? given : given.child({ node: cfg.nodeName });
-  const logs = new LogLevels(log);
-  // First, so that everything after runs under it: the soft fd limit raised to the hard one.
-  const fdLimits = resolveFdLimits(setup.nofile ?? { error: 'not raised: the ztunnel runs inside another process' }, readProcSelfLimits());
-  if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
-  const metrics = new ZtunnelMetrics();
-  const state = new ProxyState();
-  const capture = cfg.capture ? await setUpCapture(cfg, state, metrics, logs) : undefined;
-  const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);
-  // Capture follows the pods once the controller's workloads are in: rules an earlier run left stay until then.
-  const controller = connectController(cfg, state, metrics, logs, log, (type) => { if (type === TYPE_WORKLOAD) capture?.follow(); });
-  const { identities } = controller;
-  const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
+/** What the data path needs from the process: the state it reads, the certificates, metrics and loggers. */
+export interface DataPlaneParts {
+  state: ProxyState;
+  identities: ZtunnelIdentities;
+  metrics: ZtunnelMetrics;
+  logs: LogLevels;
+  log: Logger;
+  fdLimits: FdLimits;
+  /** Called for every accepted connection (a worker counts its share). */
+  onAccept?: () => void;
+}
 
-  // ---- listeners and the file-descriptor guard ----
+/**
+ * The data path of one process, listening: the single process (--workers 1) and each data-plane worker run this.
+ * Draining and closing it leaves the controller link, capture and admin to whoever runs them.
+ */
+export async function startDataPlane(cfg: ZtunnelConfig, p: DataPlaneParts) {
+  const { state, identities, metrics, logs, log, fdLimits } = p;
+  const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);
+  const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
   const backlog = cfg.listenBacklog ?? kernelListenBacklog();
-  const listeners = new Listeners({ backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: logs.child({ part: 'listeners' }) });
+  const listeners = new Listeners({
+    backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: logs.child({ part: 'listeners' }),
+    ...(p.onAccept ? { onAccept: p.onAccept } : {}),
+  });
   // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
   // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
   const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
@@ -204,12 +163,11 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
     onUnredirected: (listener) => metrics.captureUnredirected.inc({ listener }),
   });
   if (cfg.localPodListeners) {
-    new PodListeners({ state, node: cfg.nodeName, listeners, port: cfg.ports.hbone, onSocket: (s, a, p) => hbone.handleSocket(s, a, p), log }).follow();
+    new PodListeners({ state, node: cfg.nodeName, listeners, port: cfg.ports.hbone, onSocket: (s, a, pt) => hbone.handleSocket(s, a, pt), log }).follow();
   }
-
-  // ---- admin, metrics, readiness, drain ----
-  const drain = new Drain({
-    drainMs: cfg.drainMs, log,
+  fd.sample(); // everything the data path opens at start is open now
+  return {
+    tracker, listeners, hbone, pool, ejector, fd, backlog,
     live: () => ({ connections: tracker.live.size, accepting: listeners.waiting, hbone_streams: hbone.activeStreams() }),
     tracked: () => ({ live: tracker.live.size, finished: tracker.finishedCount }),
     stopAccepting: () => { listeners.stopAccepting(); hbone.drain(); },
@@ -221,6 +179,47 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
       pool.close();
       ejector.close();
       fd.close();
+    },
+    /** The data path's part of /config_dump. */
+    dump: () => dataPlaneDump({ liveConnections: () => tracker.live.size, listeners, fd, endpoints: ejector.health }),
+    connections: () => tracker.snapshot(),
+    /** Gauges read when /metrics is asked. */
+    sampleMetrics: () => {
+      const ps = pool.stats();
+      metrics.hbonePoolConnections.set(ps.connections);
+      metrics.hboneHandshakes.set(ps.handshakes);
+    },
+  };
+}
+export type DataPlane = Awaited<ReturnType<typeof startDataPlane>>;
+
+export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: ZtunnelProcessSetup = {}): Promise<RunningZtunnel> {
+  // Every line names the node once: bound here unless the caller's logger already binds it (the CLI's does).
+  const log = 'node' in given.bindings() ? given : given.child({ node: cfg.nodeName });
+  const logs = new LogLevels(log);
+  // First, so that everything after runs under it: the soft fd limit raised to the hard one.
+  const fdLimits = resolveFdLimits(setup.nofile ?? { error: 'not raised: the ztunnel runs inside another process' }, readProcSelfLimits());
+  if (fdLimits.warning) log.warn({ source: fdLimits.source }, fdLimits.warning);
+  const metrics = new ZtunnelMetrics();
+  const state = new ProxyState();
+  const capture = cfg.capture ? await setUpCapture(cfg, state, metrics, logs) : undefined;
+  // Capture follows the pods once the controller's workloads are in: rules an earlier run left stay until then.
+  // Loaded here, not at the top: a data-plane worker imports this file for startDataPlane and never talks to the
+  // controller, so it does not load gRPC (13 MiB of resident memory per worker).
+  const { connectController } = await import('./controller-link.js');
+  const controller = connectController(cfg, state, metrics, logs, log, (type) => { if (type === TYPE_WORKLOAD) capture?.follow(); });
+  const { identities } = controller;
+  const dp = await startDataPlane(cfg, { state, identities, metrics, logs, log, fdLimits });
+  const { backlog } = dp;
+
+  // ---- admin, metrics, readiness, drain ----
+  const drain = new Drain({
+    drainMs: cfg.drainMs, log,
+    live: dp.live,
+    tracked: dp.tracked,
+    stopAccepting: dp.stopAccepting,
+    closeAll: async () => {
+      await dp.closeAll();
       controller.close();
       // After the drain: removing the rules earlier would send new connections of enrolled pods out unencrypted.
       await capture?.stop();
@@ -229,16 +228,16 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   });
   const runtime = new ProxyRuntime({
     address: cfg.listenAddress, adminAddress: cfg.adminAddress, ports: cfg.ports, backlog, logLevels: logs, drain, drainMs: cfg.drainMs,
-    configDump: async () => ztunnelConfigDump({
-      node: cfg.nodeName, controller: controller.status, state, identities,
-      liveConnections: () => tracker.live.size, listeners, fd, endpoints: ejector.health, drainMs: cfg.drainMs,
-      ...(capture ? { capture: () => capture.snapshot() } : {}),
+    configDump: async () => ({
+      ...ztunnelConfigDump({
+        node: cfg.nodeName, controller: controller.status, state, identities, drainMs: cfg.drainMs,
+        ...(capture ? { capture: () => capture.snapshot() } : {}),
+      }),
+      ...dp.dump(),
     }),
-    connections: () => ({ node: cfg.nodeName, connections: tracker.snapshot() }),
+    connections: () => ({ node: cfg.nodeName, connections: dp.connections() }),
     metrics: async () => {
-      const ps = pool.stats();
-      metrics.hbonePoolConnections.set(ps.connections);
-      metrics.hboneHandshakes.set(ps.handshakes);
+      dp.sampleMetrics();
       if (capture) for (const [st, n] of Object.entries(capture.counts())) metrics.capturePods.set({ state: st }, n);
       return { body: await metrics.registry.metrics(), contentType: metrics.registry.contentType };
     },
@@ -251,7 +250,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   });
   const { admin } = await runtime.listen();
 
-  fd.sample(); // everything the ztunnel opens at start is open now
   log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }

@@ -15,10 +15,6 @@ export interface ZtunnelDumpSources {
   controller: () => { address: string; connected: boolean };
   state: ProxyStateView;
   identities: ZtunnelIdentities;
-  liveConnections: () => number;
-  listeners: Listeners;
-  fd: FdGuard;
-  endpoints: EndpointHealth;
   drainMs: number;
   /** Capture mode: the rules this ztunnel applied, per pod. */
   capture?: () => CaptureSnapshot;
@@ -35,11 +31,24 @@ export function ztunnelConfigDump(s: ZtunnelDumpSources): Record<string, unknown
       const leaf = new X509Certificate(c.certChainPem[0]!);
       return { identity: c.identity.toString(), notBefore: c.notBefore.toISOString(), notAfter: c.notAfter.toISOString(), serial: leaf.serialNumber, issuer: leaf.issuer, chainLength: c.certChainPem.length };
     }),
+    drainMs: s.drainMs,
+    capture: s.capture ? s.capture() : { enabled: false },
+  };
+}
+
+export interface DataPlaneDumpSources {
+  liveConnections: () => number;
+  listeners: Listeners;
+  fd: FdGuard;
+  endpoints: EndpointHealth;
+}
+
+/** The data path's part (of the one process, or of one data-plane worker). */
+export function dataPlaneDump(s: DataPlaneDumpSources) {
+  return {
     connections: { live: s.liveConnections() },
     listeners: s.listeners.list(),
     fileDescriptors: s.fd.snapshot(),
     ejectedEndpoints: s.endpoints.snapshot().map((e) => ({ endpoint: e.endpoint, until: new Date(e.until).toISOString(), ejections: e.ejections })),
-    drainMs: s.drainMs,
-    capture: s.capture ? s.capture() : { enabled: false },
   };
 }

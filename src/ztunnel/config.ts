@@ -10,6 +10,7 @@ import {
 import { parseByteSize } from '../common/byte-size.js';
 import { HBONE_PORT } from '../hbone/wire.js';
 import { DEFAULT_XDS_MAX_RECEIVE_BYTES } from '../common/xds/xds-client.js';
+import { parseWorkers } from '../dataplane/workers/workers-flag.js';
 
 export const ENV_NODE_NAME = 'STRAIT_NODE_NAME';
 export const ENV_XDS_ADDRESS = 'STRAIT_XDS_ADDRESS';
@@ -41,6 +42,8 @@ export const ENV_ENDPOINT_ATTEMPTS = 'STRAIT_ENDPOINT_ATTEMPTS';
 export const ENV_EJECTION_BASE = 'STRAIT_EJECTION_BASE';
 export const ENV_EJECTION_MAX = 'STRAIT_EJECTION_MAX';
 export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
+/** Data-plane workers (issue 14): a number, or auto. */
+export const ENV_WORKERS = 'STRAIT_WORKERS';
 
 /**
  * Node options the ztunnel process should be started with (they size V8's heap, so they cannot be set from
@@ -169,6 +172,8 @@ export interface ZtunnelConfig {
   ejectionMaxMs: number;
   /** Largest xDS response accepted (bytes); a larger one ends the stream before it is read in full. */
   xdsMaxMessageBytes: number;
+  /** Data-plane worker processes (--workers); 1 = one process, no cluster (dataplane/workers). */
+  workers: number;
 }
 
 export interface ZtunnelFlags {
@@ -204,6 +209,7 @@ export interface ZtunnelFlags {
   ejectionBase?: string;
   ejectionMax?: string;
   xdsMaxMessageSize?: string;
+  workers?: string;
 }
 
 const fail = configFail;
@@ -284,6 +290,7 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
     ejectionBaseMs,
     ejectionMaxMs,
     xdsMaxMessageBytes,
+    workers: parseWorkers(pick(flags.workers, ENV_WORKERS)),
     gc: gc as GcMode,
     nodeName,
     xdsAddress: parseHostPort(pick(flags.xdsAddress, ENV_XDS_ADDRESS) ?? DEFAULT_XDS_ADDRESS, '--xds-address'),

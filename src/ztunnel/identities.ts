@@ -1,9 +1,21 @@
 import type { Logger } from '../common/log.js';
 import { errorMessage } from '../common/errors.js';
-import { CertStore, SpiffeId, createKeyAndCsr, type Cert } from '../identity/index.js';
+import { CertStore, SpiffeId, createKeyAndCsr, type Cert, type CertMaterial } from '../identity/index.js';
 import type { CaClient } from '../identity/ca-client.js';
 import type { ProxyStateView } from '../dataplane/state/proxy-state.js';
 import type { ZtunnelMetrics } from './metrics.js';
+
+/** Where a certificate comes from: the CA (a new key and CSR), or, in a data-plane worker, the primary. */
+export type CertFetch = (id: SpiffeId) => Promise<CertMaterial>;
+
+/** A new key and CSR, signed by the controller's CA: the one place a ztunnel sends a CSR. */
+export function caFetch(ca: CaClient, ttlSeconds: number): CertFetch {
+  return async (id) => {
+    const { keyPem, csrPem } = await createKeyAndCsr();
+    const certChainPem = await ca.createCertificate(csrPem, id.toString(), ttlSeconds);
+    return { keyPem, certChainPem };
+  };
+}
 
 /**
  * Certificates for the identities of this node's enrolled pods: prefetched when a pod appears, fetched on
@@ -17,19 +29,11 @@ export class ZtunnelIdentities {
   constructor(
     private readonly state: ProxyStateView,
     private readonly node: string,
-    ca: CaClient,
+    fetch: CertFetch,
     private readonly log: Logger,
-    ttlSeconds: number,
     private readonly metrics?: ZtunnelMetrics,
   ) {
-    this.store = new CertStore({
-      fetch: async (id) => {
-        const { keyPem, csrPem } = await createKeyAndCsr();
-        const certChainPem = await ca.createCertificate(csrPem, id.toString(), ttlSeconds);
-        return { keyPem, certChainPem };
-      },
-      logger: log,
-    });
+    this.store = new CertStore({ fetch, logger: log });
     this.store.on('rotated', (e) => log.info({ identity: e.identity.toString(), notAfter: e.cert.notAfter.toISOString(), renewed: e.previous !== undefined }, 'workload certificate ready'));
     this.store.on('rotation-failed', (e) => log.warn({ identity: e.identity.toString(), attempt: e.attempt, retryInMs: e.retryInMs, err: errorMessage(e.error), validUntil: e.currentNotAfter?.toISOString() }, 'workload certificate renewal failed; retrying'));
     state.on('workloads', () => this.sync());

@@ -5,7 +5,8 @@
  * error is counted and logged at a bounded rate, never fatal: the listener keeps listening); every accepted socket
  * is in `accepted` until it closes; on a listener that sheds, a socket the FdGuard does not admit is reset before
  * any handler sees it. HBONE listeners never shed: one HBONE connection carries up to 100 streams, and the reserve
- * the guard keeps by shedding single connections elsewhere is there for them.
+ * the guard keeps by shedding single connections elsewhere is there for them. In a data-plane worker each listener is
+ * the worker's handle on a socket the primary bound once and shared with every worker (dataplane/workers).
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
@@ -36,6 +37,8 @@ export interface ListenerOptions {
   backlog: number;
   guard: Pick<FdGuard, 'admit' | 'observe'>;
   log: Logger;
+  /** Called for every accepted connection (a data-plane worker counts its share). */
+  onAccept?: () => void;
 }
 
 interface Listener {
@@ -75,6 +78,7 @@ export class Listeners {
     const sheds = !opts.hbone;
     const server = net.createServer({ noDelay: true }, (s) => {
       s.on('error', () => undefined);
+      this.o.onAccept?.();
       this.accepted.set(s, drainWaits);
       if (drainWaits) this.waitingCount++;
       s.once('close', () => {
@@ -88,7 +92,9 @@ export class Listeners {
     });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ host, port, backlog: this.o.backlog, exclusive: true }, () => {
+      // Not exclusive: in a data-plane worker the primary binds the address once and every worker accepts on that one
+      // socket (dataplane/workers/protocol.ts); in a single process the flag changes nothing.
+      server.listen({ host, port, backlog: this.o.backlog, exclusive: false }, () => {
         server.removeListener('error', reject);
         resolve();
       });

@@ -35,10 +35,14 @@ export class ZtunnelNode {
     return this;
   }
 
+  /**
+   * One process (`--workers 1`) unless `args` choose: the tests of per-process limits (descriptors, HBONE handshake and
+   * session budgets) measure one process; test/integration/ztunnel-workers.test.ts runs the workers.
+   */
   async startZtunnel(args: string[] = [], prlimit?: string): Promise<StraitProcess> {
     const argv = [...ZTUNNEL_NODE_OPTIONS, STRAIT_BIN, 'ztunnel', '--node', this.node, '--xds-address', this.controller.xds,
       '--token-file', join(this.data.path, 'tokens', `node-${this.node}.token`), '--root-cert', this.controller.rootFile,
-      '--listen-address', this.address, '--local-pod-listeners', ...args];
+      '--listen-address', this.address, '--local-pod-listeners', ...(args.includes('--workers') ? [] : ['--workers', '1']), ...args];
     const child = prlimit
       ? spawn('prlimit', [`--nofile=${prlimit}`, process.execPath, ...argv], { stdio: ['ignore', 'pipe', 'pipe'] })
       : spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });

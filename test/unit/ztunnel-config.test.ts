@@ -98,4 +98,13 @@ describe('ztunnel configuration', () => {
     assert.throws(() => parseConfig({}, { ...base, capture: true, iptables: 'iptables; rm -rf /' }), /is not a program name or path/);
     assert.throws(() => parseConfig({}, { ...base, adminAddress: 'localhost' }), /--admin-address: "localhost" is not an IP address/);
   });
+
+  it('--workers: 2 by default, STRAIT_WORKERS or the flag (which wins), auto, and a bad value named', () => {
+    const base = { node: 'node-a', token: 't', rootCert: root };
+    assert.equal(parseConfig({}, base).workers, 2);
+    assert.equal(parseConfig({ STRAIT_WORKERS: '1' }, base).workers, 1);
+    assert.equal(parseConfig({ STRAIT_WORKERS: '1' }, { ...base, workers: '3' }).workers, 3);
+    assert.ok(parseConfig({ STRAIT_WORKERS: 'auto' }, base).workers >= 1);
+    assert.throws(() => parseConfig({ STRAIT_WORKERS: 'many' }, base), /--workers: "many" must be auto or a whole number/);
+  });
 });

@@ -10,8 +10,15 @@ const LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 
 export class LogLevels {
   private readonly loggers: Logger[];
 
-  constructor(private readonly root: Logger) {
+  /** `onChange`: told every level set through /logging (the primary passes it on to its data-plane workers). */
+  constructor(private readonly root: Logger, private readonly onChange?: (level: LogLevel) => void) {
     this.loggers = [root];
+  }
+
+  /** Sets the level of every logger (a data-plane worker, told by its primary). Ignores what is not a level. */
+  set(level: string): void {
+    if (!LEVELS.includes(level as LogLevel)) return;
+    for (const l of this.loggers) l.level = level;
   }
 
   /** A child logger of the root whose level follows /logging. */
@@ -29,6 +36,7 @@ export class LogLevels {
         const level = url.searchParams.get('level') as LogLevel | null;
         if (!level || !LEVELS.includes(level)) return { status: 400, body: { error: `give ?level= one of ${LEVELS.join(', ')}` } };
         for (const l of this.loggers) l.level = level;
+        this.onChange?.(level);
         this.root.info({ level }, 'log level changed');
         return { status: 200, body: { level } };
       },

@@ -8,6 +8,9 @@ import { AdminServer } from '../../common/admin.js';
 import type { HostPort } from '../../common/net.js';
 import type { Logger } from '../../common/log.js';
 import type { Drain } from './drain.js';
+
+/** What the runtime needs of a drain: a Drain, or a primary's drain of its data-plane workers. */
+export type DrainControl = Pick<Drain, 'draining' | 'start'>;
 import { NodeFacts } from './node-facts.js';
 import type { LogLevels } from './log-levels.js';
 
@@ -19,12 +22,12 @@ export interface ProxyRuntimeOptions {
   /** listen() backlog of the three listeners. */
   backlog: number;
   logLevels: LogLevels;
-  drain: Drain;
+  drain: DrainControl;
   drainMs: number;
   /** The body of GET /config_dump; the runtime adds `nodeInfo` (the machine's cores, memory, OS). */
   configDump(): Promise<Record<string, unknown>>;
   /** The body of GET /connections. */
-  connections(): Record<string, unknown>;
+  connections(): Record<string, unknown> | Promise<Record<string, unknown>>;
   /** The Prometheus exposition of GET /metrics. */
   metrics(): Promise<{ body: string; contentType: string }>;
   /** Whether the proxy has what it needs to serve, and the detail of what it still waits for. */
@@ -44,7 +47,7 @@ export class ProxyRuntime {
         const [dump, nodeInfo] = await Promise.all([o.configDump(), this.facts.read()]);
         return { status: 200, body: { ...dump, nodeInfo } };
       },
-      '/connections': async () => ({ status: 200, body: o.connections() }),
+      '/connections': async () => ({ status: 200, body: await o.connections() }),
       '/logging': o.logLevels.route(),
       '/quitquitquit': { POST: async () => { void o.drain.start(); return { status: 200, body: { draining: true, drainMs: o.drainMs } }; } },
     }, child('admin'));

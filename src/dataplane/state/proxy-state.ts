@@ -27,7 +27,8 @@ export interface ProxyStateView {
 
 /**
  * A proxy's view of the mesh: workloads, services and policies from the controller.
- * Invariants: only startStateSync (state-sync.ts) calls the `apply*` methods (one writer); every index is rebuilt from the
+ * Invariants: only startStateSync (state-sync.ts) calls the `apply*` methods (one writer; in a data-plane worker, the
+ * IPC feed from its primary instead, dataplane/workers); every index is rebuilt from the
  * primary maps in the same call, so readers never see an index disagree with its map.
  */
 export class ProxyState extends EventEmitter<StateEvents> implements ProxyStateView {
