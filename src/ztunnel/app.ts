@@ -30,6 +30,7 @@ import { PodListeners } from './pod-listeners.js';
 import { Ejector } from './proxy/ejector.js';
 import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
 import { InboundHandler } from './proxy/inbound.js';
+import { LocalPath, sameNodeConnectionsCounter } from './proxy/local-path.js';
 import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { openTrafficPorts } from './traffic-ports.js';
@@ -122,6 +123,9 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     pick: roundRobin(), endpoints: ejector, maxAttempts: cfg.endpointAttempts,
     onFdExhausted: (op, err) => p.fd().observe(op, err),
     localAddress: cfg.listenAddress, log: logs.child({ part: 'outbound' }),
+    // Same-node fast path (proxy/local-path.ts): in this process, no hop to another one.
+    ...(cfg.sameNodeFastPath ? { local: new LocalPath({ inbound, tracker, nodeAddress: cfg.listenAddress }) } : {}),
+    sameNodeConnections: sameNodeConnectionsCounter(metrics.registry),
   });
   const hbone = new HboneServer({
     rootPem: cfg.rootCertPem,
@@ -252,6 +256,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   const { admin } = await runtime.listen();
 
   fd.sample(); // everything the ztunnel opens at start is open now
-  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, sameNodeFastPath: cfg.sameNodeFastPath, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }
