@@ -117,6 +117,7 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     logger: logs.child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
   });
   const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: logs.child({ part: 'inbound' }), connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs });
+  const local = cfg.sameNodeFastPath ? new LocalPath({ inbound, tracker, nodeAddress: cfg.listenAddress }) : undefined;
   const ejector = new Ejector({ baseMs: cfg.ejectionBaseMs, maxMs: cfg.ejectionMaxMs, maxEntries: DEFAULT_EJECTION_MAX_ENTRIES }, metrics, logs.child({ part: 'endpoints' }));
   const outbound = new OutboundHandler({
     state, node: cfg.nodeName, tracker, identities, pool, connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs,
@@ -124,7 +125,7 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     onFdExhausted: (op, err) => p.fd().observe(op, err),
     localAddress: cfg.listenAddress, log: logs.child({ part: 'outbound' }),
     // Same-node fast path (proxy/local-path.ts): in this process, no hop to another one.
-    ...(cfg.sameNodeFastPath ? { local: new LocalPath({ inbound, tracker, nodeAddress: cfg.listenAddress }) } : {}),
+    ...(local ? { local } : {}),
     sameNodeConnections: sameNodeConnectionsCounter(metrics.registry),
   });
   const hbone = new HboneServer({
@@ -146,7 +147,7 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     onRefused: (reason) => metrics.hboneRefused.inc({ reason }),
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
-  return { upstream, pool, inbound, ejector, outbound, hbone };
+  return { upstream, pool, inbound, ejector, outbound, hbone, local };
 }
 
 /**
@@ -189,7 +190,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   // Capture follows the pods once the controller's workloads are in: rules an earlier run left stay until then.
   const controller = connectController(cfg, state, metrics, logs, log, (type) => { if (type === TYPE_WORKLOAD) capture?.follow(); });
   const { identities } = controller;
-  const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
+  const { upstream, pool, inbound, ejector, outbound, hbone, local } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
 
   // ---- listeners and the file-descriptor guard ----
   const backlog = cfg.listenBacklog ?? kernelListenBacklog();
@@ -197,7 +198,7 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
   // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
   const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
-    + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
+    + Math.max(0, hbone.activeStreams() - (tracker.liveCount('inbound') - (local?.live ?? 0)));
   const fd: FdGuard = new FdGuard({
     limits: fdLimits, metrics, log: logs.child({ part: 'fd' }),
     counted: () => listeners.open + upstream.dialing + upstream.open + pool.stats().connections,

@@ -61,7 +61,14 @@ export type LocalAdmission =
   | { ok: false; err: HboneRefusedError };
 
 export class LocalPath {
+  private liveCount = 0;
+
   constructor(private readonly d: LocalPathDeps) {}
+
+  /** Fast-path connections being relayed now (each is one of the tracker's live 'inbound' connections, with no HBONE stream). */
+  get live(): number {
+    return this.liveCount;
+  }
 
   /** The inbound side's decision and its dial of the pod. */
   async admit(r: LocalRequest): Promise<LocalAdmission> {
@@ -85,12 +92,14 @@ export class LocalPath {
     };
     const out = this.d.tracker.open({ ...outbound, close });
     const inn = this.d.tracker.open({ ...inbound, close });
-    const r = await relay(client, upstream);
+    this.liveCount++;
+    const r = await relay(client, upstream); // never rejects: failures come back in r.error
     const error = closeReason ?? (r.error ? errorMessage(r.error) : undefined);
     for (const c of [inn, out]) {
       c.bytesSent = r.bToA;
       c.bytesRecv = r.aToB;
       this.d.tracker.finish(c, error);
     }
+    this.liveCount--;
   }
 }
