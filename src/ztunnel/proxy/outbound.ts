@@ -78,7 +78,7 @@ function traceparent(): string {
 }
 
 type Attempt =
-  | { ok: true; upstream: Duplex; bind: { host: string; port: number }; dstAddress: string; dstIdentity?: string; mtls: boolean; sameNode?: SameNodePath; local?: { pod: net.Socket; inbound: InboundTracked } }
+  | { ok: true; upstream: Duplex; bind: { host: string; port: number }; dstAddress: string; dstIdentity?: string; mtls: boolean; sameNode?: SameNodePath; local?: { path: LocalPath; pod: net.Socket; inbound: InboundTracked } }
   | { ok: false; err: unknown; reason: string; code: OutcomeCode; dstAddress: string; dstIdentity?: string };
 
 /** What the access log knows of both ends once a decision named them. */
@@ -114,7 +114,7 @@ export class OutboundHandler {
         respond.connected(r.bind);
         const tracked = { direction: 'outbound' as const, srcAddress: sourceAddress, ...ends, dstAddress: r.dstAddress, ...(r.dstIdentity ? { dstIdentity: r.dstIdentity } : {}), mtls: r.mtls };
         if (r.sameNode) this.d.sameNodeConnections?.inc({ path: r.sameNode });
-        if (r.local) await this.d.local!.proxy(client, r.local.pod, tracked, r.local.inbound);
+        if (r.local) await r.local.path.proxy(client, r.local.pod, tracked, r.local.inbound);
         else await this.d.tracker.proxy(client, r.upstream, tracked);
         return;
       }
@@ -157,7 +157,7 @@ export class OutboundHandler {
       ...(viaService(decision) ? { originalDestination: decision.originalDestination } : {}),
     });
     if (!a.ok) return { ok: false, err: a.err, reason: errorMessage(a.err), code: outcomeOfConnectError(a.err), dstAddress, dstIdentity: decision.expectedPeerSans[0]! };
-    return { ok: true, upstream: a.upstream, bind: { host: '0.0.0.0', port: 0 }, dstAddress, dstIdentity: decision.expectedPeerSans[0]!, mtls: true, sameNode: 'fast', local: { pod: a.upstream, inbound: a.inbound } };
+    return { ok: true, upstream: a.upstream, bind: { host: '0.0.0.0', port: 0 }, dstAddress, dstIdentity: decision.expectedPeerSans[0]!, mtls: true, sameNode: 'fast', local: { path: local, pod: a.upstream, inbound: a.inbound } };
   }
 
   private async sourceCertificate(decision: HboneRequest): Promise<{ ok: true; keyPem: string; certChainPem: string[] } | Extract<Attempt, { ok: false }>> {
