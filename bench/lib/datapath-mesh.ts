@@ -72,6 +72,8 @@ export interface MeshOptions {
   readyTimeoutMs?: number;
   /** More `strait up` arguments (e.g. `--workers 2`). */
   upArgs?: string[];
+  /** More environment for `strait up` and so for every process of the mesh (e.g. STRAIT_SAME_NODE_FAST_PATH=false). */
+  env?: Record<string, string>;
 }
 
 /** `strait up` on the bench manifests. */
@@ -98,7 +100,7 @@ export class BenchMesh {
   async start(): Promise<MeshState> {
     for (const d of [this.manifestDir, this.dataDir, this.logDir]) mkdirSync(d, { recursive: true });
     writeFileSync(join(this.manifestDir, 'bench.yaml'), this.opts.manifests ?? manifests());
-    const env = { ...process.env };
+    const env = { ...process.env, ...this.opts.env };
     if (this.opts.cpuProfileDir) {
       env.NODE_OPTIONS = `${env.NODE_OPTIONS ?? ''} --import=${new URL('./datapath-profiler.js', import.meta.url).href}`.trim();
       env[CPU_PROF_ENV] = this.opts.cpuProfileDir;

@@ -37,6 +37,8 @@ export function ztunnelCommand(): Command {
     .option('--listen-backlog <n>', 'listen() backlog of every listener (default: net.core.somaxconn, the most the kernel grants)  [env STRAIT_LISTEN_BACKLOG]')
     .option('--xds-max-message-size <bytes>', 'largest xDS response accepted, e.g. 64MiB (default 64MiB, ten times a 10,000-pod mesh\'s snapshot)  [env STRAIT_XDS_MAX_MESSAGE_SIZE]')
     .option('--gc <mode>', 'V8 old-generation collection: atomic (default; no incremental marking, the heap is small) or incremental  [env STRAIT_GC]')
+    .option('--same-node-fast-path', 'traffic between two pods of this node skips TLS + HTTP/2 to this ztunnel\'s own 15008 (same policy, access log and metrics); the default  [env STRAIT_SAME_NODE_FAST_PATH=true]')
+    .option('--no-same-node-fast-path', 'mTLS (HBONE) on the loopback too for traffic between two pods of this node  [env STRAIT_SAME_NODE_FAST_PATH=false]')
     .option('--port-offset <n>', 'add n to every standard port (several ztunnels on one address)')
     .option('--workers <n|auto>', 'data-plane worker processes sharing the listeners (auto = one per core; 1 = a single process, no workers; default 2)  [env STRAIT_WORKERS]')
     .action(async (flags, cmd: Command) => {

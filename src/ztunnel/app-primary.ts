@@ -112,6 +112,6 @@ export async function startZtunnelPrimary(cfg: ZtunnelConfig, given: Logger): Pr
     },
   });
   const { admin } = await runtime.listen();
-  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, workers: pool.list() }, 'ztunnel listening');
+  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, sameNodeFastPath: cfg.sameNodeFastPath, captureMark: cfg.captureMark, backlog, workers: pool.list() }, 'ztunnel listening');
   return { state, stopped: stoppedP, drain, close };
 }

@@ -26,6 +26,7 @@ import { PodListeners } from './pod-listeners.js';
 import { Ejector } from './proxy/ejector.js';
 import { DEFAULT_EJECTION_MAX_ENTRIES } from './proxy/endpoint-health.js';
 import { InboundHandler } from './proxy/inbound.js';
+import { LocalPath, sameNodeConnectionsCounter } from './proxy/local-path.js';
 import { OutboundHandler } from './proxy/outbound.js';
 import { roundRobin } from './proxy/request.js';
 import { openTrafficPorts } from './traffic-ports.js';
@@ -69,12 +70,16 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     logger: logs.child({ part: 'hbone-pool' }), onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'client' }),
   });
   const inbound = new InboundHandler({ state, node: cfg.nodeName, tracker, log: logs.child({ part: 'inbound' }), connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs });
+  const local = cfg.sameNodeFastPath ? new LocalPath({ inbound, tracker, nodeAddress: cfg.listenAddress }) : undefined;
   const ejector = new Ejector({ baseMs: cfg.ejectionBaseMs, maxMs: cfg.ejectionMaxMs, maxEntries: DEFAULT_EJECTION_MAX_ENTRIES }, metrics, logs.child({ part: 'endpoints' }));
   const outbound = new OutboundHandler({
     state, node: cfg.nodeName, tracker, identities, pool, connect: upstream.connect, connectTimeoutMs: cfg.connectTimeoutMs,
     pick: roundRobin(), endpoints: ejector, maxAttempts: cfg.endpointAttempts,
     onFdExhausted: (op, err) => p.fd().observe(op, err),
     localAddress: cfg.listenAddress, log: logs.child({ part: 'outbound' }),
+    // Same-node fast path (proxy/local-path.ts): in this process, no hop to another one.
+    ...(local ? { local } : {}),
+    sameNodeConnections: sameNodeConnectionsCounter(metrics.registry),
   });
   const hbone = new HboneServer({
     rootPem: cfg.rootCertPem,
@@ -95,7 +100,7 @@ function buildDataPath(cfg: ZtunnelConfig, p: DataPathParts) {
     onRefused: (reason) => metrics.hboneRefused.inc({ reason }),
     onGoaway: (reason) => metrics.hboneGoaway.inc({ reason, side: 'server' }),
   });
-  return { upstream, pool, inbound, ejector, outbound, hbone };
+  return { upstream, pool, inbound, ejector, outbound, hbone, local };
 }
 
 /**
@@ -143,7 +148,7 @@ export interface DataPlaneParts {
 export async function startDataPlane(cfg: ZtunnelConfig, p: DataPlaneParts) {
   const { state, identities, metrics, logs, log, fdLimits } = p;
   const tracker = new ConnectionTracker(logs.child({ access: true }), metrics.tcp);
-  const { upstream, pool, inbound, ejector, outbound, hbone } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
+  const { upstream, pool, inbound, ejector, outbound, hbone, local } = buildDataPath(cfg, { state, tracker, identities, metrics, logs, log, fd: () => fd });
   const backlog = cfg.listenBacklog ?? kernelListenBacklog();
   const listeners = new Listeners({
     backlog, guard: { admit: () => fd.admit(), observe: (op, err) => fd.observe(op, err) }, log: logs.child({ part: 'listeners' }),
@@ -152,7 +157,7 @@ export async function startDataPlane(cfg: ZtunnelConfig, p: DataPlaneParts) {
   // What the ztunnel holds, plus one upstream for each connection still being set up (a SOCKS5 handshake, an HBONE
   // CONNECT not yet answered): admitting a client whose upstream cannot be opened only fails it later.
   const settingUp = () => Math.max(0, listeners.waiting - tracker.liveCount('outbound') - tracker.liveCount('inbound-plaintext'))
-    + Math.max(0, hbone.activeStreams() - tracker.liveCount('inbound'));
+    + Math.max(0, hbone.activeStreams() - (tracker.liveCount('inbound') - (local?.live ?? 0)));
   const fd: FdGuard = new FdGuard({
     limits: fdLimits, metrics, log: logs.child({ part: 'fd' }),
     counted: () => listeners.open + upstream.dialing + upstream.open + pool.stats().connections,
@@ -250,6 +255,6 @@ export async function startZtunnel(cfg: ZtunnelConfig, given: Logger, setup: Ztu
   });
   const { admin } = await runtime.listen();
 
-  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
+  log.info({ address: cfg.listenAddress, capture: !!capture, admin: formatHostPort(admin), ports: cfg.ports, localPodListeners: cfg.localPodListeners, sameNodeFastPath: cfg.sameNodeFastPath, captureMark: cfg.captureMark, backlog, fd_limit: { soft: fdLimits.soft, hard: fdLimits.hard } }, 'ztunnel listening');
   return { state, stopped: drain.stopped, drain: () => drain.start(), close: () => drain.close() };
 }

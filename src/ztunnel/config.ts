@@ -44,6 +44,7 @@ export const ENV_EJECTION_MAX = 'STRAIT_EJECTION_MAX';
 export const ENV_XDS_MAX_MESSAGE_SIZE = 'STRAIT_XDS_MAX_MESSAGE_SIZE';
 /** Data-plane workers (issue 14): a number, or auto. */
 export const ENV_WORKERS = 'STRAIT_WORKERS';
+export const ENV_SAME_NODE_FAST_PATH = 'STRAIT_SAME_NODE_FAST_PATH';
 
 /**
  * Node options the ztunnel process should be started with (they size V8's heap, so they cannot be set from
@@ -174,6 +175,11 @@ export interface ZtunnelConfig {
   xdsMaxMessageBytes: number;
   /** Data-plane worker processes (--workers); 1 = one process, no cluster (dataplane/workers). */
   workers: number;
+  /**
+   * Same-node fast path (proxy/local-path.ts): traffic between two pods of this node skips TLS + HTTP/2 to this
+   * ztunnel's own 15008, same decisions and telemetry. false = mTLS on the loopback too.
+   */
+  sameNodeFastPath: boolean;
 }
 
 export interface ZtunnelFlags {
@@ -210,6 +216,8 @@ export interface ZtunnelFlags {
   ejectionMax?: string;
   xdsMaxMessageSize?: string;
   workers?: string;
+  /** --same-node-fast-path (true) / --no-same-node-fast-path (false); undefined when neither was given. */
+  sameNodeFastPath?: boolean;
 }
 
 const fail = configFail;
@@ -281,7 +289,10 @@ export function parseConfig(env: Record<string, string | undefined>, flags: Ztun
   const maxMsgRaw = pick(flags.xdsMaxMessageSize, ENV_XDS_MAX_MESSAGE_SIZE);
   const xdsMaxMessageBytes = maxMsgRaw === undefined ? DEFAULT_XDS_MAX_RECEIVE_BYTES : parseByteSize(maxMsgRaw);
   if (xdsMaxMessageBytes === undefined || xdsMaxMessageBytes < 1024) throw fail(`--xds-max-message-size: "${maxMsgRaw}" is not a size of at least 1KiB (e.g. 64MiB)`);
+  const fastPathRaw = flags.sameNodeFastPath === undefined ? env[ENV_SAME_NODE_FAST_PATH] : String(flags.sameNodeFastPath);
+  if (fastPathRaw !== undefined && fastPathRaw !== 'true' && fastPathRaw !== 'false') throw fail(`${ENV_SAME_NODE_FAST_PATH}: "${fastPathRaw}" must be true or false`);
   return {
+    sameNodeFastPath: fastPathRaw !== 'false',
     ...(captureMark !== undefined ? { captureMark } : {}),
     ...(capture ? { capture: { resyncMs, teardown: teardownRaw === 'true', ...(captureScripts ? { scriptsDir: captureScripts } : {}), ...(iptables ? { iptables } : {}) } } : {}),
     adminAddress,

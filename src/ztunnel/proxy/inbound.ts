@@ -8,7 +8,7 @@ import { errorMessage } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { formatHostPort, normalizeIp, type HostPort } from '../../common/net.js';
 import type { WorkloadResource } from '../../common/xds/resources.js';
-import type { ConnectionTracker, Direction } from '../../dataplane/connections.js';
+import type { ConnectionTracker, Direction, TrackedConnection } from '../../dataplane/connections.js';
 import type { TargetConnector } from '../../dataplane/connector.js';
 import { outcome, outcomeOfConnectError, type OutcomeCode } from '../../dataplane/outcomes.js';
 import { authorize } from '../../dataplane/policy/authorize.js';
@@ -16,7 +16,7 @@ import { effectiveMtlsMode } from '../../dataplane/policy/peer-authentication.js
 import type { ProxyStateView } from '../../dataplane/state/proxy-state.js';
 import type { HboneInboundRequest } from '../../hbone/index.js';
 import { HEADER_ORIGINAL_DST, parseAuthority } from '../../hbone/wire.js';
-import { decideInbound, type InboundDecision } from './inbound-decision.js';
+import { decideInbound, type InboundArrival, type InboundDecision } from './inbound-decision.js';
 
 export interface InboundDeps {
   state: ProxyStateView;
@@ -30,6 +30,17 @@ export interface InboundDeps {
 /** What one refused or failed arrival tells the access log. */
 type Refused = { code: OutcomeCode; reason: string };
 
+/** An inbound connection as the tracker records it (access log, metrics, policy re-check). */
+export type InboundTracked = Omit<TrackedConnection, 'id' | 'startedAt' | 'bytesSent' | 'bytesRecv' | 'close'>;
+
+/**
+ * What an HBONE-style arrival leads to: the pod dialled (`upstream`) and the tracked connection to record, or a refusal
+ * with the CONNECT status it is answered with. `abandoned`: the client went away while the pod was being dialled.
+ */
+export type Admission =
+  | { ok: true; upstream: net.Socket; tracked: InboundTracked }
+  | { ok: false; code: OutcomeCode; reason: string; status: number; ends: Parameters<ConnectionTracker['refused']>[0]; abandoned: boolean };
+
 export class InboundHandler {
   constructor(private readonly d: InboundDeps) {
     d.state.on('policies', () => this.recheck());
@@ -37,30 +48,48 @@ export class InboundHandler {
 
   /** An HBONE CONNECT that reached 15008. */
   async handleHbone(req: HboneInboundRequest): Promise<void> {
-    const target = { host: req.targetHost, port: req.targetPort };
     const original = req.headers[HEADER_ORIGINAL_DST];
-    const originalDestination = typeof original === 'string' ? parseAuthority(original) : undefined;
-    const decision = decideInbound(this.d.state, this.d.node, {
-      target, peerIdentity: req.peerIdentity, remoteAddress: req.remoteAddress,
-      ...(req.forwardedFor ? { forwardedFor: req.forwardedFor } : {}), ...(originalDestination ? { originalDestination } : {}),
-    });
-    const base = this.base('inbound', decision, target, req.peerIdentity);
-    if (decision.kind === 'refuse') {
-      this.d.tracker.refused(base, decision.reason, decision.code);
-      req.reject(outcome(decision.code).hboneStatus ?? 400, decision.reason);
-      return;
-    }
-    if (decision.authz.audited.length) this.d.log.info({ audited: decision.authz.audited, 'src.identity': req.peerIdentity, 'dst.workload': decision.workload.uid }, 'AUDIT policy matched');
-    const upstream = await this.dial(decision.workload, target, req.signal);
-    if ('code' in upstream) {
-      if (!req.signal.aborted) { // else the client reset the stream while we dialled: nobody to answer, nothing to log
-        this.d.tracker.refused(base, upstream.reason, upstream.code);
-        req.reject(outcome(upstream.code).hboneStatus ?? 503, upstream.reason);
+    const a = await this.admit({
+      target: { host: req.targetHost, port: req.targetPort }, peerIdentity: req.peerIdentity, remoteAddress: req.remoteAddress,
+      ...(req.forwardedFor ? { forwardedFor: req.forwardedFor } : {}), ...(typeof original === 'string' ? { originalDestination: parseAuthority(original) } : {}),
+    }, req.signal);
+    if (!a.ok) {
+      // Abandoned: the client reset the stream while we dialled; nobody to answer, nothing to log.
+      if (!a.abandoned) {
+        this.d.tracker.refused(a.ends, a.reason, a.code);
+        req.reject(a.status, a.reason);
       }
       return;
     }
     const stream = req.accept();
-    await this.d.tracker.proxy(stream, upstream, { ...base, upstreamLocal: formatHostPort({ host: upstream.localAddress ?? '', port: upstream.localPort ?? 0 }), mtls: true, authz: this.recheckable(decision) });
+    await this.d.tracker.proxy(stream, a.upstream, a.tracked);
+  }
+
+  /**
+   * The inbound half of a same-node connection (local-path.ts): decided and dialled exactly as an HBONE CONNECT from
+   * `peerIdentity` would be, refusals logged and counted as such. On success the caller relays and tracks `tracked`.
+   */
+  async admitLocal(arrival: InboundArrival & { peerIdentity: string }): Promise<Admission> {
+    const a = await this.admit(arrival);
+    if (!a.ok) this.d.tracker.refused(a.ends, a.reason, a.code);
+    return a;
+  }
+
+  /** Decide, then dial the pod: what an HBONE arrival leads to, before anything is answered. */
+  private async admit(arrival: InboundArrival, signal?: AbortSignal): Promise<Admission> {
+    const { target, peerIdentity } = arrival;
+    const decision = decideInbound(this.d.state, this.d.node, arrival);
+    const base = this.base('inbound', decision, target, peerIdentity);
+    if (decision.kind === 'refuse') {
+      return { ok: false, code: decision.code, reason: decision.reason, status: outcome(decision.code).hboneStatus ?? 400, ends: base, abandoned: false };
+    }
+    if (decision.authz.audited.length) this.d.log.info({ audited: decision.authz.audited, 'src.identity': peerIdentity, 'dst.workload': decision.workload.uid }, 'AUDIT policy matched');
+    const upstream = await this.dial(decision.workload, target, signal);
+    if ('code' in upstream) {
+      return { ok: false, code: upstream.code, reason: upstream.reason, status: outcome(upstream.code).hboneStatus ?? 503, ends: base, abandoned: signal?.aborted === true };
+    }
+    const upstreamLocal = formatHostPort({ host: upstream.localAddress ?? '', port: upstream.localPort ?? 0 });
+    return { ok: true, upstream, tracked: { ...base, upstreamLocal, mtls: true, authz: this.recheckable(decision) } };
   }
 
   /** A plaintext connection that reached 15006 (original destination from capture). */

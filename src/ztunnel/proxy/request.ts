@@ -66,6 +66,12 @@ export interface HboneRequest {
   dstWorkload?: WorkloadResource;
   waypoint?: WaypointRef;
   endpoint?: PickedEndpoint;
+  /**
+   * Set when the destination is an HBONE workload of this very node, reached directly (no waypoint): the pod
+   * address and port the far (inbound) side would be asked for. The same-node fast path (local-path.ts) hands such
+   * a connection to the inbound side in-process instead of through TLS + HTTP/2 to this ztunnel's own 15008.
+   */
+  sameNode?: { host: string; port: number };
 }
 
 export type OutboundDecision = Refusal | Passthrough | HboneRequest;
@@ -111,7 +117,7 @@ function viaWaypoint(source: WorkloadResource, wp: WaypointRef, original: { host
 }
 
 /** To a workload: directly, or as the endpoint picked for a service the application asked for at `original`. */
-function toWorkload(source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint, original?: { host: string; port: number }): OutboundDecision {
+function toWorkload(node: string, source: WorkloadResource, w: WorkloadResource, address: string, port: number, svc?: ServiceResource, endpoint?: PickedEndpoint, original?: { host: string; port: number }): OutboundDecision {
   const dst = { dstWorkload: w, ...(svc ? { dstService: svc } : {}), ...(endpoint ? { endpoint } : {}) };
   if (w.protocol !== 'HBONE') return { kind: 'passthrough', source, actualDestination: { host: address, port }, ...dst };
   return {
@@ -119,6 +125,7 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
     actualDestination: { host: address, port: HBONE_PORT },
     authority: formatHostPort({ host: address, port }),
     expectedPeerSans: [w.identity], ...dst,
+    ...(w.node === node ? { sameNode: { host: address, port } } : {}),
   };
 }
 
@@ -131,6 +138,7 @@ function toWorkload(source: WorkloadResource, w: WorkloadResource, address: stri
  * - a service otherwise → one ready endpoint: HBONE to <pod>:15008 if it is in the mesh, plain TCP if not;
  * - a workload address → HBONE to it (or its waypoint, if it has one), or plain TCP if it is not in the mesh;
  * - anything else → plain TCP passthrough.
+ * An HBONE request to a workload of this node that no waypoint stands before is marked `sameNode`.
  */
 export function buildRequest(state: ProxyStateView, node: string, sourceAddress: string, target: OutboundTarget, choice: EndpointChoice): OutboundDecision {
   const source = state.workloadByAddress(sourceAddress);
@@ -180,12 +188,12 @@ export function buildRequest(state: ProxyStateView, node: string, sourceAddress:
     const endpoint: PickedEndpoint = { key, untried: untried.length - 1 };
     const w = state.workloads.get(ep.workload);
     if (!w) return { kind: 'passthrough', source, actualDestination: { host: ep.address, port }, dstService: svc, endpoint };
-    return toWorkload(source, w, ep.address, port, svc, endpoint, vip ? { host: vip, port: target.port } : undefined);
+    return toWorkload(node, source, w, ep.address, port, svc, endpoint, vip ? { host: vip, port: target.port } : undefined);
   }
   const w = state.workloadByAddress(ip!);
   if (!w) return { kind: 'passthrough', source, actualDestination: { host: ip!, port: target.port } };
   if (w.waypoint && w.protocol === 'HBONE' && source.waypointFor === undefined) {
     return viaWaypoint(source, w.waypoint, { host: ip!, port: target.port }, { dstWorkload: w });
   }
-  return toWorkload(source, w, ip!, target.port);
+  return toWorkload(node, source, w, ip!, target.port);
 }
