@@ -143,7 +143,8 @@ export function renderWaypoint(gw: KubeGateway, o: WaypointRenderOptions): Waypo
             ],
             readinessProbe: probe(4, 5),
             startupProbe: probe(30, 1),
-            resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '1Gi' } },
+            // The waypoint runs its default two workers: primary ~77 MiB + ~70 MiB per idle worker (README "Workers").
+            resources: { requests: { cpu: '100m', memory: '256Mi' }, limits: { memory: '1Gi' } },
             securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } },
             volumeMounts: [
               { name: 'strait-token', mountPath: TOKEN_MOUNT_DIR, readOnly: true },
