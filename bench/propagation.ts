@@ -61,6 +61,8 @@ const shape = {
   namespaces: numArg('namespaces', FULL_MESH.namespaces),
   nodes: numArg('nodes', FULL_MESH.nodes),
 };
+/** --cpu-prof-dir DIR: the controller runs under `node --cpu-prof` and writes its profile there when it exits. */
+const cpuProfDir = process.argv.includes('--cpu-prof-dir') ? process.argv[process.argv.indexOf('--cpu-prof-dir') + 1] : undefined;
 const SIM = fileURLToPath(new URL('./lib/controller-xds-sim.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -206,7 +208,7 @@ async function main(): Promise<void> {
     );
     const loadStart = performance.now();
     // Debug logging only adds the controller's own "xDS push round" line (durationMs: recompute + writes), once per push.
-    controller = await startControllerProcess({ configDir: cfgDir, dataDir, globalArgs: ['--log-level', 'debug'] });
+    controller = await startControllerProcess({ configDir: cfgDir, dataDir, globalArgs: ['--log-level', 'debug'], nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [] });
     const c = controller;
     const loadSeconds = (performance.now() - loadStart) / 1000;
     const afterLoad = c.memory();
