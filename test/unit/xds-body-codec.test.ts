@@ -84,3 +84,24 @@ test('packed resources are bounded: inflated bytes, decoded count (the total sti
   assert.throws(() => decodePackedResources(Buffer.from('not deflate at all'), 1 << 20, 10), { code: 'STRAIT_ERR_XDS_PROTOCOL' });
   assert.throws(() => decodePackedResources(deflateRawSync(Buffer.from([0x1a, 0x50, 0x0a])), 1 << 20, 10), { code: 'STRAIT_ERR_XDS_PROTOCOL', message: /malformed/ });
 });
+
+test('truncated or corrupted protobuf bodies fail with BodyCodecError, never another error or a read past the buffer', () => {
+  let seed = 7;
+  const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  for (const [type, bodies] of Object.entries(BODIES)) {
+    for (const body of Object.values(bodies)) {
+      const bytes = encodeBody(type, body);
+      for (let cut = 0; cut < bytes.length; cut += Math.max(1, Math.floor(bytes.length / 40))) {
+        const variants = [bytes.subarray(0, cut), Buffer.from(bytes)];
+        variants[1]![cut] = Math.floor(rand() * 256);
+        for (const v of variants) {
+          try {
+            decodeBody(type, v);
+          } catch (err) {
+            assert.ok(err instanceof BodyCodecError, `${type} cut ${cut}: ${(err as Error).stack}`);
+          }
+        }
+      }
+    }
+  }
+});

@@ -10,6 +10,7 @@ import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import protobuf from 'protobufjs';
 import { bug } from '../errors.js';
+import { decodeMessage } from './body-decode.js';
 import { TYPE_AUTHORIZATION, TYPE_POLICY, TYPE_ROUTE, TYPE_SERVICE, TYPE_WORKLOAD } from './resources.js';
 
 /** The message carrying each type URL's body. */
@@ -24,10 +25,12 @@ const MESSAGE_OF_TYPE: Readonly<Record<string, string>> = {
 /** A body the schema cannot represent exactly (the caller falls back to JSON for it). */
 export class BodyCodecError extends Error {}
 
-type ScalarKind = 'string' | 'bool' | 'uint32' | 'int32' | 'double';
+export type ScalarKind = 'string' | 'bool' | 'uint32' | 'int32' | 'double';
 
-interface FieldPlan {
+export interface FieldPlan {
   readonly name: string;
+  /** Field number on the wire. */
+  readonly id: number;
   readonly optional: boolean;
   /** 'scalar' | 'message' | 'repeated' | 'map' | 'wrapped' (an optional *List / *Map: its one `items` field). */
   readonly shape: 'scalar' | 'message' | 'repeated' | 'map' | 'wrapped';
@@ -38,13 +41,13 @@ interface FieldPlan {
   inner?: FieldPlan;
 }
 
-interface MessagePlan {
+export interface MessagePlan {
   readonly type: protobuf.Type;
   readonly fields: Map<string, FieldPlan>;
   /** Scalar oneofs: property name -> member field plans. */
   readonly unions: Map<string, FieldPlan[]>;
   /** A discriminated union (rule 6): the discriminant property and its members by value. */
-  variant?: { key: string; members: Map<string, MessagePlan> };
+  variant?: { key: string; members: Map<string, MessagePlan>; byId: Map<number, { name: string; plan: MessagePlan }> };
   /** Rule 7. */
   readonly pair: boolean;
 }
@@ -53,7 +56,6 @@ const SCALARS: Readonly<Record<string, ScalarKind>> = {
   string: 'string',
   bool: 'bool',
   uint32: 'uint32',
-  int32: 'int32',
   double: 'double',
 };
 
@@ -81,7 +83,8 @@ function load(): { root: protobuf.Root; plans: Map<string, MessagePlan> } {
       const members = o.fieldsArray;
       if (members.every((f) => f.resolvedType instanceof protobuf.Type)) {
         if (type.fieldsArray.length !== members.length) throw bug(`${type.fullName}: a oneof of messages must be alone in its message (resources.proto rule 6)`);
-        plan.variant = { key: o.name, members: new Map(members.map((f) => [f.name, planOf(f.resolvedType as protobuf.Type)])) };
+        const byName = new Map(members.map((f) => [f.name, planOf(f.resolvedType as protobuf.Type)]));
+        plan.variant = { key: o.name, members: byName, byId: new Map(members.map((f) => [f.id, { name: f.name, plan: byName.get(f.name)! }])) };
       } else if (members.every((f) => SCALARS[f.type])) {
         plan.unions.set(o.name, members.map((f) => fieldPlan(f, planOf)));
       } else {
@@ -103,16 +106,16 @@ function fieldPlan(f: protobuf.Field, planOf: (t: protobuf.Type) => MessagePlan)
   const elem = (): Pick<FieldPlan, 'scalar' | 'plan'> => (scalar ? { scalar } : { plan: planOf(sub!) });
   if (f instanceof protobuf.MapField) {
     if (f.keyType !== 'string') throw bug(`${f.fullName}: map keys must be strings`);
-    return { name: f.name, optional, shape: 'map', ...elem() };
+    return { name: f.name, id: f.id, optional, shape: 'map', ...elem() };
   }
-  if (f.repeated) return { name: f.name, optional, shape: 'repeated', ...elem() };
-  if (scalar) return { name: f.name, optional, shape: 'scalar', scalar };
+  if (f.repeated) return { name: f.name, id: f.id, optional, shape: 'repeated', ...elem() };
+  if (scalar) return { name: f.name, id: f.id, optional, shape: 'scalar', scalar };
   const inner = sub!.fieldsArray.length === 1 && sub!.fieldsArray[0]!.name === 'items' ? sub!.fieldsArray[0]! : undefined;
   if (inner && (inner.repeated || inner instanceof protobuf.MapField)) {
     if (!optional) throw bug(`${f.fullName}: a *List / *Map wrapper is for optional properties only`);
-    return { name: f.name, optional, shape: 'wrapped', inner: fieldPlan(inner, planOf) };
+    return { name: f.name, id: f.id, optional, shape: 'wrapped', inner: fieldPlan(inner, planOf) };
   }
-  return { name: f.name, optional, shape: 'message', plan: planOf(sub!) };
+  return { name: f.name, id: f.id, optional, shape: 'message', plan: planOf(sub!) };
 }
 
 // --- encode (TypeScript object -> protobufjs message object) ------------------------------------------------
@@ -206,56 +209,6 @@ function messageToWire(plan: MessagePlan, v: unknown, path: string): Record<stri
   return out;
 }
 
-// --- decode (protobufjs message -> TypeScript object) -------------------------------------------------------
-
-const has = (m: object, k: string): boolean => Object.prototype.hasOwnProperty.call(m, k) && (m as Record<string, unknown>)[k] != null;
-
-function valueFromWire(fp: Pick<FieldPlan, 'scalar' | 'plan'>, v: unknown): unknown {
-  return fp.scalar ? v : messageFromWire(fp.plan!, v as protobuf.Message);
-}
-
-function fieldFromWire(fp: FieldPlan, v: unknown): unknown {
-  switch (fp.shape) {
-    case 'scalar':
-      return v;
-    case 'message':
-      return messageFromWire(fp.plan!, (v ?? fp.plan!.type.create()) as protobuf.Message);
-    case 'repeated':
-      return ((v as unknown[] | undefined) ?? []).map((e) => valueFromWire(fp, e));
-    case 'map': {
-      const out: Record<string, unknown> = {};
-      for (const [k, e] of Object.entries((v as Record<string, unknown> | undefined) ?? {})) out[k] = valueFromWire(fp, e);
-      return out;
-    }
-    case 'wrapped':
-      return fieldFromWire(fp.inner!, (v as Record<string, unknown>)['items']);
-  }
-}
-
-function messageFromWire(plan: MessagePlan, msg: protobuf.Message): unknown {
-  const m = msg as unknown as Record<string, unknown>;
-  if (plan.pair) return [m['a'] ?? '', m['b'] ?? ''];
-  if (plan.variant) {
-    for (const [name, member] of plan.variant.members) {
-      if (has(m, name)) return { [plan.variant.key]: name, ...(messageFromWire(member, m[name] as protobuf.Message) as object) };
-    }
-    throw new BodyCodecError(`${plan.type.name}: no ${plan.variant.key} set`);
-  }
-  const out: Record<string, unknown> = {};
-  for (const fp of plan.fields.values()) {
-    if (fp.optional) {
-      if (has(m, fp.name)) out[fp.name] = fieldFromWire(fp, m[fp.name]);
-    } else {
-      out[fp.name] = fieldFromWire(fp, m[fp.name]);
-    }
-  }
-  for (const [name, members] of plan.unions) {
-    const member = members.find((f) => has(m, f.name));
-    if (member) out[name] = m[member.name];
-  }
-  return out;
-}
-
 // --- API -----------------------------------------------------------------------------------------------------
 
 function planFor(typeUrl: string): MessagePlan | undefined {
@@ -278,9 +231,9 @@ export function encodeBody(typeUrl: string, body: unknown): Buffer {
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
-/** The object encodeBody encoded; throws BodyCodecError (or protobufjs's error) on malformed bytes. */
+/** The object encodeBody encoded (body-decode.ts reads the wire directly); throws BodyCodecError on malformed bytes. */
 export function decodeBody(typeUrl: string, bytes: Uint8Array): unknown {
   const plan = planFor(typeUrl);
   if (!plan) throw new BodyCodecError(`${typeUrl} has no protobuf body schema`);
-  return messageFromWire(plan, plan.type.decode(bytes));
+  return decodeMessage(plan, Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength));
 }
