@@ -240,3 +240,47 @@ describe('the real controller: protobuf bodies equal the JSON ones for everythin
       wireNode({ id: 'ztunnel~node-a', kind: 'ztunnel', nodeName: 'node-a' }), [TYPE_WORKLOAD, TYPE_SERVICE, TYPE_AUTHORIZATION]);
   });
 });
+
+test('a reconnecting proxy that sends the versions it holds gets only the difference, unpacked, even when it accepts packed snapshots', async (t) => {
+  const { source, x } = await server(t);
+  const first = await rawFirstResponses(t, x.address, BOTH);
+  const held = wireResources(first.get(TYPE_WORKLOAD)!).packed;
+  assert.equal(held.length, Object.keys(WORKLOADS).length);
+  source.set(VIEW, TYPE_WORKLOAD, 'default/minimal', clone(WORKLOADS['default/full']));
+  const raw = new RawAdsStream(x.address, undefined, undefined, true);
+  t.after(() => raw.close());
+  raw.write({
+    node: { ...wireNode({ id: 'debug~raw~reconnect' })!, accept: BOTH },
+    type_url: TYPE_WORKLOAD,
+    initial_resource_versions: Object.fromEntries(held.map((r) => [r.name, r.version])),
+  });
+  // The change may reach the view before or after this stream subscribes (the push is debounced): either way it
+  // gets no packed snapshot and, all responses together, just the changed resource.
+  const got: [string, unknown][] = [];
+  while (got.length === 0) {
+    const r = await raw.next(5000);
+    raw.ack(r);
+    assert.equal(r.packed_resources?.length ?? 0, 0);
+    got.push(...r.resources.map((res): [string, unknown] => [res.name, decodeBody(TYPE_WORKLOAD, res.proto_body!)]));
+  }
+  assert.deepEqual(got, [['default/minimal', WORKLOADS['default/full']]]);
+  assert.ok(await raw.quietFor(100), 'nothing else follows');
+});
+
+test('a NACKed packed snapshot leaves the proxy holding nothing of it, and the next change sends just that resource', async (t) => {
+  const { source, x } = await server(t);
+  const raw = new RawAdsStream(x.address, undefined, undefined, true);
+  t.after(() => raw.close());
+  raw.write({ node: { ...wireNode({ id: 'debug~raw~nack' })!, accept: BOTH }, type_url: TYPE_SERVICE });
+  const first = await raw.next(5000);
+  assert.equal(wireResources(first).packed.length, Object.keys(SERVICES).length);
+  raw.nack(first, 'refusing the whole snapshot');
+  await eventually(() => x.xds.status()[0]?.types[TYPE_SERVICE]?.lastAnswer === 'NACK', 5000, 'NACK seen');
+  assert.equal(x.xds.status()[0]!.types[TYPE_SERVICE]!.resourcesHeld, 0);
+  source.set(VIEW, TYPE_SERVICE, 'default/minimal', clone(SERVICES['default/full']));
+  const push = await raw.next(5000);
+  assert.deepEqual(push.resources.map((res) => [res.name, decodeBody(TYPE_SERVICE, res.proto_body!)]), [['default/minimal', SERVICES['default/full']]]);
+  raw.ack(push);
+  await eventually(() => x.xds.status()[0]?.types[TYPE_SERVICE]?.lastAnswer === 'ACK', 5000, 'ACK seen');
+  assert.equal(x.xds.status()[0]!.types[TYPE_SERVICE]!.resourcesHeld, 1);
+});
