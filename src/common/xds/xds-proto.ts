@@ -3,8 +3,9 @@
  * provides the wire types plus a hand-rolled encoder for DeltaDiscoveryResponse.
  *
  * Why hand-rolled: the server sends the same resources to many streams. Each resource is encoded to its
- * protobuf bytes ONCE (cached by ResourceEntry identity) and a response is the concatenation of those cached
- * buffers plus a few string fields. The client and the request direction use the regular proto-loader
+ * protobuf bytes ONCE per body encoding (cached by ResourceEntry identity), a whole snapshot once per encoding
+ * (cached by ResourceSet identity, optionally DEFLATEd: `packed_resources`), and a response is the concatenation
+ * of those cached buffers plus a few string fields. Which encoding a stream gets is its Node.accept. The client and the request direction use the regular proto-loader
  * (protobufjs) codecs, so both codecs are exercised against each other in the tests.
  */
 import { deflateRawSync, inflateRawSync, constants as zlibConstants } from 'node:zlib';

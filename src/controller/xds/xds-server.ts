@@ -6,8 +6,10 @@
  * - Every stream reads exactly one view (decided once, at connect). All streams of a view are in step with
  *   the view's last pushed snapshot, apart from a per-stream `delta` of deviations (NACKed resources, or
  *   everything for explicit subscriptions): no stream holds a copy of a snapshot.
- * - A snapshot is diffed against the previous one once per push round and each resource is encoded once
- *   (cached by ResourceEntry identity), however many streams receive it.
+ * - A snapshot is diffed against the previous one once per push round and each resource is encoded once per body
+ *   encoding (cached by ResourceEntry identity), however many streams receive it; a stream that holds nothing of a
+ *   snapshot gets the whole of it as one buffer built once per (snapshot, type, encoding) and shared.
+ * - Each stream is answered in the encoding its Node.accept asked for (JSON when it asked for nothing).
  * - A stream never has more than limits.maxQueuedBytes (plus the one response that crossed it) waiting in the
  *   transport, nor more than limits.maxUnackedResponses unanswered per type: while it cannot take a push, the
  *   push is not queued but coalesced, and when it can, it gets one response with the difference between what
