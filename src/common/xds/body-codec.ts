@@ -50,6 +50,8 @@ export interface MessagePlan {
   variant?: { key: string; members: Map<string, MessagePlan>; byId: Map<number, { name: string; plan: MessagePlan }> };
   /** Rule 7. */
   readonly pair: boolean;
+  /** body-decode.ts's field-number table, built on first use. */
+  decodeSlots?: unknown[];
 }
 
 const SCALARS: Readonly<Record<string, ScalarKind>> = {
@@ -211,10 +213,16 @@ function messageToWire(plan: MessagePlan, v: unknown, path: string): Record<stri
 
 // --- API -----------------------------------------------------------------------------------------------------
 
+const planByType = new Map<string, MessagePlan>();
+
 function planFor(typeUrl: string): MessagePlan | undefined {
+  let plan = planByType.get(typeUrl);
+  if (plan) return plan;
   const name = MESSAGE_OF_TYPE[typeUrl];
   if (!name) return undefined;
-  return load().plans.get(`.strait.resources.v1.${name}`);
+  plan = load().plans.get(`.strait.resources.v1.${name}`);
+  if (plan) planByType.set(typeUrl, plan);
+  return plan;
 }
 
 /** Whether `typeUrl` has a protobuf body schema. */

@@ -12,16 +12,14 @@ type Slot =
   | { k: 'union'; name: string; scalar: ScalarKind }
   | { k: 'variant'; key: string; name: string; plan: MessagePlan };
 
-const slotTables = new WeakMap<MessagePlan, Slot[]>();
-
 function slots(plan: MessagePlan): Slot[] {
-  let t = slotTables.get(plan);
+  let t = plan.decodeSlots as Slot[] | undefined;
   if (t) return t;
   t = [];
   for (const fp of plan.fields.values()) t[fp.id] = { k: 'field', fp };
   for (const [name, members] of plan.unions) for (const m of members) t[m.id] = { k: 'union', name, scalar: m.scalar! };
   if (plan.variant) for (const [id, m] of plan.variant.byId) t[id] = { k: 'variant', key: plan.variant.key, name: m.name, plan: m.plan };
-  slotTables.set(plan, t);
+  plan.decodeSlots = t;
   return t;
 }
 
