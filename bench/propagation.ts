@@ -4,6 +4,7 @@
  *
  *   node --expose-gc dist/bench/propagation.js [--proxies 1000] [--rounds 5] [--window 50] [--procs 1] [--stalled N]
  *                                              [--pods 10000 --services 2000 --policies 500 --namespaces 50 --nodes 100]
+ *                                              [--encoding proto|json] [--streams-per-connection 1] [--cpu-prof-dir DIR]
  *
  * 1. Writes a mesh of 10,000 pods, 2,000 services and 500 AuthorizationPolicies in 50 namespaces on 100
  *    nodes into a temporary config directory (one file per policy) and starts the real `strait controller`.
@@ -27,6 +28,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_XDS_DEBOUNCE_MS } from '../src/controller/xds/xds-server.js';
+import { DEFAULT_XDS_ACCEPT } from '../src/common/xds/xds-client.js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../src/common/xds/resources.js';
 import { measureBreakdown } from './lib/controller-breakdown.js';
 import { FULL_MESH, generateMesh, type GeneratedMesh } from './lib/controller-mesh.js';
@@ -61,6 +63,16 @@ const shape = {
   namespaces: numArg('namespaces', FULL_MESH.namespaces),
   nodes: numArg('nodes', FULL_MESH.nodes),
 };
+/**
+ * --encoding proto (default): the proxies ask for what XdsClient asks for (protobuf bodies, packed snapshots);
+ * json: they send no Node.accept, as proxies before it (JSON bodies, nothing packed).
+ */
+const encoding = process.argv.includes('--encoding') ? process.argv[process.argv.indexOf('--encoding') + 1] : 'proto';
+if (encoding !== 'proto' && encoding !== 'json') throw new Error(`--encoding must be proto or json (got ${encoding})`);
+/** Proxies sharing one TLS connection (the controller allows 8 streams per connection by default). */
+const streamsPerConnection = Math.max(1, numArg('streams-per-connection', 1));
+/** --cpu-prof-dir DIR: the controller runs under `node --cpu-prof` and writes its profile there when it exits. */
+const cpuProfDir = process.argv.includes('--cpu-prof-dir') ? process.argv[process.argv.indexOf('--cpu-prof-dir') + 1] : undefined;
 const SIM = fileURLToPath(new URL('./lib/controller-xds-sim.js', import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -206,7 +218,7 @@ async function main(): Promise<void> {
     );
     const loadStart = performance.now();
     // Debug logging only adds the controller's own "xDS push round" line (durationMs: recompute + writes), once per push.
-    controller = await startControllerProcess({ configDir: cfgDir, dataDir, globalArgs: ['--log-level', 'debug'] });
+    controller = await startControllerProcess({ configDir: cfgDir, dataDir, globalArgs: ['--log-level', 'debug'], nodeArgs: cpuProfDir ? ['--cpu-prof', '--cpu-prof-dir', cpuProfDir] : [] });
     const c = controller;
     const loadSeconds = (performance.now() - loadStart) / 1000;
     const afterLoad = c.memory();
@@ -225,25 +237,30 @@ async function main(): Promise<void> {
     const perProc = Math.ceil(proxies / procs);
     const syncStart = Date.now();
     const cpuBeforeSync = c.cpuMs();
+    const simCpuBeforeSync = sims.reduce((n, s) => n + procCpuMs(s.child.pid!), 0);
     const syncOthers = otherCpuMeter(c, sims);
     sims.forEach((s, p) =>
       s.send({
         type: 'start', address: c.xds, rootPem: c.rootPem, proxies: specs.slice(p * perProc, (p + 1) * perProc),
         window: Math.max(1, Math.round(window / procs)),
+        ...(encoding === 'proto' ? { accept: [...DEFAULT_XDS_ACCEPT] } : {}),
+        streamsPerConnection,
         stalled: [...stalledSet].filter((i) => i >= p * perProc && i < (p + 1) * perProc).map((i) => i - p * perProc),
       } satisfies StartMessage),
     );
     let rssDuringSync = 0;
     const sampler = setInterval(() => (rssDuringSync = Math.max(rssDuringSync, c.memory().rss)), 250);
-    const synced = await Promise.all(sims.map((s) => s.next<SyncedMessage>('synced', 150_000)));
+    const synced = await Promise.all(sims.map((s) => s.next<SyncedMessage>('synced', Math.max(150_000, proxies * 60))));
     clearInterval(sampler);
     const syncSeconds = (Math.max(...synced.map((s) => s.doneAt)) - syncStart) / 1000;
     const syncCpuSeconds = (c.cpuMs() - cpuBeforeSync) / 1000;
+    const simSyncCpuSeconds = (sims.reduce((n, s) => n + procCpuMs(s.child.pid!), 0) - simCpuBeforeSync) / 1000;
     const syncOtherCores = syncOthers();
     const counts = synced.flatMap((s) => s.counts);
     const wrong = counts.filter(([w, s, a]) => w !== mesh.expected.workloads || s !== mesh.expected.services || a !== mesh.expected.authorizations);
     if (wrong.length) throw new Error(`${wrong.length} proxies got an incomplete snapshot, e.g. ${JSON.stringify(wrong[0])} (want ${JSON.stringify(mesh.expected)})`);
     const bytesPerProxy = synced.reduce((n, s) => n + s.bytesReceived, 0) / proxies;
+    const inflatedPerProxy = synced.reduce((n, s) => n + s.inflatedReceived, 0) / proxies;
     const perProxySync = summarize(synced.flatMap((s) => s.perProxyMs));
     // The controller processes the last ACKs a moment after the proxies sent them.
     let syncz = await checkSyncz(c, mesh);
@@ -260,8 +277,9 @@ async function main(): Promise<void> {
     const simRssAfterSync = synced.reduce((n, s) => n + s.rss, 0);
     console.log(
       `initial sync: ${proxies} proxies (at most ${window} syncing at a time) hold ${mesh.expected.workloads} workloads, ${mesh.expected.services} services, ` +
-        `${mesh.expected.authorizations} authorizations each (${mib(bytesPerProxy)} MiB per proxy) after ${syncSeconds.toFixed(1)} s; ` +
-        `per proxy p50 ${perProxySync.p50} ms, p99 ${perProxySync.p99} ms; controller CPU ${syncCpuSeconds.toFixed(1)} s; other processes ${syncOtherCores} cores; /debug/syncz: ${syncz.inSync}/${syncz.streams} in sync`,
+        `${mesh.expected.authorizations} authorizations each (${encoding} encoding, ${streamsPerConnection} per TLS connection: ${mib(bytesPerProxy)} MiB per proxy on the wire` +
+        `${inflatedPerProxy ? `, packed snapshots inflating to ${mib(inflatedPerProxy)} MiB` : ''}) after ${syncSeconds.toFixed(1)} s; ` +
+        `per proxy p50 ${perProxySync.p50} ms, p99 ${perProxySync.p99} ms; controller CPU ${syncCpuSeconds.toFixed(1)} s, proxy process(es) CPU ${simSyncCpuSeconds.toFixed(1)} s; other processes ${syncOtherCores} cores; /debug/syncz: ${syncz.inSync}/${syncz.streams} in sync`,
     );
     console.log(`controller RSS after sync ${mib(afterSync.rss)} MiB (highest sampled during sync ${mib(rssDuringSync)} MiB, VmHWM ${mib(afterSync.peak)} MiB); proxy process(es) RSS ${mib(simRssAfterSync)} MiB`);
 
@@ -423,7 +441,7 @@ async function main(): Promise<void> {
       at: new Date().toISOString(),
       machine: m,
       goals: { p99Ms: P99_GOAL_MS, rssBytes: RSS_GOAL_BYTES },
-      settings: { proxies, rounds, window, procs, nodes: mesh.nodes.length, stalled: stalledCount ?? null },
+      settings: { proxies, rounds, window, procs, nodes: mesh.nodes.length, stalled: stalledCount ?? null, encoding, streamsPerConnection },
       stalled: stallInfo ?? null,
       mesh: { ...mesh.shape, files: mesh.files, bytes: mesh.bytes, expected: mesh.expected, editTarget: mesh.editTarget.resourceName },
       controller: {
@@ -433,8 +451,10 @@ async function main(): Promise<void> {
       initialSync: {
         seconds: round(syncSeconds, 2),
         controllerCpuSeconds: round(syncCpuSeconds, 1),
+        proxyProcessesCpuSeconds: round(simSyncCpuSeconds, 1),
         otherProcessesCores: syncOtherCores,
         bytesPerProxy: Math.round(bytesPerProxy),
+        inflatedBytesPerProxy: Math.round(inflatedPerProxy),
         perProxyMs: perProxySync,
         syncz,
       },

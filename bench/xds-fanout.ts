@@ -22,6 +22,7 @@ import {
   type XdsMetrics,
 } from '../src/common/xds/index.js';
 import { DEFAULT_XDS_MAX_CONCURRENT_INITIAL_SYNCS, XdsServer } from '../src/controller/xds/xds-server.js';
+import type { WorkloadResource } from '../src/common/xds/resources.js';
 
 const TYPE = 'type.strait.dev/Workload';
 const VIEW = 'ztunnel';
@@ -142,16 +143,24 @@ class BenchSource implements ViewSource {
   }
 }
 
-function workload(i: number, gen: number): unknown {
+/** A WorkloadResource (every required field, so it goes as protobuf to proxies that ask for it). */
+function workload(i: number, gen: number): WorkloadResource {
+  const ns = `ns-${i % 200}`;
   return {
     uid: `uid-${i}-${gen}`,
     name: `pod-${i}`,
-    namespace: `ns-${i % 200}`,
+    namespace: ns,
     addresses: [`10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`],
     node: `node-${i % 1000}`,
     serviceAccount: 'default',
+    identity: `spiffe://cluster.local/ns/${ns}/sa/default`,
     labels: { app: `app-${i % 500}`, version: 'v1' },
     protocol: 'HBONE',
+    healthy: true,
+    canonicalName: `app-${i % 500}`,
+    canonicalRevision: 'v1',
+    namedPorts: {},
+    services: [],
   };
 }
 

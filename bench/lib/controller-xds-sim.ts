@@ -1,13 +1,16 @@
 /**
  * Bench helper (child process): simulated ztunnel proxies for bench/propagation.ts.
  *
- * Each proxy is a bare delta-ADS stream on its own gRPC channel (own TLS connection to the controller),
+ * Each proxy is a bare delta-ADS stream on its own gRPC channel (own TLS connection to the controller, or one per
+ * StartMessage.streamsPerConnection proxies),
  * authenticated as the node it claims (`authorization: Bearer <node token>`, `x-strait-node`), subscribing
  * (wildcard) to Workload, Service and Authorization and ACKing every response at once. Responses are not
  * decoded into objects: a hand-written protobuf scanner reads the envelope (type_url, nonce, version),
  * counts resources and removals, and checks whether the response carries one watched resource name whose
  * JSON body contains a marker string. So 1,000 proxies receiving a multi-megabyte snapshot each cost
- * transient buffers only, never 1,000 copies of 12,500 parsed objects.
+ * transient buffers only, never 1,000 copies of 12,500 parsed objects. A packed snapshot (proxies that send
+ * StartMessage.accept) is inflated and scanned once per distinct content: the others are compared byte for byte
+ * with it (what one real proxy spends decoding it is measured by bench/xds-floor.ts).
  *
  * IPC protocol (parent → child):
  *   { type: 'start', address, rootPem, proxies: [{ id, node, token }], window }
@@ -17,6 +20,7 @@
  *   { type: 'exit' }
  * child → parent: { type: 'progress', synced }, { type: 'synced', ... }, { type: 'failed', message }
  */
+import { inflateRawSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { TYPE_AUTHORIZATION, TYPE_SERVICE, TYPE_WORKLOAD } from '../../src/common/xds/resources.js';
 import { XDS_METHOD_NAME, XDS_SERVICE_NAME, loadXdsProto, type WireDeltaRequest } from '../../src/common/xds/index.js';
@@ -38,6 +42,10 @@ export interface StartMessage {
   window: number;
   /** Indices (into `proxies`) of proxies that stop reading once their initial sync is done: never ACK, never drain. */
   stalled?: number[];
+  /** Node.accept of every proxy (undefined: none sent, as proxies before the field: JSON bodies, nothing packed). */
+  accept?: string[];
+  /** Proxies sharing one TLS connection (1: one each, as separate ztunnels have; more: for runs of 10,000). */
+  streamsPerConnection?: number;
 }
 
 export interface SyncedMessage {
@@ -50,6 +58,10 @@ export interface SyncedMessage {
   /** Resources in the first response of each type, per proxy (as [workloads, services, authorizations]). */
   counts: [number, number, number][];
   bytesReceived: number;
+  /** Bytes the packed snapshots inflated to (0: nothing packed). */
+  inflatedReceived: number;
+  /** Distinct packed snapshots inflated and scanned (the others were byte-identical to one of them). */
+  packedInflated: number;
   rss: number;
 }
 
@@ -82,6 +94,8 @@ interface Scanned {
   /** The response carries the watched name with a body containing the marker. */
   hit: boolean;
   bytes: number;
+  /** Bytes of packed_resources once inflated (0: none packed). */
+  inflatedBytes: number;
 }
 
 function readVarint(buf: Buffer, pos: { o: number }): number {
@@ -106,7 +120,7 @@ function skipField(buf: Buffer, wireType: number, pos: { o: number }): void {
   }
 }
 
-/** Resource{1 name, 2 version, 3 body}: is it the watched name, with the marker in its body? */
+/** Resource{1 name, 2 version, 3 body (JSON), 4 proto_body}: is it the watched name, with the marker in its body? */
 function resourceHits(buf: Buffer, start: number, end: number, w: Watch): boolean {
   const pos = { o: start };
   let nameOk = false;
@@ -119,14 +133,31 @@ function resourceHits(buf: Buffer, start: number, end: number, w: Watch): boolea
     if (wt !== 2) { skipField(buf, wt, pos); continue; }
     const len = readVarint(buf, pos);
     if (field === 1) nameOk = len === w.name.length && buf.compare(w.name, 0, len, pos.o, pos.o + len) === 0;
-    else if (field === 3) { bodyStart = pos.o; bodyEnd = pos.o + len; }
+    else if ((field === 3 || field === 4) && len > 0) { bodyStart = pos.o; bodyEnd = pos.o + len; }
     pos.o += len;
   }
   return nameOk && bodyStart >= 0 && buf.subarray(bodyStart, bodyEnd).indexOf(w.marker) >= 0;
 }
 
+/** Packed snapshots already inflated and scanned (newest first), and how many were. */
+const packedSeen: { bytes: Buffer; watch: Watch | undefined; resources: number; hit: boolean; inflatedBytes: number }[] = [];
+let packedInflated = 0;
+
+/** Counts the Resource fields (3) of an inflated packed_resources, checking each for the watch like scanDeltaResponse. */
+function scanPacked(plain: Buffer, out: Scanned, w: Watch | undefined): void {
+  const pos = { o: 0 };
+  while (pos.o < plain.length) {
+    const tag = readVarint(plain, pos);
+    if (tag !== 0x1a) { skipField(plain, tag & 7, pos); continue; }
+    const len = readVarint(plain, pos);
+    out.resources++;
+    if (w && !out.hit && resourceHits(plain, pos.o, pos.o + len, w)) out.hit = true;
+    pos.o += len;
+  }
+}
+
 export function scanDeltaResponse(buf: Buffer): Scanned {
-  const out: Scanned = { typeUrl: '', nonce: '', version: '', resources: 0, removed: 0, hit: false, bytes: buf.length };
+  const out: Scanned = { typeUrl: '', nonce: '', version: '', resources: 0, removed: 0, hit: false, bytes: buf.length, inflatedBytes: 0 };
   const w = watch;
   const pos = { o: 0 };
   while (pos.o < buf.length) {
@@ -146,6 +177,25 @@ export function scanDeltaResponse(buf: Buffer): Scanned {
         break;
       case 4: out.removed++; break;
       case 5: out.nonce = buf.toString('utf8', start, start + len); break;
+      case 6: {
+        // A packed snapshot: inflated and its resources counted (and watched for), unless it is byte for byte one
+        // already inflated under the same watch (the controller sends one shared snapshot to every proxy).
+        const packed = buf.subarray(start, start + len);
+        let known = packedSeen.find((k) => k.watch === w && k.bytes.equals(packed));
+        if (!known) {
+          const plain = inflateRawSync(packed);
+          const scanned: Scanned = { ...out, resources: 0, hit: false };
+          scanPacked(plain, scanned, w);
+          known = { bytes: Buffer.from(packed), watch: w, resources: scanned.resources, hit: scanned.hit, inflatedBytes: plain.length };
+          packedSeen.unshift(known);
+          packedSeen.length = Math.min(packedSeen.length, 8);
+          packedInflated++;
+        }
+        out.resources += known.resources;
+        out.hit ||= known.hit;
+        out.inflatedBytes += known.inflatedBytes;
+        break;
+      }
     }
   }
   return out;
@@ -171,6 +221,7 @@ function runChild(): void {
   const send = (m: unknown) => process.send!(m);
   const proxies: SimProxy[] = [];
   let bytesReceived = 0;
+  let inflatedReceived = 0;
   let round = 0;
   let hits = 0;
   let roundSent = true;
@@ -191,6 +242,9 @@ function runChild(): void {
       'grpc.use_local_subchannel_pool': 1, // one connection per proxy, as separate ztunnels have
       'grpc.max_receive_message_length': -1,
     };
+    const perConnection = Math.max(1, m.streamsPerConnection ?? 1);
+    let shared: grpc.Client | undefined;
+    let onShared = 0;
     const startedAt = Date.now();
     let next = 0;
     let synced = 0;
@@ -200,7 +254,13 @@ function runChild(): void {
     const open = (p: SimProxy) => {
       inInitial++;
       p.openedAt = Date.now();
-      const client = new grpc.Client(m.address, credentials, options);
+      // One channel (one TLS connection) per proxy, or per group of streamsPerConnection proxies.
+      if (!shared || onShared >= perConnection) {
+        shared = new grpc.Client(m.address, credentials, options);
+        onShared = 0;
+      }
+      onShared++;
+      const client = shared;
       const md = new grpc.Metadata();
       md.set('authorization', `Bearer ${p.spec.token}`);
       md.set('x-strait-node', p.spec.node);
@@ -209,6 +269,7 @@ function runChild(): void {
       p.call = call;
       call.on('data', (r: Scanned) => {
         bytesReceived += r.bytes;
+        inflatedReceived += r.inflatedBytes;
         call.write({ type_url: r.typeUrl, response_nonce: r.nonce });
         if (p.syncedAt === 0) {
           if (!p.firstCounts.has(r.typeUrl)) p.firstCounts.set(r.typeUrl, r.resources);
@@ -222,7 +283,7 @@ function runChild(): void {
             if (p.stalls) call.pause();
             if (synced === proxies.length) {
               send({
-                type: 'synced', startedAt, doneAt: Date.now(), bytesReceived, rss: process.memoryUsage().rss,
+                type: 'synced', startedAt, doneAt: Date.now(), bytesReceived, inflatedReceived, packedInflated, rss: process.memoryUsage().rss,
                 perProxyMs: proxies.map((q) => q.syncedAt - q.openedAt),
                 counts: proxies.map((q) => SIM_TYPES.map((t) => q.firstCounts.get(t) ?? -1) as [number, number, number]),
               } satisfies SyncedMessage);
@@ -247,7 +308,8 @@ function runChild(): void {
       });
       call.on('end', () => (p.ended = true));
       SIM_TYPES.forEach((typeUrl, i) => {
-        call.write(i === 0 ? { node: { id: p.spec.id, kind: 'ztunnel', node_name: p.spec.node, namespace: '', name: '' }, type_url: typeUrl } : { type_url: typeUrl });
+        const node = { id: p.spec.id, kind: 'ztunnel', node_name: p.spec.node, namespace: '', name: '', ...(m.accept ? { accept: m.accept } : {}) };
+        call.write(i === 0 ? { node, type_url: typeUrl } : { type_url: typeUrl });
       });
     };
     const pump = () => {

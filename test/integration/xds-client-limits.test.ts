@@ -12,7 +12,7 @@ import { eventually } from '../helpers/eventually.js';
 const T = `${TYPE_URL_PREFIX}Workload`;
 const VIEW = 'debug';
 
-async function setup(t: { after: (fn: () => unknown) => void }, limits: Partial<XdsClientLimits>) {
+async function setup(t: { after: (fn: () => unknown) => void }, limits: Partial<XdsClientLimits>, accept?: string[]) {
   const source = new MemoryViewSource([T]);
   const server = await startXds({ source, debounceMs: 5 });
   t.after(() => server.close());
@@ -21,7 +21,7 @@ async function setup(t: { after: (fn: () => unknown) => void }, limits: Partial<
   const errors: StraitError[] = [];
   const client = new XdsClient({
     address: server.address, credentials: grpc.credentials.createInsecure(),
-    node: { id: 'debug~node-a~1', kind: 'debug', nodeName: 'node-a' }, initialBackoffMs: 50, maxBackoffMs: 200, limits,
+    node: { id: 'debug~node-a~1', kind: 'debug', nodeName: 'node-a' }, initialBackoffMs: 50, maxBackoffMs: 200, limits, accept,
     subscriptions: [{ typeUrl: T, apply: (u) => void applied.push(u.added.length) }],
   });
   client.on('nack', (_t, err) => nacks.push(err.message));
@@ -64,13 +64,26 @@ test('NACKs the response that would make a type hold more than its limit, keepin
 });
 
 test('a response over its receive limit ends the stream unread, with an error naming --xds-max-message-size', async (t) => {
-  const { source, client, errors, applied } = await setup(t, { maxReceiveBytes: 64 * 1024 });
+  // JSON bodies, unpacked (a proxy that asks for nothing else): the message itself is over the limit.
+  const { source, client, errors, applied } = await setup(t, { maxReceiveBytes: 64 * 1024 }, []);
   source.setMany(VIEW, T, many(400, 'big', { pad: 'x'.repeat(500) }), false);
   client.start();
   await eventually(() => errors.length >= 1, 3000, 'stream error');
   assert.ok(isStraitError(errors[0], 'STRAIT_ERR_XDS_LIMIT'), errors[0]!.message);
   assert.match(errors[0]!.message, /sent an xDS response larger than this proxy accepts \(Received message larger than max \(\d+ vs 65536\); the limit is 65536 bytes: raise it with --xds-max-message-size\)/);
   assert.equal(applied.length, 0);
+});
+
+test('packed resources that inflate past the receive limit are NACKed naming --xds-max-message-size, and nothing is applied', async (t) => {
+  // The packed message is small on the wire (the padding compresses away); what it inflates to is not.
+  const { source, client, nacks, applied, errors } = await setup(t, { maxReceiveBytes: 64 * 1024 });
+  source.setMany(VIEW, T, many(400, 'big', { pad: 'x'.repeat(500) }), false);
+  client.start();
+  await eventually(() => nacks.length >= 1, 3000, 'NACK');
+  assert.equal(nacks[0], 'packed resources inflate to more than 65536 bytes, the most this proxy accepts in one response (--xds-max-message-size)');
+  assert.equal(applied.length, 0);
+  assert.equal(client.held(T).size, 0);
+  assert.equal(errors.length, 0, 'the stream stays up');
 });
 
 test('a controller that floods responses and never reads the ACKs gets its stream replaced, not an ever-growing queue', async (t) => {

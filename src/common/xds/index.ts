@@ -3,6 +3,13 @@ export {
   loadXdsProto,
   encodeDeltaResponse,
   encodedResourceField,
+  encodedResourceFieldAs,
+  encodedSnapshot,
+  decodePackedResources,
+  streamEncoding,
+  ACCEPT_PROTO_BODIES,
+  ACCEPT_PACKED_DEFLATE,
+  JSON_ENCODING,
   XDS_SERVICE_NAME,
   XDS_METHOD_NAME,
   type XdsProto,
@@ -12,7 +19,9 @@ export {
   type WireResource,
   type WireErrorDetail,
   type OutgoingDeltaResponse,
+  type StreamEncoding,
 } from './xds-proto.js';
+export { encodeBody, decodeBody, hasProtoBody, BodyCodecError } from './body-codec.js';
 export {
   XdsClient,
   DEFAULT_XDS_INITIAL_BACKOFF_MS,
@@ -21,6 +30,7 @@ export {
   DEFAULT_XDS_MAX_RESOURCES_PER_RESPONSE,
   DEFAULT_XDS_MAX_RESOURCES_HELD,
   DEFAULT_XDS_MAX_NAME_BYTES,
+  DEFAULT_XDS_ACCEPT,
   MAX_UNSENT_REQUESTS,
   type XdsClientLimits,
   type XdsClientOptions,

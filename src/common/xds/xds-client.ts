@@ -17,7 +17,16 @@ import * as grpc from '@grpc/grpc-js';
 import { StraitError, errorMessage } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { ProxyInfo, ResourceEntry, XdsUpdate } from './types.js';
-import { loadXdsProto, type WireDeltaRequest, type WireDeltaResponse } from './xds-proto.js';
+import {
+  ACCEPT_PACKED_DEFLATE,
+  ACCEPT_PROTO_BODIES,
+  decodePackedResources,
+  loadXdsProto,
+  type WireDeltaRequest,
+  type WireDeltaResponse,
+  type WireResource,
+} from './xds-proto.js';
+import { decodeBody } from './body-codec.js';
 
 export const DEFAULT_XDS_INITIAL_BACKOFF_MS = 200;
 export const DEFAULT_XDS_MAX_BACKOFF_MS = 10_000;
@@ -29,6 +38,8 @@ export const DEFAULT_XDS_MAX_RESOURCES_PER_RESPONSE = 160_000;
 export const DEFAULT_XDS_MAX_RESOURCES_HELD = 160_000;
 /** Bytes of a resource name or version (Kubernetes names are at most 253 bytes; ours join two or three). */
 export const DEFAULT_XDS_MAX_NAME_BYTES = 1024;
+/** What a proxy asks the controller for (Node.accept): protobuf bodies and packed snapshots. */
+export const DEFAULT_XDS_ACCEPT: readonly string[] = [ACCEPT_PROTO_BODIES, ACCEPT_PACKED_DEFLATE];
 /** Requests (ACKs, subscriptions) written and not yet taken by the transport before the stream is replaced. */
 export const MAX_UNSENT_REQUESTS = 1_000;
 
@@ -61,6 +72,12 @@ export interface XdsClientOptions {
   channelOptions?: grpc.ChannelOptions;
   /** What a response may make the proxy hold (defaults DEFAULT_XDS_MAX_*). */
   limits?: Partial<XdsClientLimits>;
+  /**
+   * Encodings asked for in Node.accept (default DEFAULT_XDS_ACCEPT). [] asks for JSON bodies only, as proxies before
+   * the field did. Whatever is asked, every encoding the controller sends is read (a controller that does not know
+   * the field sends JSON).
+   */
+  accept?: readonly string[];
 }
 
 export interface XdsClientEvents {
@@ -266,6 +283,7 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
           node_name: this.opts.node.nodeName,
           namespace: this.opts.node.namespace ?? '',
           name: this.opts.node.name ?? '',
+          accept: [...(this.opts.accept ?? DEFAULT_XDS_ACCEPT)],
         };
         first = false;
       }
@@ -318,14 +336,14 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
   }
 
   /** Why a response must be refused before it is applied (too many resources, too long a name, too much held), or undefined. */
-  private overLimits(sub: SubscriptionState, res: WireDeltaResponse): string | undefined {
+  private overLimits(sub: SubscriptionState, res: WireDeltaResponse, resources: readonly WireResource[], resourceCount: number): string | undefined {
     const l = this.limits;
-    const count = res.resources.length + res.removed_resources.length;
+    const count = resourceCount + res.removed_resources.length;
     if (count > l.maxResourcesPerResponse) {
       return `the response carries ${count} resources and removals; this proxy accepts at most ${l.maxResourcesPerResponse} per response`;
     }
     let adding = 0;
-    for (const r of res.resources) {
+    for (const r of resources) {
       if (Buffer.byteLength(r.name, 'utf8') > l.maxNameBytes || Buffer.byteLength(r.version, 'utf8') > l.maxNameBytes) {
         return `resource "${r.name.slice(0, 60)}…" has a name or version longer than ${l.maxNameBytes} bytes`;
       }
@@ -346,22 +364,28 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       this.nack(res, new StraitError('STRAIT_ERR_XDS_PROTOCOL', `received type ${res.type_url}, which this proxy did not subscribe to`));
       return;
     }
-    const over = this.overLimits(sub, res);
+    let resources = res.resources;
+    let packedCount = 0;
+    if (res.packed_resources && res.packed_resources.length > 0) {
+      try {
+        // Inflated at most to the receive limit (what an unpacked response may be), decoded at most to the count limit.
+        const room = Math.max(0, this.limits.maxResourcesPerResponse - res.resources.length - res.removed_resources.length);
+        const packed = decodePackedResources(res.packed_resources, this.limits.maxReceiveBytes, room);
+        resources = [...res.resources, ...packed.resources];
+        packedCount = packed.total;
+      } catch (err) {
+        this.nack(res, err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+    const over = this.overLimits(sub, res, resources, res.resources.length + packedCount);
     if (over) {
       this.nack(res, new StraitError('STRAIT_ERR_XDS_LIMIT', over));
       return;
     }
     let update: XdsUpdate;
     try {
-      const added: ResourceEntry[] = res.resources.map((r) => {
-        let body: unknown;
-        try {
-          body = JSON.parse(r.body.toString('utf8'));
-        } catch (err) {
-          throw new StraitError('STRAIT_ERR_XDS_PROTOCOL', `resource ${r.name} of ${res.type_url} has a malformed JSON body: ${errorMessage(err)}`);
-        }
-        return { name: r.name, version: r.version, body };
-      });
+      const added: ResourceEntry[] = resources.map((r) => ({ name: r.name, version: r.version, body: decodeResourceBody(res.type_url, r) }));
       update = { added, removed: res.removed_resources, systemVersion: res.system_version_info };
       sub.apply(update);
     } catch (err) {
@@ -383,6 +407,22 @@ export class XdsClient extends EventEmitter<XdsClientEvents> {
       error_detail: { code: grpc.status.INVALID_ARGUMENT, message: err.message.slice(0, 16 * 1024) },
     });
     this.emit('nack', res.type_url, err, res.nonce);
+  }
+}
+
+/** A resource's body: JSON in `body`, or (body empty) the protobuf `proto_body` of resources.proto. */
+function decodeResourceBody(typeUrl: string, r: WireResource): unknown {
+  if (r.body.length > 0 || !r.proto_body) {
+    try {
+      return JSON.parse(r.body.toString('utf8'));
+    } catch (err) {
+      throw new StraitError('STRAIT_ERR_XDS_PROTOCOL', `resource ${r.name} of ${typeUrl} has a malformed JSON body: ${errorMessage(err)}`);
+    }
+  }
+  try {
+    return decodeBody(typeUrl, r.proto_body);
+  } catch (err) {
+    throw new StraitError('STRAIT_ERR_XDS_PROTOCOL', `resource ${r.name} of ${typeUrl} has a malformed protobuf body: ${errorMessage(err)}`);
   }
 }
 

@@ -6,8 +6,10 @@
  * - Every stream reads exactly one view (decided once, at connect). All streams of a view are in step with
  *   the view's last pushed snapshot, apart from a per-stream `delta` of deviations (NACKed resources, or
  *   everything for explicit subscriptions): no stream holds a copy of a snapshot.
- * - A snapshot is diffed against the previous one once per push round and each resource is encoded once
- *   (cached by ResourceEntry identity), however many streams receive it.
+ * - A snapshot is diffed against the previous one once per push round and each resource is encoded once per body
+ *   encoding (cached by ResourceEntry identity), however many streams receive it; a stream that holds nothing of a
+ *   snapshot gets the whole of it as one buffer built once per (snapshot, type, encoding) and shared.
+ * - Each stream is answered in the encoding its Node.accept asked for (JSON when it asked for nothing).
  * - A stream never has more than limits.maxQueuedBytes (plus the one response that crossed it) waiting in the
  *   transport, nor more than limits.maxUnackedResponses unanswered per type: while it cannot take a push, the
  *   push is not queued but coalesced, and when it can, it gets one response with the difference between what
@@ -48,8 +50,8 @@ import {
 import {
   XDS_METHOD_NAME,
   encodeDeltaResponse,
-  encodedResourceField,
   loadXdsProto,
+  streamEncoding,
   type WireDeltaRequest,
 } from '../../common/xds/xds-proto.js';
 import {
@@ -83,6 +85,8 @@ export const XDS_TRANSPORT_RECEIVE_FACTOR = 2;
 const CONNECTION_LOG_BURST = 20;
 /** Stall disconnections logged one by one per 10 s. */
 const STALL_LOG_BURST = 10;
+/** Node.accept entries looked at (the request's size limit bounds the bytes). */
+const MAX_ACCEPT_ENTRIES = 16;
 /** Protocol errors, stream failures and NACKs logged one by one per 10 s (a proxy can cause them in a loop). */
 const STREAM_EVENT_LOG_BURST = 5;
 
@@ -184,6 +188,7 @@ export class XdsServer {
   private readonly protocolErrors: RateLimitedLog;
   private readonly streamFailures: RateLimitedLog;
   private readonly nackLog: RateLimitedLog;
+  private readonly fallbackLog: RateLimitedLog;
 
   constructor(opts: XdsServerOptions) {
     const debounceMs = opts.debounceMs ?? DEFAULT_XDS_DEBOUNCE_MS;
@@ -212,6 +217,7 @@ export class XdsServer {
     this.stalls = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS stream stalled; disconnecting it', what: 'stalled xDS streams disconnected', burst: STALL_LOG_BURST });
     this.protocolErrors = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'xDS protocol error; ending the stream', what: 'xDS streams ended for protocol errors', burst: STREAM_EVENT_LOG_BURST });
     this.streamFailures = new RateLimitedLog({ logger: this.log, level: 'error', msg: 'xDS stream failed', what: 'xDS streams failed', burst: STREAM_EVENT_LOG_BURST });
+    this.fallbackLog = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'resource body not representable in resources.proto; sent as JSON', what: 'JSON fallbacks', burst: 1 });
     this.nackLog = new RateLimitedLog({ logger: this.log, level: 'warn', msg: 'proxy rejected a config push (NACK); it keeps its previous resources', what: 'NACKs', burst: STREAM_EVENT_LOG_BURST });
     this.unsubscribe = this.source.onChange((changedAt) => this.onSourceChange(changedAt));
     this.sweeper = setInterval(() => this.sweepStalled(), Math.max(10, Math.min(1000, Math.floor(this.limits.stallTimeoutMs / 4))));
@@ -256,6 +262,7 @@ export class XdsServer {
     this.protocolErrors.close();
     this.streamFailures.close();
     this.nackLog.close();
+    this.fallbackLog.close();
   }
 
   /** One entry per connected stream, for /debug/syncz. */
@@ -460,7 +467,7 @@ export class XdsServer {
       view = new ViewState(viewKey);
       this.views.set(viewKey, view);
     }
-    const stream = new ProxyStream(call, proxy, view, allowed, peer, principal.subject);
+    const stream = new ProxyStream(call, proxy, view, allowed, peer, principal.subject, streamEncoding(node.accept?.slice(0, MAX_ACCEPT_ENTRIES)));
     view.streams.add(stream);
     this.streams.add(stream);
     this.metrics?.proxyConnected(proxy.kind);
@@ -747,7 +754,7 @@ export class XdsServer {
       this.markCoalesced(ts, null);
       return;
     }
-    const out = new ResponseBuilder();
+    const out = this.builder(stream, ts);
     this.collectNames(ts, this.viewSnapshot(stream.view, ts.typeUrl), names, out);
     if (out.size > 0) this.send(stream, ts, out, String(this.source.generation()), null);
   }
@@ -820,12 +827,10 @@ export class XdsServer {
       const held = ts.held(name);
       if (entry) {
         if (held === entry.version) continue;
-        out.resources.push(encodedResourceField(entry));
-        out.prev.set(name, held);
+        out.add(entry, held);
         ts.setHeld(name, entry.version);
       } else if (held !== undefined) {
-        out.removed.push(name);
-        out.prev.set(name, held);
+        out.remove(name, held);
         ts.setHeld(name, undefined);
       }
     }
@@ -833,23 +838,31 @@ export class XdsServer {
 
   /** Brings a wildcard subscription fully in step with `snapshot` (O(snapshot + held)). */
   private collectWildcard(ts: TypeState, snapshot: ResourceSet, out: ResponseBuilder): void {
-    const held = ts.heldMap();
-    for (const entry of snapshot.values()) this.collectOne(ts, entry, held.get(entry.name), out);
-    for (const [name, version] of held) {
-      if (!snapshot.has(name)) {
-        out.removed.push(name);
-        out.prev.set(name, version);
-      }
+    if (ts.base === null && ts.delta.size === 0) {
+      // Holds nothing (a first sync without initial versions): the whole snapshot, encoded once for every such stream.
+      out.addSnapshot(snapshot);
+    } else {
+      const held = ts.heldMap();
+      for (const entry of snapshot.values()) this.collectOne(entry, held.get(entry.name), out);
+      for (const [name, version] of held) if (!snapshot.has(name)) out.remove(name, version);
     }
     ts.base = snapshot;
     ts.delta = new Map();
   }
 
-  private collectOne(ts: TypeState, entry: ResourceEntry, held: string | undefined, out: ResponseBuilder): void {
+  private collectOne(entry: ResourceEntry, held: string | undefined, out: ResponseBuilder): void {
     if (held === entry.version) return;
-    out.resources.push(encodedResourceField(entry));
-    out.prev.set(entry.name, held);
+    out.add(entry, held);
   }
+
+  private builder(stream: ProxyStream, ts: TypeState): ResponseBuilder {
+    return new ResponseBuilder(ts.typeUrl, stream.encoding, this.onProtoFallback);
+  }
+
+  /** A body the protobuf schema cannot carry exactly goes as JSON; said once per type and 10 s (a schema gap to fix). */
+  private readonly onProtoFallback = (typeUrl: string, name: string, why: string): void => {
+    this.fallbackLog.record(typeUrl, { typeUrl, resource: name, why });
+  };
 
   // --- backpressure -------------------------------------------------------------------------------------
 
@@ -882,7 +895,7 @@ export class XdsServer {
         }
         const changedAt = ts.coalescedSince ?? null;
         ts.coalescedSince = undefined;
-        const out = new ResponseBuilder();
+        const out = this.builder(stream, ts);
         const snapshot = this.viewSnapshot(stream.view, ts.typeUrl);
         if (ts.subscribed === '*') this.collectWildcard(ts, snapshot, out);
         else this.collectNames(ts, snapshot, ts.subscribed, out);
@@ -994,17 +1007,14 @@ export class XdsServer {
     systemVersion: string,
     changedAt: number | null,
   ): boolean {
-    const out = new ResponseBuilder();
+    const out = this.builder(stream, ts);
     if (ts.subscribed === '*') {
       // Normally the stream is in step with `prev`; if not (it subscribed in an odd order), diff its own base.
       const d = ts.base === prev ? diff : diffResourceSets(ts.base ?? EMPTY_RESOURCE_SET, next);
-      for (const entry of d.changed) this.collectOne(ts, entry, ts.held(entry.name), out);
+      for (const entry of d.changed) this.collectOne(entry, ts.held(entry.name), out);
       for (const name of d.removed) {
         const held = ts.held(name);
-        if (held !== undefined) {
-          out.removed.push(name);
-          out.prev.set(name, held);
-        }
+        if (held !== undefined) out.remove(name, held);
       }
       // Every name in the diff is now held at its `next` version (sent, or already there), so rebasing onto
       // `next` just drops their deviations.

@@ -3,8 +3,15 @@
  * transport has not yet taken. The push logic lives in xds-server.ts.
  */
 import type * as grpc from '@grpc/grpc-js';
-import type { NackInfo, ProxyInfo, ResourceSet } from '../../common/xds/types.js';
-import type { OutgoingDeltaResponse, WireDeltaRequest } from '../../common/xds/xds-proto.js';
+import type { NackInfo, ProxyInfo, ResourceEntry, ResourceSet } from '../../common/xds/types.js';
+import {
+  encodedResourceFieldAs,
+  encodedSnapshot,
+  type OutgoingDeltaResponse,
+  type ProtoFallbackHook,
+  type StreamEncoding,
+  type WireDeltaRequest,
+} from '../../common/xds/xds-proto.js';
 
 export type DuplexCall = grpc.ServerDuplexStream<WireDeltaRequest, OutgoingDeltaResponse | Buffer>;
 
@@ -18,9 +25,51 @@ export interface PendingResponse {
   /** Timestamp of the config change that caused it; null for initial sync / subscribe responses. */
   changedAt: number | null;
   /** For every name in the response, what the proxy held before it (undefined: nothing). */
-  prev: Map<string, string | undefined>;
+  prev: PrevVersions;
   /** The first response of its type on this stream (once the transport took it, or it is settled, the type's initial-sync slot is free). */
   initial: boolean;
+}
+
+/** For every name in a response, what the proxy held before it (undefined: nothing). A Map is one. */
+export interface PrevVersions extends Iterable<[string, string | undefined]> {
+  has(name: string): boolean;
+  set(name: string, version: string | undefined): unknown;
+  keys(): Iterable<string>;
+  readonly size: number;
+}
+
+/**
+ * The PrevVersions of a whole-snapshot response to a stream that held nothing: every name of the snapshot, held
+ * before at nothing. O(1) to create; becomes a Map the first time one name is changed (a NACK rollback of an
+ * overlapping later response), which is rare.
+ */
+export class SnapshotPrev implements PrevVersions {
+  private map: Map<string, string | undefined> | undefined;
+  constructor(private readonly snapshot: ResourceSet) {}
+  private materialize(): Map<string, string | undefined> {
+    if (!this.map) {
+      this.map = new Map();
+      for (const name of this.snapshot.keys()) this.map.set(name, undefined);
+    }
+    return this.map;
+  }
+  has(name: string): boolean {
+    return this.map ? this.map.has(name) : this.snapshot.has(name);
+  }
+  set(name: string, version: string | undefined): this {
+    this.materialize().set(name, version);
+    return this;
+  }
+  keys(): Iterable<string> {
+    return this.map ? this.map.keys() : this.snapshot.keys();
+  }
+  get size(): number {
+    return this.map ? this.map.size : this.snapshot.size;
+  }
+  *[Symbol.iterator](): Iterator<[string, string | undefined]> {
+    if (this.map) yield* this.map;
+    else for (const name of this.snapshot.keys()) yield [name, undefined];
+  }
 }
 
 /** What one stream holds of one type. */
@@ -145,6 +194,8 @@ export class ProxyStream {
     readonly allowedTypes: ReadonlySet<string>,
     readonly peer: string,
     readonly credential: string,
+    /** How bodies are encoded for this proxy (its Node.accept, decided at its first request). */
+    readonly encoding: StreamEncoding,
   ) {}
 
   noteWrite(bytes: number, at: number): void {
@@ -187,12 +238,37 @@ export class ProxyStream {
   }
 }
 
-/** A response being assembled for one stream. */
+/** A response being assembled for one stream, in that stream's encoding. */
 export class ResponseBuilder {
   readonly resources: Buffer[] = [];
   readonly removed: string[] = [];
-  readonly prev = new Map<string, string | undefined>();
+  prev: PrevVersions = new Map<string, string | undefined>();
+  /** Resources in `resources` (a whole snapshot is one buffer). */
+  private added = 0;
+  constructor(
+    private readonly typeUrl: string,
+    private readonly encoding: StreamEncoding,
+    private readonly onFallback?: ProtoFallbackHook,
+  ) {}
+  /** Resources sent plus names removed. */
   get size(): number {
-    return this.resources.length + this.removed.length;
+    return this.added + this.removed.length;
+  }
+  add(entry: ResourceEntry, held: string | undefined): void {
+    this.resources.push(encodedResourceFieldAs(entry, this.typeUrl, this.encoding, this.onFallback));
+    this.prev.set(entry.name, held);
+    this.added++;
+  }
+  /** The whole snapshot, for a stream that holds none of it: one shared buffer (built once per snapshot and encoding). */
+  addSnapshot(snapshot: ResourceSet): void {
+    if (this.size > 0) throw new Error('addSnapshot on a non-empty response');
+    if (snapshot.size === 0) return;
+    this.resources.push(encodedSnapshot(snapshot, this.typeUrl, this.encoding, this.onFallback));
+    this.prev = new SnapshotPrev(snapshot);
+    this.added = snapshot.size;
+  }
+  remove(name: string, held: string | undefined): void {
+    this.removed.push(name);
+    this.prev.set(name, held);
   }
 }
