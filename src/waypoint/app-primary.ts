@@ -3,7 +3,6 @@
  * controller link (one xDS stream, one CA client, one certificate), admin/metrics/readiness and the drain; the
  * traffic (HBONE 15008 and every request) is the workers'.
  */
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
 import { LogLevels } from '../dataplane/runtime/log-levels.js';
@@ -12,7 +11,7 @@ import { FeedRecorder } from '../dataplane/workers/feed-recorder.js';
 import { FeedingState } from '../dataplane/workers/feeding-state.js';
 import { certOverIpc } from '../dataplane/workers/protocol.js';
 import { WorkerPool, workerPoolMetrics } from '../dataplane/workers/primary.js';
-import { aggregatable, workerMemory } from '../dataplane/workers/worker-metrics.js';
+import { mergedMetrics, workerMemory } from '../dataplane/workers/worker-metrics.js';
 import { connectWaypointController, waypointControlDump, type RunningWaypoint } from './app.js';
 import type { WaypointConfig } from './config.js';
 import { WaypointMetrics } from './metrics.js';
@@ -96,12 +95,7 @@ export async function startWaypointPrimary(cfg: WaypointConfig, given: Logger): 
         tcp: workers.flatMap((w) => (w.body?.tcp ?? []).map((c) => ({ ...(c as object), worker: w.worker }))),
       };
     },
-    metrics: async () => {
-      const own = aggregatable(await metrics.registry.getMetricsAsJSON());
-      const workers = await pool.ask<MetricObjectWithValues<MetricValue<string>>[]>('metrics', ASK_TIMEOUT_MS);
-      const merged = AggregatorRegistry.aggregate([own, ...workers.flatMap((w) => (w.body ? [w.body] : []))]);
-      return { body: await merged.metrics(), contentType: merged.contentType };
-    },
+    metrics: () => mergedMetrics(metrics.registry, pool, ASK_TIMEOUT_MS),
     readiness: () => {
       const r = controller.readiness();
       const w = pool.readiness();

@@ -10,7 +10,7 @@ import { applyToSubscriptions } from '../dataplane/workers/feed-recorder.js';
 import { applyToProxyState } from '../dataplane/workers/feeding-state.js';
 import type { RequestHandler } from '../dataplane/workers/requests.js';
 import { PrimaryLink } from '../dataplane/workers/worker.js';
-import { aggregatable, perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
+import { perWorkerMetrics, workerReports } from '../dataplane/workers/worker-metrics.js';
 import { CertStore, SpiffeId } from '../identity/index.js';
 import { startWaypointDataPlane } from './app.js';
 import type { WaypointConfig } from './config.js';
@@ -44,11 +44,7 @@ export async function runWaypointWorker(cfg: WaypointConfig, root: Logger): Prom
     return undefined;
   });
   if (!dp) return;
-  Object.assign(handlers, {
-    metrics: async () => { dp.sampleMetrics(); return aggregatable(await metrics.registry.getMetricsAsJSON()); },
-    dump: () => dp.dump(),
-    connections: () => dp.connections(),
-  } satisfies Record<string, RequestHandler>);
+  Object.assign(handlers, workerReports(dp, metrics.registry));
   let last: boolean | undefined;
   const report = () => {
     const ready = certs!.peek(identity) !== undefined;

@@ -3,7 +3,6 @@
  * controller link (one xDS stream, one CA client), capture, admin/metrics/readiness and the drain; the traffic is the
  * workers'. Answers /config_dump, /connections and /metrics for all of them.
  */
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Logger } from '../common/log.js';
 import { formatHostPort } from '../common/net.js';
 import { TYPE_WORKLOAD } from '../common/xds/resources.js';
@@ -12,7 +11,7 @@ import { ProxyRuntime } from '../dataplane/runtime/proxy-runtime.js';
 import { FeedingState } from '../dataplane/workers/feeding-state.js';
 import { certOverIpc } from '../dataplane/workers/protocol.js';
 import { WorkerPool, workerPoolMetrics } from '../dataplane/workers/primary.js';
-import { aggregatable, workerMemory } from '../dataplane/workers/worker-metrics.js';
+import { mergedMetrics, workerMemory } from '../dataplane/workers/worker-metrics.js';
 import type { ZtunnelConfig } from './config.js';
 import { ztunnelConfigDump } from './config-dump.js';
 import { kernelListenBacklog } from './listeners.js';
@@ -97,12 +96,9 @@ export async function startZtunnelPrimary(cfg: ZtunnelConfig, given: Logger): Pr
       const workers = await pool.ask<unknown[]>('connections', ASK_TIMEOUT_MS);
       return { node: cfg.nodeName, connections: workers.flatMap((w) => (w.body ?? []).map((c) => ({ ...(c as object), worker: w.worker }))) };
     },
-    metrics: async () => {
+    metrics: () => {
       if (capture) for (const [st, n] of Object.entries(capture.counts())) metrics.capturePods.set({ state: st }, n);
-      const own = aggregatable(await metrics.registry.getMetricsAsJSON());
-      const workers = await pool.ask<MetricObjectWithValues<MetricValue<string>>[]>('metrics', ASK_TIMEOUT_MS);
-      const merged = AggregatorRegistry.aggregate([own, ...workers.flatMap((w) => (w.body ? [w.body] : []))]);
-      return { body: await merged.metrics(), contentType: merged.contentType };
+      return mergedMetrics(metrics.registry, pool, ASK_TIMEOUT_MS);
     },
     readiness: () => {
       const r = controller.readiness();

@@ -9,7 +9,7 @@ import { applyToProxyState } from '../dataplane/workers/feeding-state.js';
 import { primaryCertFetch } from '../dataplane/workers/cert-fetch.js';
 import { PrimaryLink } from '../dataplane/workers/worker.js';
 import type { RequestHandler } from '../dataplane/workers/requests.js';
-import { aggregatable, perWorkerMetrics } from '../dataplane/workers/worker-metrics.js';
+import { perWorkerMetrics, workerReports } from '../dataplane/workers/worker-metrics.js';
 import type { ZtunnelConfig } from './config.js';
 import { readProcSelfLimits, resolveFdLimits } from './fd-guard.js';
 import { ZtunnelIdentities } from './identities.js';
@@ -51,11 +51,7 @@ export async function runZtunnelWorker(cfg: ZtunnelConfig, root: Logger, nofile:
   if (!dp) return;
   identities.sync(); // the snapshot came before the identities existed
 
-  Object.assign(handlers, {
-    metrics: async () => { dp.sampleMetrics(); return aggregatable(await metrics.registry.getMetricsAsJSON()); },
-    dump: () => dp.dump(),
-    connections: () => dp.connections(),
-  } satisfies Record<string, RequestHandler>);
+  Object.assign(handlers, workerReports(dp, metrics.registry));
 
   // Ready once it listens (it does by now) and holds a certificate for every local identity; said on each change.
   let last: boolean | undefined;

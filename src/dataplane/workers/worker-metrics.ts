@@ -2,7 +2,9 @@
  * Metrics labelled by worker, so the merged view on 15020 (summed over processes) still shows each worker apart:
  * connections it accepted and its resident memory. `worker` is the slot (1..N, kept across restarts), or "primary".
  */
-import { Counter, Gauge, type Registry } from 'prom-client';
+import { AggregatorRegistry, Counter, Gauge, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
+import type { RequestHandler } from './requests.js';
+import type { WorkerPool } from './primary.js';
 
 export interface PerWorkerMetrics {
   /** Counts one accepted connection of this worker. */
@@ -51,4 +53,21 @@ export function aggregatable<T extends { values: object[] }>(metrics: T[]): T[] 
     }
   }
   return metrics;
+}
+
+/** The primary's /metrics: its own registry and every worker's, summed series by series (labels kept). */
+export async function mergedMetrics(own: Registry, pool: WorkerPool, timeoutMs: number): Promise<{ body: string; contentType: string }> {
+  const mine = aggregatable(await own.getMetricsAsJSON());
+  const workers = await pool.ask<MetricObjectWithValues<MetricValue<string>>[]>('metrics', timeoutMs);
+  const merged = AggregatorRegistry.aggregate([mine, ...workers.flatMap((w) => (w.body ? [w.body] : []))]);
+  return { body: await merged.metrics(), contentType: merged.contentType };
+}
+
+/** What a worker's data plane answers the primary with (its metrics, config_dump part and live connections). */
+export function workerReports(dp: { sampleMetrics(): void; dump(): unknown; connections(): unknown }, registry: Registry): Record<string, RequestHandler> {
+  return {
+    metrics: async () => { dp.sampleMetrics(); return aggregatable(await registry.getMetricsAsJSON()); },
+    dump: () => dp.dump(),
+    connections: () => dp.connections(),
+  };
 }
