@@ -1,5 +1,5 @@
 // Runs the benchmarks (compiled to dist/bench/) one after another: every bench/<name>.ts, in name order, or the
-// ones named. Each prints its own table (capture, datapath, propagation, same-node, signing and waypoint also write bench/results/<name>.json);
+// ones named. Each prints its own table (capture, datapath, propagation, same-node, scale, signing and waypoint also write bench/results/<name>.json);
 // nothing here times anything.
 // Usage: npm run bench [-- name ...]
 import { spawnSync } from 'node:child_process';
